@@ -1,0 +1,212 @@
+//! The validated, typed view of the configuration ("high" layer).
+//!
+//! Every other crate reads its settings from here and never from raw option strings. The
+//! builder in this crate fills a [`Settings`] from the collected raw options after defaults,
+//! placeholders and validation; each field names the option(s) it comes from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The protocol a bound socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The uwsgi binary protocol (`socket`, `uwsgi-socket`).
+    Uwsgi,
+    /// HTTP/1.1 served by the workers (`http-socket`, `http11-socket`, `http`).
+    Http,
+}
+
+/// One socket to bind, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSpec {
+    /// What the socket speaks.
+    pub protocol: Protocol,
+    /// The address as written: `host:port`, `:port`, `[v6]:port`, or a filesystem path.
+    pub address: String,
+    /// The option that asked for it (`socket`, `http-socket`, ...), for messages.
+    pub option: &'static str,
+}
+
+/// A value in `uwsgi.opt`: the raw string after substitution, or a bare flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OptValue {
+    /// `--flag` on the command line with no value.
+    Flag,
+    /// Any written value (bytes in Python).
+    Value(String),
+}
+
+/// Fully validated settings of one instance.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    // ---- sockets and protocols ----
+    /// `socket`/`uwsgi-socket`/`-s`, `http-socket`, `http11-socket`, `http`, in order.
+    pub sockets: Vec<SocketSpec>,
+    /// `listen`/`-l`: backlog (default 100).
+    pub listen: u32,
+    /// `chmod-socket`/`-C`: mode for unix sockets; `None` = 0660 (safer default), a bare
+    /// `chmod-socket` = 0666.
+    pub chmod_socket: Option<u32>,
+    /// `buffer-size`/`-b`: max uwsgi vars block and max HTTP head size (default 4096).
+    pub buffer_size: usize,
+    /// `socket-timeout`/`-z`: I/O timeout on client sockets (default 4 s).
+    pub socket_timeout: Duration,
+    /// `http-header-timeout`: time allowed to receive a complete request head (default 30 s).
+    pub header_timeout: Duration,
+    /// `http-keepalive-timeout`: idle keep-alive connections are closed after this (default 30 s).
+    pub keepalive_timeout: Duration,
+    /// `post-buffering`: bodies up to this many bytes are read before the app runs (0 = off).
+    pub post_buffering: usize,
+    /// `limit-post`: max request body in bytes (0 = unlimited); bigger gets 413 unread.
+    pub limit_post: u64,
+    /// `max-vars`/`-v`: uwsgi packets may carry up to 2 × this many vars (default 64).
+    pub max_vars: usize,
+    /// `uwsgi-trusted-peers`: extra addresses allowed to send identity vars and subsystem
+    /// packets (loopback and unix peers are always trusted).
+    pub trusted_peers: Vec<String>,
+    /// `dynamic-apps`: honour `UWSGI_FILE`, `UWSGI_SETENV`, ... from peers (default off).
+    pub dynamic_apps: bool,
+    /// `http-strict-host`: HTTP/1.1 requests without Host get 400 (default off).
+    pub http_strict_host: bool,
+
+    // ---- processes ----
+    /// `processes`/`workers`/`-p` (default 1).
+    pub processes: usize,
+    /// `threads`: cores per worker (default 1).
+    pub threads: usize,
+    /// `enable-threads`/`-T` (default on).
+    pub enable_threads: bool,
+    /// `lazy-apps`/`lazy`: load the app in each worker instead of the master.
+    pub lazy_apps: bool,
+    /// `max-requests`/`-R` (0 = off).
+    pub max_requests: u64,
+    /// `max-requests-delta`: worker N recycles after max-requests + (N-1) × delta.
+    pub max_requests_delta: u64,
+    /// `min-worker-lifetime` (default 10 s): recycling waits at least this long.
+    pub min_worker_lifetime: Duration,
+    /// `worker-reload-mercy` (default 60 s): time a stopping worker gets before SIGKILL.
+    pub worker_reload_mercy: Duration,
+    /// `reload-mercy`: time a whole reload or graceful stop may take (default = worker mercy).
+    pub reload_mercy: Duration,
+    /// `die-on-term` (default on): SIGTERM stops the instance gracefully.
+    pub die_on_term: bool,
+    /// `sigterm-reload`: SIGTERM reloads instead (uWSGI 2.0 behaviour).
+    pub sigterm_reload: bool,
+    /// `forkbomb-delay` (default 2 s): pause after too many respawns in one second.
+    pub forkbomb_delay: Duration,
+    /// `pidfile` (written by the master at start).
+    pub pidfile: Option<PathBuf>,
+    /// `safe-pidfile` (written atomically).
+    pub safe_pidfile: Option<PathBuf>,
+    /// `vacuum`: remove unix sockets and pidfiles at exit.
+    pub vacuum: bool,
+    /// `uid`: user name or number to switch to before loading the app.
+    pub uid: Option<String>,
+    /// `gid`: group name or number to switch to before loading the app.
+    pub gid: Option<String>,
+    /// `need-app` (default on): exit 22 when no app could be loaded.
+    pub need_app: bool,
+    /// `procname-prefix`, prepended to every process title.
+    pub procname_prefix: Option<String>,
+    /// `auto-procname`: name processes "ruwsgi master", "ruwsgi worker N".
+    pub auto_procname: bool,
+
+    // ---- python ----
+    /// `wsgi-file`/`file`/`wsgi`(file form): a script defining the callable.
+    pub wsgi_file: Option<PathBuf>,
+    /// `module`/`-w`/`wsgi`(module form): `pkg.mod` or `pkg.mod:callable`.
+    pub module: Option<String>,
+    /// `callable` (default `application`).
+    pub callable: String,
+    /// `mount`: `(mountpoint, app)` where app is a file or module spec.
+    pub mounts: Vec<(String, String)>,
+    /// `manage-script-name`: move the matched mountpoint from PATH_INFO to SCRIPT_NAME.
+    pub manage_script_name: bool,
+    /// `chdir`: directory to enter before loading apps.
+    pub chdir: Option<PathBuf>,
+    /// `pythonpath`/`python-path`/`pp`: prepended to `sys.path`, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// `home`/`virtualenv`/`venv`/`pyhome`/`-H`: the virtualenv to use.
+    pub home: Option<PathBuf>,
+    /// `env`: `KEY=VALUE` set in the process environment before loading apps.
+    pub env: Vec<(String, String)>,
+    /// `wsgi-disable-file-wrapper`.
+    pub disable_file_wrapper: bool,
+    /// `py-call-osafterfork`: run Python's own at-fork hooks in children (always done here;
+    /// kept for compatibility).
+    pub py_call_osafterfork: bool,
+
+    // ---- logging ----
+    /// `logto`: append logs to this file instead of stderr.
+    pub logto: Option<PathBuf>,
+    /// `disable-logging`/`-L`: no per-request log lines.
+    pub disable_logging: bool,
+    /// `log-format`/`logformat`: request log template with `%(var)`.
+    pub log_format: Option<String>,
+    /// `log-x-forwarded-for`: log X-Forwarded-For as the address.
+    pub log_x_forwarded_for: bool,
+
+    // ---- everything as written ----
+    /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
+    /// True). Repeated options appear once per occurrence.
+    pub opt: Vec<(String, OptValue)>,
+    /// The config files that were read (for `%`-magic and messages).
+    pub config_files: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            sockets: Vec::new(),
+            listen: 100,
+            chmod_socket: None,
+            buffer_size: 4096,
+            socket_timeout: Duration::from_secs(4),
+            header_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(30),
+            post_buffering: 0,
+            limit_post: 0,
+            max_vars: 64,
+            trusted_peers: Vec::new(),
+            dynamic_apps: false,
+            http_strict_host: false,
+            processes: 1,
+            threads: 1,
+            enable_threads: true,
+            lazy_apps: false,
+            max_requests: 0,
+            max_requests_delta: 0,
+            min_worker_lifetime: Duration::from_secs(10),
+            worker_reload_mercy: Duration::from_secs(60),
+            reload_mercy: Duration::from_secs(60),
+            die_on_term: true,
+            sigterm_reload: false,
+            forkbomb_delay: Duration::from_secs(2),
+            pidfile: None,
+            safe_pidfile: None,
+            vacuum: false,
+            uid: None,
+            gid: None,
+            need_app: true,
+            procname_prefix: None,
+            auto_procname: false,
+            wsgi_file: None,
+            module: None,
+            callable: "application".to_string(),
+            mounts: Vec::new(),
+            manage_script_name: false,
+            chdir: None,
+            pythonpath: Vec::new(),
+            home: None,
+            env: Vec::new(),
+            disable_file_wrapper: false,
+            py_call_osafterfork: false,
+            logto: None,
+            disable_logging: false,
+            log_format: None,
+            log_x_forwarded_for: false,
+            opt: Vec::new(),
+            config_files: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The server as a plugin sees it.
+
+/// Which kind of process is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessRole {
+    /// The master (also where preloaded apps are imported).
+    Master,
+    /// Worker `id` (1..=processes).
+    Worker {
+        /// 1-based worker id.
+        id: u32,
+    },
+}
+
+/// One worker's public counters, as `uwsgi.workers()` and the stats show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// 1-based id.
+    pub id: u32,
+    /// Current pid (0 while not running).
+    pub pid: i32,
+    /// Requests served since the instance started (survives respawns).
+    pub requests: u64,
+    /// Requests served since this process was spawned.
+    pub delta_requests: u64,
+    /// Unhandled app exceptions.
+    pub exceptions: u64,
+    /// `idle`, `busy`, ...
+    pub status: &'static str,
+    /// Resident set size in bytes (0 when not sampled).
+    pub rss: u64,
+    /// Virtual size in bytes (0 when not sampled).
+    pub vsz: u64,
+    /// Microseconds spent in requests.
+    pub running_time: u64,
+    /// Unix time of the last spawn.
+    pub last_spawn: u64,
+    /// Spawns minus one.
+    pub respawn_count: u64,
+    /// Bytes sent to clients.
+    pub tx: u64,
+    /// Running average request time in microseconds.
+    pub avg_rt: u64,
+}
+
+/// Services the server offers every plugin, in every process.
+///
+/// Implemented by the binary over the shared scoreboard; one instance lives for the whole
+/// process and is shared by all cores.
+pub trait Host: Send + Sync {
+    /// The master's pid.
+    fn masterpid(&self) -> i32;
+    /// What this process is.
+    fn role(&self) -> ProcessRole;
+    /// 1..N in workers, 0 elsewhere.
+    fn worker_id(&self) -> u32 {
+        match self.role() {
+            ProcessRole::Worker { id } => id,
+            _ => 0,
+        }
+    }
+    /// 1..M in mules, 0 elsewhere (there are no mules yet).
+    fn mule_id(&self) -> u32 {
+        0
+    }
+    /// Requests completed by all workers.
+    fn total_requests(&self) -> u64;
+    /// Every worker's counters, in id order.
+    fn workers(&self) -> Vec<WorkerInfo>;
+    /// Write one line to the server log (a newline is added).
+    fn log(&self, line: &str);
+    /// Set this process's title.
+    fn set_process_name(&self, name: &str);
+    /// Ask the master for a graceful reload; false if the signal could not be sent.
+    fn reload(&self) -> bool;
+    /// Ask the master to stop; false if the signal could not be sent.
+    fn stop(&self) -> bool;
+}

@@ -1,0 +1,24 @@
+//! The contract between the ruwsgi server and its language plugins.
+//!
+//! The worker knows nothing about Python: it parses a request into CGI [`Vars`], then hands
+//! it to a [`Core`] created by a [`LanguagePlugin`], together with a [`RequestIo`] through
+//! which the plugin reads the body and writes the response. The plugin reaches the server
+//! (identity, counters, logging, reload) through [`Host`].
+//!
+//! # Layout
+//! - [`plugin`]: [`LanguagePlugin`] and [`Core`], what a language implements.
+//! - [`io`]: [`RequestIo`], what the worker offers a request in flight.
+//! - [`host`]: [`Host`], the server as a plugin sees it, and [`ProcessRole`].
+//! - [`error`]: the typed errors crossing the boundary.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod host;
+pub mod io;
+pub mod plugin;
+
+pub use error::{BodyError, PluginError, ResponseError};
+pub use host::{Host, ProcessRole, WorkerInfo};
+pub use io::{Request, RequestIo};
+pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
+pub use ruwsgi_proto::Vars;

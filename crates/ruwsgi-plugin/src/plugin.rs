@@ -1,0 +1,66 @@
+//! What a language implements.
+
+use std::sync::Arc;
+
+use ruwsgi_config::Settings;
+
+use crate::error::PluginError;
+use crate::host::{Host, ProcessRole};
+use crate::io::{Request, RequestIo};
+
+/// The result of a fork, as the plugin's fork wrapper passes it through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkOutcome {
+    /// In the parent; the child's pid.
+    Parent(i32),
+    /// In the new child.
+    Child,
+    /// fork failed with this errno.
+    Failed(i32),
+}
+
+/// How a request ended, for the worker's counters and its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The app raised (or returned something invalid); a 500 was sent if the head was not.
+    pub exception: bool,
+    /// The connection must be closed after this request (client gone, response
+    /// close-delimited, `disconnect()` called, body not fully read).
+    pub close: bool,
+}
+
+/// A language plugin. One instance per process; created in the master before fork.
+///
+/// Order of calls: [`init`](Self::init) in the master, then [`load_apps`](Self::load_apps)
+/// in the master (preload) or in each worker after fork (lazy), [`around_fork`](Self::around_fork)
+/// for every fork, [`post_fork`](Self::post_fork) in each child, then
+/// [`run_core`](Self::run_core) once per core thread, and [`at_exit`](Self::at_exit) when a
+/// process leaves.
+pub trait LanguagePlugin: Send + Sync {
+    /// Short name (`python`).
+    fn name(&self) -> &'static str;
+    /// Start the runtime. Runs once, in the master.
+    fn init(&self, settings: &Settings, host: Arc<dyn Host>) -> Result<(), PluginError>;
+    /// Import the configured apps; returns how many loaded. `need-app` is the caller's policy.
+    fn load_apps(&self) -> Result<usize, PluginError>;
+    /// Run `fork` in the state the runtime needs a fork to happen in (for CPython: attached,
+    /// between `PyOS_BeforeFork` and `PyOS_AfterFork_*`).
+    fn around_fork(&self, fork: &mut dyn FnMut() -> ForkOutcome) -> ForkOutcome;
+    /// In a new child, after the runtime's own at-fork work: user post-fork hooks.
+    fn post_fork(&self, role: ProcessRole);
+    /// Run `body` on this thread with a fresh core attached to the runtime for the whole
+    /// call (CPython: attached once for the thread's life).
+    fn run_core(&self, core_id: u16, body: &mut dyn FnMut(&mut dyn Core));
+    /// The process is leaving: user `atexit` hooks.
+    fn at_exit(&self);
+}
+
+/// One core: serves one request at a time on the thread that created it.
+pub trait Core {
+    /// Serve `req`: build the app's view, call it, write the response through `io`.
+    /// Never panics on app input; app faults become a 500 and `exception: true`.
+    fn handle(&mut self, req: &Request<'_>, io: &mut dyn RequestIo) -> Outcome;
+    /// Run a blocking wait (the event loop's `epoll_wait`) with the runtime released, so
+    /// other threads of the app can run meanwhile.
+    fn blocking(&mut self, wait: &mut (dyn FnMut() + Send));
+}

@@ -1,0 +1,13 @@
+//! Wire formats of ruwsgi, with no I/O and no runtime.
+//!
+//! Everything a peer can send is parsed here: uwsgi packets and their vars blocks, and HTTP/1.1
+//! request heads and bodies. Parsers work in two phases (check, then build) over byte slices,
+//! answer "need more bytes" with a cheap variant, and check every limit before allocating.
+//!
+//! # Layout
+//! - [`vars`]: [`Vars`], the flat CGI variable list both protocols produce.
+#![warn(missing_docs)]
+
+pub mod vars;
+
+pub use vars::Vars;
