@@ -1,1 +1,39 @@
-//! placeholder crate root, filled in by its module work
+//! Every unsafe OS call ruwsgi makes, wrapped once, with owned file descriptors.
+//!
+//! The rest of the workspace denies `unsafe_code`; this crate is where fork, signal
+//! handlers, shared mappings, process titles, privilege changes and socket setup live.
+//! Each `unsafe` block carries a `// SAFETY:` line and each `unsafe fn` a `# Safety`
+//! section. Calls go through `nix`; `libc` is used only where `nix` lacks the call.
+//!
+//! # Layout
+//! - [`fork`]: [`fork::fork`], the only way ruwsgi forks (single-threaded precondition).
+//! - [`signals`]: [`SignalPipe`], a self-pipe signal source for the master and workers,
+//!   plus [`signals::reset_default`], [`signals::ignore`], [`signals::unblock_all`].
+//! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.
+//! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
+//! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
+//! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
+#![allow(unsafe_code)]
+
+pub mod fork;
+pub mod log;
+pub mod mmap;
+pub mod process;
+pub mod signals;
+pub mod socket;
+
+pub use fork::{fork, ForkResult};
+pub use log::log_line;
+pub use mmap::{mmap_shared_anon, SharedRegion};
+pub use nix::sys::signal::Signal;
+pub use nix::unistd::Pid;
+pub use signals::SignalPipe;
+pub use socket::{bind_listener, local_addr, parse_addr, AddrError, BindAddr, ParsedAddr};
+
+/// Serialises this crate's unit tests that touch process-global state (signal handlers,
+/// fork, the process title), per STYLE R14.
+#[cfg(test)]
+pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static PROCESS_GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PROCESS_GLOBALS.lock().unwrap_or_else(|e| e.into_inner())
+}

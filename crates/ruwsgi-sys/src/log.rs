@@ -1,0 +1,63 @@
+//! Log lines written with one `write(2)` each, so lines from many processes never mix.
+//!
+//! The master and every worker share fd 2 (a terminal, a pipe or an `O_APPEND` file). A
+//! single `write(2)` of at most `PIPE_BUF` bytes is atomic on a pipe, and `O_APPEND` writes
+//! are atomic with respect to the file offset, so building the whole line (newline
+//! included) in one buffer before writing is what keeps lines whole. No lock is taken:
+//! this is called from the single-threaded master, from forked children right after fork,
+//! and from worker threads.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+/// Lines up to this length are assembled on the stack; longer ones use the heap.
+const STACK_LINE: usize = 1024;
+
+/// Write `line` followed by `\n` to fd 2 in one `write(2)` call (retried on `EINTR`; a
+/// short write, which only happens on a full pipe or disk, is completed by further writes).
+/// Errors are ignored: there is nowhere left to report them.
+pub fn log_line(line: &str) {
+    let bytes = line.as_bytes();
+    if bytes.len() < STACK_LINE {
+        let mut buf = [0u8; STACK_LINE];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        buf[bytes.len()] = b'\n';
+        write_all_stderr(&buf[..=bytes.len()]);
+    } else {
+        let mut buf = Vec::with_capacity(bytes.len() + 1);
+        buf.extend_from_slice(bytes);
+        buf.push(b'\n');
+        write_all_stderr(&buf);
+    }
+}
+
+fn write_all_stderr(mut buf: &[u8]) {
+    let stderr = io::stderr();
+    let fd: BorrowedFd<'_> = stderr.as_fd();
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return,
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// `logto`: open `path` (`O_APPEND|O_CREAT`, mode 0640) and make it fd 2 and fd 1, so the
+/// master, every child and anything the app prints end up in the file.
+pub fn redirect_stderr_to(path: &Path) -> io::Result<()> {
+    let file: OwnedFd = open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o640),
+    )?;
+    nix::unistd::dup2_stderr(&file)?;
+    nix::unistd::dup2_stdout(&file)?;
+    Ok(())
+}

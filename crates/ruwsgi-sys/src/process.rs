@@ -1,0 +1,259 @@
+//! The process itself: parent-death signal, `_exit`, title, privileges.
+//!
+//! Design decision: the process title is written through `/proc/self/mem` into the argv
+//! area the kernel reports in `/proc/self/stat` (fields `arg_start`/`arg_end`), and only
+//! while the process is single-threaded, so no Rust reference or concurrent reader can
+//! observe the bytes changing. The title never grows past the original argv area: it is
+//! truncated and NUL-padded instead of moving `environ`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Group, Pid, Uid, User};
+
+/// Ask the kernel to send `sig` to this process when its parent dies (`PR_SET_PDEATHSIG`),
+/// then close the race with a parent that died before the call: if `getppid()` is no longer
+/// `parent`, exit at once with status 1.
+///
+/// The signal fires when the parent *thread* that forked us exits; the ruwsgi master is
+/// single-threaded, so that is the master process.
+pub fn set_parent_death_signal(sig: Signal, parent: Pid) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(sig)?;
+    if nix::unistd::getppid() != parent {
+        exit_now(1);
+    }
+    Ok(())
+}
+
+/// Leave the process immediately with `code` (`_exit(2)`): no destructors, no atexit
+/// handlers, no stdio flushing. How every forked child ends.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe; skipping destructors is the
+    // point (the child must not run the parent's cleanup).
+    unsafe { libc::_exit(code) }
+}
+
+/// True when the effective uid is 0.
+pub fn is_root() -> bool {
+    Uid::effective().is_root()
+}
+
+/// This process's pid.
+pub fn pid() -> Pid {
+    nix::unistd::getpid()
+}
+
+/// Set the process title: the 15-byte `comm` (`PR_SET_NAME`, shown by `top` and
+/// `ps -o comm`) and, when the process is single-threaded, the argv area (shown by
+/// `ps -o args`), truncated to the original argv length and NUL-padded.
+///
+/// After the argv area is overwritten, `std::env::args()` returns the title: capture argv
+/// before calling this if it is needed later (the master does, for its re-exec).
+pub fn set_process_title(title: &str) {
+    let comm: Vec<u8> = title.bytes().filter(|&b| b != 0).take(15).collect();
+    if let Ok(comm) = CString::new(comm) {
+        let _ = nix::sys::prctl::set_name(&comm);
+    }
+    let _ = write_argv_area(title);
+}
+
+fn write_argv_area(title: &str) -> io::Result<()> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    let (threads, start, end) = parse_stat(&stat).ok_or(io::ErrorKind::InvalidData)?;
+    if threads != 1 || end <= start {
+        return Ok(());
+    }
+    let area = usize::try_from(end - start).map_err(|_| io::ErrorKind::InvalidData)?;
+    let mut bytes = vec![0u8; area];
+    let keep = title.len().min(area - 1);
+    bytes[..keep].copy_from_slice(&title.as_bytes()[..keep]);
+    for b in &mut bytes[..keep] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    let mem = fs::OpenOptions::new().write(true).open("/proc/self/mem")?;
+    mem.write_all_at(&bytes, start)
+}
+
+/// From `/proc/self/stat`: (num_threads, arg_start, arg_end). Fields are counted after the
+/// `)` that closes `comm`, which may itself contain spaces and parentheses.
+fn parse_stat(stat: &str) -> Option<(u64, u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state); field N is at index N - 3.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((field(20)?, field(48)?, field(49)?))
+}
+
+/// Why [`drop_privileges`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// A uid/gid change was asked for while not running as root.
+    #[error("cannot switch to uid/gid {0}: not running as root")]
+    NotRoot(String),
+    /// No such user.
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    /// No such group.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    /// A system call failed.
+    #[error("{call} failed: {errno}")]
+    Sys {
+        /// The call (`setgroups`, `setgid`, `setuid`, `getpwnam`).
+        call: &'static str,
+        /// Its error.
+        errno: nix::errno::Errno,
+    },
+}
+
+fn resolve_user(spec: &str) -> Result<User, PrivilegeError> {
+    let found = match spec.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(spec),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(PrivilegeError::UnknownUser(spec.to_string())),
+        Err(errno) => Err(PrivilegeError::Sys {
+            call: "getpwnam",
+            errno,
+        }),
+    }
+}
+
+fn resolve_group(spec: &str) -> Result<Gid, PrivilegeError> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok(Gid::from_raw(n));
+    }
+    match Group::from_name(spec) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(PrivilegeError::UnknownGroup(spec.to_string())),
+        Err(errno) => Err(PrivilegeError::Sys {
+            call: "getgrnam",
+            errno,
+        }),
+    }
+}
+
+/// Switch to `uid`/`gid` (names or numbers): clear supplementary groups, `setgid`, then
+/// `setuid`, in that order. With only `uid`, the user's primary group is used (a numeric uid
+/// without a passwd entry keeps the current gid). Nothing asked → `Ok`. When not root, the
+/// call succeeds only if the process already runs as the requested ids (a re-exec'd master
+/// after its first drop), and fails with [`PrivilegeError::NotRoot`] otherwise.
+pub fn drop_privileges(uid: Option<&str>, gid: Option<&str>) -> Result<(), PrivilegeError> {
+    if uid.is_none() && gid.is_none() {
+        return Ok(());
+    }
+    let (target_uid, user_gid) = match uid {
+        Some(spec) => match resolve_user(spec) {
+            Ok(u) => (Some(u.uid), Some(u.gid)),
+            Err(PrivilegeError::UnknownUser(_)) if spec.parse::<u32>().is_ok() => {
+                (spec.parse::<u32>().ok().map(Uid::from_raw), None)
+            }
+            Err(e) => return Err(e),
+        },
+        None => (None, None),
+    };
+    let target_gid = match gid {
+        Some(spec) => Some(resolve_group(spec)?),
+        None => user_gid,
+    };
+    if !is_root() {
+        let uid_ok = target_uid.is_none_or(|u| u == Uid::current() && u == Uid::effective());
+        let gid_ok = target_gid.is_none_or(|g| g == Gid::current() && g == Gid::effective());
+        if uid_ok && gid_ok {
+            return Ok(());
+        }
+        return Err(PrivilegeError::NotRoot(format!(
+            "{}:{}",
+            uid.unwrap_or("-"),
+            gid.unwrap_or("-")
+        )));
+    }
+    nix::unistd::setgroups(&[]).map_err(|errno| PrivilegeError::Sys {
+        call: "setgroups",
+        errno,
+    })?;
+    if let Some(g) = target_gid {
+        nix::unistd::setgid(g).map_err(|errno| PrivilegeError::Sys {
+            call: "setgid",
+            errno,
+        })?;
+    }
+    if let Some(u) = target_uid {
+        nix::unistd::setuid(u).map_err(|errno| PrivilegeError::Sys {
+            call: "setuid",
+            errno,
+        })?;
+    }
+    Ok(())
+}
+
+/// Mark every open fd above 2 close-on-exec except those in `keep` (the master before it
+/// re-execs: only the listening sockets and stdio survive, whatever the app opened).
+pub fn mark_cloexec_except(keep: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let keep: Vec<i32> = keep.iter().map(|fd| fd.as_raw_fd()).collect();
+    let mut fds = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd")? {
+        if let Some(n) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        {
+            fds.push(n);
+        }
+    }
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && !keep.contains(&fd)) {
+        // SAFETY: F_SETFD only changes the close-on-exec flag of the descriptor (or fails
+        // with EBADF if it was the directory fd now closed); it does not close or alias it,
+        // so no owner of that fd is affected until exec replaces the process image.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_skips_odd_comm() {
+        let mut s = String::from("123 (a b) c)) S");
+        for n in 4..=52 {
+            s.push_str(&format!(" {n}"));
+        }
+        assert_eq!(parse_stat(&s), Some((20, 48, 49)));
+    }
+
+    #[test]
+    fn real_stat_parses() {
+        let s = fs::read_to_string("/proc/self/stat").unwrap();
+        let (threads, start, end) = parse_stat(&s).unwrap();
+        assert!(threads >= 1);
+        assert!(end > start);
+    }
+
+    #[test]
+    fn nothing_to_drop_is_ok() {
+        assert!(drop_privileges(None, None).is_ok());
+    }
+
+    #[test]
+    fn dropping_to_self_is_ok_when_not_root() {
+        if is_root() {
+            return;
+        }
+        let me = Uid::current().as_raw().to_string();
+        assert!(drop_privileges(Some(&me), None).is_ok());
+        assert!(matches!(
+            drop_privileges(Some("0"), None),
+            Err(PrivilegeError::NotRoot(_))
+        ));
+    }
+}
