@@ -1,0 +1,412 @@
+//! The per-worker scoreboard.
+//!
+//! One header (master pid, generation) followed by one cache-line-aligned [`WorkerSlot`]
+//! per worker, so two workers updating their counters never share a cache line. Writers use
+//! `Relaxed` for counters and `Release` for the fields a reader pairs with another (pid,
+//! request start); readers use `Acquire` there. Each slot has a single writer at a time: its
+//! worker while it runs, the master between the worker's exit and its respawn.
+//! `total_requests` is the sum of every slot's `requests` (each survives respawns), which
+//! keeps the per-request path to the worker's own slot.
+
+use std::io;
+use std::mem::size_of;
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::Arc;
+
+use ruwsgi_sys::SharedRegion;
+
+/// What a worker is doing, as the stats show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum WorkerStatus {
+    /// Not running (before the first spawn, between death and respawn). Zeroed memory.
+    Dead = 0,
+    /// Running, no request in progress.
+    Idle = 1,
+    /// Serving at least one request.
+    Busy = 2,
+    /// Asked to stop; finishing its in-flight requests.
+    Stopping = 3,
+    /// Running a signal handler.
+    Signal = 4,
+    /// Paused (`SIGTSTP`).
+    Paused = 5,
+}
+
+impl WorkerStatus {
+    fn from_u8(v: u8) -> WorkerStatus {
+        match v {
+            1 => WorkerStatus::Idle,
+            2 => WorkerStatus::Busy,
+            3 => WorkerStatus::Stopping,
+            4 => WorkerStatus::Signal,
+            5 => WorkerStatus::Paused,
+            _ => WorkerStatus::Dead,
+        }
+    }
+
+    /// The word uWSGI's stats use (`idle`, `busy`, `sig`, `pause`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerStatus::Dead => "dead",
+            WorkerStatus::Idle => "idle",
+            WorkerStatus::Busy => "busy",
+            WorkerStatus::Stopping => "stopping",
+            WorkerStatus::Signal => "sig",
+            WorkerStatus::Paused => "pause",
+        }
+    }
+}
+
+#[repr(C, align(128))]
+struct Header {
+    /// Written by the master at start (and after a re-exec, same pid).
+    master_pid: AtomicI32,
+    /// Reload generation, written by the master.
+    generation: AtomicU64,
+}
+
+/// One worker's counters in shared memory. Every method is a handful of atomic operations.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct WorkerSlot {
+    pid: AtomicI32,
+    status: AtomicU8,
+    accepting: AtomicU8,
+    /// Number of spawns into this slot; `respawn_count` = spawns - 1.
+    spawns: AtomicU64,
+    requests: AtomicU64,
+    delta_requests: AtomicU64,
+    exceptions: AtomicU64,
+    running_time_us: AtomicU64,
+    last_spawn: AtomicU64,
+    tx: AtomicU64,
+    avg_rt_us: AtomicU64,
+    /// Microseconds since the epoch when the current request started; 0 when idle.
+    request_start_us: AtomicU64,
+    /// Unix time (seconds) after which the master kills the worker; 0 = none.
+    harakiri_deadline: AtomicU64,
+    rss: AtomicU64,
+    vsz: AtomicU64,
+}
+
+impl WorkerSlot {
+    /// A new process took this slot (called in the child right after fork): pid,
+    /// `last_spawn`, respawn count (from the second spawn on), `delta_requests` = 0, idle.
+    pub fn spawned(&self, pid: i32, now_unix: u64) {
+        self.spawns.fetch_add(1, Relaxed);
+        self.delta_requests.store(0, Relaxed);
+        self.request_start_us.store(0, Relaxed);
+        self.harakiri_deadline.store(0, Relaxed);
+        self.accepting.store(0, Relaxed);
+        self.last_spawn.store(now_unix, Relaxed);
+        self.status.store(WorkerStatus::Idle as u8, Relaxed);
+        self.pid.store(pid, Release);
+    }
+
+    /// A request started (`now_us`: microseconds since the epoch).
+    pub fn request_started(&self, now_us: u64) {
+        self.status.store(WorkerStatus::Busy as u8, Relaxed);
+        self.request_start_us.store(now_us.max(1), Release);
+    }
+
+    /// A request finished: counters, running time, bytes sent, `avg_rt = (avg + last) / 2`,
+    /// back to idle.
+    pub fn request_finished(&self, elapsed_us: u64, tx_bytes: u64, exception: bool) {
+        self.requests.fetch_add(1, Relaxed);
+        self.delta_requests.fetch_add(1, Relaxed);
+        if exception {
+            self.exceptions.fetch_add(1, Relaxed);
+        }
+        self.running_time_us.fetch_add(elapsed_us, Relaxed);
+        self.tx.fetch_add(tx_bytes, Relaxed);
+        let avg = self.avg_rt_us.load(Relaxed);
+        let avg = if avg == 0 {
+            elapsed_us
+        } else {
+            (avg + elapsed_us) / 2
+        };
+        self.avg_rt_us.store(avg, Relaxed);
+        self.request_start_us.store(0, Release);
+        self.status.store(WorkerStatus::Idle as u8, Relaxed);
+    }
+
+    /// The process is gone (called by the master when it reaps it).
+    pub fn exited(&self) {
+        self.accepting.store(0, Relaxed);
+        self.request_start_us.store(0, Relaxed);
+        self.harakiri_deadline.store(0, Relaxed);
+        self.status.store(WorkerStatus::Dead as u8, Relaxed);
+        self.pid.store(0, Release);
+    }
+
+    /// The worker is (or stops) accepting connections.
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.store(u8::from(accepting), Release);
+    }
+    /// True while the worker accepts connections.
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Acquire) != 0
+    }
+    /// Set the status (e.g. `Stopping` on a graceful stop, `Signal` around a handler).
+    pub fn set_status(&self, status: WorkerStatus) {
+        self.status.store(status as u8, Relaxed);
+    }
+    /// Current status.
+    pub fn status(&self) -> WorkerStatus {
+        WorkerStatus::from_u8(self.status.load(Relaxed))
+    }
+    /// Current pid, 0 when not running.
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Acquire)
+    }
+    /// Requests since the instance started (survives respawns).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+    /// Requests since the current process was spawned.
+    pub fn delta_requests(&self) -> u64 {
+        self.delta_requests.load(Relaxed)
+    }
+    /// Unhandled app exceptions.
+    pub fn exceptions(&self) -> u64 {
+        self.exceptions.load(Relaxed)
+    }
+    /// Microseconds spent in requests.
+    pub fn running_time_us(&self) -> u64 {
+        self.running_time_us.load(Relaxed)
+    }
+    /// Unix time of the last spawn.
+    pub fn last_spawn(&self) -> u64 {
+        self.last_spawn.load(Relaxed)
+    }
+    /// Spawns minus one.
+    pub fn respawn_count(&self) -> u64 {
+        self.spawns.load(Relaxed).saturating_sub(1)
+    }
+    /// Bytes sent.
+    pub fn tx(&self) -> u64 {
+        self.tx.load(Relaxed)
+    }
+    /// Running average request time in microseconds.
+    pub fn avg_rt_us(&self) -> u64 {
+        self.avg_rt_us.load(Relaxed)
+    }
+    /// Start of the current request (µs since the epoch), 0 when idle.
+    pub fn request_start_us(&self) -> u64 {
+        self.request_start_us.load(Acquire)
+    }
+    /// Harakiri deadline (unix seconds), 0 = none.
+    pub fn harakiri_deadline(&self) -> u64 {
+        self.harakiri_deadline.load(Acquire)
+    }
+    /// Set (or clear with 0) the harakiri deadline.
+    pub fn set_harakiri_deadline(&self, unix: u64) {
+        self.harakiri_deadline.store(unix, Release);
+    }
+    /// Resident set size in bytes, as last sampled.
+    pub fn rss(&self) -> u64 {
+        self.rss.load(Relaxed)
+    }
+    /// Virtual size in bytes, as last sampled.
+    pub fn vsz(&self) -> u64 {
+        self.vsz.load(Relaxed)
+    }
+    /// Record a memory sample.
+    pub fn set_memory(&self, rss: u64, vsz: u64) {
+        self.rss.store(rss, Relaxed);
+        self.vsz.store(vsz, Relaxed);
+    }
+
+    /// A plain copy of the counters.
+    pub fn snapshot(&self, id: u32) -> WorkerSnapshot {
+        WorkerSnapshot {
+            id,
+            pid: self.pid(),
+            requests: self.requests(),
+            delta_requests: self.delta_requests(),
+            exceptions: self.exceptions(),
+            status: self.status().as_str(),
+            accepting: self.accepting(),
+            rss: self.rss(),
+            vsz: self.vsz(),
+            running_time: self.running_time_us(),
+            last_spawn: self.last_spawn(),
+            respawn_count: self.respawn_count(),
+            tx: self.tx(),
+            avg_rt: self.avg_rt_us(),
+            request_start_us: self.request_start_us(),
+        }
+    }
+}
+
+/// One worker's counters, copied out (same fields as `ruwsgi_plugin::WorkerInfo`, plus
+/// `accepting` and `request_start_us`; the binary converts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// 1-based id.
+    pub id: u32,
+    /// Current pid (0 while not running).
+    pub pid: i32,
+    /// Requests since the instance started.
+    pub requests: u64,
+    /// Requests since this process was spawned.
+    pub delta_requests: u64,
+    /// Unhandled app exceptions.
+    pub exceptions: u64,
+    /// `idle`, `busy`, ...
+    pub status: &'static str,
+    /// Accepting connections.
+    pub accepting: bool,
+    /// Resident set size in bytes.
+    pub rss: u64,
+    /// Virtual size in bytes.
+    pub vsz: u64,
+    /// Microseconds spent in requests.
+    pub running_time: u64,
+    /// Unix time of the last spawn.
+    pub last_spawn: u64,
+    /// Spawns minus one.
+    pub respawn_count: u64,
+    /// Bytes sent.
+    pub tx: u64,
+    /// Average request time in microseconds.
+    pub avg_rt: u64,
+    /// Start of the current request (µs since the epoch), 0 when idle.
+    pub request_start_us: u64,
+}
+
+/// Bytes needed for `workers` slots.
+fn region_size(workers: usize) -> usize {
+    size_of::<Header>() + workers * size_of::<WorkerSlot>()
+}
+
+/// Lay the scoreboard's types over `region`.
+///
+/// # Safety
+///
+/// `region` must be at least `region_size(workers)` bytes long, 128-byte aligned and either
+/// zero-filled or laid out by an earlier call with the same `workers`; every process that
+/// maps it must access it only through these atomic types. The returned references claim
+/// `'static` but are valid only while `region` lives: the caller must keep the region next to
+/// them and never let them outlive it.
+#[allow(unsafe_code)] // the one typed view over the region (STYLE R6)
+unsafe fn view(region: &SharedRegion, workers: usize) -> (&'static Header, &'static [WorkerSlot]) {
+    let base = region.as_ptr().as_ptr();
+    // SAFETY: per the contract, `base` is aligned and the region holds a Header; all-zero
+    // bytes are a valid Header (atomics), and it is only shared through atomics.
+    let header = unsafe { &*base.cast::<Header>() };
+    // SAFETY: the slots follow the header (whose size is a multiple of the slot alignment)
+    // within `region_size(workers)` bytes; zeroed WorkerSlots are valid atomics.
+    let slots = unsafe {
+        std::slice::from_raw_parts(base.add(size_of::<Header>()).cast::<WorkerSlot>(), workers)
+    };
+    (header, slots)
+}
+
+/// Typed view plus the region that backs it.
+struct Inner {
+    /// Valid while `_region` lives; never handed out with a lifetime longer than `&self`.
+    header: &'static Header,
+    slots: &'static [WorkerSlot],
+    /// Declared last: dropped after the references above (which do nothing on drop).
+    _region: SharedRegion,
+}
+
+/// The instance's scoreboard: a cheap, `Send + Sync` handle (an `Arc` of the region).
+#[derive(Clone)]
+pub struct Scoreboard {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Scoreboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoreboard")
+            .field("workers", &self.workers())
+            .field("master_pid", &self.master_pid())
+            .finish()
+    }
+}
+
+impl Scoreboard {
+    /// Map a shared scoreboard for `workers` workers (before the first fork).
+    pub fn new(workers: usize) -> io::Result<Scoreboard> {
+        Ok(Scoreboard::over(
+            ruwsgi_sys::mmap_shared_anon(region_size(workers))?,
+            workers,
+        ))
+    }
+
+    /// A scoreboard on the heap, not shared across fork (tests).
+    pub fn on_heap(workers: usize) -> Scoreboard {
+        Scoreboard::over(SharedRegion::on_heap(region_size(workers)), workers)
+    }
+
+    #[allow(unsafe_code)] // the single call site of `view`
+    fn over(region: SharedRegion, workers: usize) -> Scoreboard {
+        assert!(region.len() >= region_size(workers));
+        // SAFETY: both constructors size the region with `region_size(workers)` (checked
+        // above), mappings are page-aligned and heap regions 128-byte aligned, both are
+        // zero-filled and fresh, the types are all atomics, and `Inner` keeps the region
+        // alive alongside the references, which never escape with a longer lifetime.
+        let (header, slots) = unsafe { view(&region, workers) };
+        Scoreboard {
+            inner: Arc::new(Inner {
+                header,
+                slots,
+                _region: region,
+            }),
+        }
+    }
+
+    /// Number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.inner.slots.len()
+    }
+
+    /// Worker `id`'s slot (1-based). Panics when `id` is 0 or above [`Self::workers`].
+    pub fn worker(&self, id: u32) -> &WorkerSlot {
+        self.get(id)
+            .unwrap_or_else(|| panic!("worker id {id} out of 1..={}", self.workers()))
+    }
+
+    /// Worker `id`'s slot, if it exists.
+    pub fn get(&self, id: u32) -> Option<&WorkerSlot> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.inner.slots.get(index)
+    }
+
+    /// Record the master's pid.
+    pub fn set_master_pid(&self, pid: i32) {
+        self.inner.header.master_pid.store(pid, Release);
+    }
+    /// The master's pid (0 before it is recorded).
+    pub fn master_pid(&self) -> i32 {
+        self.inner.header.master_pid.load(Acquire)
+    }
+    /// Record the reload generation.
+    pub fn set_generation(&self, generation: u64) {
+        self.inner.header.generation.store(generation, Release);
+    }
+    /// The reload generation.
+    pub fn generation(&self) -> u64 {
+        self.inner.header.generation.load(Acquire)
+    }
+
+    /// Requests completed by all workers since the instance started.
+    pub fn total_requests(&self) -> u64 {
+        self.inner.slots.iter().map(WorkerSlot::requests).sum()
+    }
+
+    /// Every worker's counters, in id order.
+    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
+        (1..)
+            .zip(self.inner.slots.iter())
+            .map(|(id, slot)| slot.snapshot(id))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
