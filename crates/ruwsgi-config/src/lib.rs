@@ -1,11 +1,35 @@
 //! ruwsgi configuration: one definition per option, many sources, one typed result.
 //!
+//! The binary calls [`load`] with its arguments and environment and gets a [`Command`]:
+//! run with validated [`Settings`], or print help, the version or the effective config.
+//! Every failure is a [`ConfigError`] naming the option, the value and its [`Source`].
+//!
 //! # Layout
+//! - [`defs`]: the option table ([`OptionDef`]): name, aliases, short flag, kind, default,
+//!   category, help, and whether ruwsgi implements it yet.
+//! - [`lowargs`]: the raw layer, collecting `(key, value, source)` from `UWSGI_*` variables,
+//!   the command line and config files, with substitutions.
+//! - [`formats`]: ini, YAML (subset), JSON and TOML readers.
+//! - [`subst`]: `%x` magic variables, `$(ENV)`, `@(file)`, `%(placeholder)`.
+//! - [`hiargs`]: the high layer, validating values into [`Settings`].
 //! - [`settings`]: [`Settings`], the validated typed view every other crate reads.
+//! - [`help`]: `--help` (generated from the table), `--version`, `--show-config`.
+//! - `load`: the entry point, [`load`] and [`Command`].
 #![warn(missing_docs)]
 
+pub mod defs;
+pub mod error;
+pub mod formats;
+pub mod help;
+pub mod hiargs;
+mod load;
+pub mod lowargs;
 pub mod settings;
+pub mod subst;
 
+pub use defs::{OptionDef, Status, OPTIONS};
+pub use error::{ConfigError, Source};
+pub use load::{load, Command};
 pub use settings::{OptValue, Protocol, Settings, SocketSpec};
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

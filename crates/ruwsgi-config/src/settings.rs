@@ -152,6 +152,9 @@ pub struct Settings {
     pub opt: Vec<(String, OptValue)>,
     /// The config files that were read (for `%`-magic and messages).
     pub config_files: Vec<PathBuf>,
+    /// Non-fatal problems found while loading (missing ini section, ignored `UWSGI_*`
+    /// variables, `master = false`); the binary logs them at startup.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Settings {
@@ -207,6 +210,7 @@ impl Default for Settings {
             log_x_forwarded_for: false,
             opt: Vec::new(),
             config_files: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

@@ -1,0 +1,683 @@
+//! The option table: every option ruwsgi knows, defined exactly once.
+//!
+//! Each [`OptionDef`] carries its name, aliases, short flag, value kind, default text,
+//! category, one-line help and [`Status`]. The raw layer ([`crate::lowargs`]) uses the table
+//! to recognise names and decide whether an option takes a value; the high layer
+//! ([`crate::hiargs`]) maps each supported option onto a [`crate::Settings`] field; `--help`
+//! is generated from it ([`crate::help`]). Options uWSGI has but ruwsgi does not implement
+//! yet are listed with [`Status::NotYet`] so that using one is a clear error instead of a
+//! silently ignored protection.
+
+/// What kind of value an option takes, which also decides how the command line reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A boolean: bare = true; `0`/`false`/`off`/`no` = false; anything else true.
+    Flag,
+    /// A non-negative integer.
+    Int,
+    /// A byte count; `k`/`m`/`g` suffixes multiply by 1024.
+    Size,
+    /// A number of seconds.
+    Seconds,
+    /// A free string; the last occurrence wins.
+    Str,
+    /// A filesystem path; the last occurrence wins.
+    Path,
+    /// An accumulating option: every occurrence adds one value.
+    List,
+    /// An octal file mode; the value is optional (bare = 0666).
+    Mode,
+    /// Loads a configuration file where it appears (`ini`, `yaml`, ...).
+    Config,
+    /// `set`-style `key=value` definitions, applied where they appear.
+    Assign,
+    /// Stops normal processing and prints something (`help`, `version`, `show-config`).
+    Command,
+}
+
+impl Kind {
+    /// Whether the command line reads a value for this option.
+    pub fn arg(self) -> Arg {
+        match self {
+            Kind::Flag | Kind::Command => Arg::None,
+            Kind::Mode => Arg::Optional,
+            _ => Arg::Required,
+        }
+    }
+
+    /// The placeholder shown in `--help`.
+    pub fn metavar(self) -> &'static str {
+        match self {
+            Kind::Flag | Kind::Command => "",
+            Kind::Int => "N",
+            Kind::Size => "BYTES",
+            Kind::Seconds => "SECS",
+            Kind::Str | Kind::List => "VALUE",
+            Kind::Path => "PATH",
+            Kind::Mode => "[MODE]",
+            Kind::Config => "FILE[:SECTION]",
+            Kind::Assign => "KEY=VALUE",
+        }
+    }
+}
+
+/// How the command line treats the word after an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// Never takes the next word; a value is only possible as `--name=value`.
+    None,
+    /// `--name=value`, or the next word when it looks like a value of this kind.
+    Optional,
+    /// Always takes a value: `--name=value` or the next word.
+    Required,
+}
+
+/// Grouping used by `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Category {
+    /// Sockets and protocol limits.
+    Sockets,
+    /// Master and worker processes.
+    Processes,
+    /// The Python plugin.
+    Python,
+    /// Logging.
+    Logging,
+    /// Configuration loading and program commands.
+    Config,
+    /// Subsystems ruwsgi does not implement yet.
+    Other,
+}
+
+impl Category {
+    /// All categories in `--help` order.
+    pub const ALL: [Category; 6] = [
+        Category::Sockets,
+        Category::Processes,
+        Category::Python,
+        Category::Logging,
+        Category::Config,
+        Category::Other,
+    ];
+
+    /// The heading shown in `--help`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Sockets => "Sockets and protocols",
+            Category::Processes => "Processes",
+            Category::Python => "Python",
+            Category::Logging => "Logging",
+            Category::Config => "Configuration and commands",
+            Category::Other => "Other",
+        }
+    }
+}
+
+/// Whether ruwsgi implements an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Implemented.
+    Supported,
+    /// A real uWSGI option that ruwsgi does not implement yet; using it is an error.
+    NotYet,
+}
+
+/// One option, defined once.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionDef {
+    /// The canonical long name (`processes`).
+    pub name: &'static str,
+    /// Other long names (`workers`).
+    pub aliases: &'static [&'static str],
+    /// The single-letter command-line form (`p`).
+    pub short: Option<char>,
+    /// The kind of value.
+    pub kind: Kind,
+    /// The default, as text for `--help` (empty = none).
+    pub default: &'static str,
+    /// The `--help` group.
+    pub category: Category,
+    /// One line of help.
+    pub help: &'static str,
+    /// Implemented or not yet.
+    pub status: Status,
+}
+
+impl OptionDef {
+    /// Whether `name` is this option's name or one of its aliases.
+    pub fn matches(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
+    }
+}
+
+/// A supported option.
+const fn opt(
+    name: &'static str,
+    kind: Kind,
+    category: Category,
+    default: &'static str,
+    help: &'static str,
+) -> OptionDef {
+    OptionDef {
+        name,
+        aliases: &[],
+        short: None,
+        kind,
+        default,
+        category,
+        help,
+        status: Status::Supported,
+    }
+}
+
+/// A uWSGI option ruwsgi does not implement yet.
+const fn later(name: &'static str, kind: Kind, help: &'static str) -> OptionDef {
+    OptionDef {
+        status: Status::NotYet,
+        ..opt(name, kind, Category::Other, "", help)
+    }
+}
+
+impl OptionDef {
+    const fn aka(self, aliases: &'static [&'static str]) -> OptionDef {
+        OptionDef { aliases, ..self }
+    }
+
+    const fn short(self, c: char) -> OptionDef {
+        OptionDef {
+            short: Some(c),
+            ..self
+        }
+    }
+}
+
+use Category::{Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Sockets as Sock};
+use Kind::*;
+
+/// Every option, supported ones first, in `--help` order within each category.
+pub static OPTIONS: &[OptionDef] = &[
+    // ---- sockets and protocols ----
+    opt(
+        "socket",
+        List,
+        Sock,
+        "",
+        "bind a uwsgi-protocol socket (:port binds 127.0.0.1)",
+    )
+    .aka(&["uwsgi-socket"])
+    .short('s'),
+    opt(
+        "http-socket",
+        List,
+        Sock,
+        "",
+        "bind an HTTP/1.1 socket served by the workers",
+    ),
+    opt("http11-socket", List, Sock, "", "same as http-socket"),
+    opt(
+        "http",
+        List,
+        Sock,
+        "",
+        "same as http-socket (no separate router process)",
+    ),
+    opt("listen", Int, Sock, "100", "socket listen backlog").short('l'),
+    opt(
+        "chmod-socket",
+        Mode,
+        Sock,
+        "660",
+        "mode of unix sockets (bare = 666)",
+    )
+    .short('C'),
+    opt(
+        "buffer-size",
+        Size,
+        Sock,
+        "4096",
+        "max size of request vars / HTTP head",
+    )
+    .short('b'),
+    opt(
+        "socket-timeout",
+        Seconds,
+        Sock,
+        "4",
+        "I/O timeout on client sockets",
+    )
+    .short('z'),
+    opt(
+        "http-header-timeout",
+        Seconds,
+        Sock,
+        "30",
+        "time allowed to send a request head",
+    ),
+    opt(
+        "http-keepalive-timeout",
+        Seconds,
+        Sock,
+        "30",
+        "idle keep-alive connection timeout",
+    ),
+    opt(
+        "post-buffering",
+        Size,
+        Sock,
+        "0",
+        "read bodies up to this size before the app runs",
+    ),
+    opt(
+        "limit-post",
+        Size,
+        Sock,
+        "0",
+        "max request body size (0 = unlimited)",
+    ),
+    opt(
+        "max-vars",
+        Int,
+        Sock,
+        "64",
+        "max vars in a uwsgi packet is twice this",
+    )
+    .short('v'),
+    opt(
+        "uwsgi-trusted-peers",
+        List,
+        Sock,
+        "",
+        "extra peer addresses trusted for identity vars",
+    ),
+    opt(
+        "dynamic-apps",
+        Flag,
+        Sock,
+        "off",
+        "honour UWSGI_FILE & co. vars sent by peers",
+    ),
+    opt(
+        "http-strict-host",
+        Flag,
+        Sock,
+        "off",
+        "reject HTTP/1.1 requests without Host",
+    ),
+    // ---- processes ----
+    opt(
+        "master",
+        Flag,
+        Proc,
+        "on",
+        "accepted for compatibility: the master always runs",
+    )
+    .short('M'),
+    opt("processes", Int, Proc, "1", "number of worker processes")
+        .aka(&["workers"])
+        .short('p'),
+    opt("threads", Int, Proc, "1", "threads per worker"),
+    opt(
+        "enable-threads",
+        Flag,
+        Proc,
+        "on",
+        "let Python apps start threads",
+    )
+    .short('T'),
+    opt(
+        "lazy-apps",
+        Flag,
+        Proc,
+        "off",
+        "load the app in each worker, not in the master",
+    ),
+    opt("lazy", Flag, Proc, "off", "same as lazy-apps"),
+    opt(
+        "max-requests",
+        Int,
+        Proc,
+        "0",
+        "recycle a worker after this many requests",
+    )
+    .short('R'),
+    opt(
+        "max-requests-delta",
+        Int,
+        Proc,
+        "0",
+        "add (worker id - 1) x this to max-requests",
+    ),
+    opt(
+        "min-worker-lifetime",
+        Seconds,
+        Proc,
+        "10",
+        "recycling waits at least this long",
+    ),
+    opt(
+        "worker-reload-mercy",
+        Seconds,
+        Proc,
+        "60",
+        "time a stopping worker gets",
+    ),
+    opt(
+        "reload-mercy",
+        Seconds,
+        Proc,
+        "",
+        "time a reload may take (default: worker mercy)",
+    ),
+    opt(
+        "die-on-term",
+        Flag,
+        Proc,
+        "on",
+        "SIGTERM stops the instance gracefully",
+    ),
+    opt(
+        "sigterm-reload",
+        Flag,
+        Proc,
+        "off",
+        "SIGTERM reloads instead (uWSGI 2.0)",
+    ),
+    opt(
+        "forkbomb-delay",
+        Seconds,
+        Proc,
+        "2",
+        "pause after too many respawns",
+    ),
+    opt(
+        "pidfile",
+        Path,
+        Proc,
+        "",
+        "write the master pid to this file",
+    ),
+    opt(
+        "safe-pidfile",
+        Path,
+        Proc,
+        "",
+        "write the master pid atomically",
+    ),
+    opt(
+        "vacuum",
+        Flag,
+        Proc,
+        "off",
+        "remove unix sockets and pidfiles at exit",
+    ),
+    opt("uid", Str, Proc, "", "user to run as"),
+    opt("gid", Str, Proc, "", "group to run as"),
+    opt(
+        "need-app",
+        Flag,
+        Proc,
+        "on",
+        "exit 22 when no app could be loaded",
+    ),
+    opt(
+        "procname-prefix",
+        Str,
+        Proc,
+        "",
+        "prefix of every process title",
+    ),
+    opt(
+        "auto-procname",
+        Flag,
+        Proc,
+        "off",
+        "name processes 'ruwsgi master/worker N'",
+    ),
+    // ---- python ----
+    opt(
+        "wsgi-file",
+        Path,
+        Py,
+        "",
+        "load the WSGI app from this script",
+    )
+    .aka(&["file"]),
+    opt(
+        "wsgi",
+        Str,
+        Py,
+        "",
+        "a module (pkg.mod[:callable]) or a *.py / *.wsgi file",
+    ),
+    opt(
+        "module",
+        Str,
+        Py,
+        "",
+        "load the WSGI app from pkg.mod[:callable]",
+    )
+    .short('w'),
+    opt(
+        "callable",
+        Str,
+        Py,
+        "application",
+        "name of the WSGI callable",
+    ),
+    opt("mount", List, Py, "", "mount an app: MOUNTPOINT=APP"),
+    opt(
+        "manage-script-name",
+        Flag,
+        Py,
+        "off",
+        "move the mountpoint into SCRIPT_NAME",
+    ),
+    opt(
+        "chdir",
+        Path,
+        Py,
+        "",
+        "change to this directory before loading apps",
+    ),
+    opt("pythonpath", List, Py, "", "add a directory to sys.path").aka(&["python-path", "pp"]),
+    opt("home", Path, Py, "", "the virtualenv to use")
+        .aka(&["virtualenv", "venv", "pyhome"])
+        .short('H'),
+    opt("env", List, Py, "", "set KEY=VALUE in the environment"),
+    opt(
+        "wsgi-disable-file-wrapper",
+        Flag,
+        Py,
+        "off",
+        "no wsgi.file_wrapper",
+    ),
+    opt(
+        "py-call-osafterfork",
+        Flag,
+        Py,
+        "off",
+        "accepted: at-fork hooks always run",
+    ),
+    opt(
+        "plugins",
+        List,
+        Py,
+        "",
+        "accepted for python/http (built in)",
+    )
+    .aka(&["plugin"]),
+    // ---- logging ----
+    opt(
+        "logto",
+        Path,
+        Log,
+        "",
+        "append logs to this file instead of stderr",
+    ),
+    opt(
+        "disable-logging",
+        Flag,
+        Log,
+        "off",
+        "no per-request log lines",
+    )
+    .short('L'),
+    opt(
+        "log-format",
+        Str,
+        Log,
+        "",
+        "request log template with %(var)",
+    )
+    .aka(&["logformat"]),
+    opt(
+        "log-x-forwarded-for",
+        Flag,
+        Log,
+        "off",
+        "log X-Forwarded-For as the address",
+    ),
+    // ---- configuration and commands ----
+    opt(
+        "strict",
+        Flag,
+        Cfg,
+        "off",
+        "unknown keys in config files are errors",
+    ),
+    opt(
+        "set",
+        Assign,
+        Cfg,
+        "",
+        "set an option, or define a %(placeholder)",
+    )
+    .short('S'),
+    opt(
+        "set-placeholder",
+        Assign,
+        Cfg,
+        "",
+        "define a %(placeholder)",
+    )
+    .aka(&["set-ph"]),
+    opt(
+        "ini",
+        Config,
+        Cfg,
+        "",
+        "load an ini file (section default: uwsgi)",
+    ),
+    opt("yaml", Config, Cfg, "", "load a YAML file").aka(&["yml"]),
+    opt("json", Config, Cfg, "", "load a JSON file").aka(&["js"]),
+    opt("toml", Config, Cfg, "", "load a TOML file"),
+    opt(
+        "show-config",
+        Command,
+        Cfg,
+        "",
+        "print the collected options as ini and exit",
+    ),
+    opt("help", Command, Cfg, "", "print this help and exit").short('h'),
+    opt("version", Command, Cfg, "", "print the version and exit"),
+    // ---- not implemented yet ----
+    later(
+        "harakiri",
+        Seconds,
+        "kill requests running longer than this",
+    )
+    .short('t'),
+    later("harakiri-verbose", Flag, "log details about harakiri"),
+    later("harakiri-graceful-timeout", Seconds, "graceful harakiri"),
+    later("reload-on-rss", Int, "recycle workers above this RSS"),
+    later(
+        "reload-on-as",
+        Int,
+        "recycle workers above this address space",
+    ),
+    later("evil-reload-on-rss", Int, "kill workers above this RSS"),
+    later(
+        "max-worker-lifetime",
+        Seconds,
+        "recycle workers after this long",
+    ),
+    later("cache", Int, "the old cache"),
+    later("cache2", List, "a named cache"),
+    later("locks", Int, "user locks"),
+    later("spooler", List, "the spooler").short('Q'),
+    later("spooler-processes", Int, "spooler processes"),
+    later("mule", List, "a mule process"),
+    later("mules", Int, "mule processes"),
+    later("farm", List, "a mule farm"),
+    later("stats", Str, "the stats server").aka(&["stats-server"]),
+    later("stats-http", Flag, "stats over HTTP"),
+    later("async", Int, "async cores"),
+    later("gevent", Int, "gevent loop"),
+    later("ugreen", Flag, "uGreen loop"),
+    later("greenlet", Flag, "greenlet loop"),
+    later("offload-threads", Int, "offload threads"),
+    later("static-map", List, "serve static files"),
+    later("check-static", List, "serve static files"),
+    later("route", List, "internal routing"),
+    later("alarm", List, "alarms"),
+    later("cron", List, "cron tasks"),
+    later("timer", List, "timers"),
+    later("rbtimer", List, "red-black tree timers"),
+    later("touch-reload", List, "reload when a file is touched"),
+    later("master-fifo", List, "the master FIFO"),
+    later("daemonize", Path, "detach and log to a file").short('d'),
+    later("cheaper", Int, "adaptive process spawning"),
+    later("idle", Seconds, "idle mode"),
+    later("enable-metrics", Flag, "the metrics subsystem"),
+    later("sharedarea", Str, "a shared area").short('A'),
+    later("queue", Int, "the shared queue"),
+    later("rpc-max", Int, "RPC functions"),
+    later("attach-daemon", List, "external daemons"),
+    later("py-autoreload", Seconds, "reload on Python module changes"),
+    later("honour-range", Flag, "HTTP Range support"),
+    later("cgi-mode", Flag, "CGI mode").short('c'),
+    later("log-maxsize", Size, "log rotation"),
+    later("logdate", Str, "log date prefix").aka(&["log-date"]),
+    later("req-logger", List, "request loggers"),
+    later("logger", List, "loggers"),
+];
+
+/// Finds an option by long name or alias.
+pub fn lookup(name: &str) -> Option<&'static OptionDef> {
+    OPTIONS.iter().find(|d| d.matches(name))
+}
+
+/// Finds an option by its short flag.
+pub fn lookup_short(c: char) -> Option<&'static OptionDef> {
+    OPTIONS.iter().find(|d| d.short == Some(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_aliases_and_shorts_are_unique() {
+        let mut names = HashSet::new();
+        let mut shorts = HashSet::new();
+        for d in OPTIONS {
+            for n in std::iter::once(&d.name).chain(d.aliases) {
+                assert!(names.insert(*n), "duplicate option name {n}");
+            }
+            if let Some(c) = d.short {
+                assert!(shorts.insert(c), "duplicate short flag -{c}");
+            }
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        assert_eq!(lookup("workers").unwrap().name, "processes");
+        assert_eq!(lookup_short('p').unwrap().name, "processes");
+        assert_eq!(lookup("harakiri").unwrap().status, Status::NotYet);
+        assert!(lookup("no-such-option").is_none());
+    }
+}

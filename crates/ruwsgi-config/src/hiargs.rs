@@ -1,0 +1,354 @@
+//! The high layer: validate every collected value and fill [`Settings`].
+//!
+//! Each supported option maps onto exactly one field (or a small derivation, such as `wsgi`
+//! choosing between file and module) in [`apply`]; scalars are overwritten so the last value
+//! wins, lists accumulate. Every error names the option as written, the value after
+//! substitution and its [`Source`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::defs::OptionDef;
+use crate::error::{ConfigError, Source};
+use crate::lowargs::{Collected, RawKind, RawOpt};
+use crate::settings::{OptValue, Protocol, Settings, SocketSpec};
+
+/// Plugin names accepted by `plugins` (all built in).
+fn builtin_plugin(name: &str) -> bool {
+    let name = name.strip_suffix("_plugin.so").unwrap_or(name);
+    let name = name.strip_suffix("_plugin").unwrap_or(name);
+    name == "http"
+        || name
+            .strip_prefix("python")
+            .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// uWSGI boolean rules: bare = true; `0`, `false`, `off`, `no` (any case) = false.
+pub fn parse_bool(value: Option<&str>) -> bool {
+    match value {
+        None => true,
+        Some(v) => {
+            let v = v.trim();
+            !(v == "0"
+                || v.eq_ignore_ascii_case("false")
+                || v.eq_ignore_ascii_case("off")
+                || v.eq_ignore_ascii_case("no"))
+        }
+    }
+}
+
+/// One value being validated, with everything an error message needs.
+struct Val<'a> {
+    name: &'a str,
+    value: Option<&'a str>,
+    at: &'a Source,
+}
+
+impl Val<'_> {
+    fn invalid(&self, expected: &str) -> ConfigError {
+        ConfigError::InvalidValue {
+            name: self.name.to_string(),
+            value: self.value.unwrap_or("").to_string(),
+            at: self.at.clone(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn text(&self) -> &str {
+        self.value.unwrap_or("").trim()
+    }
+
+    fn boolean(&self) -> bool {
+        parse_bool(self.value)
+    }
+
+    /// Any string, possibly empty.
+    fn string(&self) -> String {
+        self.value.unwrap_or("").to_string()
+    }
+
+    /// A non-empty string.
+    fn required(&self, expected: &str) -> Result<String, ConfigError> {
+        match self.value.map(str::trim) {
+            Some(v) if !v.is_empty() => Ok(v.to_string()),
+            _ => Err(self.invalid(expected)),
+        }
+    }
+
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        self.required("a path").map(PathBuf::from)
+    }
+
+    fn number(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let t = self.text();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.invalid("a number"));
+        }
+        match t.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.invalid(&expected_range(min, max))),
+        }
+    }
+
+    fn size(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let t = self.text();
+        let (digits, mult) = match t.as_bytes().last().map(u8::to_ascii_lowercase) {
+            Some(b'k') => (&t[..t.len() - 1], 1u64 << 10),
+            Some(b'm') => (&t[..t.len() - 1], 1 << 20),
+            Some(b'g') => (&t[..t.len() - 1], 1 << 30),
+            _ => (t, 1),
+        };
+        let expected = if max == u64::MAX {
+            "a size in bytes (k/m/g suffixes allowed)".to_string()
+        } else {
+            format!("a size from {min} to {max} bytes")
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.invalid(&expected));
+        }
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(mult))
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| self.invalid(&expected))
+    }
+
+    fn seconds(&self) -> Result<Duration, ConfigError> {
+        let t = self.text();
+        match t.parse::<u64>() {
+            Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => Ok(Duration::from_secs(n)),
+            _ => Err(self.invalid("a number of seconds")),
+        }
+    }
+
+    fn mode(&self) -> Result<u32, ConfigError> {
+        let t = self.text();
+        if t.is_empty() {
+            return Ok(0o666);
+        }
+        u32::from_str_radix(t, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| self.invalid("an octal mode such as 660"))
+    }
+
+    fn key_value(&self, expected: &str) -> Result<(String, String), ConfigError> {
+        match self.value.and_then(|v| v.split_once('=')) {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(self.invalid(expected)),
+        }
+    }
+}
+
+fn expected_range(min: u64, max: u64) -> String {
+    if max == u64::MAX {
+        format!("a number of at least {min}")
+    } else {
+        format!("a number from {min} to {max}")
+    }
+}
+
+fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Builds and validates [`Settings`] from the collected options.
+pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
+    let strict = collected
+        .opts
+        .iter()
+        .filter(|o| o.def().is_some_and(|d| d.name == "strict"))
+        .last()
+        .is_some_and(|o| parse_bool(o.value.as_deref()));
+    let mut s = Settings::default();
+    let mut reload_mercy = None;
+    for opt in &collected.opts {
+        match opt.kind {
+            RawKind::Option(def) => apply(&mut s, def, opt, &mut reload_mercy)?,
+            RawKind::Custom if strict => {
+                return Err(ConfigError::UnknownKey {
+                    name: opt.key.clone(),
+                    at: opt.at.clone(),
+                })
+            }
+            RawKind::Custom | RawKind::Placeholder => {}
+        }
+    }
+    s.reload_mercy = reload_mercy.unwrap_or(s.worker_reload_mercy);
+    s.opt = collected
+        .opts
+        .into_iter()
+        .map(|o| {
+            let value = match o.value {
+                None => OptValue::Flag,
+                Some(v) => OptValue::Value(v),
+            };
+            (o.key, value)
+        })
+        .collect();
+    s.config_files = collected.config_files;
+    s.warnings.extend(collected.warnings);
+    Ok(s)
+}
+
+/// Applies one supported option to `s`.
+fn apply(
+    s: &mut Settings,
+    def: &'static OptionDef,
+    opt: &RawOpt,
+    reload_mercy: &mut Option<Duration>,
+) -> Result<(), ConfigError> {
+    let v = Val {
+        name: &opt.key,
+        value: opt.value.as_deref(),
+        at: &opt.at,
+    };
+    let socket = |protocol| -> Result<SocketSpec, ConfigError> {
+        Ok(SocketSpec {
+            protocol,
+            address: v.required("a socket address (host:port, :port or a path)")?,
+            option: def.name,
+        })
+    };
+    match def.name {
+        // ---- sockets ----
+        "socket" => s.sockets.push(socket(Protocol::Uwsgi)?),
+        "http-socket" | "http11-socket" | "http" => s.sockets.push(socket(Protocol::Http)?),
+        "listen" => s.listen = u32::try_from(v.number(1, u64::from(u32::MAX))?).unwrap_or(u32::MAX),
+        "chmod-socket" => s.chmod_socket = Some(v.mode()?),
+        "buffer-size" => s.buffer_size = as_usize(v.size(1, 65535)?),
+        "socket-timeout" => s.socket_timeout = v.seconds()?,
+        "http-header-timeout" => s.header_timeout = v.seconds()?,
+        "http-keepalive-timeout" => s.keepalive_timeout = v.seconds()?,
+        "post-buffering" => s.post_buffering = as_usize(v.size(0, u64::MAX)?),
+        "limit-post" => s.limit_post = v.size(0, u64::MAX)?,
+        "max-vars" => s.max_vars = as_usize(v.number(1, 32767)?),
+        "uwsgi-trusted-peers" => s.trusted_peers.push(v.required("a peer address")?),
+        "dynamic-apps" => s.dynamic_apps = v.boolean(),
+        "http-strict-host" => s.http_strict_host = v.boolean(),
+        // ---- processes ----
+        "master" => {
+            if !v.boolean() {
+                s.warnings.push(format!(
+                    "'{}' (from {}) cannot be turned off: ruwsgi always runs a master",
+                    opt.key, opt.at
+                ));
+            }
+        }
+        "processes" => s.processes = as_usize(v.number(1, 65535)?),
+        "threads" => s.threads = as_usize(v.number(1, 65535)?),
+        "enable-threads" => s.enable_threads = v.boolean(),
+        "lazy-apps" | "lazy" => s.lazy_apps = v.boolean(),
+        "max-requests" => s.max_requests = v.number(0, u64::MAX)?,
+        "max-requests-delta" => s.max_requests_delta = v.number(0, u64::MAX)?,
+        "min-worker-lifetime" => s.min_worker_lifetime = v.seconds()?,
+        "worker-reload-mercy" => s.worker_reload_mercy = v.seconds()?,
+        "reload-mercy" => *reload_mercy = Some(v.seconds()?),
+        "die-on-term" => s.die_on_term = v.boolean(),
+        "sigterm-reload" => s.sigterm_reload = v.boolean(),
+        "forkbomb-delay" => s.forkbomb_delay = v.seconds()?,
+        "pidfile" => s.pidfile = Some(v.path()?),
+        "safe-pidfile" => s.safe_pidfile = Some(v.path()?),
+        "vacuum" => s.vacuum = v.boolean(),
+        "uid" => s.uid = Some(v.required("a user name or number")?),
+        "gid" => s.gid = Some(v.required("a group name or number")?),
+        "need-app" => s.need_app = v.boolean(),
+        "procname-prefix" => s.procname_prefix = Some(v.string()),
+        "auto-procname" => s.auto_procname = v.boolean(),
+        // ---- python ----
+        "wsgi-file" => s.wsgi_file = Some(v.path()?),
+        "wsgi" => {
+            let app = v.required("a module (pkg.mod[:callable]) or a .py/.wsgi file")?;
+            if app.ends_with(".py") || app.ends_with(".wsgi") {
+                s.wsgi_file = Some(PathBuf::from(app));
+            } else {
+                s.module = Some(app);
+            }
+        }
+        "module" => s.module = Some(v.required("a module (pkg.mod[:callable])")?),
+        "callable" => s.callable = v.required("a callable name")?,
+        "mount" => {
+            let (mountpoint, app) = v.key_value("MOUNTPOINT=APP")?;
+            if app.trim().is_empty() {
+                return Err(v.invalid("MOUNTPOINT=APP"));
+            }
+            s.mounts.push((mountpoint, app.trim().to_string()));
+        }
+        "manage-script-name" => s.manage_script_name = v.boolean(),
+        "chdir" => s.chdir = Some(v.path()?),
+        "pythonpath" => s.pythonpath.push(v.path()?),
+        "home" => s.home = Some(v.path()?),
+        "env" => s.env.push(v.key_value("KEY=VALUE")?),
+        "wsgi-disable-file-wrapper" => s.disable_file_wrapper = v.boolean(),
+        "py-call-osafterfork" => s.py_call_osafterfork = v.boolean(),
+        "plugins" => {
+            let list = v.text().split([',', ' ', '\t']).filter(|p| !p.is_empty());
+            for plugin in list {
+                if !builtin_plugin(plugin) {
+                    return Err(ConfigError::UnknownPlugin {
+                        plugin: plugin.to_string(),
+                        at: opt.at.clone(),
+                    });
+                }
+            }
+        }
+        // ---- logging ----
+        "logto" => s.logto = Some(v.path()?),
+        "disable-logging" => s.disable_logging = v.boolean(),
+        "log-format" => s.log_format = Some(v.string()),
+        "log-x-forwarded-for" => s.log_x_forwarded_for = v.boolean(),
+        // ---- handled while collecting ----
+        "strict" | "set" | "set-placeholder" | "ini" | "yaml" | "json" | "toml" | "show-config"
+        | "help" | "version" => {}
+        other => debug_assert!(false, "option '{other}' is defined but not applied"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::defs::{Kind, Status, OPTIONS};
+
+    #[test]
+    fn bools() {
+        assert!(parse_bool(None));
+        assert!(parse_bool(Some("")));
+        assert!(parse_bool(Some("yes")) && parse_bool(Some("1")) && parse_bool(Some("true")));
+        for f in ["0", "false", "FALSE", "Off", "no", " no "] {
+            assert!(!parse_bool(Some(f)), "{f}");
+        }
+    }
+
+    #[test]
+    fn plugins() {
+        for p in [
+            "python",
+            "python3",
+            "python311",
+            "http",
+            "python3_plugin.so",
+        ] {
+            assert!(builtin_plugin(p), "{p}");
+        }
+        assert!(!builtin_plugin("php") && !builtin_plugin("pythonx"));
+    }
+
+    /// Every supported option reaches a real arm of [`apply`] (the fallback asserts).
+    #[test]
+    fn every_supported_option_is_applied() {
+        for def in OPTIONS.iter().filter(|d| d.status == Status::Supported) {
+            let value = match def.kind {
+                Kind::Mode => "660",
+                Kind::List if def.name == "plugins" => "python3",
+                Kind::List if def.name == "mount" || def.name == "env" => "a=b",
+                Kind::Int | Kind::Size | Kind::Seconds => "10",
+                _ => "x",
+            };
+            let opt = RawOpt::for_test(def, value);
+            let mut s = Settings::default();
+            apply(&mut s, def, &opt, &mut None).unwrap();
+        }
+    }
+}
