@@ -1,1 +1,30 @@
-//! placeholder crate root, filled in by its module work
+//! The ruwsgi worker: an event loop per core serving HTTP/1.1 and uwsgi-protocol requests.
+//!
+//! A worker is forked by the master with the listening sockets already open. Each core runs
+//! [`core::CoreLoop`]: it accepts on the shared sockets, reads and parses request heads
+//! without involving the language runtime, and hands each complete request to the plugin's
+//! `Core` together with a [`io::ConnIo`] for the body and the response.
+//!
+//! # Layout
+//! - [`worker`]: [`run`], the cores of one process, its stop state and signals.
+//! - [`core`]: one core's event loop, keep-alive and timeouts.
+//! - [`request`]: HTTP head or uwsgi packet → CGI variables, with peer trust rules.
+//! - [`body`]: request bodies (Content-Length, chunked) pulled by the app.
+//! - [`response`]: status and header validation, framing, `sendfile`.
+//! - [`io`]: the plugin-facing `RequestIo` implementation.
+//! - [`reqlog`]: batched request log lines.
+//! - [`buffer`], [`stream`]: read buffers, sockets.
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod buffer;
+pub mod core;
+pub mod io;
+pub mod reqlog;
+pub mod request;
+pub mod response;
+pub mod stream;
+pub mod worker;
+
+pub use stream::{ListenSocket, Peer, Stream};
+pub use worker::{run, WorkerArgs, WorkerExit};

@@ -1,0 +1,216 @@
+//! Request bodies as the framing says: a `Content-Length`, chunked, or none.
+//!
+//! The app pulls the body through `wsgi.input`; this module answers each pull from the
+//! connection's buffer first and the socket second, waiting at most `socket-timeout` for each
+//! byte to arrive. A body that ends early or breaks its framing yields an error on that
+//! read and on every later one, so it can never pass for a complete, shorter body.
+
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use ruwsgi_plugin::BodyError;
+use ruwsgi_proto::http::{ChunkStep, ChunkedDecoder};
+
+use crate::buffer::ReadBuf;
+use crate::stream::{wait_fd, Stream};
+
+/// Where the body of the current request stands.
+#[derive(Debug)]
+pub enum BodyState {
+    /// No body (or fully read).
+    Empty,
+    /// `remaining` bytes of a `Content-Length` body are still to come.
+    Length {
+        /// Bytes not yet handed to the app.
+        remaining: u64,
+    },
+    /// A chunked body being decoded in the connection buffer.
+    Chunked {
+        /// The decoder's state.
+        decoder: Box<ChunkedDecoder>,
+        /// Decoded bytes not yet handed out, as absolute offsets into the read buffer.
+        pending: (usize, usize),
+        /// Decoded body bytes so far (for `limit-post`).
+        total: u64,
+    },
+    /// Reading failed; the same error is reported again.
+    Failed(FailKind),
+}
+
+/// The remembered kind of a body failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// Premature end of stream.
+    Truncated,
+    /// Chunked framing error.
+    Framing(&'static str),
+    /// No bytes within the timeout.
+    Timeout,
+    /// Socket error.
+    Io,
+}
+
+impl FailKind {
+    fn to_error(self) -> BodyError {
+        match self {
+            FailKind::Truncated => BodyError::Truncated,
+            FailKind::Framing(m) => BodyError::Framing(m),
+            FailKind::Timeout => BodyError::Timeout,
+            FailKind::Io => BodyError::Io(io::Error::other("connection error")),
+        }
+    }
+}
+
+impl BodyState {
+    /// True when every body byte was consumed (the connection can serve another request).
+    pub fn is_complete(&self) -> bool {
+        matches!(self, BodyState::Empty)
+    }
+
+    /// Bytes still expected, if the framing says.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            BodyState::Empty => Some(0),
+            BodyState::Length { remaining } => Some(*remaining),
+            BodyState::Chunked { .. } | BodyState::Failed(_) => None,
+        }
+    }
+
+    /// Read up to `out.len()` body bytes.
+    pub fn read(
+        &mut self,
+        out: &mut [u8],
+        rbuf: &mut ReadBuf,
+        stream: &mut Stream,
+        timeout: Duration,
+        limit_post: u64,
+    ) -> Result<usize, BodyError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let result = match self {
+            BodyState::Empty => return Ok(0),
+            BodyState::Failed(kind) => return Err(kind.to_error()),
+            BodyState::Length { remaining } => {
+                let r = read_length(remaining, out, rbuf, stream, timeout);
+                if *remaining == 0 {
+                    *self = BodyState::Empty;
+                }
+                r
+            }
+            BodyState::Chunked {
+                decoder,
+                pending,
+                total,
+            } => match read_chunked(decoder, pending, out, rbuf, stream, timeout) {
+                Ok(0) => {
+                    *self = BodyState::Empty;
+                    Ok(0)
+                }
+                Ok(n) => {
+                    *total += n as u64;
+                    if limit_post > 0 && *total > limit_post {
+                        Err(FailKind::Framing("request body exceeds limit-post"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+                Err(e) => Err(e),
+            },
+        };
+        result.map_err(|kind| {
+            *self = BodyState::Failed(kind);
+            kind.to_error()
+        })
+    }
+}
+
+/// Read more bytes from the socket into the buffer, waiting up to `timeout`.
+fn fill(rbuf: &mut ReadBuf, stream: &mut Stream, timeout: Duration) -> Result<(), FailKind> {
+    loop {
+        match rbuf.fill_from(stream) {
+            Ok(0) if rbuf.is_full() => return Err(FailKind::Framing("chunk line too long")),
+            Ok(0) => return Err(FailKind::Truncated),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match wait_fd(stream.as_fd(), false, timeout) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(FailKind::Timeout),
+                    Err(_) => return Err(FailKind::Io),
+                }
+            }
+            Err(_) => return Err(FailKind::Io),
+        }
+    }
+}
+
+fn read_length(
+    remaining: &mut u64,
+    out: &mut [u8],
+    rbuf: &mut ReadBuf,
+    stream: &mut Stream,
+    timeout: Duration,
+) -> Result<usize, FailKind> {
+    let want = (out.len() as u64).min(*remaining) as usize;
+    if want == 0 {
+        return Ok(0);
+    }
+    if !rbuf.is_empty() {
+        let n = rbuf.take_into(&mut out[..want]);
+        *remaining -= n as u64;
+        return Ok(n);
+    }
+    // Nothing buffered: read straight into the caller's buffer, no copy.
+    loop {
+        match stream.read(&mut out[..want]) {
+            Ok(0) => return Err(FailKind::Truncated),
+            Ok(n) => {
+                *remaining -= n as u64;
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match wait_fd(stream.as_fd(), false, timeout) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(FailKind::Timeout),
+                    Err(_) => return Err(FailKind::Io),
+                }
+            }
+            Err(_) => return Err(FailKind::Io),
+        }
+    }
+}
+
+fn read_chunked(
+    decoder: &mut ChunkedDecoder,
+    pending: &mut (usize, usize),
+    out: &mut [u8],
+    rbuf: &mut ReadBuf,
+    stream: &mut Stream,
+    timeout: Duration,
+) -> Result<usize, FailKind> {
+    loop {
+        if pending.0 < pending.1 {
+            let n = out.len().min(pending.1 - pending.0);
+            out[..n].copy_from_slice(rbuf.slice(pending.0, pending.0 + n));
+            pending.0 += n;
+            return Ok(n);
+        }
+        let base = rbuf.start();
+        let (consumed, step) = decoder
+            .decode(rbuf.data())
+            .map_err(|_| FailKind::Framing("bad chunk framing"))?;
+        rbuf.consume(consumed);
+        match step {
+            ChunkStep::Data((from, to)) => {
+                // The data bytes stay where they are until the next fill, and a fill only
+                // happens once `pending` is drained, so the offsets stay valid even if
+                // consume() just rewound an emptied buffer.
+                *pending = (base + from as usize, base + to as usize);
+            }
+            ChunkStep::NeedMore => fill(rbuf, stream, timeout)?,
+            ChunkStep::Done => return Ok(0),
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! One core's event loop: accept, read, parse, dispatch, keep-alive, timeouts.
+//!
+//! Each core owns an epoll instance holding the shared listening sockets (registered with
+//! `EPOLLEXCLUSIVE`, so one waiter wakes per connection) and its own connections
+//! (level-triggered, registered once for their whole life: no `epoll_ctl` per request).
+//! Idle keep-alive connections and slow clients wait here, costing no core; the plugin runs
+//! only once a request head is complete. In sync mode the handler runs on this thread, so a
+//! request costs one `read` and one `writev` when it fits the buffers.
+//!
+//! Timeouts are deadlines checked by a sweep once a second, never a timer per request.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use ruwsgi_config::Protocol;
+use ruwsgi_plugin::{Core, Request};
+use ruwsgi_proto::http::{self, BodyFraming, ChunkedDecoder, HeaderSpan, Version};
+use ruwsgi_proto::uwsgi::{self, Parsed};
+use ruwsgi_proto::Vars;
+use ruwsgi_sys::log::log_line;
+
+use crate::body::BodyState;
+use crate::buffer::{BufPool, ReadBuf};
+use crate::io::ConnIo;
+use crate::reqlog::{LogEntry, RequestLog};
+use crate::request::{http_vars, sanitize_uwsgi_vars};
+use crate::response::{Response, ResponseContext};
+use crate::stream::{Peer, Stream};
+use crate::worker::{StopKind, WorkerShared};
+
+const LISTENER_BASE: u64 = 1 << 62;
+const WAKE_TOKEN: u64 = 1 << 61;
+const SIGNAL_TOKEN: u64 = (1 << 61) + 1;
+/// Connections accepted per listener wake-up: a few, so one core cannot grab a whole burst.
+const ACCEPT_BATCH: usize = 4;
+/// Largest trailer section accepted on chunked request bodies.
+const MAX_TRAILERS: usize = 8 * 1024;
+/// How long a fresh connection may still take to send its first request once the worker
+/// started a graceful stop.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// One client connection.
+struct Conn {
+    stream: Stream,
+    peer: Peer,
+    listener: usize,
+    rbuf: ReadBuf,
+    /// Requests served on this connection.
+    served: u64,
+    /// When the connection is closed if nothing more happens.
+    deadline: Instant,
+    /// The dynamic-apps warning was logged for this connection.
+    warned: bool,
+}
+
+/// What serving a request needs besides the connection.
+struct Serve {
+    scheme: &'static str,
+    modifier1: u8,
+    modifier2: u8,
+    body: BodyState,
+    ctx: ResponseContext,
+    expect_continue: bool,
+}
+
+enum Step {
+    /// More bytes are needed.
+    Wait,
+    /// A request was served and the connection is still open.
+    Served,
+    /// The connection was closed.
+    Closed,
+}
+
+/// The event loop of one core.
+pub struct CoreLoop<'a> {
+    id: u16,
+    shared: &'a WorkerShared,
+    epoll: Epoll,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    pool: BufPool,
+    vars: Vars,
+    headers: Vec<HeaderSpan>,
+    scratch: Vec<u8>,
+    resp: Response,
+    log: Option<RequestLog>,
+    http_limits: http::Limits,
+    uwsgi_limits: uwsgi::Limits,
+    trusted: Vec<IpAddr>,
+    accepting: bool,
+    served: u64,
+    next_sweep: Instant,
+}
+
+impl<'a> CoreLoop<'a> {
+    /// Set up core `id`: its epoll with the listeners and the wake-up fd (and, on core 0,
+    /// the signal pipe).
+    pub fn new(id: u16, shared: &'a WorkerShared) -> std::io::Result<CoreLoop<'a>> {
+        let s = &shared.settings;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        for (i, l) in shared.listeners.iter().enumerate() {
+            epoll.add(
+                l.as_fd(),
+                EpollEvent::new(
+                    EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+                    LISTENER_BASE + i as u64,
+                ),
+            )?;
+        }
+        epoll.add(
+            shared.wake.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT, WAKE_TOKEN),
+        )?;
+
+        if id == 0 {
+            if let Some(sig) = &shared.signals {
+                epoll.add(sig.fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNAL_TOKEN))?;
+            }
+        }
+        // Room for the longest request line (8 KiB), a head of buffer-size bytes, and a
+        // post-buffered body.
+        let cap = 8192 + s.buffer_size + s.post_buffering.min(1 << 20) + 1024;
+        let log = (!s.disable_logging).then(|| {
+            RequestLog::new(
+                s.log_format.as_deref(),
+                std::process::id(),
+                shared.id,
+                s.log_x_forwarded_for,
+            )
+        });
+        Ok(CoreLoop {
+            id,
+            shared,
+            epoll,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            pool: BufPool::new(cap),
+            vars: Vars::with_capacity(4096, 64),
+            headers: Vec::with_capacity(32),
+            scratch: Vec::with_capacity(1024),
+            resp: Response::default(),
+            log,
+            http_limits: http::Limits {
+                max_request_line: 8192,
+                max_head: s.buffer_size,
+                max_headers: 100,
+                strict_host: s.http_strict_host,
+            },
+            uwsgi_limits: uwsgi::Limits {
+                buffer_size: s.buffer_size,
+                max_vars: s.max_vars * 2,
+            },
+            trusted: s
+                .trusted_peers
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            accepting: true,
+            served: 0,
+            next_sweep: Instant::now() + Duration::from_secs(1),
+        })
+    }
+
+    /// Serve until the worker stops.
+    pub fn run(&mut self, core: &mut dyn Core) {
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            let stop = self.shared.stop_kind();
+            if stop == StopKind::Immediate {
+                break;
+            }
+            if stop != StopKind::Running && self.accepting {
+                self.stop_accepting();
+            }
+            if !self.accepting && self.live == 0 {
+                break;
+            }
+            if let Some(log) = &mut self.log {
+                log.flush();
+            }
+            let epoll = &self.epoll;
+            let evs = &mut events;
+            let mut n = 0usize;
+            core.blocking(&mut || {
+                n = loop {
+                    match epoll.wait(evs, EpollTimeout::from(1000u16)) {
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Err(_) => break 0,
+                        Ok(n) => break n,
+                    }
+                };
+            });
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token >= LISTENER_BASE {
+                    self.accept((token - LISTENER_BASE) as usize);
+                } else if token == WAKE_TOKEN {
+                    // The stop state is checked at the top of the loop.
+                } else if token == SIGNAL_TOKEN {
+                    self.shared.handle_signals();
+                } else {
+                    self.on_readable(core, token as usize);
+                }
+            }
+            let now = Instant::now();
+            if now >= self.next_sweep {
+                self.next_sweep = now + Duration::from_secs(1);
+                self.sweep(now);
+            }
+        }
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        self.accepting = false;
+        for l in &self.shared.listeners {
+            let _ = self.epoll.delete(l.as_fd());
+        }
+        let grace = Instant::now() + DRAIN_GRACE;
+        for i in 0..self.conns.len() {
+            let Some(c) = &mut self.conns[i] else {
+                continue;
+            };
+            if c.rbuf.is_empty() {
+                if c.served > 0 {
+                    // Idle keep-alive connection: the client retries elsewhere.
+                    self.close(i);
+                } else {
+                    c.deadline = c.deadline.min(grace);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        if !self.accepting {
+            return;
+        }
+        let listener = &self.shared.listeners[index];
+        for _ in 0..ACCEPT_BATCH {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let conn = Conn {
+                        stream,
+                        peer,
+                        listener: index,
+                        rbuf: self.pool.get(),
+                        served: 0,
+                        deadline: Instant::now() + self.shared.settings.header_timeout,
+                        warned: false,
+                    };
+                    let slot = match self.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            self.conns.push(None);
+                            self.conns.len() - 1
+                        }
+                    };
+                    let ev =
+                        EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, slot as u64);
+                    if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
+                        log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
+                        self.free.push(slot);
+                        continue;
+                    }
+                    self.conns[slot] = Some(conn);
+                    self.live += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log_line(&format!(
+                        "ruwsgi: accept() on {} failed: {e}",
+                        listener.name
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize) {
+        if let Some(c) = self.conns.get_mut(idx).and_then(Option::take) {
+            // Closing the only fd of the socket removes it from the epoll set.
+            self.pool.put(c.rbuf);
+            self.free.push(idx);
+            self.live -= 1;
+        }
+    }
+
+    fn on_readable(&mut self, core: &mut dyn Core, idx: usize) {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let was_empty = c.rbuf.is_empty();
+        let eof = match c.rbuf.fill_from(&mut c.stream) {
+            Ok(0) => !c.rbuf.is_full(),
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                self.close(idx);
+                return;
+            }
+        };
+        if was_empty && !c.rbuf.is_empty() {
+            c.deadline = Instant::now() + self.shared.settings.header_timeout;
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                return;
+            };
+            if c.rbuf.is_empty() {
+                break;
+            }
+            let step = match self.shared.listeners[c.listener].protocol {
+                Protocol::Http => self.try_http(core, idx),
+                Protocol::Uwsgi => self.try_uwsgi(core, idx),
+            };
+            match step {
+                Step::Wait => break,
+                Step::Closed => return,
+                Step::Served => {}
+            }
+        }
+        if eof {
+            self.close(idx);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            let Some(c) = &mut self.conns[i] else {
+                continue;
+            };
+            if now < c.deadline {
+                continue;
+            }
+            let http = self.shared.listeners[c.listener].protocol == Protocol::Http;
+            if http && !c.rbuf.is_empty() {
+                self.reject(i, 408, "request head not received in time");
+            } else {
+                self.close(i);
+            }
+        }
+    }
+
+    /// Answer with a server-generated error and close.
+    fn reject(&mut self, idx: usize, code: u16, why: &str) {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let http = self.shared.listeners[c.listener].protocol == Protocol::Http;
+        log_line(&format!(
+            "ruwsgi: rejected request from {}: {why} -> {code}",
+            peer_text(&c.peer)
+        ));
+        let ctx = ResponseContext {
+            http11: true,
+            head_only: false,
+            keep_alive: false,
+            chunked_ok: false,
+            connection_header: http,
+            timeout: self.shared.settings.socket_timeout,
+        };
+        self.resp.reset();
+        self.resp.send_error(code, &mut c.stream, &ctx);
+        self.close(idx);
+    }
+
+    fn try_http(&mut self, core: &mut dyn Core, idx: usize) -> Step {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let head = match http::parse_head(c.rbuf.data(), &self.http_limits, &mut self.headers) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                if c.rbuf.is_full() {
+                    self.reject(idx, 431, "request head larger than the buffer");
+                    return Step::Closed;
+                }
+                return Step::Wait;
+            }
+            Err(e) => {
+                self.reject(idx, e.status(), e.reason());
+                return Step::Closed;
+            }
+        };
+        let s = &self.shared.settings;
+        let body = match head.framing {
+            BodyFraming::None | BodyFraming::Length(0) => BodyState::Empty,
+            BodyFraming::Length(n) => {
+                if s.limit_post > 0 && n > s.limit_post {
+                    self.reject(idx, 413, "request body larger than limit-post");
+                    return Step::Closed;
+                }
+                let buffered = c.rbuf.len() - head.consumed;
+                if s.post_buffering > 0
+                    && n <= s.post_buffering as u64
+                    && (buffered as u64) < n
+                    && head.consumed + n as usize <= c.rbuf.capacity()
+                {
+                    // Post-buffering: the body arrives while the loop waits, not the app.
+                    return Step::Wait;
+                }
+                BodyState::Length { remaining: n }
+            }
+            BodyFraming::Chunked => BodyState::Chunked {
+                decoder: Box::new(ChunkedDecoder::new(MAX_TRAILERS)),
+                pending: (0, 0),
+                total: 0,
+            },
+        };
+        let http11 = head.version == Version::Http11;
+        let listen = &self.shared.listeners[c.listener];
+        http_vars(
+            c.rbuf.data(),
+            &head,
+            &self.headers,
+            listen,
+            &c.peer,
+            &mut self.vars,
+            &mut self.scratch,
+        );
+        c.rbuf.consume(head.consumed);
+        let head_only = self.vars.get(b"REQUEST_METHOD") == Some(b"HEAD");
+        let serve = Serve {
+            scheme: "http",
+            modifier1: 0,
+            modifier2: 0,
+            body,
+            ctx: ResponseContext {
+                http11,
+                head_only,
+                keep_alive: head.keep_alive,
+                chunked_ok: http11,
+                connection_header: true,
+                timeout: s.socket_timeout,
+            },
+            expect_continue: head.expect_continue && http11,
+        };
+        self.serve(core, idx, serve)
+    }
+
+    fn try_uwsgi(&mut self, core: &mut dyn Core, idx: usize) -> Step {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let (header, consumed) =
+            match uwsgi::parse_packet(c.rbuf.data(), &self.uwsgi_limits, &mut self.vars) {
+                Ok(Parsed::Complete { header, consumed }) => (header, consumed),
+                Ok(Parsed::Incomplete) => return Step::Wait,
+                Err(e) => {
+                    log_line(&format!(
+                        "ruwsgi: invalid uwsgi packet from {}: {e}; closing",
+                        peer_text(&c.peer)
+                    ));
+                    self.close(idx);
+                    return Step::Closed;
+                }
+            };
+        if header.modifier1 != 0 && header.modifier1 != 30 {
+            log_line(&format!(
+                "-- unavailable modifier requested: {} (from {}) --",
+                header.modifier1,
+                peer_text(&c.peer)
+            ));
+            self.close(idx);
+            return Step::Closed;
+        }
+        let trusted =
+            c.peer.is_local() || matches!(c.peer, Peer::Tcp(a) if self.trusted.contains(&a.ip()));
+        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer, trusted);
+        if meta.dynamic_vars && !c.warned {
+            c.warned = true;
+            log_line(&format!(
+                "ruwsgi: ignoring dynamic-app variables (UWSGI_FILE, UWSGI_SETENV, ...) from {}",
+                peer_text(&c.peer)
+            ));
+        }
+        if header.modifier1 == 30 {
+            strip_script_name(&mut self.vars, &mut self.scratch);
+        }
+        let s = &self.shared.settings;
+        if meta.bad_length {
+            c.rbuf.consume(consumed);
+            self.reject(idx, 400, "invalid CONTENT_LENGTH");
+            return Step::Closed;
+        }
+        let body = match meta.content_length {
+            None | Some(0) => BodyState::Empty,
+            Some(n) if s.limit_post > 0 && n > s.limit_post => {
+                c.rbuf.consume(consumed);
+                self.reject(idx, 413, "request body larger than limit-post");
+                return Step::Closed;
+            }
+            Some(n) => BodyState::Length { remaining: n },
+        };
+        c.rbuf.consume(consumed);
+        let serve = Serve {
+            scheme: if meta.https { "https" } else { "http" },
+            modifier1: header.modifier1,
+            modifier2: header.modifier2,
+            body,
+            ctx: ResponseContext {
+                http11: meta.http11,
+                head_only: meta.head_only,
+                keep_alive: false,
+                chunked_ok: false,
+                connection_header: false,
+                timeout: s.socket_timeout,
+            },
+            expect_continue: false,
+        };
+        self.serve(core, idx, serve)
+    }
+
+    fn serve(&mut self, core: &mut dyn Core, idx: usize, mut serve: Serve) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let stopping = shared.stop_kind() != StopKind::Running;
+        serve.ctx.keep_alive &= !stopping;
+        let started = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let slot = shared.scoreboard.worker(shared.id);
+        slot.request_started(wall.as_micros() as u64);
+        self.resp.reset();
+        let req = Request {
+            vars: &self.vars,
+            scheme: serve.scheme,
+            modifier1: serve.modifier1,
+            modifier2: serve.modifier2,
+            core_id: self.id,
+            request_id: self.served,
+        };
+        let mut io = ConnIo {
+            stream: &mut c.stream,
+            rbuf: &mut c.rbuf,
+            body: &mut serve.body,
+            resp: &mut self.resp,
+            ctx: serve.ctx,
+            read_timeout: shared.settings.socket_timeout,
+            limit_post: shared.settings.limit_post,
+            expect_continue: serve.expect_continue,
+            disconnected: false,
+        };
+        let outcome = core.handle(&req, &mut io);
+        let disconnected = io.disconnected;
+        if !disconnected && !self.resp.head_sent() && !self.resp.broken {
+            // The plugin left without answering: never leave the client hanging.
+            self.resp.send_error(500, &mut c.stream, &serve.ctx);
+        }
+        let body_done = serve.body.is_complete() || drain_buffered(&mut serve.body, &mut c.rbuf);
+        let close = outcome.close
+            || disconnected
+            || self.resp.must_close
+            || !serve.ctx.keep_alive
+            || !body_done;
+        let micros = started.elapsed().as_micros() as u64;
+        slot.request_finished(micros, self.resp.tx, outcome.exception);
+        self.served += 1;
+        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        c.served += 1;
+        if let Some(log) = &mut self.log {
+            log.log(&LogEntry {
+                vars: &self.vars,
+                status: self.resp.status(),
+                body_bytes: self.resp.body_bytes,
+                tx: self.resp.tx,
+                header_count: self.resp.header_count,
+                head_bytes: self.resp.head_bytes,
+                micros,
+                worker_requests,
+                total_requests: shared.scoreboard.total_requests(),
+                core: self.id,
+                started: wall.as_secs(),
+            });
+        }
+        shared.check_recycle(worker_requests);
+        if close {
+            self.close(idx);
+            return Step::Closed;
+        }
+        c.deadline = Instant::now()
+            + if c.rbuf.is_empty() {
+                shared.settings.keepalive_timeout
+            } else {
+                shared.settings.header_timeout
+            };
+        Step::Served
+    }
+}
+
+/// Finish an unread `Content-Length` body from what is already buffered. True when the
+/// connection is back at a request boundary.
+fn drain_buffered(body: &mut BodyState, rbuf: &mut ReadBuf) -> bool {
+    if let BodyState::Length { remaining } = body {
+        if (*remaining as usize) <= rbuf.len() {
+            rbuf.consume(*remaining as usize);
+            *body = BodyState::Empty;
+            return true;
+        }
+    }
+    false
+}
+
+/// modifier1 30: remove the `SCRIPT_NAME` prefix from `PATH_INFO`.
+fn strip_script_name(vars: &mut Vars, scratch: &mut Vec<u8>) {
+    let (Some(script), Some(path)) = (vars.get(b"SCRIPT_NAME"), vars.get(b"PATH_INFO")) else {
+        return;
+    };
+    if !script.is_empty() && path.starts_with(script) {
+        scratch.clear();
+        scratch.extend_from_slice(&path[script.len()..]);
+        vars.remove(b"PATH_INFO");
+        vars.push(b"PATH_INFO", scratch);
+    }
+}
+
+fn peer_text(p: &Peer) -> String {
+    match p {
+        Peer::Tcp(a) => a.to_string(),
+        Peer::Unix => String::from("unix socket peer"),
+    }
+}

@@ -1,0 +1,219 @@
+//! A worker process: its cores, its stop state and its signals.
+//!
+//! The stop state is one atomic read by every core at the top of its loop; changing it also
+//! writes an eventfd that every core watches (one-shot), so a core asleep in `epoll_wait`
+//! notices at once. Signals reach the process through a self-pipe that only core 0 watches.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::Signal;
+use ruwsgi_config::Settings;
+use ruwsgi_plugin::LanguagePlugin;
+use ruwsgi_shm::Scoreboard;
+use ruwsgi_sys::log::log_line;
+use ruwsgi_sys::signals::SignalPipe;
+
+use crate::core::CoreLoop;
+use crate::stream::ListenSocket;
+
+/// Everything a worker needs, handed over by the master after fork.
+pub struct WorkerArgs {
+    /// 1-based worker id.
+    pub id: u32,
+    /// The instance's settings.
+    pub settings: Arc<Settings>,
+    /// The inherited listening sockets.
+    pub listeners: Vec<ListenSocket>,
+    /// The language plugin (apps already loaded, or loaded by the caller for lazy-apps).
+    pub plugin: Arc<dyn LanguagePlugin>,
+    /// The shared scoreboard.
+    pub scoreboard: Scoreboard,
+}
+
+/// Why a worker's serve loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Asked to stop (SIGHUP: after finishing its requests; SIGTERM/SIGINT/SIGQUIT: at once).
+    Stopped,
+    /// `max-requests` reached: the master should start a fresh one.
+    Recycled,
+    /// The worker could not start serving.
+    Failed,
+}
+
+/// How far a worker is into stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopKind {
+    /// Serving.
+    Running = 0,
+    /// Not accepting; finishing in-flight requests.
+    Graceful = 1,
+    /// Leaving now.
+    Immediate = 2,
+}
+
+/// State shared by the cores of one worker.
+pub struct WorkerShared {
+    pub(crate) id: u32,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) listeners: Vec<ListenSocket>,
+    pub(crate) scoreboard: Scoreboard,
+    /// Requests this process served (all cores), for `max-requests`.
+    pub(crate) requests: AtomicU64,
+    /// A [`StopKind`]; only ever increases.
+    stop: AtomicU8,
+    /// A [`WorkerExit`] code: 0 stopped, 1 recycled, 2 failed.
+    exit: AtomicU8,
+    /// Written once when `stop` changes; every core watches it (one-shot).
+    pub(crate) wake: EventFd,
+    /// Signal self-pipe, watched by core 0.
+    pub(crate) signals: Option<SignalPipe>,
+    spawned: Instant,
+}
+
+impl WorkerShared {
+    pub(crate) fn stop_kind(&self) -> StopKind {
+        match self.stop.load(Ordering::Acquire) {
+            0 => StopKind::Running,
+            1 => StopKind::Graceful,
+            _ => StopKind::Immediate,
+        }
+    }
+
+    fn begin_stop(&self, kind: StopKind) {
+        let prev = self.stop.fetch_max(kind as u8, Ordering::AcqRel);
+        if prev < kind as u8 {
+            let _ = self.wake.write(1);
+        }
+    }
+
+    /// Read pending signals and act on them.
+    pub(crate) fn handle_signals(&self) {
+        let Some(pipe) = &self.signals else { return };
+        for sig in pipe.drain() {
+            match sig {
+                Signal::SIGHUP => {
+                    if self.stop_kind() == StopKind::Running {
+                        log_line(&format!(
+                            "worker {} (pid: {}): graceful stop requested, finishing requests",
+                            self.id,
+                            std::process::id()
+                        ));
+                    }
+                    self.begin_stop(StopKind::Graceful);
+                }
+                Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => {
+                    self.begin_stop(StopKind::Immediate);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Start a graceful recycle once `max-requests` is reached and the worker lived long
+    /// enough.
+    pub(crate) fn check_recycle(&self, served: u64) {
+        let s = &self.settings;
+        if s.max_requests == 0 || self.stop_kind() != StopKind::Running {
+            return;
+        }
+        let limit = s.max_requests + u64::from(self.id.saturating_sub(1)) * s.max_requests_delta;
+        if served >= limit && self.spawned.elapsed() >= s.min_worker_lifetime {
+            self.exit.store(1, Ordering::Release);
+            log_line(&format!(
+                "...The work of process {} is done (max requests reached ({served} >= {limit})). Seeya!",
+                std::process::id()
+            ));
+            self.begin_stop(StopKind::Graceful);
+        }
+    }
+}
+
+/// Run a worker until it stops; the caller turns the result into an exit code.
+pub fn run(args: WorkerArgs) -> WorkerExit {
+    let signals = match SignalPipe::install(&[
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ]) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log_line(&format!(
+                "worker {}: cannot install signal handlers: {e}",
+                args.id
+            ));
+            return WorkerExit::Failed;
+        }
+    };
+    let wake =
+        match EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK) {
+            Ok(w) => w,
+            Err(e) => {
+                log_line(&format!(
+                    "worker {}: cannot create its wake-up fd: {e}",
+                    args.id
+                ));
+                return WorkerExit::Failed;
+            }
+        };
+    let shared = WorkerShared {
+        id: args.id,
+        settings: args.settings,
+        listeners: args.listeners,
+        scoreboard: args.scoreboard,
+        requests: AtomicU64::new(0),
+        stop: AtomicU8::new(0),
+        exit: AtomicU8::new(0),
+        wake,
+        signals,
+        spawned: Instant::now(),
+    };
+    let plugin = args.plugin;
+    let threads = shared.settings.threads.max(1);
+    let slot = shared.scoreboard.worker(shared.id);
+    slot.set_accepting(true);
+    std::thread::scope(|scope| {
+        for core_id in 1..threads {
+            let shared = &shared;
+            let plugin = &plugin;
+            let spawned = std::thread::Builder::new()
+                .name(format!("core {core_id}"))
+                .spawn_scoped(scope, move || {
+                    serve_core(core_id as u16, shared, plugin.as_ref())
+                });
+            if let Err(e) = spawned {
+                log_line(&format!(
+                    "worker {}: cannot start core {core_id}: {e}",
+                    shared.id
+                ));
+                shared.exit.store(2, Ordering::Release);
+                shared.begin_stop(StopKind::Immediate);
+            }
+        }
+        serve_core(0, &shared, plugin.as_ref());
+    });
+    slot.set_accepting(false);
+    match shared.exit.load(Ordering::Acquire) {
+        1 => WorkerExit::Recycled,
+        2 => WorkerExit::Failed,
+        _ => WorkerExit::Stopped,
+    }
+}
+
+fn serve_core(core_id: u16, shared: &WorkerShared, plugin: &dyn LanguagePlugin) {
+    plugin.run_core(core_id, &mut |core| match CoreLoop::new(core_id, shared) {
+        Ok(mut l) => l.run(core),
+        Err(e) => {
+            log_line(&format!(
+                "worker {} core {core_id}: cannot start: {e}",
+                shared.id
+            ));
+            shared.exit.store(2, Ordering::Release);
+            shared.begin_stop(StopKind::Immediate);
+        }
+    });
+}
