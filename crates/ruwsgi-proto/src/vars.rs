@@ -30,6 +30,12 @@ impl Vars {
         }
     }
 
+    /// Make room for `bytes` more bytes of keys and values and `count` more pairs.
+    pub fn reserve(&mut self, bytes: usize, count: usize) {
+        self.data.reserve(bytes);
+        self.spans.reserve(count);
+    }
+
     /// Forget every pair, keeping the allocations.
     pub fn clear(&mut self) {
         self.data.clear();
