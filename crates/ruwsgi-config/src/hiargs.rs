@@ -158,8 +158,7 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     let strict = collected
         .opts
         .iter()
-        .filter(|o| o.def().is_some_and(|d| d.name == "strict"))
-        .last()
+        .rfind(|o| o.def().is_some_and(|d| d.name == "strict"))
         .is_some_and(|o| parse_bool(o.value.as_deref()));
     let mut s = Settings::default();
     let mut reload_mercy = None;

@@ -402,7 +402,7 @@ impl<'a> Collector<'a> {
             .out
             .config_files
             .iter()
-            .any(|p| *p == PathBuf::from(&path))
+            .any(|p| p.as_os_str() == path.as_str())
         {
             self.out.config_files.push(PathBuf::from(&path));
         }

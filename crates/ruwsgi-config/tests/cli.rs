@@ -1,0 +1,318 @@
+//! Command line and environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ruwsgi_config::{Command, Protocol, Status, OPTIONS};
+
+use crate::util::{opts, run, run_env, try_load, TempDir};
+
+#[test]
+fn long_short_and_inline_forms() {
+    let s = run(&[
+        "--socket",
+        ":3031",
+        "--http-socket=0.0.0.0:8080",
+        "-p",
+        "4",
+        "--threads=2",
+        "-M",
+        "-T",
+        "-L",
+        "-b",
+        "8192",
+        "-l",
+        "50",
+        "-z",
+        "7",
+        "-R",
+        "1000",
+        "-v",
+        "32",
+        "-w",
+        "pkg.app:app",
+        "-H",
+        "/venv",
+        "--vacuum",
+        "--uid",
+        "www",
+    ]);
+    assert_eq!(s.sockets.len(), 2);
+    assert_eq!(s.sockets[0].protocol, Protocol::Uwsgi);
+    assert_eq!(s.sockets[0].address, ":3031");
+    assert_eq!(s.sockets[0].option, "socket");
+    assert_eq!(s.sockets[1].protocol, Protocol::Http);
+    assert_eq!(s.sockets[1].option, "http-socket");
+    assert_eq!((s.processes, s.threads), (4, 2));
+    assert!(s.enable_threads && s.disable_logging && s.vacuum);
+    assert_eq!(s.buffer_size, 8192);
+    assert_eq!(s.listen, 50);
+    assert_eq!(s.socket_timeout, Duration::from_secs(7));
+    assert_eq!(s.max_requests, 1000);
+    assert_eq!(s.max_vars, 32);
+    assert_eq!(s.module.as_deref(), Some("pkg.app:app"));
+    assert_eq!(s.home, Some(PathBuf::from("/venv")));
+    assert_eq!(s.uid.as_deref(), Some("www"));
+}
+
+#[test]
+fn combined_short_flags_and_values() {
+    let s = run(&["-MTp4", "-s:3031", "-C"]);
+    assert_eq!(s.processes, 4);
+    assert_eq!(s.sockets[0].address, ":3031");
+    assert_eq!(s.chmod_socket, Some(0o666));
+    assert_eq!(
+        opts(&s),
+        [
+            ("master", None),
+            ("enable-threads", None),
+            ("processes", Some("4")),
+            ("socket", Some(":3031")),
+            ("chmod-socket", None)
+        ]
+    );
+}
+
+#[test]
+fn chmod_socket_optional_value() {
+    assert_eq!(
+        run(&["--chmod-socket", "660", "-s", "/tmp/x.sock"]).chmod_socket,
+        Some(0o660)
+    );
+    assert_eq!(run(&["--chmod-socket=0640"]).chmod_socket, Some(0o640));
+    assert_eq!(run(&["-C", "--master"]).chmod_socket, Some(0o666));
+    assert_eq!(run(&[]).chmod_socket, None);
+}
+
+#[test]
+fn http_variants_are_http_sockets() {
+    let s = run(&[
+        "--http",
+        ":8080",
+        "--http11-socket",
+        ":8081",
+        "--uwsgi-socket",
+        ":3031",
+    ]);
+    let p: Vec<_> = s.sockets.iter().map(|s| (s.protocol, s.option)).collect();
+    assert_eq!(
+        p,
+        [
+            (Protocol::Http, "http"),
+            (Protocol::Http, "http11-socket"),
+            (Protocol::Uwsgi, "socket")
+        ]
+    );
+}
+
+#[test]
+fn scalars_last_wins_lists_accumulate() {
+    let s = run(&[
+        "-p",
+        "2",
+        "--workers",
+        "3",
+        "--pythonpath",
+        "/a",
+        "--pp",
+        "/b",
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "--mount",
+        "/x=app.py",
+        "--mount",
+        "/y=pkg:app",
+    ]);
+    assert_eq!(s.processes, 3);
+    assert_eq!(s.pythonpath, [PathBuf::from("/a"), PathBuf::from("/b")]);
+    assert_eq!(
+        s.env,
+        [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+    );
+    assert_eq!(
+        s.mounts,
+        [
+            ("/x".into(), "app.py".into()),
+            ("/y".into(), "pkg:app".into())
+        ]
+    );
+}
+
+#[test]
+fn booleans_with_values() {
+    let s = run(&[
+        "--vacuum=false",
+        "--need-app=0",
+        "--lazy-apps=yes",
+        "--die-on-term=OFF",
+        "--lazy=no",
+    ]);
+    assert!(!s.vacuum && !s.need_app && !s.die_on_term && !s.lazy_apps);
+    let s = run(&[
+        "--enable-threads=no",
+        "--dynamic-apps",
+        "--http-strict-host=1",
+    ]);
+    assert!(!s.enable_threads && s.dynamic_apps && s.http_strict_host);
+}
+
+#[test]
+fn wsgi_decides_file_or_module() {
+    let s = run(&["--wsgi", "app.py"]);
+    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(s.module, None);
+    let s = run(&["--wsgi", "myproj.wsgi:application"]);
+    assert_eq!(s.module.as_deref(), Some("myproj.wsgi:application"));
+    let s = run(&["--wsgi", "site.wsgi", "--file", "other.py"]);
+    assert_eq!(s.wsgi_file, Some(PathBuf::from("other.py")));
+}
+
+#[test]
+fn bare_arguments() {
+    let s = run(&["app.py", "pkg.mod:application"]);
+    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(s.module.as_deref(), Some("pkg.mod:application"));
+    assert_eq!(
+        opts(&s),
+        [
+            ("wsgi-file", Some("app.py")),
+            ("module", Some("pkg.mod:application"))
+        ]
+    );
+    let d = TempDir::new();
+    let ini = d.write("site.ini", "[uwsgi]\nprocesses = 5\n");
+    let yml = d.write("site.yml", "uwsgi:\n  threads: 3\n");
+    let s = run(&[&ini, &yml, "x.wsgi"]);
+    assert_eq!((s.processes, s.threads), (5, 3));
+    assert_eq!(s.wsgi_file, Some(PathBuf::from("x.wsgi")));
+    assert_eq!(
+        s.opt[0],
+        ("ini".to_string(), ruwsgi_config::OptValue::Value(ini))
+    );
+    assert_eq!(s.opt[2].0, "yaml");
+}
+
+#[test]
+fn defaults() {
+    let s = run(&[]);
+    assert!(s.sockets.is_empty());
+    assert_eq!(s.processes, 1);
+    assert!(s.need_app && s.enable_threads && s.die_on_term);
+    assert_eq!(s.reload_mercy, Duration::from_secs(60));
+    assert!(s.opt.is_empty());
+}
+
+#[test]
+fn reload_mercy_follows_worker_mercy() {
+    let s = run(&["--worker-reload-mercy", "5"]);
+    assert_eq!(s.reload_mercy, Duration::from_secs(5));
+    let s = run(&["--worker-reload-mercy", "5", "--reload-mercy", "20"]);
+    assert_eq!(s.reload_mercy, Duration::from_secs(20));
+}
+
+#[test]
+fn sizes_and_limits() {
+    let s = run(&[
+        "--post-buffering",
+        "64k",
+        "--limit-post",
+        "10M",
+        "-b",
+        "32768",
+    ]);
+    assert_eq!(s.post_buffering, 65536);
+    assert_eq!(s.limit_post, 10 << 20);
+    assert_eq!(s.buffer_size, 32768);
+}
+
+#[test]
+fn plugins_are_accepted() {
+    let s = run(&["--plugins", "python3,http", "--plugin", "python311"]);
+    assert_eq!(s.opt.len(), 2);
+}
+
+#[test]
+fn environment_options() {
+    let s = run_env(
+        &["--threads", "4"],
+        &[
+            ("UWSGI_PROCESSES", "3"),
+            ("UWSGI_THREADS", "2"),
+            ("UWSGI_HTTP_SOCKET", ":9090"),
+            ("UWSGI_RELOADS", "4"),
+            ("UWSGI_NOT_AN_OPTION", "1"),
+            ("PATH", "/bin"),
+        ],
+    );
+    assert_eq!(s.processes, 3);
+    assert_eq!(s.threads, 4, "the command line comes after the environment");
+    assert_eq!(s.sockets[0].address, ":9090");
+    assert_eq!(
+        opts(&s),
+        [
+            ("http-socket", Some(":9090")),
+            ("processes", Some("3")),
+            ("threads", Some("2")),
+            ("threads", Some("4"))
+        ]
+    );
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].contains("UWSGI_NOT_AN_OPTION"));
+}
+
+#[test]
+fn environment_can_load_an_ini() {
+    let d = TempDir::new();
+    let ini = d.write("e.ini", "[uwsgi]\nsocket = :1\n");
+    let s = run_env(&[], &[("UWSGI_INI", &ini)]);
+    assert_eq!(s.sockets[0].address, ":1");
+    assert_eq!(s.config_files, [PathBuf::from(&ini)]);
+}
+
+#[test]
+fn help_version_show_config() {
+    let Ok(Command::Help(h)) = try_load(&["-s", ":1", "--help", "--bogus"], &[]) else {
+        panic!("help")
+    };
+    for d in OPTIONS.iter().filter(|d| d.status == Status::Supported) {
+        assert!(
+            h.contains(&format!("--{}", d.name)),
+            "help lacks --{}",
+            d.name
+        );
+        for a in d.aliases {
+            assert!(h.contains(&format!("--{a}")), "help lacks --{a}");
+        }
+        if let Some(c) = d.short {
+            assert!(
+                h.contains(&format!("-{c}, --{}", d.name)),
+                "help lacks -{c}"
+            );
+        }
+    }
+    assert!(h.contains("harakiri"));
+    assert!(matches!(try_load(&["-h"], &[]), Ok(Command::Help(_))));
+    let Ok(Command::Version(v)) = try_load(&["--version"], &[]) else {
+        panic!("version")
+    };
+    assert!(v.contains(ruwsgi_config::VERSION));
+
+    let d = TempDir::new();
+    let ini = d.write("a.ini", "[uwsgi]\nprocesses = 2\nmy-key = x\n");
+    let Ok(Command::ShowConfig(text)) =
+        try_load(&["--show-config", "--ini", &ini, "-M", "-s", ":1"], &[])
+    else {
+        panic!("show-config")
+    };
+    let expected =
+        format!("[uwsgi]\n; ini = {ini}\nprocesses = 2\nmy-key = x\nmaster = true\nsocket = :1\n");
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn double_dash_ends_options() {
+    let s = run(&["-p", "2", "--", "app.py"]);
+    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
+}

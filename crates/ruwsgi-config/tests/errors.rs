@@ -1,0 +1,95 @@
+//! Errors name the option, the value and where it came from.
+
+use crate::util::{err, try_load, TempDir};
+
+#[test]
+fn invalid_values_with_locations() {
+    let d = TempDir::new();
+    let ini = d.write("app.ini", "[uwsgi]\nsocket = :1\nprocesses = abc\n");
+    assert_eq!(
+        err(&["--ini", &ini]),
+        format!("invalid value 'abc' for option 'processes' (from {ini}:3): expected a number")
+    );
+    assert_eq!(
+        err(&["-s", ":1", "--workers", "0"]),
+        "invalid value '0' for option 'workers' (from command line argument 3): expected a \
+         number from 1 to 65535"
+    );
+    assert!(err(&["--threads", "-1"]).contains("'-1' for option 'threads'"));
+    assert!(err(&["--buffer-size", "70000"]).contains("from 1 to 65535 bytes"));
+    assert!(err(&["--chmod-socket=999"]).contains("octal mode"));
+    assert!(err(&["--env", "NOVALUE"]).contains("expected KEY=VALUE"));
+    assert!(err(&["--mount", "/x"]).contains("expected MOUNTPOINT=APP"));
+    assert!(err(&["--socket-timeout", "4s"]).contains("a number of seconds"));
+    let e = match try_load(&["--listen", "x"], &[("UWSGI_LISTEN", "y")]) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!(),
+    };
+    assert_eq!(
+        e,
+        "invalid value 'y' for option 'listen' (from environment variable UWSGI_LISTEN): \
+         expected a number"
+    );
+}
+
+#[test]
+fn not_yet_options() {
+    let d = TempDir::new();
+    let ini = d.write("app.ini", "[uwsgi]\n\n\n\n\n\nharakiri = 30\n");
+    assert_eq!(
+        err(&["--ini", &ini]),
+        format!("option 'harakiri' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
+    );
+    assert!(err(&["-t", "30"]).starts_with("option 'harakiri' (from command line argument 1)"));
+    assert!(err(&["--cache2", "name=x"]).starts_with("option 'cache2'"));
+    assert!(err(&["--set", "stats=:9191"]).starts_with("option 'stats'"));
+    let e = match try_load(&[], &[("UWSGI_DAEMONIZE", "/log")]) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!(),
+    };
+    assert!(e.contains("environment variable UWSGI_DAEMONIZE"), "{e}");
+}
+
+#[test]
+fn unknown_command_line_options() {
+    assert_eq!(
+        err(&["--processes", "2", "--bogus"]),
+        "unknown option '--bogus' (from command line argument 3)"
+    );
+    assert_eq!(
+        err(&["-q"]),
+        "unknown option '-q' (from command line argument 1)"
+    );
+    assert_eq!(
+        err(&["--socket"]),
+        "option 'socket' (from command line argument 1) requires a value"
+    );
+}
+
+#[test]
+fn unknown_bare_argument_and_stdin() {
+    assert!(err(&["whatever"]).starts_with("don't know what to do with argument 'whatever'"));
+    assert!(err(&["-"]).contains("standard input"));
+}
+
+#[test]
+fn unreadable_and_broken_files() {
+    assert_eq!(
+        err(&["--ini", "/nonexistent/x.ini"]),
+        "cannot read config file '/nonexistent/x.ini': No such file or directory"
+    );
+    let d = TempDir::new();
+    let j = d.write("bad.json", "{\"uwsgi\": {\"a\": 1,,}}");
+    assert!(err(&["--json", &j]).starts_with(&format!("syntax error in config file {j}:1")));
+    let y = d.write("bad.yaml", "uwsgi:\n  a: 1\n    b: 2\n");
+    assert!(err(&["--yaml", &y]).starts_with(&format!("syntax error in config file {y}:3")));
+}
+
+#[test]
+fn unknown_plugin() {
+    assert_eq!(
+        err(&["--plugins", "python3,php"]),
+        "plugin 'php' (from command line argument 1) is not available: ruwsgi has python and \
+         http built in"
+    );
+}
