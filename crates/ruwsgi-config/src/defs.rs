@@ -570,8 +570,12 @@ pub static OPTIONS: &[OptionDef] = &[
         "",
         "load an ini file (section default: uwsgi)",
     ),
-    opt("yaml", Config, Cfg, "", "load a YAML file").aka(&["yml"]),
-    opt("json", Config, Cfg, "", "load a JSON file").aka(&["js"]),
+    opt("yaml", Config, Cfg, "", "load a YAML file")
+        .aka(&["yml"])
+        .short('y'),
+    opt("json", Config, Cfg, "", "load a JSON file")
+        .aka(&["js"])
+        .short('j'),
     opt("toml", Config, Cfg, "", "load a TOML file"),
     opt(
         "show-config",

@@ -1,7 +1,7 @@
 //! The high layer: validate every collected value and fill [`Settings`].
 //!
 //! Each supported option maps onto exactly one field (or a small derivation, such as `wsgi`
-//! choosing between file and module) in [`apply`]; scalars are overwritten so the last value
+//! choosing between file and module) in `apply`; scalars are overwritten so the last value
 //! wins, lists accumulate. Every error names the option as written, the value after
 //! substitution and its [`Source`].
 

@@ -15,6 +15,15 @@
 //! - [`settings`]: [`Settings`], the validated typed view every other crate reads.
 //! - [`help`]: `--help` (generated from the table), `--version`, `--show-config`.
 //! - `load`: the entry point, [`load`] and [`Command`].
+//!
+//! # Where ruwsgi differs from uWSGI
+//! - Options uWSGI has but ruwsgi lacks ([`Status::NotYet`]) are errors from any source:
+//!   silently dropping `harakiri` or `reload-on-rss` would remove a protection.
+//! - `UWSGI_*` variables that name no option are skipped with a warning in
+//!   [`Settings::warnings`]; uWSGI-internal ones (`UWSGI_RELOADS`, ...) silently.
+//! - `$()`, `@()` and `%()` in config paths and `set` are expanded when they are read, so
+//!   `ini = $(DIR)/x.ini` works; other values are expanded after collection.
+//! - `--chmod-socket 660` takes the next word only when it is an octal mode.
 #![warn(missing_docs)]
 
 pub mod defs;

@@ -16,7 +16,7 @@ use crate::subst::Globals;
 
 /// What the binary should do.
 #[derive(Debug)]
-#[non_exhaustive]
+
 pub enum Command {
     /// Start the server with these settings.
     Run(Box<Settings>),

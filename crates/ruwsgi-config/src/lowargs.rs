@@ -432,6 +432,10 @@ impl<'a> Collector<'a> {
 
     /// Applies the deferred substitutions and returns everything collected.
     pub fn finish(mut self) -> Result<Collected, ConfigError> {
+        if self.out.halt.is_some() {
+            // Help and version print without looking at values.
+            return Ok(self.out);
+        }
         for i in 0..self.out.opts.len() {
             let opt = &self.out.opts[i];
             if opt.expanded {

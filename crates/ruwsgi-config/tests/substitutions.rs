@@ -109,3 +109,21 @@ fn config_paths_are_expanded_immediately() {
     );
     assert_eq!(s.processes, 7);
 }
+
+#[test]
+fn file_contents_substitution() {
+    let d = TempDir::new();
+    let secret = d.write("user.txt", "appuser\n");
+    let s = run(&["--uid", &format!("@({secret})")]);
+    assert_eq!(s.uid.as_deref(), Some("appuser"));
+}
+
+#[test]
+fn short_config_flags() {
+    let d = TempDir::new();
+    let y = d.write("a.yaml", "uwsgi:\n  processes: 2\n");
+    let j = d.write("a.json", r#"{"uwsgi": {"threads": 3}}"#);
+    let s = run(&["-y", &y, "-j", &j]);
+    assert_eq!((s.processes, s.threads), (2, 3));
+    assert_eq!(s.config_files, [PathBuf::from(&y), PathBuf::from(&j)]);
+}
