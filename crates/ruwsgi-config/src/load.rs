@@ -16,7 +16,6 @@ use crate::subst::Globals;
 
 /// What the binary should do.
 #[derive(Debug)]
-
 pub enum Command {
     /// Start the server with these settings.
     Run(Box<Settings>),
