@@ -127,3 +127,20 @@ def _no_leftover_sigpipe():
     old = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     yield
     signal.signal(signal.SIGPIPE, old)
+
+
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory):
+    """One ruwsgi (master + 2 workers, fault app) shared by a test module.
+
+    At teardown it checks that no worker died while the module's tests ran."""
+    f = Factory(tmp_path_factory.mktemp("fault_server"))
+    srv = f("--http-socket", "127.0.0.1:0", "--wsgi-file", FAULT_APP, "--master",
+            "--processes", "2")
+    srv.start_workers = set(srv.wait_children(2))
+    yield srv
+    try:
+        assert "DAMN" not in srv.log_text(), "a worker died during the module:\n" + srv.log_tail()
+        assert srv.stop() == 0
+    finally:
+        f.cleanup()

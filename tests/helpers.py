@@ -20,6 +20,7 @@ VENV_PY = VENV / "bin" / "python"
 # RUWSGI_FLAVOR=uwsgi runs the fixtures against real uWSGI (pyuwsgi in .venv) to
 # check the test helpers themselves; the suite proper targets ruwsgi.
 FLAVOR = os.environ.get("RUWSGI_FLAVOR", "ruwsgi")
+NAME = "uWSGI" if FLAVOR == "uwsgi" else "ruwsgi"   # as it appears in lifecycle log lines
 
 
 def server_bin():
@@ -518,8 +519,9 @@ class ServerProcess:
             raise AssertionError("%s (pid %d) did not exit within %.0fs; log:\n%s"
                                  % (self.bin, self.pid, timeout, self.log_tail()))
 
-    def stop(self, sig=signal.SIGINT, timeout=10.0, check_orphans=True):
-        """Stop with `sig`, SIGKILL after `timeout`; assert no child process is left."""
+    def stop(self, sig=None, timeout=10.0, check_orphans=True):
+        """Stop with `sig` (SIGINT), SIGKILL after `timeout`; assert no child process is left."""
+        sig = sig or signal.SIGINT
         if self.proc.poll() is None:
             self.children()
             try:

@@ -113,7 +113,7 @@ def application(environ, start_response):
     if path == "/leak":
         _leak.append(bytearray(int(float(q.get("mb", "10")) * 1024 * 1024)))
         return _plain(start_response, "leaked %d" % len(_leak))
-    if path == "/env":
+    if path == "/env" or path.startswith("/env/"):
         out = {k: _jsonable(environ.get(k)) for k in ENV_KEYS if k in environ}
         out["HTTP"] = {k: _jsonable(v) for k, v in environ.items() if k.startswith("HTTP_")}
         out["keys"] = sorted(k for k in environ if isinstance(k, str))

@@ -1,0 +1,235 @@
+"""Reliability tests RT-01, RT-02, RT-04, RT-07, RT-14, RT-15 (http-rules.md §2).
+
+Load is bounded (seconds, and a request budget) and goes to 127.0.0.1 only.
+"""
+import re
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from helpers import (NAME, children_of, http_request, pid_alive, port_is_free, port_listening,
+                     wait_until)
+from load import run_load
+
+
+def start_fault(ruwsgi, fault_app, *extra, processes=2, **kw):
+    return ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", fault_app, "--master",
+                  "--processes", str(processes), "--disable-logging", *extra, **kw)
+
+
+def worker_set(srv, n, timeout=10.0):
+    return set(srv.wait_children(n, timeout=timeout))
+
+
+def in_thread(fn, *args):
+    out = {}
+
+    def run():
+        try:
+            out["result"] = fn(*args)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            out["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+# --------------------------------------------------------------------------- RT-01
+
+@pytest.mark.parametrize("keepalive,threads", [(False, 1), (True, 1), (False, 4)],
+                         ids=["close", "keepalive", "close-4threads"])
+def test_rt01_graceful_reload_under_load(ruwsgi, fault_app, keepalive, threads):
+    extra = ["--threads", str(threads)] if threads > 1 else []
+    srv = start_fault(ruwsgi, fault_app, *extra)
+    master = srv.pid
+    gens = {}
+    gens[0] = worker_set(srv, 2)
+
+    def hup(i):
+        def f():
+            gens[i] = set(srv.children())
+            srv.signal(signal.SIGHUP)
+        return f
+
+    conns = 8
+    res = run_load(srv.addr, "/", connections=conns, duration=10, keepalive=keepalive,
+                   events=[(3, hup(1)), (6, hup(2))])
+    # after the second HUP a complete new generation must appear
+    final = set(wait_until(
+        lambda: (lambda k: k if len(k) == 2 and not (set(k) & gens[2]) else None)(srv.children()),
+        15, what="workers replaced after the second SIGHUP"))
+
+    assert res.ok > 100, res.summary()
+    assert res.errors == 0, res.summary()
+    assert res.non2xx == 0, res.summary()
+    assert res.retries <= conns * 2, "retries must be ≤ connections per reload: " + res.summary()
+    assert res.max_latency < 2.0, res.summary()
+    assert srv.proc.poll() is None and srv.pid == master
+    assert not (gens[2] & gens[0]), "workers not replaced by the first SIGHUP: %r -> %r" % (gens[0], gens[2])
+    assert not (final & gens[1]) and not (final & gens[0])
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-02
+
+def test_rt02_reload_with_inflight_requests(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--threads", "4")
+    before = worker_set(srv, 2)
+    slow = [in_thread(http_request, srv.addr, "GET", "/sleep?s=3", None, b"", "HTTP/1.1", 15.0)
+            for _ in range(4)]
+    time.sleep(0.5)   # let the slow requests reach the workers (fault timing, not readiness)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGHUP)
+    res = run_load(srv.addr, "/", connections=4, duration=4, keepalive=False)
+    for t, out in slow:
+        t.join(15)
+        assert "error" not in out, out
+        r = out["result"]
+        assert r.status == 200 and r.body == b"slept 3", r
+    wait_until(lambda: (lambda k: len(k) == 2 and not (set(k) & before))(srv.children()),
+               10, what="new generation")
+    assert time.monotonic() - t0 < 3 + 10
+    assert res.errors == 0 and res.non2xx == 0, res.summary()
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-04
+
+def test_rt04_worker_crash(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app)
+    workers = sorted(worker_set(srv, 2))
+    victim = workers[0]
+    events = {}
+
+    def kill_one():
+        events["kill_t"] = time.monotonic()
+        import os
+        os.kill(victim, signal.SIGKILL)
+
+    def call_exit():
+        events["exit_t"] = time.monotonic()
+        r = http_request(srv.addr, "GET", "/exit", timeout=5)
+        events["exit_resp"] = r
+
+    res = run_load(srv.addr, "/sleep?s=0.2", connections=8, duration=10, keepalive=False,
+                   events=[(3, kill_one), (6, call_exit)])
+
+    # the crash is logged with pid and signal, and a replacement is spawned quickly
+    m = srv.wait_log(r"DAMN ! worker (\d+) \(pid: %d\) died.*killed by signal 9" % victim, timeout=5)
+    wid = m[0].group(1)
+    rm = srv.wait_log(r"Respawned %s worker %s \(new pid: (\d+)\)" % (NAME, wid), timeout=5)
+    newpid = int(rm[0].group(1))
+    assert newpid != victim
+    # /exit: the worker that served it died and was respawned too
+    srv.wait_log(r"DAMN ! worker \d+ \(pid: \d+\) died", count=2, timeout=5)
+    srv.wait_log(r"Respawned %s worker \d+ \(new pid: \d+\)" % NAME, count=2, timeout=5)
+    r = events["exit_resp"]
+    assert r.status is None or r.status >= 500, r
+
+    # errors ≤ requests in flight on the dead worker (1 core each): one per fault
+    assert res.errors <= 2, res.summary()
+    assert res.non2xx == 0, res.summary()
+    # 100% success after each fault + 1 s (the replacement accepts within 1 s)
+    t_kill = events["kill_t"] - res.started
+    t_exit = events["exit_t"] - res.started
+    late = [t for t in res.error_times
+            if not (t_kill <= t <= t_kill + 1.0) and not (t_exit <= t <= t_exit + 1.0)]
+    assert not late, "errors outside the fault windows at %r: %s" % (late, res.summary())
+    assert any(t > t_exit + 1.0 for t in res.done_times), "no success after the faults"
+    assert len(srv.children()) == 2
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-07
+
+def test_rt07_max_requests(ruwsgi, fault_app):
+    base = start_fault(ruwsgi, fault_app, name="baseline")
+    r0 = run_load(base.addr, "/pid", connections=8, duration=6, keepalive=False)
+    base.stop()
+    assert r0.errors == 0 and r0.non2xx == 0, r0.summary()
+
+    srv = start_fault(ruwsgi, fault_app, "--max-requests", "100", "--min-worker-lifetime", "0")
+    res = run_load(srv.addr, "/pid", connections=8, duration=6, keepalive=False,
+                   count_bodies=True)
+    assert res.errors == 0, res.summary()
+    assert res.non2xx == 0, res.summary()
+    per_pid = {int(k): v for k, v in res.bodies.items()}
+    assert len(per_pid) > 4, "workers were not recycled: %r" % per_pid
+    jitter, threads = 10, 1
+    over = {p: n for p, n in per_pid.items() if n > 100 + jitter + threads}
+    assert not over, "workers served more than max-requests: %r" % over
+    assert res.rps >= 0.7 * r0.rps, "throughput with max-requests %.0f < 70%% of %.0f" % (
+        res.rps, r0.rps)
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-14
+
+def test_rt14_sigterm_graceful_stop(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app)
+    worker_set(srv, 2)
+    slow = [in_thread(http_request, srv.addr, "GET", "/sleep?s=2", None, b"", "HTTP/1.1", 15.0)
+            for _ in range(2)]
+    time.sleep(0.5)   # the requests are in flight (fault timing)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    rc = srv.wait_exit(timeout=10)
+    took = time.monotonic() - t0
+    for t, out in slow:
+        t.join(10)
+        assert "error" not in out, out
+        assert out["result"].status == 200 and out["result"].body == b"slept 2", out["result"]
+    assert rc == 0, srv.log_tail()
+    assert took < 2 + 1 + 2, "graceful stop took %.1fs" % took
+    srv.assert_no_orphans()
+    assert not port_listening(srv.port) and port_is_free(srv.port)
+    srv.wait_log(r"goodbye to %s\." % NAME, timeout=1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+def test_rt14_immediate_stop(ruwsgi, fault_app, sig):
+    srv = start_fault(ruwsgi, fault_app)
+    worker_set(srv, 2)
+    slow = [in_thread(http_request, srv.addr, "GET", "/sleep?s=10", None, b"", "HTTP/1.1", 15.0)
+            for _ in range(2)]
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    srv.signal(sig)
+    rc = srv.wait_exit(timeout=10)
+    took = time.monotonic() - t0
+    assert rc == 0, srv.log_tail()
+    assert took < 4, "immediate stop took %.1fs" % took
+    for t, out in slow:
+        t.join(5)
+        assert not t.is_alive(), "client still waiting after an immediate stop"
+        if "result" in out:
+            assert out["result"].status != 200, "in-flight request was not cut"
+    srv.assert_no_orphans()
+    assert port_is_free(srv.port)
+
+
+# --------------------------------------------------------------------------- RT-15
+
+def test_rt15_master_death(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app)
+    workers = worker_set(srv, 2)
+    port = srv.port
+    t = [None]
+
+    def kill_master():
+        t[0] = time.monotonic()
+        srv.signal(signal.SIGKILL)
+
+    res = run_load(srv.addr, "/", connections=4, duration=3, keepalive=False,
+                   events=[(1, kill_master)])
+    srv.proc.wait(timeout=5)
+    wait_until(lambda: not any(pid_alive(p) for p in workers), max(0.1, t[0] + 2 - time.monotonic()) + 0.5,
+               what="workers to exit after the master's death (≤ 2 s)")
+    assert time.monotonic() - t[0] < 3.5
+    wait_until(lambda: port_is_free(port) and not port_listening(port),
+               max(0.1, t[0] + 3 - time.monotonic()) + 0.5, what="port freed within 3 s")
+    assert res.ok > 0
+    assert not [p for p in children_of(srv.pid) if pid_alive(p)]
