@@ -1,0 +1,202 @@
+//! The WSGI environ: a per-core template dict copied for each request.
+//!
+//! Measured (pyo3-embedding-notes §3): the environ is most of a request's Python-side cost.
+//! So the constant entries (`wsgi.version`, `wsgi.errors`, `wsgi.file_wrapper`, ...) live in
+//! a template that `PyDict_Copy` clones, keys come from a per-core cache of interned strings
+//! (a fast hash over the raw key bytes, so common keys cost no allocation), and values are
+//! decoded as latin-1 straight from the request's bytes, as PEP 3333 asks.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
+use ruwsgi_plugin::Vars;
+
+/// Keys from clients are arbitrary (`HTTP_X_ANYTHING`): stop caching past this many.
+const MAX_CACHED_KEYS: usize = 512;
+
+/// Keys every request is likely to carry, interned when the core starts.
+const COMMON_KEYS: &[&str] = &[
+    "REQUEST_METHOD",
+    "REQUEST_URI",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "SERVER_PROTOCOL",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SCRIPT_NAME",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "DOCUMENT_ROOT",
+    "HTTPS",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_CONNECTION",
+    "HTTP_COOKIE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_REAL_IP",
+    "HTTP_AUTHORIZATION",
+    "HTTP_ORIGIN",
+    "HTTP_UPGRADE_INSECURE_REQUESTS",
+];
+
+/// FxHash-style multiplicative hasher: keys are short and not attacker-chosen in a way that
+/// matters (the cache is bounded), so speed wins over DoS resistance here.
+#[derive(Default)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+}
+
+/// Decode `bytes` as latin-1 into a new `str`.
+#[allow(unsafe_code)]
+pub(crate) fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let len = isize::try_from(bytes.len())
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("value too long"))?;
+    // SAFETY: the pointer and length describe a live byte slice; latin-1 decoding accepts
+    // every byte; the result is a new reference (or NULL with an exception set), which
+    // `from_owned_ptr_or_err` takes over. We are attached (`py`).
+    unsafe {
+        let ptr = pyo3::ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
+        Bound::from_owned_ptr_or_err(py, ptr).map(|b| b.cast_into_unchecked())
+    }
+}
+
+/// What the core needs to put in every environ, fixed for its life.
+pub(crate) struct EnvironConsts<'a> {
+    pub multithread: bool,
+    pub multiprocess: bool,
+    pub core: Option<u16>,
+    pub errors: Py<PyAny>,
+    pub file_wrapper: Option<Py<PyAny>>,
+    pub version: &'a [u8],
+    pub node: &'a [u8],
+}
+
+/// Builds environ dicts for one core.
+pub(crate) struct EnvironBuilder {
+    template: Py<PyDict>,
+    keys: HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<FastHasher>>,
+    k_input: Py<PyString>,
+    k_scheme: Py<PyString>,
+    k_script_name: Py<PyString>,
+    k_path_info: Py<PyString>,
+    http: Py<PyString>,
+    https: Py<PyString>,
+}
+
+impl EnvironBuilder {
+    /// Build the template and the key cache.
+    pub fn new(py: Python<'_>, c: EnvironConsts<'_>) -> PyResult<Self> {
+        let t = PyDict::new(py);
+        t.set_item(intern(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+        t.set_item(intern(py, "wsgi.errors"), c.errors.bind(py))?;
+        t.set_item(intern(py, "wsgi.run_once"), PyBool::new(py, false))?;
+        t.set_item(
+            intern(py, "wsgi.multithread"),
+            PyBool::new(py, c.multithread),
+        )?;
+        t.set_item(
+            intern(py, "wsgi.multiprocess"),
+            PyBool::new(py, c.multiprocess),
+        )?;
+        if let Some(fw) = &c.file_wrapper {
+            t.set_item(intern(py, "wsgi.file_wrapper"), fw.bind(py))?;
+        }
+        t.set_item(intern(py, "uwsgi.version"), PyBytes::new(py, c.version))?;
+        t.set_item(intern(py, "uwsgi.node"), PyBytes::new(py, c.node))?;
+        if let Some(core) = c.core {
+            t.set_item(intern(py, "uwsgi.core"), core)?;
+        }
+        let mut keys = HashMap::default();
+        for k in COMMON_KEYS {
+            keys.insert(k.as_bytes().into(), intern(py, k).unbind());
+        }
+        Ok(EnvironBuilder {
+            template: t.unbind(),
+            keys,
+            k_input: intern(py, "wsgi.input").unbind(),
+            k_scheme: intern(py, "wsgi.url_scheme").unbind(),
+            k_script_name: intern(py, "SCRIPT_NAME").unbind(),
+            k_path_info: intern(py, "PATH_INFO").unbind(),
+            http: intern(py, "http").unbind(),
+            https: intern(py, "https").unbind(),
+        })
+    }
+
+    fn key<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyString>> {
+        if let Some(k) = self.keys.get(raw) {
+            return Ok(k.bind(py).clone());
+        }
+        let k = latin1_str(py, raw)?;
+        if self.keys.len() < MAX_CACHED_KEYS {
+            let k = PyString::intern(py, k.to_str()?);
+            self.keys.insert(raw.into(), k.clone().unbind());
+            return Ok(k);
+        }
+        Ok(k)
+    }
+
+    /// The environ of one request: the template, every var (last one wins), the scheme,
+    /// `wsgi.input`, and the mount rewrite (`SCRIPT_NAME`, `PATH_INFO`) if any.
+    pub fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        vars: &Vars,
+        scheme: &str,
+        input: &Bound<'py, PyAny>,
+        rewrite: Option<(&[u8], &[u8])>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = self.template.bind(py).copy()?;
+        for (k, v) in vars {
+            // The server's own entries are not for peers to override.
+            if k.starts_with(b"wsgi.") {
+                continue;
+            }
+            let key = self.key(py, k)?;
+            env.set_item(key, latin1_str(py, v)?)?;
+        }
+        let scheme_obj = match scheme {
+            "http" => self.http.bind(py).clone(),
+            "https" => self.https.bind(py).clone(),
+            other => PyString::new(py, other),
+        };
+        env.set_item(self.k_scheme.bind(py), scheme_obj)?;
+        env.set_item(self.k_input.bind(py), input)?;
+        if let Some((script_name, path_info)) = rewrite {
+            env.set_item(self.k_script_name.bind(py), latin1_str(py, script_name)?)?;
+            env.set_item(self.k_path_info.bind(py), latin1_str(py, path_info)?)?;
+        }
+        Ok(env)
+    }
+}
+
+fn intern<'py>(py: Python<'py>, s: &str) -> Bound<'py, PyString> {
+    PyString::intern(py, s)
+}

@@ -1,0 +1,25 @@
+//! The built-in `uwsgi` module that apps import.
+//!
+//! Registered with `append_to_inittab!` before the interpreter starts, so `import uwsgi` works
+//! in the master, in workers and in Rust tests alike. Each area of the API lives in its own
+//! file and adds itself through an `init_pymodule(m)` function; areas to come (cache,
+//! signals, rpc, locks, async, spooler) plug in the same way. Values that depend on the
+//! configuration are set by [`configure`] once `init` knows the settings.
+
+mod info;
+mod process;
+mod request;
+
+use pyo3::prelude::*;
+
+pub(crate) use info::configure;
+
+/// The `uwsgi` module definition.
+#[pymodule]
+#[pyo3(name = "uwsgi")]
+pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    info::init_pymodule(m)?;
+    process::init_pymodule(m)?;
+    request::init_pymodule(m)?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! [`PythonPlugin`]: the `LanguagePlugin` the server drives.
+//!
+//! The plugin holds what `init` and `load_apps` produced behind `RwLock`s: they are written
+//! once per phase (in the master, or again in a worker for lazy apps) and only read by the
+//! cores, which copy the references they need when they start, so no lock is taken per
+//! request. Every `Py` reference is created and dropped while attached.
+
+use std::sync::{Arc, RwLock};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
+use ruwsgi_config::Settings;
+use ruwsgi_plugin::{Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole};
+
+use crate::apps::{self, App, Apps};
+use crate::response::{StartResponse, Writer};
+use crate::wsgi::PyCore;
+use crate::{interp, module, runtime};
+
+/// What `init` set up.
+pub(crate) struct Shared {
+    pub settings: Arc<Settings>,
+    /// The built-in `uwsgi` module.
+    pub module: Py<PyModule>,
+    /// The process's single (stateless) `start_response`.
+    pub start_response: Py<StartResponse>,
+    /// `uwsgi.node` / `uwsgi.hostname`.
+    pub hostname: Vec<u8>,
+}
+
+/// What `load_apps` produced.
+pub(crate) struct Loaded {
+    pub apps: Apps,
+    /// `uwsgi.after_req_hook`, looked up once right after the apps loaded.
+    pub after_req_hook: Option<Py<PyAny>>,
+}
+
+/// The Python (WSGI) language plugin.
+///
+/// Create one per process with [`PythonPlugin::new`], before anything else touches Python.
+/// `init` starts CPython (once per process; a later `init` re-applies the settings to the
+/// running interpreter, which tests rely on).
+pub struct PythonPlugin {
+    /// Written by `init`, read by every later call.
+    shared: RwLock<Option<Arc<Shared>>>,
+    /// Written by `load_apps`, read by `run_core` when a core starts.
+    loaded: RwLock<Option<Arc<Loaded>>>,
+}
+
+impl Default for PythonPlugin {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn init_error(message: impl Into<String>) -> PluginError {
+    PluginError::Init {
+        plugin: "python",
+        message: message.into(),
+    }
+}
+
+impl PythonPlugin {
+    /// A plugin that has not started the interpreter yet.
+    pub fn new() -> Self {
+        PythonPlugin {
+            shared: RwLock::new(None),
+            loaded: RwLock::new(None),
+        }
+    }
+
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn loaded(&self) -> Option<Arc<Loaded>> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Call the user hook `uwsgi.<name>` if the app set one.
+    fn call_module_hook(&self, name: &str) {
+        let Some(shared) = self.shared() else { return };
+        Python::attach(|py| {
+            match shared.module.bind(py).getattr_opt(name) {
+                Ok(Some(hook)) if !hook.is_none() => runtime::call_hook(py, name, &hook),
+                Ok(_) => {}
+                Err(e) => runtime::log_exception(py, &e),
+            }
+            drop(shared);
+        });
+    }
+}
+
+fn hostname(py: Python<'_>) -> PyResult<Vec<u8>> {
+    let node = py
+        .import("os")?
+        .call_method0("uname")?
+        .getattr("nodename")?;
+    Ok(node.extract::<String>()?.into_bytes())
+}
+
+/// Apps the user put in `uwsgi.applications` (mountpoint → callable) at import time.
+fn user_applications(
+    py: Python<'_>,
+    module: &Bound<'_, PyModule>,
+    apps: &mut Apps,
+) -> PyResult<()> {
+    let Some(d) = module.getattr_opt("applications")? else {
+        return Ok(());
+    };
+    let Ok(d) = d.cast::<PyDict>() else {
+        return Ok(());
+    };
+    for (k, v) in d.iter() {
+        let mountpoint = if let Ok(b) = k.cast::<PyBytes>() {
+            String::from_utf8_lossy(b.as_bytes()).into_owned()
+        } else if let Ok(s) = k.cast::<PyString>() {
+            s.to_cow()?.into_owned()
+        } else {
+            continue;
+        };
+        if v.is_callable() {
+            apps.insert(App {
+                mountpoint: mountpoint.trim_end_matches('/').to_string(),
+                callable: v.unbind(),
+            });
+        } else {
+            runtime::log(&format!(
+                "uwsgi.applications[{mountpoint:?}] is not callable, ignored"
+            ));
+        }
+    }
+    let _ = py;
+    Ok(())
+}
+
+impl LanguagePlugin for PythonPlugin {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
+    fn init(&self, settings: &Settings, host: Arc<dyn Host>) -> Result<(), PluginError> {
+        runtime::set_host(host);
+        interp::start(settings)?;
+        let settings = Arc::new(settings.clone());
+        Python::attach(|py| {
+            let built = (|| -> PyResult<Shared> {
+                let module = py.import("uwsgi")?;
+                let hostname = hostname(py).unwrap_or_default();
+                module::configure(py, &module, &settings, &hostname)?;
+                let writer = Py::new(py, Writer)?;
+                let start_response = Py::new(py, StartResponse { writer })?;
+                module.setattr("start_response", &start_response)?;
+                Ok(Shared {
+                    settings: settings.clone(),
+                    module: module.unbind(),
+                    start_response,
+                    hostname,
+                })
+            })();
+            match built {
+                Ok(shared) => {
+                    let old = self
+                        .shared
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .replace(Arc::new(shared));
+                    let old_apps = self
+                        .loaded
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    drop((old, old_apps));
+                    Ok(())
+                }
+                Err(e) => {
+                    runtime::log_exception(py, &e);
+                    Err(init_error(format!("cannot set up the uwsgi module: {e}")))
+                }
+            }
+        })
+    }
+
+    fn load_apps(&self) -> Result<usize, PluginError> {
+        let shared = self
+            .shared()
+            .ok_or_else(|| init_error("load_apps called before init"))?;
+        Python::attach(|py| {
+            let module = shared.module.bind(py);
+            let mut apps = apps::load_all(py, &shared.settings)?;
+            if let Err(e) = user_applications(py, module, &mut apps) {
+                runtime::log_exception(py, &e);
+            }
+            let after_req_hook = match module.getattr_opt("after_req_hook") {
+                Ok(Some(h)) if !h.is_none() => Some(h.unbind()),
+                Ok(_) => None,
+                Err(e) => {
+                    runtime::log_exception(py, &e);
+                    None
+                }
+            };
+            let n = apps.list.len();
+            let old = self
+                .loaded
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .replace(Arc::new(Loaded {
+                    apps,
+                    after_req_hook,
+                }));
+            drop((old, shared));
+            Ok(n)
+        })
+    }
+
+    #[allow(unsafe_code)]
+    fn around_fork(&self, fork: &mut dyn FnMut() -> ForkOutcome) -> ForkOutcome {
+        if !interp::is_initialized() {
+            return fork();
+        }
+        Python::attach(|_py| {
+            // SAFETY: we are attached (hold the GIL), as PyOS_BeforeFork requires; it is
+            // paired below with exactly one AfterFork call in each process, whatever the
+            // outcome (the measured recipe of pyo3-embedding-notes §2).
+            unsafe { ffi::PyOS_BeforeFork() };
+            let outcome = fork();
+            match outcome {
+                // SAFETY: in the new child, right after fork, still attached: re-initialises
+                // the GIL, threading and import lock and runs the after-fork hooks.
+                ForkOutcome::Child => unsafe { ffi::PyOS_AfterFork_Child() },
+                // SAFETY: in the parent (or after a failed fork), attached, after BeforeFork.
+                ForkOutcome::Parent(_) | ForkOutcome::Failed(_) => unsafe {
+                    ffi::PyOS_AfterFork_Parent()
+                },
+            }
+            outcome
+        })
+    }
+
+    fn post_fork(&self, _role: ProcessRole) {
+        self.call_module_hook("post_fork_hook");
+    }
+
+    fn run_core(&self, core_id: u16, body: &mut dyn FnMut(&mut dyn Core)) {
+        let Some(shared) = self.shared() else {
+            runtime::log("python: run_core called before init");
+            return;
+        };
+        let loaded = self.loaded();
+        Python::attach(|py| {
+            match PyCore::new(py, &shared, loaded.as_deref(), core_id) {
+                Ok(mut core) => {
+                    body(&mut core);
+                    drop(core);
+                }
+                Err(e) => {
+                    runtime::log(&format!("python: cannot start core {core_id}:"));
+                    runtime::log_exception(py, &e);
+                }
+            }
+            drop((shared, loaded));
+        });
+    }
+
+    fn at_exit(&self) {
+        self.call_module_hook("atexit");
+    }
+}

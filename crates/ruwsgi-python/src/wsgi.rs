@@ -1,0 +1,383 @@
+//! One core: serving a request through a WSGI app.
+//!
+//! [`PyCore`] lives on its thread, attached to the interpreter for the thread's whole life,
+//! and owns the per-core state built once (environ template, interned keys, app
+//! references). A request runs inside a [`context::scope`] so the Python-side objects reach
+//! its connection; the response is then completed (or replaced by a 500) outside it. App
+//! faults never panic: they are logged with their traceback and become a 500 when the head
+//! was not sent yet, or a closed connection when it was.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use ruwsgi_config::UWSGI_API_VERSION;
+use ruwsgi_plugin::{Core, Outcome, Request, RequestIo, ResponseError};
+
+use crate::apps::Apps;
+use crate::context::{self, RequestState};
+use crate::environ::{EnvironBuilder, EnvironConsts};
+use crate::errors_stream::ErrorsStream;
+use crate::file_wrapper::FileWrapper;
+use crate::input::InputStream;
+use crate::plugin::{Loaded, Shared};
+use crate::response::{write_body, StartResponse};
+use crate::runtime;
+
+const ERROR_500_STATUS: &[u8] = b"500 Internal Server Error";
+const ERROR_500_BODY: &[u8] = b"Internal Server Error\n";
+
+/// What one body item did to the response.
+enum Step {
+    Continue,
+    /// Stop iterating; `true` when the app is at fault.
+    Stop(bool),
+}
+
+/// A core of the Python plugin.
+pub(crate) struct PyCore<'py> {
+    py: Python<'py>,
+    environ: EnvironBuilder,
+    apps: Apps,
+    start_response: Bound<'py, StartResponse>,
+    after_req_hook: Option<Bound<'py, PyAny>>,
+    /// The `uwsgi` module's dict, to publish `uwsgi.env` (single-core workers only).
+    module_dict: Option<Bound<'py, PyDict>>,
+    k_env: Bound<'py, PyString>,
+    manage_script_name: bool,
+    /// Several cores share the interpreter: release it around writes.
+    detach_io: bool,
+}
+
+impl<'py> PyCore<'py> {
+    pub fn new(
+        py: Python<'py>,
+        shared: &Shared,
+        loaded: Option<&Loaded>,
+        core_id: u16,
+    ) -> PyResult<Self> {
+        let s = &shared.settings;
+        let threads = s.threads.max(1);
+        let errors = Py::new(py, ErrorsStream::new())?.into_any();
+        let file_wrapper =
+            (!s.disable_file_wrapper).then(|| py.get_type::<FileWrapper>().into_any().unbind());
+        let environ = EnvironBuilder::new(
+            py,
+            EnvironConsts {
+                multithread: threads > 1,
+                multiprocess: s.processes > 1,
+                core: (threads > 1).then_some(core_id),
+                errors,
+                file_wrapper,
+                version: UWSGI_API_VERSION.as_bytes(),
+                node: &shared.hostname,
+            },
+        )?;
+        let module = shared.module.bind(py);
+        let module_dict = (threads == 1).then(|| module.dict());
+        Ok(PyCore {
+            py,
+            environ,
+            apps: loaded.map(|l| l.apps.clone_ref(py)).unwrap_or_default(),
+            start_response: shared.start_response.bind(py).clone(),
+            after_req_hook: loaded
+                .and_then(|l| l.after_req_hook.as_ref().map(|h| h.bind(py).clone())),
+            module_dict,
+            k_env: PyString::intern(py, "env"),
+            manage_script_name: s.manage_script_name,
+            detach_io: threads > 1,
+        })
+    }
+
+    /// Build the environ, call the app and send its body; true when the app faulted.
+    fn run_app(
+        &mut self,
+        idx: usize,
+        split: Option<usize>,
+        req: &Request<'_>,
+        generation: u64,
+    ) -> bool {
+        let py = self.py;
+        let input = match Bound::new(py, InputStream::new(generation)) {
+            Ok(i) => i,
+            Err(e) => {
+                runtime::log_exception(py, &e);
+                return true;
+            }
+        };
+        let app = &self.apps.list[idx];
+        let path_info;
+        let rewrite = match split {
+            Some(n) => {
+                path_info = req.vars.get(b"PATH_INFO").unwrap_or_default();
+                Some((
+                    app.mountpoint.as_bytes(),
+                    path_info.get(n..).unwrap_or_default(),
+                ))
+            }
+            None => None,
+        };
+        let environ = match self
+            .environ
+            .build(py, req.vars, req.scheme, input.as_any(), rewrite)
+        {
+            Ok(e) => e,
+            Err(e) => {
+                runtime::log("cannot build the WSGI environ:");
+                runtime::log_exception(py, &e);
+                return true;
+            }
+        };
+        if let Some(d) = &self.module_dict {
+            // Best effort: `uwsgi.env` is a convenience.
+            let _ = d.set_item(&self.k_env, &environ);
+        }
+        let result = match app.callable.bind(py).call1((environ, &self.start_response)) {
+            Ok(r) => r,
+            Err(e) => {
+                runtime::log_exception(py, &e);
+                return true;
+            }
+        };
+        let mut fault = self.send_body(&result);
+        // Exact lists and tuples have no close(); skip the costly failed lookup.
+        if !result.is_exact_instance_of::<PyList>() && !result.is_exact_instance_of::<PyTuple>() {
+            match result.getattr_opt(pyo3::intern!(py, "close")) {
+                Ok(Some(close)) => {
+                    if let Err(e) = close.call0() {
+                        runtime::log_exception(py, &e);
+                        fault = true;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    runtime::log_exception(py, &e);
+                    fault = true;
+                }
+            }
+        }
+        fault
+    }
+
+    /// Send the app's body; true when the app faulted.
+    fn send_body(&mut self, result: &Bound<'py, PyAny>) -> bool {
+        let py = self.py;
+        if let Ok(fw) = result.cast::<FileWrapper>() {
+            if let Some(fault) = self.try_sendfile(fw) {
+                return fault;
+            }
+        }
+        if let Ok(list) = result.cast_exact::<PyList>() {
+            for item in list.iter() {
+                if let Step::Stop(fault) = self.write_item(&item) {
+                    return fault;
+                }
+            }
+            return false;
+        }
+        if let Ok(tuple) = result.cast_exact::<PyTuple>() {
+            for item in tuple.iter() {
+                if let Step::Stop(fault) = self.write_item(&item) {
+                    return fault;
+                }
+            }
+            return false;
+        }
+        let iter = match result.try_iter() {
+            Ok(i) => i,
+            Err(_) => {
+                let ty = type_name(result);
+                runtime::log(&format!(
+                    "TypeError: the WSGI app must return an iterable of bytes, not {ty}"
+                ));
+                return true;
+            }
+        };
+        for item in iter {
+            match item {
+                Ok(item) => {
+                    if let Step::Stop(fault) = self.write_item(&item) {
+                        return fault;
+                    }
+                }
+                Err(e) => {
+                    runtime::log_exception(py, &e);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn write_item(&mut self, item: &Bound<'py, PyAny>) -> Step {
+        let py = self.py;
+        let Ok(bytes) = item.cast::<PyBytes>() else {
+            runtime::log(&format!(
+                "TypeError: WSGI response body items must be bytes, not {}",
+                type_name(item)
+            ));
+            return Step::Stop(true);
+        };
+        let data = bytes.as_bytes();
+        let step = context::with_request(|st, io| {
+            if !st.started {
+                runtime::log("the WSGI app sent a body before calling start_response()");
+                return Step::Stop(true);
+            }
+            if st.response_error.is_some() || st.client_gone || st.disconnected {
+                return Step::Stop(false);
+            }
+            if data.is_empty() {
+                return Step::Continue;
+            }
+            match write_body(py, st, io, data) {
+                Ok(()) => Step::Continue,
+                Err(e) => {
+                    st.record(e);
+                    Step::Stop(false)
+                }
+            }
+        });
+        step.unwrap_or(Step::Stop(true))
+    }
+
+    /// The zero-copy path of `wsgi.file_wrapper`: `None` when the file-like has no usable
+    /// `fileno()` (iterate instead), else whether the app faulted.
+    #[allow(unsafe_code)]
+    fn try_sendfile(&mut self, fw: &Bound<'py, FileWrapper>) -> Option<bool> {
+        let py = self.py;
+        let f = fw.get().filelike.bind(py);
+        let pos: u64 = f
+            .call_method0(pyo3::intern!(py, "tell"))
+            .ok()
+            .and_then(|p| p.extract().ok())
+            .unwrap_or(0);
+        let fd: i32 = f
+            .call_method0(pyo3::intern!(py, "fileno"))
+            .ok()?
+            .extract()
+            .ok()?;
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just returned by fileno() of a file object we hold a strong
+        // reference to, and we hold the GIL, so no Python code ran since to close it; the
+        // borrow lasts only for the dup below.
+        let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .ok()?;
+        let fault = context::with_request(|st, io| {
+            if !st.started {
+                runtime::log("the WSGI app returned a file before calling start_response()");
+                return true;
+            }
+            if st.response_error.is_some() || st.client_gone || st.disconnected {
+                return false;
+            }
+            let res = if st.detach_io {
+                py.detach(|| io.send_file(owned.as_fd(), pos, None))
+            } else {
+                io.send_file(owned.as_fd(), pos, None)
+            };
+            if let Err(e) = res {
+                st.record(e);
+            }
+            false
+        });
+        Some(fault.unwrap_or(true))
+    }
+
+    fn finish(&self, io: &mut dyn RequestIo) -> Result<(), ResponseError> {
+        if self.detach_io {
+            self.py.detach(|| io.finish())
+        } else {
+            io.finish()
+        }
+    }
+
+    /// Replace the response with a 500; false if that was not possible.
+    fn send_500(&self, io: &mut dyn RequestIo) -> bool {
+        let sent = io
+            .start(ERROR_500_STATUS)
+            .and_then(|()| io.header(b"Content-Type", b"text/plain"))
+            .and_then(|()| io.write(ERROR_500_BODY))
+            .and_then(|()| self.finish(io));
+        sent.is_ok()
+    }
+
+    /// Complete the response after the app ran.
+    fn complete(&self, io: &mut dyn RequestIo, fault: bool, st: RequestState) -> Outcome {
+        let mut close = st.client_gone || st.disconnected || st.body_error;
+        if let Some(e) = &st.response_error {
+            runtime::log(&format!("invalid response from the WSGI app: {e}"));
+        }
+        if !fault && !st.started {
+            runtime::log("the WSGI app did not call start_response()");
+        }
+        let failed = fault || st.response_error.is_some() || !st.started;
+        if st.client_gone || st.disconnected {
+            return Outcome {
+                exception: failed,
+                close: true,
+            };
+        }
+        if failed {
+            if io.head_sent() || !self.send_500(io) {
+                close = true;
+            }
+        } else if let Err(e) = self.finish(io) {
+            if e.is_app_error() {
+                runtime::log(&format!("invalid response from the WSGI app: {e}"));
+                if io.head_sent() || !self.send_500(io) {
+                    close = true;
+                }
+                return Outcome {
+                    exception: true,
+                    close,
+                };
+            }
+            close = true;
+        }
+        Outcome {
+            exception: failed,
+            close,
+        }
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+impl Core for PyCore<'_> {
+    fn handle(&mut self, req: &Request<'_>, io: &mut dyn RequestIo) -> Outcome {
+        let Some((idx, split)) = self.apps.select(req.vars, self.manage_script_name) else {
+            runtime::log("--- no python application found, check your startup logs for errors ---");
+            let close = io.head_sent() || !self.send_500(io);
+            return Outcome {
+                exception: false,
+                close,
+            };
+        };
+        let generation = context::next_generation();
+        let state = RequestState {
+            generation,
+            request_id: req.request_id,
+            detach_io: self.detach_io,
+            ..RequestState::default()
+        };
+        let (fault, st) = context::scope(io, state, || self.run_app(idx, split, req, generation));
+        let outcome = self.complete(io, fault, st);
+        if let Some(hook) = &self.after_req_hook {
+            runtime::call_hook(self.py, "after_req_hook", hook);
+        }
+        outcome
+    }
+
+    fn blocking(&mut self, wait: &mut (dyn FnMut() + Send)) {
+        self.py.detach(wait);
+    }
+}
