@@ -1,1 +1,79 @@
-//! placeholder crate root, filled in by its module work
+//! The ruwsgi master: binds the sockets, loads the apps, forks the workers, supervises,
+//! reloads and stops them. Single-threaded, no async runtime, no threads, ever (forks stay
+//! safe); one `poll` loop over a [`SignalSource`].
+//!
+//! The binary builds a [`MasterConfig`], a [`WorkerMain`] (which runs the worker crate in
+//! each forked child with a [`WorkerStart`]) and a [`UnixSignals`], then calls [`run`].
+//!
+//! # Layout
+//! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
+//! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
+//! - [`throttle`]: the crash-loop ("forkbomb") throttle.
+//! - [`reexec`]: the re-exec environment (`RUWSGI_LISTEN_FDS`, `UWSGI_RELOADS`).
+//! - [`error`]: [`MasterError`] and its exit codes.
+//! - `boot` ([`run`]), `bind`, `master` (the loop), `spawn` (fork + child setup).
+//!
+//! # Signals (uWSGI 2.1 semantics, ARCHITECTURE §6)
+//!
+//! | master gets | meaning | workers get | then |
+//! |---|---|---|---|
+//! | `SIGHUP` | graceful reload | `SIGHUP` (finish in-flight requests, exit 0); `SIGKILL` after `worker-reload-mercy` | preload: re-exec `/proc/self/exe` (same pid, same sockets); `lazy-apps`: each worker respawned as it exits |
+//! | `SIGTERM` | graceful stop (`die-on-term`, default) | `SIGHUP`; `SIGKILL` after min(`worker-reload-mercy`, `reload-mercy`) | vacuum, exit 0 |
+//! | `SIGTERM` + `sigterm-reload` | brutal reload | `SIGTERM`; `SIGKILL` after 2 s | as `SIGHUP` |
+//! | `SIGTERM` with `die-on-term` off | immediate stop | as `SIGINT` | |
+//! | `SIGINT`, `SIGQUIT` | immediate stop | `SIGTERM` (exit at once, status 30); `SIGKILL` after 2 s | vacuum, exit 0 |
+//! | `SIGCHLD` | reap now | | |
+//!
+//! Workers are expected to treat `SIGHUP` as "stop gracefully" and `SIGTERM`/`SIGINT`/
+//! `SIGQUIT` as "exit now". Every worker gets `PR_SET_PDEATHSIG(SIGKILL)`, so killing the
+//! master with `SIGKILL` takes the workers down and frees the ports.
+//!
+//! # Worker exit codes
+//!
+//! [`EXIT_RECYCLE`] (17): recycled (max-requests...), respawned at once, not a crash.
+//! [`EXIT_NO_APP`] (22): with `lazy-apps` + `need-app`, stops the instance with code 22.
+//! [`EXIT_STOPPED`] (30): after an immediate stop. [`EXIT_PANIC`] (70): the worker panicked.
+//! Any other exit or death outside a reload/stop is a crash: logged, respawned through the
+//! throttle (more than `processes` crash respawns in one second pause respawning for
+//! `forkbomb-delay`). The master never exits because workers keep dying.
+//!
+//! # Log lines (stable: tests grep for them)
+//!
+//! - `ruwsgi: listening on <real addr> (<option>, fd <n>)` (also for adopted sockets)
+//! - `*** WARNING: <option> ":<port>" has no host: bound to 127.0.0.1 only; write 0.0.0.0:<port> to listen on every interface ***`
+//! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
+//! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)`
+//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`
+//! - `Respawned ruwsgi worker <id> (new pid: <pid>)`
+//! - `DAMN ! worker <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
+//! - `DAMN ! worker <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
+//! - `worker <id> (pid: <pid>) recycled after <n> requests`
+//! - `worker <id> (pid: <pid>) stopped (exit status <n> | signal <n>) after <s> seconds`
+//! - `ruwsgi: too many respawns (more than <n> in one second): forkbomb-delay, pausing respawns for <s> seconds`
+//! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
+//! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`
+//! - `ruwsgi: all workers gone, re-executing the master (reload <n>)`
+//! - `ruwsgi: reload done, generation <g> ready`
+//! - `ruwsgi: graceful stop requested (SIGTERM): waiting for workers to finish`
+//! - `ruwsgi: immediate stop requested (SIGINT): killing workers`
+//! - `*** no app loaded. GAME OVER ***`
+//! - `goodbye to ruwsgi.`
+
+mod bind;
+mod boot;
+pub mod error;
+mod master;
+pub mod reexec;
+pub mod signals;
+mod spawn;
+pub mod throttle;
+pub mod types;
+
+pub use boot::run;
+pub use error::MasterError;
+pub use ruwsgi_shm::Scoreboard;
+pub use signals::{Incoming, MasterCommand, SignalSource, UnixSignals};
+pub use types::{
+    current_generation, current_role, HostFactory, Listener, MasterConfig, MasterPhase,
+    PhaseObserver, WorkerMain, WorkerStart, EXIT_NO_APP, EXIT_PANIC, EXIT_RECYCLE, EXIT_STOPPED,
+};

@@ -25,7 +25,7 @@ pub mod socket;
 pub use fork::{fork, ForkResult};
 pub use log::log_line;
 pub use mmap::{mmap_shared_anon, SharedRegion};
-pub use nix::sys::signal::Signal;
+pub use nix::sys::signal::{SigSet, Signal};
 pub use nix::unistd::Pid;
 pub use signals::SignalPipe;
 pub use socket::{bind_listener, local_addr, parse_addr, AddrError, BindAddr, ParsedAddr};

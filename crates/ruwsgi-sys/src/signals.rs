@@ -141,6 +141,24 @@ pub fn unblock_all() -> io::Result<()> {
     Ok(())
 }
 
+/// Block every signal for the calling thread and return the previous mask (the master
+/// around `fork` and `execve`, so no handler runs in a child before it has reset them).
+pub fn block_all() -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    Ok(old)
+}
+
+/// Restore a mask returned by [`block_all`].
+pub fn restore_mask(mask: &SigSet) -> io::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
+    Ok(())
+}
+
 /// Send `sig` to process `pid`.
 pub fn kill(pid: nix::unistd::Pid, sig: Signal) -> io::Result<()> {
     nix::sys::signal::kill(pid, sig)?;

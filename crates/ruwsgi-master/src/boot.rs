@@ -1,0 +1,146 @@
+//! [`run`]: the boot sequence up to the supervision loop, and the shutdown after it.
+//!
+//! Order (uWSGI's): signals and logging, bind (or adopt) sockets, pidfiles, drop
+//! privileges, scoreboard, plugin init, preload apps, fork the workers, supervise, and at
+//! the end vacuum and say goodbye.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ruwsgi_shm::Scoreboard;
+use ruwsgi_sys::process::{drop_privileges, is_root, set_process_title};
+use ruwsgi_sys::socket::InheritedListeners;
+use ruwsgi_sys::{log_line, signals, Signal};
+
+use crate::bind::{bind_all, vacuum, write_pidfiles};
+use crate::error::MasterError;
+use crate::master::{Master, Mode, Slot};
+use crate::reexec::reloads_from_env;
+use crate::signals::SignalSource;
+use crate::throttle::Throttle;
+use crate::types::{MasterConfig, MasterPhase, WorkerMain};
+
+/// Claim the sockets a previous image of this master left open.
+#[allow(unsafe_code)] // the one place the master takes ownership of inherited fds (STYLE R6)
+fn inherited_listeners() -> InheritedListeners {
+    // SAFETY: called once per image, at boot, before anything in this process has wrapped
+    // descriptors it did not open itself; the numbers come from our own previous image,
+    // which left exactly these fds open for us.
+    unsafe { InheritedListeners::from_env() }
+}
+
+/// Run the master until it stops. Returns the process exit code (0 after a stop, 22 when
+/// a lazily loaded app is missing under `need-app`); a boot failure is an error whose
+/// [`MasterError::exit_code`] the binary should use. On a preloaded graceful reload this
+/// function does not return: the process re-execs itself.
+pub fn run(
+    config: MasterConfig,
+    worker_main: WorkerMain,
+    signal_source: Box<dyn SignalSource>,
+) -> Result<i32, MasterError> {
+    let MasterConfig {
+        settings,
+        plugin,
+        make_host,
+        argv,
+        reexec_on_reload,
+        phase_observer,
+    } = config;
+    let mut observer = phase_observer;
+    let mut phase = |p: MasterPhase| {
+        if let Some(o) = observer.as_mut() {
+            o(p)
+        }
+    };
+    phase(MasterPhase::Booting);
+    if let Some(path) = &settings.logto {
+        ruwsgi_sys::log::redirect_stderr_to(path).map_err(|source| MasterError::Log {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let _ = signals::ignore(Signal::SIGPIPE);
+    let _ = signals::unblock_all();
+    let master_pid = ruwsgi_sys::process::pid();
+    let reloads = reloads_from_env();
+    crate::types::set_current_generation(reloads);
+    if is_root() && settings.uid.is_none() && settings.gid.is_none() {
+        log_line("*** WARNING: you are running ruwsgi as root without uid/gid !!! ***");
+    }
+    if settings.auto_procname || settings.procname_prefix.is_some() {
+        let prefix = settings.procname_prefix.as_deref().unwrap_or("");
+        set_process_title(&format!("{prefix}ruwsgi master"));
+    }
+
+    phase(MasterPhase::Binding);
+    let mut inherited = inherited_listeners();
+    let sockets = bind_all(&settings, &mut inherited)?;
+    drop(inherited);
+    write_pidfiles(&settings, master_pid.as_raw())?;
+    drop_privileges(settings.uid.as_deref(), settings.gid.as_deref())?;
+
+    phase(MasterPhase::LoadingApps);
+    let processes = settings.processes.max(1);
+    let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
+    scoreboard.set_master_pid(master_pid.as_raw());
+    scoreboard.set_generation(reloads);
+    let host = make_host(&scoreboard);
+    plugin
+        .init(&settings, host)
+        .map_err(MasterError::PluginInit)?;
+    if !settings.lazy_apps {
+        match plugin.load_apps() {
+            Ok(n) if n > 0 || !settings.need_app => {}
+            Ok(_) => return Err(no_app("no app configured or loaded".to_string())),
+            Err(e) if settings.need_app => return Err(no_app(e.to_string())),
+            Err(e) => log_line(&format!(
+                "ruwsgi: {e} (need-app is off: serving without it)"
+            )),
+        }
+    }
+    log_line(&format!(
+        "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers)"
+    ));
+
+    let mut master = Master {
+        throttle: Throttle::new(
+            processes,
+            settings.forkbomb_delay.max(Duration::from_millis(100)),
+        ),
+        settings: Arc::clone(&settings),
+        plugin,
+        worker_main,
+        signals: signal_source,
+        observer,
+        argv,
+        reexec_on_reload,
+        sockets,
+        scoreboard,
+        slots: (0..processes).map(|_| Slot::default()).collect(),
+        mode: Mode::Running,
+        generation: reloads,
+        reloads,
+        master_pid,
+    };
+    master.phase(MasterPhase::Spawning);
+    for id in 1..=processes as u32 {
+        let _ = master.spawn(id);
+    }
+    master.phase(MasterPhase::Running);
+    if reloads > 0 {
+        log_line(&format!("ruwsgi: reload done, generation {reloads} ready"));
+    }
+
+    let code = master.supervise();
+    if settings.vacuum {
+        vacuum(&settings, &master.sockets);
+    }
+    master.phase(MasterPhase::Terminated);
+    log_line("goodbye to ruwsgi.");
+    Ok(code)
+}
+
+fn no_app(reason: String) -> MasterError {
+    log_line("*** no app loaded. GAME OVER ***");
+    MasterError::NoApp(reason)
+}

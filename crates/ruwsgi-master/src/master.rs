@@ -1,0 +1,386 @@
+//! The supervisor: boot, then one poll loop that reaps, respawns, reloads and stops.
+//!
+//! Design decision: the master is a plain single-threaded state machine ([`Mode`]) driven
+//! by one `poll` over the signal source with a timeout (1 s while running, 100 ms while
+//! waiting for children to leave), followed each time by a `waitpid(WNOHANG)` sweep and a
+//! deadline check. Nothing blocks elsewhere, so no event can be missed for long and no
+//! thread is ever needed (forks stay safe).
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use ruwsgi_config::Settings;
+use ruwsgi_plugin::LanguagePlugin;
+use ruwsgi_shm::{Scoreboard, WorkerStatus};
+use ruwsgi_sys::{log_line, Pid, Signal};
+
+use crate::bind::Bound;
+use crate::signals::{Incoming, MasterCommand, SignalSource};
+use crate::throttle::{Throttle, Verdict};
+use crate::types::{MasterPhase, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE};
+
+/// Poll timeout while supervising (uWSGI's `check-interval`).
+const TICK: Duration = Duration::from_secs(1);
+/// Poll timeout while waiting for stopping children.
+const SHORT_TICK: Duration = Duration::from_millis(100);
+/// Grace between `SIGTERM` and `SIGKILL` on an immediate stop or brutal reload.
+const IMMEDIATE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the loop is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Keep every slot filled.
+    Running,
+    /// Old workers are leaving; `reexec`: exec when all are gone, else respawn as they go.
+    Reloading { reexec: bool },
+    /// Leave when all workers are gone, with this exit code.
+    Stopping { code: i32 },
+}
+
+/// A stop order sent to one worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopOrder {
+    /// When it gets `SIGKILL` if still alive.
+    deadline: Instant,
+    /// `SIGKILL` already sent.
+    killed: bool,
+}
+
+/// The master's view of one worker id.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub pid: Option<Pid>,
+    pub generation: u64,
+    pub spawned_at: Option<Instant>,
+    pub stop: Option<StopOrder>,
+    /// Emptied by an unexpected death: its respawn goes through the throttle.
+    pub crashed: bool,
+    /// Spawned at least once by this master (log "Respawned" instead of "spawned").
+    pub ever_spawned: bool,
+}
+
+/// All the master's state.
+pub(crate) struct Master {
+    pub settings: Arc<Settings>,
+    pub plugin: Arc<dyn LanguagePlugin>,
+    pub worker_main: WorkerMain,
+    pub signals: Box<dyn SignalSource>,
+    pub observer: Option<PhaseObserver>,
+    pub argv: Vec<OsString>,
+    pub reexec_on_reload: bool,
+    pub sockets: Vec<Bound>,
+    pub scoreboard: Scoreboard,
+    pub slots: Vec<Slot>,
+    pub mode: Mode,
+    /// Current generation: new workers get it.
+    pub generation: u64,
+    /// `UWSGI_RELOADS` of this image.
+    pub reloads: u64,
+    pub throttle: Throttle,
+    pub master_pid: Pid,
+}
+
+fn describe(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("signal {}", *sig as i32),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Master {
+    pub(crate) fn phase(&mut self, phase: MasterPhase) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(phase);
+        }
+    }
+
+    /// The supervision loop; returns the exit code once every worker is gone after a stop.
+    pub(crate) fn supervise(&mut self) -> i32 {
+        loop {
+            self.wait_for_events();
+            for incoming in self.signals.pending() {
+                self.on_command(incoming);
+            }
+            self.reap();
+            let now = Instant::now();
+            self.enforce_deadlines(now);
+            match self.mode {
+                Mode::Running => self.fill_slots(now),
+                Mode::Reloading { reexec: false } => {
+                    self.fill_slots(now);
+                    let old_left = self
+                        .slots
+                        .iter()
+                        .any(|s| s.pid.is_none() || s.generation < self.generation);
+                    if !old_left {
+                        log_line(&format!(
+                            "ruwsgi: reload done, generation {} ready",
+                            self.generation
+                        ));
+                        self.mode = Mode::Running;
+                        self.phase(MasterPhase::Running);
+                    }
+                }
+                Mode::Reloading { reexec: true } => {
+                    if self.alive() == 0 {
+                        let err = self.reexec();
+                        log_line(&format!(
+                            "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
+                        ));
+                        self.generation += 1;
+                        crate::types::set_current_generation(self.generation);
+                        self.scoreboard.set_generation(self.generation);
+                        self.mode = Mode::Reloading { reexec: false };
+                    }
+                }
+                Mode::Stopping { code } => {
+                    if self.alive() == 0 {
+                        return code;
+                    }
+                }
+            }
+        }
+    }
+
+    fn alive(&self) -> usize {
+        self.slots.iter().filter(|s| s.pid.is_some()).count()
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        let waiting = self
+            .slots
+            .iter()
+            .any(|s| s.pid.is_some() && s.stop.is_some());
+        let mut timeout = if waiting { SHORT_TICK } else { TICK };
+        if matches!(self.mode, Mode::Running | Mode::Reloading { reexec: false }) {
+            if let Some(until) = self.throttle.paused_until() {
+                timeout =
+                    timeout.min(until.saturating_duration_since(now) + Duration::from_millis(1));
+            }
+        }
+        timeout
+    }
+
+    fn wait_for_events(&mut self) {
+        let timeout = self.poll_timeout(Instant::now());
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let fds = self.signals.fds();
+        let mut pollfds: Vec<PollFd<'_>> = fds
+            .into_iter()
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        // EINTR (a signal arrived) is as good as a readiness report.
+        let _ = poll(&mut pollfds, ms);
+    }
+
+    fn on_command(&mut self, incoming: Incoming) {
+        let Incoming { command, origin } = incoming;
+        match (command, self.mode) {
+            (MasterCommand::ChildEvent, _) => {}
+            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
+                let brutal = command == MasterCommand::BrutalReload;
+                let kind = if brutal { "brutal" } else { "graceful" };
+                log_line(&format!("ruwsgi: {kind} reload requested ({origin})"));
+                let reexec = self.reexec_on_reload && !self.settings.lazy_apps;
+                self.throttle.reset();
+                if !reexec {
+                    self.generation += 1;
+                    crate::types::set_current_generation(self.generation);
+                    self.scoreboard.set_generation(self.generation);
+                }
+                self.mode = Mode::Reloading { reexec };
+                self.phase(MasterPhase::GracefulReload);
+                if brutal {
+                    self.stop_workers(
+                        Signal::SIGTERM,
+                        self.settings.worker_reload_mercy.min(IMMEDIATE_GRACE),
+                        true,
+                    );
+                } else {
+                    self.stop_workers(Signal::SIGHUP, self.settings.worker_reload_mercy, false);
+                }
+            }
+            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
+                log_line(&format!("ruwsgi: reload requested ({origin}) while a reload or stop is in progress: ignored"));
+            }
+            (MasterCommand::GracefulStop, Mode::Stopping { .. }) => {
+                log_line(&format!(
+                    "ruwsgi: graceful stop requested ({origin}): already stopping"
+                ));
+            }
+            (MasterCommand::GracefulStop, _) => {
+                log_line(&format!(
+                    "ruwsgi: graceful stop requested ({origin}): waiting for workers to finish"
+                ));
+                self.begin_stop(0, false);
+            }
+            (MasterCommand::ImmediateStop, _) => {
+                log_line(&format!(
+                    "ruwsgi: immediate stop requested ({origin}): killing workers"
+                ));
+                self.begin_stop(0, true);
+            }
+        }
+    }
+
+    /// Enter `Stopping`: graceful (`SIGHUP`, mercy) or immediate (`SIGTERM`, short grace).
+    pub(crate) fn begin_stop(&mut self, code: i32, immediate: bool) {
+        let code = match self.mode {
+            Mode::Stopping { code: previous } if previous != 0 => previous,
+            _ => code,
+        };
+        let was_stopping = matches!(self.mode, Mode::Stopping { .. });
+        self.mode = Mode::Stopping { code };
+        if !was_stopping {
+            self.phase(MasterPhase::Draining);
+        }
+        if immediate {
+            let grace = self.settings.worker_reload_mercy.min(IMMEDIATE_GRACE);
+            self.stop_workers(Signal::SIGTERM, grace, true);
+        } else {
+            let mercy = self
+                .settings
+                .worker_reload_mercy
+                .min(self.settings.reload_mercy);
+            self.stop_workers(Signal::SIGHUP, mercy, false);
+        }
+    }
+
+    /// Send `sig` to every live worker, with a `SIGKILL` deadline `mercy` from now. Workers
+    /// already stopping are left alone unless `resend` (an escalation).
+    fn stop_workers(&mut self, sig: Signal, mercy: Duration, resend: bool) {
+        let deadline = Instant::now() + mercy;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(pid) = slot.pid else { continue };
+            if slot.stop.is_some() && !resend {
+                continue;
+            }
+            let _ = ruwsgi_sys::signals::kill(pid, sig);
+            let deadline = match slot.stop {
+                Some(order) => order.deadline.min(deadline),
+                None => deadline,
+            };
+            slot.stop = Some(StopOrder {
+                deadline,
+                killed: false,
+            });
+            if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
+                ws.set_status(WorkerStatus::Stopping);
+            }
+        }
+    }
+
+    fn enforce_deadlines(&mut self, now: Instant) {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let (Some(pid), Some(order)) = (slot.pid, slot.stop.as_mut()) else {
+                continue;
+            };
+            if !order.killed && now >= order.deadline {
+                order.killed = true;
+                log_line(&format!(
+                    "ruwsgi: worker {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                    index + 1
+                ));
+                let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Reap every exited child.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    self.on_exit(status)
+                }
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn on_exit(&mut self, status: WaitStatus) {
+        let Some(pid) = status.pid() else { return };
+        let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
+            return;
+        };
+        let id = index as u32 + 1;
+        let served = self.scoreboard.get(id).map_or(0, |w| w.delta_requests());
+        if let Some(w) = self.scoreboard.get(id) {
+            w.exited();
+        }
+        let slot = &mut self.slots[index];
+        slot.pid = None;
+        let asked = slot.stop.take().is_some();
+        slot.crashed = false;
+        if asked {
+            let lived = slot.spawned_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            log_line(&format!(
+                "worker {id} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
+                describe(&status)
+            ));
+            return;
+        }
+        match status {
+            WaitStatus::Exited(_, EXIT_RECYCLE) => {
+                log_line(&format!(
+                    "worker {id} (pid: {pid}) recycled after {served} requests"
+                ));
+            }
+            WaitStatus::Exited(_, EXIT_NO_APP)
+                if self.settings.lazy_apps && self.settings.need_app =>
+            {
+                log_line(&format!(
+                    "worker {id} (pid: {pid}) could not load the app and need-app is on: stopping the instance"
+                ));
+                self.begin_stop(EXIT_NO_APP, true);
+            }
+            WaitStatus::Exited(_, code) => {
+                log_line(&format!("DAMN ! worker {id} (pid: {pid}) died with exit status {code} :( trying respawn ..."));
+                self.slots[index].crashed = true;
+            }
+            WaitStatus::Signaled(_, sig, _) => {
+                log_line(&format!(
+                    "DAMN ! worker {id} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
+                    sig as i32
+                ));
+                self.slots[index].crashed = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Spawn into every empty slot; crash respawns go through the throttle.
+    fn fill_slots(&mut self, now: Instant) {
+        for index in 0..self.slots.len() {
+            if self.slots[index].pid.is_some() {
+                continue;
+            }
+            if self.slots[index].crashed {
+                match self.throttle.check(now) {
+                    Verdict::Spawn => {}
+                    Verdict::Tripped { until } => {
+                        log_line(&format!(
+                            "ruwsgi: too many respawns (more than {} in one second): forkbomb-delay, pausing respawns for {:.1} seconds",
+                            self.slots.len(),
+                            until.saturating_duration_since(now).as_secs_f64()
+                        ));
+                        return;
+                    }
+                    Verdict::Paused { .. } => return,
+                }
+            }
+            if self.spawn(index as u32 + 1).is_err() {
+                // Logged by `spawn`; retried on the next tick.
+                return;
+            }
+        }
+    }
+}

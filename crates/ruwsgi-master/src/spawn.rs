@@ -1,0 +1,146 @@
+//! Forking one worker, and everything the child does before it runs [`crate::WorkerMain`].
+//!
+//! Design decision: signals are blocked across the fork, so a signal sent to the new child
+//! (a reload broadcast, a terminal's `^C`) can never run the master's handler there and
+//! write into the master's self-pipe; the child unblocks them only after resetting the
+//! dispositions. The child never returns into the master's loop: every path ends in
+//! `_exit` ([`ruwsgi_sys::process::exit_now`]).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use ruwsgi_plugin::{ForkOutcome, ProcessRole};
+use ruwsgi_sys::process::{exit_now, set_parent_death_signal, set_process_title};
+use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
+
+use crate::master::Master;
+use crate::signals::MASTER_SIGNALS;
+use crate::types::{Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
+
+/// The fork itself, run inside the plugin's fork wrapper.
+#[allow(unsafe_code)] // the master's one fork site (STYLE R6/R8)
+fn fork_once() -> ForkOutcome {
+    // SAFETY: the master is single-threaded by design (no runtime, no logger thread: see
+    // ARCHITECTURE §1) and this is only called from its loop; the plugin's wrapper puts its
+    // runtime in a fork-safe state around it. The child leaves only through `exit_now`.
+    match unsafe { ruwsgi_sys::fork() } {
+        Ok(ForkResult::Parent { child }) => ForkOutcome::Parent(child.as_raw()),
+        Ok(ForkResult::Child) => ForkOutcome::Child,
+        Err(errno) => ForkOutcome::Failed(errno as i32),
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Master {
+    /// Fork worker `id` into its (empty) slot. Logs the spawn, or the failure.
+    pub(crate) fn spawn(&mut self, id: u32) -> Result<Pid, Errno> {
+        let mask = signals::block_all().ok();
+        let plugin = self.plugin.clone();
+        let outcome = plugin.around_fork(&mut fork_once);
+        if outcome == ForkOutcome::Child {
+            self.become_worker(id);
+        }
+        if let Some(mask) = mask {
+            let _ = signals::restore_mask(&mask);
+        }
+        match outcome {
+            ForkOutcome::Parent(raw) => {
+                let pid = Pid::from_raw(raw);
+                let slot = &mut self.slots[id as usize - 1];
+                let respawn = slot.ever_spawned;
+                *slot = crate::master::Slot {
+                    pid: Some(pid),
+                    generation: self.generation,
+                    spawned_at: Some(Instant::now()),
+                    stop: None,
+                    crashed: false,
+                    ever_spawned: true,
+                };
+                if respawn {
+                    log_line(&format!("Respawned ruwsgi worker {id} (new pid: {pid})"));
+                } else {
+                    log_line(&format!(
+                        "spawned ruwsgi worker {id} (pid: {pid}, cores: {})",
+                        self.settings.threads.max(1)
+                    ));
+                }
+                Ok(pid)
+            }
+            ForkOutcome::Failed(errno) => {
+                let errno = Errno::from_raw(errno);
+                log_line(&format!("ruwsgi: fork() failed for worker {id}: {errno}"));
+                Err(errno)
+            }
+            ForkOutcome::Child => unreachable!("the child never gets here"),
+        }
+    }
+
+    /// In the child: set the process up as worker `id`, run the worker, exit.
+    fn become_worker(&mut self, id: u32) -> ! {
+        crate::types::set_current_worker(id);
+        if set_parent_death_signal(Signal::SIGKILL, self.master_pid).is_err() {
+            log_line(&format!("worker {id}: cannot set the parent-death signal"));
+        }
+        self.signals.close_in_child();
+        self.observer = None;
+        let _ = signals::reset_default(&MASTER_SIGNALS);
+        let _ = signals::ignore(Signal::SIGPIPE);
+        let _ = signals::unblock_all();
+        self.scoreboard
+            .worker(id)
+            .spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
+        if self.settings.auto_procname || self.settings.procname_prefix.is_some() {
+            let prefix = self.settings.procname_prefix.as_deref().unwrap_or("");
+            set_process_title(&format!("{prefix}ruwsgi worker {id}"));
+        }
+        self.plugin.post_fork(ProcessRole::Worker { id });
+        if self.settings.lazy_apps {
+            let loaded = self.plugin.load_apps();
+            let ok = matches!(loaded, Ok(n) if n > 0);
+            if let Err(e) = &loaded {
+                log_line(&format!("worker {id}: {e}"));
+            }
+            if !ok && self.settings.need_app {
+                log_line("*** no app loaded. GAME OVER ***");
+                exit_now(EXIT_NO_APP);
+            }
+        }
+        let listeners = std::mem::take(&mut self.sockets)
+            .into_iter()
+            .map(|b| Listener {
+                fd: b.fd,
+                protocol: b.spec.protocol,
+                name: b.name,
+                is_unix: b.is_unix,
+                option: b.spec.option,
+            })
+            .collect();
+        let start = WorkerStart {
+            id,
+            listeners,
+            scoreboard: self.scoreboard.clone(),
+            settings: self.settings.clone(),
+            plugin: self.plugin.clone(),
+            generation: self.generation,
+            master_pid: self.master_pid.as_raw(),
+        };
+        let worker_main = &self.worker_main;
+        let code = match catch_unwind(AssertUnwindSafe(|| worker_main(start))) {
+            Ok(code) => {
+                self.plugin.at_exit();
+                code
+            }
+            Err(_) => {
+                log_line(&format!("worker {id}: panicked, exiting"));
+                EXIT_PANIC
+            }
+        };
+        exit_now(code)
+    }
+}

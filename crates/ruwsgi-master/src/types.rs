@@ -1,0 +1,164 @@
+//! What the master is given and what it hands each worker.
+//!
+//! The binary builds a [`MasterConfig`] and a [`WorkerMain`]; the master passes every forked
+//! worker a [`WorkerStart`] that owns its copies of the listening sockets. Exit codes a
+//! worker returns are interpreted by the master as documented on the constants.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ruwsgi_config::{Protocol, Settings};
+use ruwsgi_plugin::{Host, LanguagePlugin, ProcessRole};
+use ruwsgi_shm::Scoreboard;
+
+/// A worker exits with this after `max-requests` (or another recycling policy): the master
+/// logs `worker N (pid: P) recycled after R requests` and respawns it at once, unthrottled.
+/// (uWSGI's "reload" exit code.)
+pub const EXIT_RECYCLE: i32 = 17;
+/// A worker (with `lazy-apps` and `need-app`) could not load its app: the master stops the
+/// whole instance and exits with this code. The master itself exits with it when preloading
+/// fails under `need-app`.
+pub const EXIT_NO_APP: i32 = 22;
+/// What a worker returns after an immediate stop (`SIGTERM`/`SIGINT`/`SIGQUIT`).
+pub const EXIT_STOPPED: i32 = 30;
+/// A worker whose [`WorkerMain`] panicked exits with this.
+pub const EXIT_PANIC: i32 = 70;
+
+/// Lifecycle of the master (STYLE R3), reported to [`MasterConfig::phase_observer`].
+///
+/// Sequence on a normal run: `Booting, Binding, LoadingApps, Spawning, Running`, then per
+/// reload `GracefulReload` followed by `Reexec` (preload; the next image starts again at
+/// `Booting`) or `Running` (lazy apps / no re-exec), and at the end `Draining, Terminated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MasterPhase {
+    /// Signals, logging, root checks.
+    Booting,
+    /// Binding (or adopting) the sockets, writing pidfiles, dropping privileges.
+    Binding,
+    /// Plugin init and, unless `lazy-apps`, loading the apps in the master.
+    LoadingApps,
+    /// Forking the first generation of workers.
+    Spawning,
+    /// Supervising: reaping and respawning.
+    Running,
+    /// Old workers are finishing their requests (graceful or brutal reload).
+    GracefulReload,
+    /// All workers gone; the master is about to `execve` itself.
+    Reexec,
+    /// Stopping: workers are finishing (graceful) or being terminated (immediate).
+    Draining,
+    /// Every worker is gone; `run` is about to return.
+    Terminated,
+}
+
+/// A listening socket as a worker receives it.
+#[derive(Debug)]
+pub struct Listener {
+    /// The listening socket (non-blocking; shared with every other worker).
+    pub fd: OwnedFd,
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// The real bound address (`127.0.0.1:41234`, `/run/app.sock`), for logs.
+    pub name: String,
+    /// A unix socket (its peers are trusted like loopback).
+    pub is_unix: bool,
+    /// The option that configured it (`socket`, `http-socket`, ...).
+    pub option: &'static str,
+}
+
+/// Everything a worker process starts with. Built in the forked child.
+pub struct WorkerStart {
+    /// 1-based worker id.
+    pub id: u32,
+    /// The instance's listening sockets, owned by this process.
+    pub listeners: Vec<Listener>,
+    /// The shared scoreboard; the worker updates `scoreboard.worker(id)`.
+    pub scoreboard: Scoreboard,
+    /// The instance's settings.
+    pub settings: Arc<Settings>,
+    /// The language plugin (already `post_fork`ed, apps loaded).
+    pub plugin: Arc<dyn LanguagePlugin>,
+    /// Reload generation this worker belongs to.
+    pub generation: u64,
+    /// The master's pid.
+    pub master_pid: i32,
+}
+
+/// How a worker process runs. The master calls it in the forked child after the parent-death
+/// signal, signal reset (`SIGPIPE` ignored, everything unblocked), scoreboard `spawned`,
+/// process title, `plugin.post_fork` and (with `lazy-apps`) `plugin.load_apps`. Its return
+/// value is the child's exit code; the master then runs `plugin.at_exit()` and `_exit`s.
+pub type WorkerMain = Box<dyn Fn(WorkerStart) -> i32>;
+
+/// Builds the plugin's [`Host`] once the scoreboard exists (the host reads it).
+pub type HostFactory = Box<dyn FnOnce(&Scoreboard) -> Arc<dyn Host>>;
+
+/// Receives every [`MasterPhase`] change, in the master only.
+pub type PhaseObserver = Box<dyn FnMut(MasterPhase)>;
+
+/// Inputs of [`crate::run`].
+pub struct MasterConfig {
+    /// The instance's settings.
+    pub settings: Arc<Settings>,
+    /// The language plugin (created in the master before any fork).
+    pub plugin: Arc<dyn LanguagePlugin>,
+    /// Builds the host passed to `plugin.init`.
+    pub make_host: HostFactory,
+    /// The command line to re-exec on reload, captured before anything changed the process
+    /// title (which overwrites argv). Defaults to `std::env::args_os()`.
+    pub argv: Vec<OsString>,
+    /// Re-exec on a graceful reload when apps are preloaded (default true). False makes a
+    /// preloaded reload replace the workers only (tests, or a binary that cannot re-exec).
+    pub reexec_on_reload: bool,
+    /// Phase notifications (tests, stats).
+    pub phase_observer: Option<PhaseObserver>,
+}
+
+impl MasterConfig {
+    /// Defaults: argv from the environment, re-exec on reload, no observer.
+    pub fn new(
+        settings: Arc<Settings>,
+        plugin: Arc<dyn LanguagePlugin>,
+        make_host: HostFactory,
+    ) -> MasterConfig {
+        MasterConfig {
+            settings,
+            plugin,
+            make_host,
+            argv: std::env::args_os().collect(),
+            reexec_on_reload: true,
+            phase_observer: None,
+        }
+    }
+}
+
+/// 0 in the master, the worker id in a worker. Set once in each child right after fork.
+static WORKER_ID: AtomicU32 = AtomicU32::new(0);
+/// Generation of this process (the master's current one, or the worker's).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// What this process is, for a [`Host`] implementation (`ProcessRole::Master` until the
+/// master marks a forked child as a worker, before `post_fork`).
+pub fn current_role() -> ProcessRole {
+    match WORKER_ID.load(Ordering::Relaxed) {
+        0 => ProcessRole::Master,
+        id => ProcessRole::Worker { id },
+    }
+}
+
+/// The reload generation of this process (0 on a first start, `UWSGI_RELOADS` after a
+/// re-exec, +1 per workers-only reload).
+pub fn current_generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_current_worker(id: u32) {
+    WORKER_ID.store(id, Ordering::Relaxed);
+}
+
+pub(crate) fn set_current_generation(generation: u64) {
+    GENERATION.store(generation, Ordering::Relaxed);
+}

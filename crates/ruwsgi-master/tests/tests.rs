@@ -1,0 +1,1 @@
+//! Integration tests of the master (forked master, fake plugin, real workers).
