@@ -14,7 +14,8 @@
 use super::chars::{is_tchar, is_value_byte};
 use super::Span;
 
-/// Most bytes of extensions accepted on one chunk-size line.
+/// Most bytes of extension text (from the first `;` to the CR) accepted on one chunk-size
+/// line.
 pub const MAX_EXTENSION_BYTES: usize = 4096;
 
 /// Why a chunked body was refused. The request is answered with [`status`](Self::status) (if
@@ -191,7 +192,8 @@ impl ChunkedDecoder {
     /// Advance the framing state machine by one byte.
     fn step(&mut self, c: u8) -> Result<(), ChunkError> {
         use State::*;
-        if matches!(
+        // Extension text: from its first `;` up to (not including) the CR.
+        let in_ext = matches!(
             self.state,
             ExtName
                 | ExtNameMore
@@ -200,7 +202,8 @@ impl ChunkedDecoder {
                 | ExtQuoted
                 | ExtQuotedEscape
                 | ExtQuotedEnd
-        ) {
+        );
+        if (in_ext && c != b'\r') || (self.state == Size && c == b';') {
             self.ext_bytes += 1;
             if self.ext_bytes > MAX_EXTENSION_BYTES {
                 return Err(ChunkError::ExtensionTooLong);
