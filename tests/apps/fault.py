@@ -118,7 +118,11 @@ def application(environ, start_response):
         out["HTTP"] = {k: _jsonable(v) for k, v in environ.items() if k.startswith("HTTP_")}
         out["keys"] = sorted(k for k in environ if isinstance(k, str))
         return _plain(start_response, json.dumps(out, sort_keys=True), ctype="application/json")
+    if path == "/osenv":
+        return _plain(start_response, os.environ.get(q.get("k", ""), "<unset>"))
     if path == "/uwsgi":
+        if "sleep" in q:
+            time.sleep(float(q["sleep"]))
         return _plain(start_response, json.dumps(uwsgi_facts(), sort_keys=True), ctype="application/json")
     if path == "/badheader":
         start_response("200 OK", [("Content-Type", "text/plain"),
