@@ -62,14 +62,21 @@ impl InputStream {
         }
     }
 
+    /// The buffer, for one read call; raises again if the body already failed.
     fn lock(&self) -> PyResult<MutexGuard<'_, Buffered>> {
-        match self.buf.try_lock() {
-            Ok(g) => Ok(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
-                "wsgi.input used concurrently from two threads",
-            )),
+        let guard = match self.buf.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err(
+                    "wsgi.input used concurrently from two threads",
+                ))
+            }
+        };
+        if let Some(msg) = &guard.failed {
+            return Err(PyOSError::new_err(msg.clone()));
         }
+        Ok(guard)
     }
 
     /// Pull up to `max` more body bytes into the buffer; 0 at the end of the body.

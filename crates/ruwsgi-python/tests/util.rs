@@ -290,6 +290,14 @@ pub fn settings_for(code: &str) -> Settings {
 /// Init a plugin with `settings`, load its apps, and run `f` on one core. Holds the serial
 /// lock for the whole call.
 pub fn with_core<R>(settings: Settings, f: impl FnOnce(&mut dyn Core, &PythonPlugin) -> R) -> R {
+    with_core_logs(settings, f).0
+}
+
+/// As [`with_core`], also returning what was logged meanwhile.
+pub fn with_core_logs<R>(
+    settings: Settings,
+    f: impl FnOnce(&mut dyn Core, &PythonPlugin) -> R,
+) -> (R, Vec<String>) {
     let _guard = serial();
     let h = host();
     h.take_logs();
@@ -303,10 +311,10 @@ pub fn with_core<R>(settings: Settings, f: impl FnOnce(&mut dyn Core, &PythonPlu
             out = Some(f(core, &plugin));
         }
     });
-    out.expect("run_core did not call its body")
+    (out.expect("run_core did not call its body"), h.take_logs())
 }
 
-/// One request to an app given as source.
-pub fn one_request(code: &str, vars: &Vars, io: &mut FakeIo) -> Outcome {
-    with_core(settings_for(code), |core, _| serve(core, vars, io, 0))
+/// One request to an app given as source; the outcome and the log lines.
+pub fn one_request(code: &str, vars: &Vars, io: &mut FakeIo) -> (Outcome, Vec<String>) {
+    with_core_logs(settings_for(code), |core, _| serve(core, vars, io, 0))
 }

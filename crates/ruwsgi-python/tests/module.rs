@@ -1,0 +1,190 @@
+//! The `uwsgi` module: attributes, process functions, hooks, and the fork wrapper.
+
+use ruwsgi_config::{OptValue, Settings};
+use ruwsgi_plugin::{ForkOutcome, LanguagePlugin, ProcessRole};
+
+use pyo3::prelude::*;
+
+use crate::util::*;
+
+const INSPECT: &str = r#"
+import uwsgi
+def application(environ, start_response):
+    v = uwsgi.version
+    assert isinstance(v, bytes) and v.startswith(b'2.1'), v
+    vi = uwsgi.version_info
+    assert isinstance(vi, tuple) and len(vi) == 5 and vi[:2] == (2, 1), vi
+    assert isinstance(vi[4], bytes)
+    assert isinstance(uwsgi.hostname, bytes)
+    assert uwsgi.numproc == 4 and uwsgi.cores == 1 and uwsgi.has_threads == 1
+    assert uwsgi.buffer_size == 8192
+    assert isinstance(uwsgi.started_on, int)
+    opt = uwsgi.opt
+    assert opt['master'] is True, opt
+    assert opt['socket'] == b':3031', opt
+    assert opt['env'] == [b'A=1', b'B=2'], opt
+    assert all(type(k) is str for k in opt)
+    assert uwsgi.SPOOL_OK == -2 and uwsgi.SPOOL_RETRY == -1 and uwsgi.SPOOL_IGNORE == 0
+    assert uwsgi.applications is None
+    assert uwsgi.is_a_reload is False
+    assert uwsgi.masterpid() == 4242
+    assert uwsgi.worker_id() == 1 and uwsgi.mule_id() == 0
+    assert uwsgi.total_requests() == 7
+    w = uwsgi.workers()
+    assert isinstance(w, tuple) and w[0]['id'] == 1 and w[0]['status'] == b'idle', w
+    assert uwsgi.log('from app') is True
+    assert uwsgi.reload() is True and uwsgi.stop() is None
+    uwsgi.setprocname('renamed')
+    assert uwsgi.request_id() == 5
+    assert isinstance(uwsgi.micros(), int)
+    rss, vsz = uwsgi.mem()
+    assert rss > 0 and vsz > 0
+    assert callable(uwsgi.start_response)
+    start_response('200 OK', [])
+    return [b'ok']
+"#;
+
+#[test]
+fn module_attributes_and_functions() {
+    let settings = Settings {
+        processes: 4,
+        buffer_size: 8192,
+        opt: vec![
+            ("master".into(), OptValue::Flag),
+            ("socket".into(), OptValue::Value(":3031".into())),
+            ("env".into(), OptValue::Value("A=1".into())),
+            ("env".into(), OptValue::Value("B=2".into())),
+        ],
+        ..settings_for(INSPECT)
+    };
+    let ((out, body), logs) = with_core_logs(settings, |core, _| {
+        let mut io = FakeIo::new(b"");
+        let out = serve(core, &vars(&[]), &mut io, 5);
+        (out, io.body_str())
+    });
+    assert!(!out.exception, "{logs:#?}");
+    assert_eq!(body, "ok");
+    assert!(logs.iter().any(|l| l == "from app"));
+    assert_eq!(host().procname.lock().unwrap().as_deref(), Some("renamed"));
+}
+
+#[test]
+fn request_functions_outside_a_request_raise() {
+    let _g = serial();
+    let plugin = ruwsgi_python::PythonPlugin::new();
+    plugin.init(&Settings::default(), host()).unwrap();
+    pyo3::Python::attach(|py| {
+        let m = py.import("uwsgi").unwrap();
+        let err = m.call_method0("request_id").unwrap_err();
+        assert!(err.is_instance_of::<pyo3::exceptions::PySystemError>(py));
+    });
+}
+
+#[test]
+fn hooks_are_called_and_errors_swallowed() {
+    let app = r#"
+import uwsgi
+uwsgi.post_fork_hook = lambda: uwsgi.log('post-fork ran')
+def atexit():
+    raise RuntimeError('atexit failed')
+uwsgi.atexit = atexit
+uwsgi.after_req_hook = lambda: uwsgi.log('after request')
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [b'ok']
+"#;
+    let (_, logs) = with_core_logs(settings_for(app), |core, plugin| {
+        plugin.post_fork(ProcessRole::Worker { id: 1 });
+        for i in 0..2 {
+            let mut io = FakeIo::new(b"");
+            serve(core, &vars(&[]), &mut io, i);
+        }
+        plugin.at_exit();
+    });
+    assert!(logs.iter().any(|l| l == "post-fork ran"), "{logs:#?}");
+    assert_eq!(logs.iter().filter(|l| *l == "after request").count(), 2);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("RuntimeError: atexit failed")),
+        "{logs:#?}"
+    );
+    // Clear the hooks for the other tests.
+    pyo3::Python::attach(|py| {
+        let m = py.import("uwsgi").unwrap();
+        for h in ["post_fork_hook", "atexit", "after_req_hook"] {
+            let _ = m.delattr(h);
+        }
+    });
+}
+
+#[test]
+fn threaded_core_sets_multithread_and_core() {
+    let app = r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [repr((environ['wsgi.multithread'], environ['uwsgi.core'])).encode()]
+"#;
+    let settings = Settings {
+        threads: 2,
+        ..settings_for(app)
+    };
+    let body = with_core(settings, |core, _| {
+        let mut io = FakeIo::new(b"");
+        serve(core, &vars(&[]), &mut io, 0);
+        io.body_str()
+    });
+    assert_eq!(body, "(True, 0)");
+}
+
+/// CPython 3.11 cannot give a forked child a new first thread state when the forking
+/// thread's own state was a temporary one (the test thread is not the one that initialised
+/// the interpreter): the child stays attached from before the fork until `_exit`. The
+/// server forks from the initialising thread, where this does not arise.
+#[test]
+fn fork_runs_python_hooks_in_both_processes() {
+    let _g = serial();
+    let plugin = ruwsgi_python::PythonPlugin::new();
+    plugin.init(&Settings::default(), host()).unwrap();
+    Python::attach(|py| {
+        let outcome = plugin.around_fork(&mut || {
+            #[allow(unsafe_code)]
+            // SAFETY: the child only runs Python and `_exit`s below.
+            let pid = unsafe { libc::fork() };
+            match pid {
+                0 => ForkOutcome::Child,
+                p if p > 0 => ForkOutcome::Parent(p),
+                _ => {
+                    ForkOutcome::Failed(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                }
+            }
+        });
+        match outcome {
+            ForkOutcome::Child => {
+                let ok = py
+                    .eval(c"__import__('threading').active_count()", None, None)
+                    .and_then(|v| v.extract::<i32>())
+                    .map(|n| n == 1)
+                    .unwrap_or(false);
+                #[allow(unsafe_code)]
+                // SAFETY: leaving the forked child without running the parent's destructors.
+                unsafe {
+                    libc::_exit(if ok { 0 } else { 1 })
+                };
+            }
+            ForkOutcome::Parent(pid) => {
+                let mut status = 0;
+                #[allow(unsafe_code)]
+                // SAFETY: waiting for our own child.
+                let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert_eq!(r, pid);
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "{status}"
+                );
+                let two: i32 = py.eval(c"1 + 1", None, None).unwrap().extract().unwrap();
+                assert_eq!(two, 2);
+            }
+            ForkOutcome::Failed(e) => panic!("fork failed: {e}"),
+        }
+    });
+}
