@@ -76,7 +76,11 @@ pub fn run(
     let mut inherited = inherited_listeners();
     let sockets = bind_all(&settings, &mut inherited)?;
     drop(inherited);
-    write_pidfiles(&settings, master_pid.as_raw())?;
+    match write_pidfiles(&settings, master_pid.as_raw()) {
+        // After a re-exec the master may no longer have the rights it wrote them with.
+        Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
+        other => other?,
+    }
     drop_privileges(settings.uid.as_deref(), settings.gid.as_deref())?;
 
     phase(MasterPhase::LoadingApps);

@@ -3,5 +3,6 @@
 //! command pipe (or real signals) and watches its phases, its log file and its children.
 //! Every test holds `util::FORK_MTX` (STYLE R14).
 
+mod boot;
 mod lifecycle;
 mod util;

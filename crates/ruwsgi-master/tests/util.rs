@@ -30,8 +30,8 @@ pub fn fork_lock() -> MutexGuard<'static, ()> {
     FORK_MTX.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A plugin with no runtime: one "app", forks as asked.
-pub struct FakePlugin;
+/// A plugin with no runtime: `.0` apps load, forks as asked.
+pub struct FakePlugin(pub usize);
 
 impl LanguagePlugin for FakePlugin {
     fn name(&self) -> &'static str {
@@ -41,7 +41,7 @@ impl LanguagePlugin for FakePlugin {
         Ok(())
     }
     fn load_apps(&self) -> Result<usize, PluginError> {
-        Ok(1)
+        Ok(self.0)
     }
     fn around_fork(&self, fork: &mut dyn FnMut() -> ForkOutcome) -> ForkOutcome {
         fork()
@@ -226,8 +226,20 @@ fn deadline(secs: u64) -> Instant {
 impl MasterHandle {
     /// Fork a master running `settings`; `real_signals` uses [`UnixSignals`] instead of the
     /// command pipe. Returns once the master reports `Running`.
-    #[allow(unsafe_code)] // fork, under FORK_MTX
     pub fn start(settings: Settings, behaviour: Behaviour, real_signals: bool) -> MasterHandle {
+        let mut h = MasterHandle::start_with(settings, behaviour, real_signals, 1);
+        h.wait_phase("Running", 10);
+        h
+    }
+
+    /// Fork a master whose plugin loads `apps` apps; returns at once.
+    #[allow(unsafe_code)] // fork, under FORK_MTX
+    pub fn start_with(
+        settings: Settings,
+        behaviour: Behaviour,
+        real_signals: bool,
+        apps: usize,
+    ) -> MasterHandle {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log =
@@ -253,7 +265,7 @@ impl MasterHandle {
                 };
                 let mut config = MasterConfig::new(
                     Arc::new(settings),
-                    Arc::new(FakePlugin),
+                    Arc::new(FakePlugin(apps)),
                     Box::new(|sb: &Scoreboard| Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>),
                 );
                 config.reexec_on_reload = false;
@@ -273,18 +285,14 @@ impl MasterHandle {
                 };
                 ruwsgi_sys::process::exit_now(code);
             }
-            ruwsgi_sys::ForkResult::Parent { child } => {
-                let mut h = MasterHandle {
-                    pid: child,
-                    commands: Some(cmd_w),
-                    phases: ph_r,
-                    phase_text: String::new(),
-                    log,
-                    reaped: None,
-                };
-                h.wait_phase("Running", 10);
-                h
-            }
+            ruwsgi_sys::ForkResult::Parent { child } => MasterHandle {
+                pid: child,
+                commands: Some(cmd_w),
+                phases: ph_r,
+                phase_text: String::new(),
+                log,
+                reaped: None,
+            },
         }
     }
 
