@@ -166,10 +166,9 @@ impl Response {
                     "two different Content-Length headers",
                 ));
             }
-            if self.app_length.is_some() {
-                return Ok(());
-            }
+            // Re-emitted once by the framing, in canonical form.
             self.app_length = Some(n);
+            return Ok(());
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             return Err(ResponseError::Framing(
                 "Transfer-Encoding is hop-by-hop; the server frames the response",

@@ -1,1 +1,111 @@
-fn main() {}
+//! `ruwsgi`: an application server implementing the uWSGI API.
+//!
+//! The binary reads the configuration (command line, config files, `UWSGI_*` variables),
+//! then hands the validated settings to the master, which binds, loads the Python app,
+//! forks the workers and supervises them. Exit codes: 0 after a clean stop (and for
+//! `--help`, `--version`, `--show-config`), 1 for a configuration or start-up error, 22 when
+//! no app could be loaded and `need-app` is on.
+
+mod host;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ruwsgi_config::{Command, Settings};
+use ruwsgi_master::{
+    MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
+};
+use ruwsgi_plugin::{Host, LanguagePlugin};
+use ruwsgi_python::PythonPlugin;
+use ruwsgi_sys::{log_line, Signal};
+use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
+
+use crate::host::ServerHost;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let env: Vec<(String, String)> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let command = match ruwsgi_config::load(args, env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ruwsgi: {e}");
+            eprintln!("ruwsgi: run `ruwsgi --help` for the list of options");
+            return ExitCode::from(1);
+        }
+    };
+    match command {
+        Command::Help(text) | Command::Version(text) | Command::ShowConfig(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run(settings) => ExitCode::from(run(*settings).clamp(0, 255) as u8),
+    }
+}
+
+fn run(settings: Settings) -> i32 {
+    if let Some(path) = &settings.logto {
+        if let Err(e) = ruwsgi_sys::log::redirect_stderr_to(path) {
+            eprintln!("ruwsgi: cannot open logto file '{}': {e}", path.display());
+            return 1;
+        }
+    }
+    for w in &settings.warnings {
+        log_line(&format!("ruwsgi: warning: {w}"));
+    }
+    if settings.sockets.is_empty() {
+        log_line(
+            "ruwsgi: no socket configured: give --http-socket ADDR or --socket ADDR \
+             (or http-socket/socket in the config file)",
+        );
+        return 1;
+    }
+    if let Err(e) = ruwsgi_sys::signals::ignore(Signal::SIGPIPE) {
+        log_line(&format!("ruwsgi: cannot ignore SIGPIPE: {e}"));
+    }
+    let settings = Arc::new(settings);
+    let signals = match UnixSignals::install(&settings) {
+        Ok(s) => s,
+        Err(e) => {
+            log_line(&format!("ruwsgi: cannot install signal handlers: {e}"));
+            return 1;
+        }
+    };
+    let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new());
+    let prefix = settings.procname_prefix.clone();
+    let config = MasterConfig::new(
+        settings.clone(),
+        plugin,
+        Box::new(move |scoreboard| Arc::new(ServerHost::new(scoreboard.clone(), prefix)) as Arc<dyn Host>),
+    );
+    let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {
+        let listeners = start
+            .listeners
+            .into_iter()
+            .map(|l| ListenSocket::new(l.fd, l.is_unix, l.protocol, l.name))
+            .collect();
+        let exit = ruwsgi_worker::run(WorkerArgs {
+            id: start.id,
+            settings: start.settings,
+            listeners,
+            plugin: start.plugin,
+            scoreboard: start.scoreboard,
+        });
+        match exit {
+            WorkerExit::Stopped => EXIT_STOPPED,
+            WorkerExit::Recycled => EXIT_RECYCLE,
+            WorkerExit::Failed => 1,
+        }
+    });
+    match ruwsgi_master::run(config, worker_main, Box::new(signals)) {
+        Ok(code) => code,
+        Err(e) => {
+            log_line(&format!("ruwsgi: {e}"));
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The [`Host`] the binary gives to language plugins: identity and counters read from the
+//! shared scoreboard, logging, and requests to the master.
+
+use ruwsgi_plugin::{Host, ProcessRole, WorkerInfo};
+use ruwsgi_shm::Scoreboard;
+use ruwsgi_sys::{log_line, Pid, Signal};
+
+/// One per instance, created by the master once the scoreboard exists and inherited by
+/// every worker through fork. The process's role comes from the master crate, which sets it
+/// in each child before any plugin code runs there.
+#[derive(Debug)]
+pub struct ServerHost {
+    scoreboard: Scoreboard,
+    /// Prefix for process titles (`procname-prefix`).
+    prefix: String,
+}
+
+impl ServerHost {
+    /// A host over `scoreboard` whose process titles get `prefix`.
+    pub fn new(scoreboard: Scoreboard, prefix: Option<String>) -> ServerHost {
+        ServerHost { scoreboard, prefix: prefix.unwrap_or_default() }
+    }
+
+    fn signal_master(&self, sig: Signal) -> bool {
+        let pid = self.masterpid();
+        pid > 0 && ruwsgi_sys::signals::kill(Pid::from_raw(pid), sig).is_ok()
+    }
+}
+
+impl Host for ServerHost {
+    fn masterpid(&self) -> i32 {
+        match self.scoreboard.master_pid() {
+            0 => std::process::id() as i32,
+            pid => pid,
+        }
+    }
+
+    fn role(&self) -> ProcessRole {
+        ruwsgi_master::current_role()
+    }
+
+    fn total_requests(&self) -> u64 {
+        self.scoreboard.total_requests()
+    }
+
+    fn workers(&self) -> Vec<WorkerInfo> {
+        self.scoreboard
+            .snapshot()
+            .into_iter()
+            .map(|w| WorkerInfo {
+                id: w.id,
+                pid: w.pid,
+                requests: w.requests,
+                delta_requests: w.delta_requests,
+                exceptions: w.exceptions,
+                status: w.status,
+                rss: w.rss,
+                vsz: w.vsz,
+                running_time: w.running_time,
+                last_spawn: w.last_spawn,
+                respawn_count: w.respawn_count,
+                tx: w.tx,
+                avg_rt: w.avg_rt,
+            })
+            .collect()
+    }
+
+    fn log(&self, line: &str) {
+        log_line(line);
+    }
+
+    fn set_process_name(&self, name: &str) {
+        if self.prefix.is_empty() {
+            ruwsgi_sys::process::set_process_title(name);
+        } else {
+            ruwsgi_sys::process::set_process_title(&format!("{}{name}", self.prefix));
+        }
+    }
+
+    fn reload(&self) -> bool {
+        self.signal_master(Signal::SIGHUP)
+    }
+
+    fn stop(&self) -> bool {
+        self.signal_master(Signal::SIGTERM)
+    }
+}
