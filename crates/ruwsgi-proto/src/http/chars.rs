@@ -87,3 +87,79 @@ pub(crate) fn trim_ows(s: &[u8]) -> &[u8] {
         }
     }
 }
+
+// Word-at-a-time checks for the long runs of a head (targets and field values): a word with
+// no suspicious byte is skipped in one test; a suspicious word is re-checked byte by byte.
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Some byte of `x` is below `n` (exact for `n <= 128`).
+#[inline]
+fn has_less(x: u64, n: u8) -> bool {
+    x.wrapping_sub(LO * u64::from(n)) & !x & HI != 0
+}
+
+/// Some byte of `x` equals `b`.
+#[inline]
+fn has_byte(x: u64, b: u8) -> bool {
+    let y = x ^ (LO * u64::from(b));
+    y.wrapping_sub(LO) & !y & HI != 0
+}
+
+#[inline]
+fn word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// Length of the run of bytes allowed in a field value at the start of `s`.
+pub(crate) fn value_run(s: &[u8]) -> usize {
+    let suspicious = |x: u64| has_less(x, 0x20) || has_byte(x, 0x7f);
+    first_outside(s, suspicious, is_value_byte)
+}
+
+/// Every byte of `s` is allowed in a field value.
+pub(crate) fn all_value_bytes(s: &[u8]) -> bool {
+    value_run(s) == s.len()
+}
+
+/// Length of the run of request-target bytes at the start of `s`.
+pub(crate) fn target_run(s: &[u8]) -> usize {
+    let suspicious = |x: u64| has_less(x, 0x21) || x & HI != 0 || has_byte(x, 0x7f);
+    first_outside(s, suspicious, is_target_byte)
+}
+
+/// Index of the first byte of `s` that fails `ok` (or `s.len()`); words for which
+/// `suspicious` is false are known to pass and are skipped whole.
+#[inline]
+fn first_outside(s: &[u8], suspicious: impl Fn(u64) -> bool, ok: fn(u8) -> bool) -> usize {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        if suspicious(word(&s[i..])) {
+            if let Some(k) = s[i..i + 8].iter().position(|&c| !ok(c)) {
+                return i + k;
+            }
+        }
+        i += 8;
+    }
+    i + s[i..].iter().position(|&c| !ok(c)).unwrap_or(s.len() - i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_checks_agree_with_the_table() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut s = *b"abcdefghij";
+                s[at] = b;
+                assert_eq!(all_value_bytes(&s), is_value_byte(b), "{b:#x} at {at}");
+                let want = if is_target_byte(b) { s.len() } else { at };
+                assert_eq!(target_run(&s), want, "{b:#x} at {at}");
+            }
+        }
+    }
+}

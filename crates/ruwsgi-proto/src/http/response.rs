@@ -4,7 +4,7 @@
 //! line (CR, LF) or confuse a peer (NUL, other CTLs) must be refused here; the server then
 //! answers 500 and logs, instead of letting the app split the response.
 
-use super::chars::{is_token, is_value_byte};
+use super::chars::{all_value_bytes, is_token};
 
 /// Why an application's status line was refused.
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub fn parse_status(status: &[u8]) -> Result<u16, ResponseSyntaxError> {
     }
     match rest {
         [] => Ok(n),
-        [b' ', reason @ ..] if reason.iter().all(|&c| is_value_byte(c)) => Ok(n),
+        [b' ', reason @ ..] if all_value_bytes(reason) => Ok(n),
         [b' ', ..] => Err(ResponseSyntaxError::BadReason),
         _ => Err(ResponseSyntaxError::BadCode),
     }
@@ -51,5 +51,5 @@ pub fn valid_header_name(name: &[u8]) -> bool {
 /// True if `value` can be sent as a header field value: no CR, LF, NUL or other CTL except
 /// HTAB.
 pub fn valid_header_value(value: &[u8]) -> bool {
-    value.iter().all(|&c| is_value_byte(c))
+    all_value_bytes(value)
 }
