@@ -1,0 +1,164 @@
+"""Configuration: ini/yaml/json/toml, placeholders, env, errors, --help, --show-config,
+need-app."""
+import json
+import re
+import shutil
+
+import pytest
+import requests
+
+from helpers import APPS, REPO, run_binary, wait_until
+
+HELLO = REPO / "examples" / "hello.py"
+
+FORMATS = {
+    "ini": ("--ini", "[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {app}\nmaster = true\n"
+                     "processes = 2\n"),
+    "yaml": ("--yaml", "uwsgi:\n  http-socket: 127.0.0.1:0\n  wsgi-file: {app}\n  master: true\n"
+                       "  processes: 2\n"),
+    "json": ("--json", json.dumps({"uwsgi": {"http-socket": "127.0.0.1:0", "wsgi-file": "{app}",
+                                             "master": True, "processes": 2}})),
+    "toml": ("--toml", "[uwsgi]\nhttp-socket = \"127.0.0.1:0\"\nwsgi-file = \"{app}\"\n"
+                       "master = true\nprocesses = 2\n"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_config_formats(ruwsgi, tmp_path, fmt):
+    opt, text = FORMATS[fmt]
+    conf = tmp_path / ("conf." + ("yml" if fmt == "yaml" else fmt))
+    conf.write_text(text.replace("{app}", str(APPS / "fault.py")))
+    srv = ruwsgi(opt, conf)
+    facts = requests.get(srv.url + "/uwsgi", timeout=5).json()
+    assert facts["numproc"] == 2
+    wait_until(lambda: len(srv.children()) == 2, 10, what="2 workers")
+    assert srv.stop() == 0
+
+
+def copy_fault(d):
+    shutil.copy(APPS / "fault.py", d / "fault.py")
+
+
+def test_placeholders_magic_env_and_custom(ruwsgi, tmp_path):
+    d = tmp_path / "site"
+    d.mkdir()
+    copy_fault(d)
+    (d / "myconf.ini").write_text(
+        "[uwsgi]\n"
+        "; the custom-key placeholder pattern used throughout uWSGI's docs\n"
+        "project = fault\n"
+        "base = %d\n"
+        "http-socket = 127.0.0.1:0\n"
+        "wsgi-file = %(base)%(project).py\n"
+        "env = GREETING=$(RUWSGI_TEST_GREETING)\n"
+        "env = CONFNAME=%n\n"
+        "processes = 1\n")
+    srv = ruwsgi("--ini", d / "myconf.ini", env={"RUWSGI_TEST_GREETING": "hi-from-env"})
+    assert requests.get(srv.url + "/osenv?k=GREETING", timeout=5).text == "hi-from-env"
+    assert requests.get(srv.url + "/osenv?k=CONFNAME", timeout=5).text == "myconf"
+    opt = requests.get(srv.url + "/uwsgi", timeout=5).json()["opt"]
+    assert opt["wsgi-file"] == {"bytes": str(d / "fault.py")} or \
+        opt["wsgi-file"] == {"bytes": str(d) + "//fault.py"}
+
+
+def test_set_option(ruwsgi, fault_app):
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", fault_app, "--set", "foo=bar")
+    opt = requests.get(srv.url + "/uwsgi", timeout=5).json()["opt"]
+    assert opt["foo"] == {"bytes": "bar"}
+
+
+def test_ini_section_suffix(ruwsgi, tmp_path, fault_app):
+    conf = tmp_path / "multi.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:1\nwsgi-file = /nonexistent.py\n\n"
+                    "[other]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n" % fault_app)
+    srv = ruwsgi("--ini", "%s:other" % conf)
+    assert requests.get(srv.url, timeout=5).text == "OK"
+
+
+def test_env_var_options(ruwsgi, fault_app):
+    srv = ruwsgi(env={"UWSGI_HTTP_SOCKET": "127.0.0.1:0", "UWSGI_WSGI_FILE": fault_app,
+                      "UWSGI_PROCESSES": "2", "UWSGI_MASTER": "1"})
+    assert requests.get(srv.url + "/uwsgi", timeout=5).json()["numproc"] == 2
+
+
+def test_bare_ini_argument(ruwsgi, tmp_path, fault_app):
+    conf = tmp_path / "bare.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n" % fault_app)
+    srv = ruwsgi(conf)
+    assert requests.get(srv.url, timeout=5).text == "OK"
+
+
+def test_unknown_cli_option_fails():
+    r = run_binary(["--http-socket", "127.0.0.1:0", "--no-such-option-xyz", "1",
+                    "--wsgi-file", HELLO])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "no-such-option-xyz" in r.stderr
+
+
+def test_unknown_ini_option_names_file_and_line(tmp_path):
+    conf = tmp_path / "typo.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\nprocesess = 2\n" % HELLO)
+    r = run_binary(["--ini", conf])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "procesess" in r.stderr
+    assert re.search(r"typo\.ini:4\b", r.stderr), r.stderr
+
+
+def test_bad_value_names_option():
+    r = run_binary(["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--processes", "abc"])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "processes" in r.stderr
+
+
+def test_missing_config_file(tmp_path):
+    r = run_binary(["--ini", tmp_path / "nope.ini"])
+    assert r.returncode == 1
+    assert "nope.ini" in r.stderr
+
+
+def test_help():
+    r = run_binary(["--help"])
+    assert r.returncode == 0
+    out = r.stdout + r.stderr
+    for opt in ("--http-socket", "--socket", "--wsgi-file", "--processes", "--master", "--ini"):
+        assert opt in out, opt
+
+
+def test_show_config(ruwsgi, tmp_path):
+    conf = tmp_path / "show.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\nprocesses = 3\n" % HELLO)
+    srv = ruwsgi("--ini", conf, "--show-config", ready=False)
+    srv.wait_log(r"\[uwsgi\]", timeout=20)
+    srv.wait_log(r"(?m)^processes = 3\s*$", timeout=5)
+    srv.wait_log(r"(?m)^http-socket = 127\.0\.0\.1:0\s*$", timeout=5)
+
+
+@pytest.mark.parametrize("variant", ["missing-file", "syntax-error", "no-callable",
+                                     "explicit-need-app"])
+def test_need_app_exit_22(tmp_path, variant):
+    app = tmp_path / "app.py"
+    args = ["--http-socket", "127.0.0.1:0", "--master"]
+    if variant == "missing-file":
+        args += ["--wsgi-file", tmp_path / "missing.py"]
+    elif variant == "syntax-error":
+        app.write_text("def application(:\n")
+        args += ["--wsgi-file", app]
+    elif variant == "no-callable":
+        app.write_text("x = 1\n")
+        args += ["--wsgi-file", app]
+    else:
+        app.write_text("raise ImportError('broken at import')\n")
+        args += ["--wsgi-file", app, "--need-app"]
+    r = run_binary(args, timeout=30)
+    assert r.returncode == 22, (r.returncode, r.stderr[-2000:])
+
+
+def test_repeated_socket_options_accumulate(ruwsgi, tmp_path, fault_app):
+    conf = tmp_path / "two.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nhttp-socket = 127.0.0.1:0\n"
+                    "wsgi-file = %s\n" % fault_app)
+    srv = ruwsgi("--ini", conf, n_sockets=2)
+    ports = {lst.port for lst in srv.listeners}
+    assert len(ports) == 2
+    for p in ports:
+        assert requests.get("http://127.0.0.1:%d/" % p, timeout=5).text == "OK"
