@@ -168,3 +168,25 @@ fn http_head_oracle() {
 fn chunked_decoder_oracle() {
     run(&chunked_seeds(), 50_000, check_chunked);
 }
+
+/// The checked-in corpus (`seeds/<target>/`) is a regression suite.
+#[test]
+fn seed_corpus() {
+    let targets: [(&str, fn(&[u8]) -> Outcome); 3] = [
+        ("uwsgi_packet", check_uwsgi_packet),
+        ("http_head", check_http_head),
+        ("chunked_decoder", check_chunked),
+    ];
+    for (target, check) in targets {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("seeds")
+            .join(target);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            check(&std::fs::read(&path).unwrap());
+            files += 1;
+        }
+        assert!(files > 0, "no seeds in {}", dir.display());
+    }
+}
