@@ -172,7 +172,8 @@ fn chunked_decoder_oracle() {
 /// The checked-in corpus (`seeds/<target>/`) is a regression suite.
 #[test]
 fn seed_corpus() {
-    let targets: [(&str, fn(&[u8]) -> Outcome); 3] = [
+    type Check = fn(&[u8]) -> Outcome;
+    let targets: [(&str, Check); 3] = [
         ("uwsgi_packet", check_uwsgi_packet),
         ("http_head", check_http_head),
         ("chunked_decoder", check_chunked),
