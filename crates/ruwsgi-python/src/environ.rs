@@ -2,9 +2,11 @@
 //!
 //! Measured (pyo3-embedding-notes §3): the environ is most of a request's Python-side cost.
 //! So the constant entries (`wsgi.version`, `wsgi.errors`, `wsgi.file_wrapper`, ...) live in
-//! a template that `PyDict_Copy` clones, keys come from a per-core cache of interned strings
-//! (a fast hash over the raw key bytes, so common keys cost no allocation), and values are
-//! decoded as latin-1 straight from the request's bytes, as PEP 3333 asks.
+//! a presized template that `PyDict_Copy` clones with its capacity (no resize while the vars
+//! go in); keys are interned strings from a per-core cache; values are decoded as latin-1,
+//! as PEP 3333 asks. Clients send the same vars in the same order request after request, so
+//! each var position remembers its last key and value: a repeated key or value costs a
+//! `memcmp` and a reference count instead of a hash lookup or a new string.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,6 +17,39 @@ use ruwsgi_plugin::Vars;
 
 /// Keys from clients are arbitrary (`HTTP_X_ANYTHING`): stop caching past this many.
 const MAX_CACHED_KEYS: usize = 512;
+/// Var positions that remember their last key and value.
+const MAX_POSITIONS: usize = 64;
+/// Longer values are decoded every time rather than remembered.
+const MAX_CACHED_VALUE: usize = 256;
+/// Entries the template dict is sized for: constants plus a typical request's vars.
+const PRESIZE: isize = 48;
+
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    /// A dict with room for `minused` entries before any resize. Exported by libpython
+    /// (`cpython/dictobject.h`) though not wrapped by pyo3-ffi; the embedding notes measured
+    /// the template-copy design with it.
+    fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+}
+
+/// An empty dict with room for [`PRESIZE`] entries.
+#[allow(unsafe_code)]
+fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    // SAFETY: we are attached; the call returns a new reference to a dict or NULL with an
+    // exception set, which `from_owned_ptr_or_err` takes over.
+    unsafe {
+        let ptr = _PyDict_NewPresized(PRESIZE);
+        Bound::from_owned_ptr_or_err(py, ptr).map(|b| b.cast_into_unchecked())
+    }
+}
+
+/// What one var position held last time.
+struct Position {
+    key_raw: Box<[u8]>,
+    key: Py<PyString>,
+    value_raw: Vec<u8>,
+    value: Option<Py<PyString>>,
+}
 
 /// Keys every request is likely to carry, interned when the core starts.
 const COMMON_KEYS: &[&str] = &[
@@ -102,6 +137,7 @@ pub(crate) struct EnvironConsts<'a> {
 /// Builds environ dicts for one core.
 pub(crate) struct EnvironBuilder {
     template: Py<PyDict>,
+    positions: Vec<Position>,
     keys: HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<FastHasher>>,
     k_input: Py<PyString>,
     k_scheme: Py<PyString>,
@@ -114,7 +150,7 @@ pub(crate) struct EnvironBuilder {
 impl EnvironBuilder {
     /// Build the template and the key cache.
     pub fn new(py: Python<'_>, c: EnvironConsts<'_>) -> PyResult<Self> {
-        let t = PyDict::new(py);
+        let t = presized_dict(py)?;
         t.set_item(intern(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
         t.set_item(intern(py, "wsgi.errors"), c.errors.bind(py))?;
         t.set_item(intern(py, "wsgi.run_once"), PyBool::new(py, false))?;
@@ -140,6 +176,7 @@ impl EnvironBuilder {
         }
         Ok(EnvironBuilder {
             template: t.unbind(),
+            positions: Vec::with_capacity(MAX_POSITIONS),
             keys,
             k_input: intern(py, "wsgi.input").unbind(),
             k_scheme: intern(py, "wsgi.url_scheme").unbind(),
@@ -174,13 +211,46 @@ impl EnvironBuilder {
         rewrite: Option<(&[u8], &[u8])>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
-        for (k, v) in vars {
+        for (i, (k, v)) in vars.iter().enumerate() {
             // The server's own entries are not for peers to override.
             if k.starts_with(b"wsgi.") {
                 continue;
             }
-            let key = self.key(py, k)?;
-            env.set_item(key, latin1_str(py, v)?)?;
+            if i >= MAX_POSITIONS || i > self.positions.len() {
+                let key = self.key(py, k)?;
+                env.set_item(key, latin1_str(py, v)?)?;
+                continue;
+            }
+            if i >= self.positions.len() || *self.positions[i].key_raw != *k {
+                let key = self.key(py, k)?.unbind();
+                let pos = Position {
+                    key_raw: k.into(),
+                    key,
+                    value_raw: Vec::new(),
+                    value: None,
+                };
+                if i < self.positions.len() {
+                    self.positions[i] = pos;
+                } else {
+                    self.positions.push(pos);
+                }
+            }
+            let pos = &mut self.positions[i];
+            let value = match &pos.value {
+                Some(val) if pos.value_raw == v => val.bind(py).clone(),
+                _ => {
+                    let val = latin1_str(py, v)?;
+                    if v.len() <= MAX_CACHED_VALUE {
+                        pos.value_raw.clear();
+                        pos.value_raw.extend_from_slice(v);
+                        pos.value = Some(val.clone().unbind());
+                    } else {
+                        pos.value = None;
+                    }
+                    val
+                }
+            };
+            env.set_item(pos.key.bind(py), value)?;
         }
         let scheme_obj = match scheme {
             "http" => self.http.bind(py).clone(),

@@ -50,6 +50,48 @@ pub(crate) fn write_body(
     }
 }
 
+/// The app's header list (a list, or a tuple), indexed without the sequence protocol.
+enum Headers<'a, 'py> {
+    List(&'a Bound<'py, PyList>),
+    Tuple(&'a Bound<'py, PyTuple>),
+}
+
+impl<'py> Headers<'_, 'py> {
+    fn len(&self) -> usize {
+        match self {
+            Headers::List(l) => l.len(),
+            Headers::Tuple(t) => t.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Headers::List(l) => l.get_item(i),
+            Headers::Tuple(t) => t.get_item(i),
+        }
+    }
+}
+
+/// The `(name, value)` strs of one header item, or a TypeError.
+fn header_pair<'py>(
+    item: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+    let bad = || PyTypeError::new_err("start_response: each header must be a (str, str) tuple");
+    let pair = item.cast::<PyTuple>().map_err(|_| bad())?;
+    if pair.len() != 2 {
+        return Err(bad());
+    }
+    let name = pair
+        .get_item(0)?
+        .cast_into::<PyString>()
+        .map_err(|_| bad())?;
+    let value = pair
+        .get_item(1)?
+        .cast_into::<PyString>()
+        .map_err(|_| bad())?;
+    Ok((name, value))
+}
+
 /// The `start_response` callable.
 #[pyclass(frozen, module = "uwsgi", name = "StartResponse")]
 pub struct StartResponse {
@@ -74,41 +116,21 @@ impl StartResponse {
         let status = latin1(status)?;
 
         // Check every header's type before touching the response.
-        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
-            list.iter().collect()
+        let headers = if let Ok(list) = headers.cast::<PyList>() {
+            Headers::List(list)
         } else if let Ok(t) = headers.cast::<PyTuple>() {
-            t.iter().collect()
+            Headers::Tuple(t)
         } else {
             return Err(PyTypeError::new_err(
                 "start_response: headers must be a list of (str, str) tuples",
             ));
         };
-        let mut pairs = Vec::with_capacity(items.len());
-        for item in &items {
-            let pair = item
-                .cast::<PyTuple>()
-                .ok()
-                .filter(|t| t.len() == 2)
-                .ok_or_else(|| {
-                    PyTypeError::new_err("start_response: each header must be a (str, str) tuple")
-                })?;
-            let name = pair.get_item(0)?;
-            let value = pair.get_item(1)?;
-            if !name.is_instance_of::<PyString>() || !value.is_instance_of::<PyString>() {
-                return Err(PyTypeError::new_err(
-                    "start_response: header names and values must be str",
-                ));
-            }
-            pairs.push((name, value));
+        let count = headers.len();
+        for i in 0..count {
+            let (n, v) = header_pair(&headers.get(i)?)?;
+            latin1(&n)?;
+            latin1(&v)?;
         }
-        let mut encoded = Vec::with_capacity(pairs.len());
-        for (n, v) in &pairs {
-            // Both checked to be str above.
-            let n = n.cast::<PyString>()?;
-            let v = v.cast::<PyString>()?;
-            encoded.push((latin1(n)?.into_owned(), latin1(v)?.into_owned()));
-        }
-
         let reraise = context::with_request(|st, io| {
             if st.started {
                 if exc_info.is_none() {
@@ -126,8 +148,10 @@ impl StartResponse {
                 st.record(e);
                 return Ok(false);
             }
-            for (n, v) in &encoded {
-                if let Err(e) = io.header(n, v) {
+            for i in 0..count {
+                let item = headers.get(i)?;
+                let (n, v) = header_pair(&item)?;
+                if let Err(e) = io.header(&latin1(&n)?, &latin1(&v)?) {
                     st.record(e);
                     break;
                 }

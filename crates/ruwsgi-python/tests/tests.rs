@@ -3,5 +3,6 @@
 
 mod input;
 mod module;
+mod perf;
 mod util;
 mod wsgi;

@@ -111,6 +111,15 @@ impl FakeIo {
             sock: File::open("/dev/null").unwrap(),
         }
     }
+    /// Forget the response, for reuse by the next request.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.status = None;
+        self.headers.clear();
+        self.out.clear();
+        self.head_sent = false;
+        self.finished = false;
+    }
     pub fn status_str(&self) -> String {
         String::from_utf8_lossy(self.status.as_deref().unwrap_or_default()).into_owned()
     }
