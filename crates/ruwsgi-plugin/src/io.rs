@@ -31,9 +31,9 @@ pub struct Request<'a> {
 /// The response is built in steps: [`start`](RequestIo::start) with the status, then
 /// [`header`](RequestIo::header) for each header, then any number of
 /// [`write`](RequestIo::write)/[`send_file`](RequestIo::send_file) calls, then
-/// [`finish`](RequestIo::finish). The head is held back until the first body byte or the
-/// finish, so a response whose whole body is known at finish goes out in one write with a
-/// `Content-Length`. Implementations validate status and headers (no CR, LF, NUL; names are
+/// [`finish`](RequestIo::finish). Body bytes may be buffered (up to an implementation limit)
+/// until [`flush`](RequestIo::flush) or the finish, so a response whose whole body is known
+/// at finish goes out in one write with a `Content-Length`. Implementations validate status and headers (no CR, LF, NUL; names are
 /// tokens) and choose the framing: the app's `Content-Length`, else chunked on HTTP/1.1,
 /// else close-delimited.
 pub trait RequestIo: Send {
@@ -56,6 +56,14 @@ pub trait RequestIo: Send {
         offset: u64,
         len: Option<u64>,
     ) -> Result<u64, ResponseError>;
+    /// Send the head (choosing the framing now) and every buffered body byte. PEP 3333 says
+    /// a block the app yields must not be held back, so plugins call this after each block
+    /// of a streamed body and after each `write()`; a body known complete up front (a list)
+    /// is written without flushing and goes out at [`finish`](RequestIo::finish), in one
+    /// write with a computed `Content-Length`.
+    fn flush(&mut self) -> Result<(), ResponseError> {
+        Ok(())
+    }
     /// Complete the response: flush the head (with a computed `Content-Length` if nothing
     /// was flushed yet), the last chunk, and the buffered body.
     fn finish(&mut self) -> Result<(), ResponseError>;

@@ -85,6 +85,13 @@ impl RequestIo for ConnIo<'_> {
         self.resp.send_file(fd, offset, len, self.stream, &self.ctx)
     }
 
+    fn flush(&mut self) -> Result<(), ResponseError> {
+        if self.disconnected {
+            return Err(ResponseError::Io(std::io::ErrorKind::NotConnected.into()));
+        }
+        self.resp.flush(self.stream, &self.ctx)
+    }
+
     fn finish(&mut self) -> Result<(), ResponseError> {
         if self.disconnected {
             return Ok(());

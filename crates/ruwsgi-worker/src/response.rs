@@ -420,6 +420,29 @@ impl Response {
         Ok(sent)
     }
 
+    /// Send the head and whatever body is buffered now.
+    pub fn flush(
+        &mut self,
+        stream: &mut Stream,
+        ctx: &ResponseContext,
+    ) -> Result<(), ResponseError> {
+        if !self.started {
+            return Err(ResponseError::Framing("flush before start_response"));
+        }
+        if self.broken {
+            return Err(ResponseError::Io(io::ErrorKind::BrokenPipe.into()));
+        }
+        if self.head_sent {
+            return Ok(());
+        }
+        self.close_head(None, ctx);
+        let body = std::mem::take(&mut self.body);
+        let r = self.send_head_and(&body, stream, ctx);
+        self.body = body;
+        self.body.clear();
+        r
+    }
+
     /// Complete the response.
     pub fn finish(
         &mut self,

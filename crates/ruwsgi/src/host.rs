@@ -18,7 +18,10 @@ pub struct ServerHost {
 impl ServerHost {
     /// A host over `scoreboard` whose process titles get `prefix`.
     pub fn new(scoreboard: Scoreboard, prefix: Option<String>) -> ServerHost {
-        ServerHost { scoreboard, prefix: prefix.unwrap_or_default() }
+        ServerHost {
+            scoreboard,
+            prefix: prefix.unwrap_or_default(),
+        }
     }
 
     fn signal_master(&self, sig: Signal) -> bool {

@@ -25,8 +25,9 @@ use crate::host::ServerHost;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let env: Vec<(String, String)> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let command = match ruwsgi_config::load(args, env) {
         Ok(c) => c,
         Err(e) => {
@@ -80,7 +81,9 @@ fn run(settings: Settings) -> i32 {
     let config = MasterConfig::new(
         settings.clone(),
         plugin,
-        Box::new(move |scoreboard| Arc::new(ServerHost::new(scoreboard.clone(), prefix)) as Arc<dyn Host>),
+        Box::new(move |scoreboard| {
+            Arc::new(ServerHost::new(scoreboard.clone(), prefix)) as Arc<dyn Host>
+        }),
     );
     let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {
         let listeners = start
