@@ -235,3 +235,13 @@ pub(crate) fn load_all(py: Python<'_>, settings: &Settings) -> Result<Apps, Plug
     }
     Ok(apps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mangle;
+
+    #[test]
+    fn file_module_names_are_mangled_like_uwsgi() {
+        assert_eq!(mangle("/srv/app/wsgi.py"), "uwsgi_file__srv_app_wsgi_py");
+    }
+}

@@ -150,3 +150,23 @@ fn prepare_sys(py: Python<'_>, settings: &Settings, running: bool) -> PyResult<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executable_prefers_the_venv_then_the_build_interpreter() {
+        assert_eq!(
+            executable_for(Some(Path::new("/srv/venv"))),
+            Some(PathBuf::from("/srv/venv/bin/python"))
+        );
+        let built = executable_for(None).expect("build.rs recorded the interpreter");
+        assert!(built.is_absolute(), "{}", built.display());
+        assert!(
+            !built.to_string_lossy().contains("shims"),
+            "{}",
+            built.display()
+        );
+    }
+}

@@ -114,3 +114,15 @@ pub(crate) fn configure(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::version_info_parts;
+
+    #[test]
+    fn version_info_follows_uwsgi_rules() {
+        assert_eq!(version_info_parts("2.0.30"), ([2, 0, 30, 0], ""));
+        assert_eq!(version_info_parts("2.1-dev"), ([2, 1, 0, 0], "dev"));
+        assert_eq!(version_info_parts("2.1.0-ruwsgi"), ([2, 1, 0, 0], "ruwsgi"));
+    }
+}
