@@ -74,16 +74,26 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 /// Run `check` on the seeds and on `rounds` mutations; every outcome must be reached often
 /// enough for the run to mean something.
+/// `RUWSGI_FUZZ_ROUNDS` multiplies the rounds and `RUWSGI_FUZZ_SEED` changes the generator
+/// seed, for longer runs: `RUWSGI_FUZZ_ROUNDS=100 cargo test --release`.
 fn run(seeds: &[Vec<u8>], rounds: usize, check: fn(&[u8]) -> Outcome) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = rounds * env("RUWSGI_FUZZ_ROUNDS").unwrap_or(1) as usize;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ env("RUWSGI_FUZZ_SEED").unwrap_or(0));
     let mut seen = std::collections::HashMap::new();
     for seed in seeds {
         check(seed);
     }
+    let mut last = seeds[0].clone();
     for _ in 0..rounds {
-        let seed = &seeds[rng.below(seeds.len())];
-        let input = mutate(&mut rng, seed);
+        // Half the time stack more mutations on the previous input, to go deeper.
+        let base = match rng.below(2) {
+            0 => &last,
+            _ => &seeds[rng.below(seeds.len())],
+        };
+        let input = mutate(&mut rng, base);
         *seen.entry(check(&input)).or_insert(0usize) += 1;
+        last = input;
     }
     eprintln!("outcomes: {seen:?}");
     for outcome in [Outcome::Accepted, Outcome::Rejected, Outcome::Incomplete] {
