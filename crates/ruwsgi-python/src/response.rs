@@ -36,17 +36,28 @@ pub(crate) fn latin1<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> 
 }
 
 /// Write `data` as body bytes of the current request, releasing the interpreter when the
-/// request asks for it.
+/// request asks for it. With `flush`, the bytes go to the client before this returns (PEP
+/// 3333: a block the app hands over must not be held back while it produces the next one);
+/// without it they may wait in the connection's buffer until the response finishes, which
+/// is only right when the whole body is already known (a list or tuple).
 pub(crate) fn write_body(
     py: Python<'_>,
     st: &mut RequestState,
     io: &mut dyn RequestIo,
     data: &[u8],
+    flush: bool,
 ) -> Result<(), ResponseError> {
+    let mut send = || {
+        io.write(data)?;
+        if flush {
+            io.flush()?;
+        }
+        Ok(())
+    };
     if st.detach_io {
-        py.detach(|| io.write(data))
+        py.detach(send)
     } else {
-        io.write(data)
+        send()
     }
 }
 
@@ -196,7 +207,7 @@ impl Writer {
             if bytes.is_empty() {
                 return Ok(());
             }
-            write_body(py, st, io, bytes).map_err(|e| {
+            write_body(py, st, io, bytes, true).map_err(|e| {
                 let msg = e.to_string();
                 st.record(e);
                 PyOSError::new_err(msg)

@@ -169,7 +169,7 @@ impl<'py> PyCore<'py> {
         }
         if let Ok(list) = result.cast_exact::<PyList>() {
             for item in list.iter() {
-                if let Step::Stop(fault) = self.write_item(&item) {
+                if let Step::Stop(fault) = self.write_item(&item, false) {
                     return fault;
                 }
             }
@@ -177,7 +177,7 @@ impl<'py> PyCore<'py> {
         }
         if let Ok(tuple) = result.cast_exact::<PyTuple>() {
             for item in tuple.iter() {
-                if let Step::Stop(fault) = self.write_item(&item) {
+                if let Step::Stop(fault) = self.write_item(&item, false) {
                     return fault;
                 }
             }
@@ -196,7 +196,7 @@ impl<'py> PyCore<'py> {
         for item in iter {
             match item {
                 Ok(item) => {
-                    if let Step::Stop(fault) = self.write_item(&item) {
+                    if let Step::Stop(fault) = self.write_item(&item, true) {
                         return fault;
                     }
                 }
@@ -209,7 +209,9 @@ impl<'py> PyCore<'py> {
         false
     }
 
-    fn write_item(&mut self, item: &Bound<'py, PyAny>) -> Step {
+    /// Write one body block; `flush` sends it before the next block is asked for (streamed
+    /// bodies), lists and tuples are written whole at finish.
+    fn write_item(&mut self, item: &Bound<'py, PyAny>, flush: bool) -> Step {
         let py = self.py;
         let Ok(bytes) = item.cast::<PyBytes>() else {
             runtime::log(&format!(
@@ -230,7 +232,7 @@ impl<'py> PyCore<'py> {
             if data.is_empty() {
                 return Step::Continue;
             }
-            match write_body(py, st, io, data) {
+            match write_body(py, st, io, data, flush) {
                 Ok(()) => Step::Continue,
                 Err(e) => {
                     st.record(e);
