@@ -151,7 +151,38 @@ class RawResult:
 
     @property
     def statuses(self):
-        return [int(x) for x in re.findall(rb"(?:^|\r\n)HTTP/1\.[01] (\d{3}) ", self.data)]
+        """Status codes of the responses in `data`, walked by their framing
+        (Content-Length, chunked, or to the end), so a body that ends right before the
+        next status line is not mistaken for part of it."""
+        out, pos, data = [], 0, self.data
+        while pos < len(data):
+            m = re.match(rb"HTTP/1\.[01] (\d{3})[^\r\n]*\r\n", data[pos:])
+            if not m:
+                break
+            code = int(m.group(1))
+            out.append(code)
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            head = data[pos:end].lower()
+            pos = end + 4
+            if code < 200 or code in (204, 304):
+                continue
+            cl = re.search(rb"\r\ncontent-length: *(\d+)", head)
+            if cl:
+                pos += int(cl.group(1))
+            elif re.search(rb"\r\ntransfer-encoding: *chunked", head):
+                while True:
+                    nl = data.find(b"\r\n", pos)
+                    if nl < 0:
+                        return out
+                    size = int(data[pos:nl].split(b";")[0] or b"0", 16)
+                    pos = nl + 2 + size + 2
+                    if size == 0:
+                        break
+            else:
+                break
+        return out
 
     @property
     def head(self):

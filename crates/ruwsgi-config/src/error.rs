@@ -63,6 +63,20 @@ pub enum ConfigError {
         /// Where.
         at: Source,
     },
+    /// An unknown key in a config file that nothing in the configuration uses as
+    /// `%(key)`: most likely a typo, so it is refused rather than silently ignored.
+    #[error(
+        "unknown option '{name}' (from {at}){hint}; if it is a value for your app or for \
+         %({name}) placeholders, declare it with `set-placeholder = {name}=VALUE`"
+    )]
+    UnusedKey {
+        /// The key.
+        name: String,
+        /// Where.
+        at: Source,
+        /// `; did you mean 'x'?` or empty.
+        hint: String,
+    },
     /// A uWSGI option ruwsgi does not implement yet.
     #[error("option '{name}' (from {at}) is a uWSGI option ruwsgi does not implement yet")]
     NotImplemented {
@@ -175,6 +189,7 @@ impl ConfigError {
         match self {
             ConfigError::UnknownOption { at, .. }
             | ConfigError::UnknownKey { at, .. }
+            | ConfigError::UnusedKey { at, .. }
             | ConfigError::NotImplemented { at, .. }
             | ConfigError::InvalidValue { at, .. }
             | ConfigError::MissingValue { at, .. }

@@ -171,6 +171,15 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
                     at: opt.at.clone(),
                 })
             }
+            RawKind::Custom if !collected.referenced.contains(&opt.key) => {
+                return Err(ConfigError::UnusedKey {
+                    name: opt.key.clone(),
+                    at: opt.at.clone(),
+                    hint: closest_option(&opt.key)
+                        .map(|n| format!("; did you mean '{n}'?"))
+                        .unwrap_or_default(),
+                })
+            }
             RawKind::Custom | RawKind::Placeholder => {}
         }
     }
@@ -189,6 +198,32 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     s.config_files = collected.config_files;
     s.warnings.extend(collected.warnings);
     Ok(s)
+}
+
+/// The defined option (or alias) closest to `key` within two edits, for typo hints.
+fn closest_option(key: &str) -> Option<&'static str> {
+    crate::defs::OPTIONS
+        .iter()
+        .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+        .map(|n| (edit_distance(key, n), n))
+        .filter(|(d, _)| *d <= (key.len() / 4).clamp(1, 2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance over bytes (option names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// Applies one supported option to `s`.

@@ -89,6 +89,8 @@ pub struct Collected {
     pub halt: Option<Halt>,
     /// Whether `show-config` was asked for.
     pub show_config: bool,
+    /// Names used as `%(name)` in values expanded after collection.
+    pub referenced: std::collections::HashSet<String>,
 }
 
 /// Where a pushed key comes from, which decides what an unknown key means.
@@ -442,6 +444,14 @@ impl<'a> Collector<'a> {
                 continue;
             }
             let Some(value) = &opt.value else { continue };
+            let mut rest = value.as_str();
+            while let Some(start) = rest.find("%(") {
+                rest = &rest[start + 2..];
+                if let Some(end) = rest.find(')') {
+                    self.out.referenced.insert(rest[..end].to_string());
+                    rest = &rest[end + 1..];
+                }
+            }
             let new = expand_value(value, self.env, &self.out.opts, &opt.at)?;
             self.out.opts[i].value = Some(new);
             self.out.opts[i].expanded = true;

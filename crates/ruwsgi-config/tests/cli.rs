@@ -300,14 +300,14 @@ fn help_version_show_config() {
     assert!(v.contains(ruwsgi_config::VERSION));
 
     let d = TempDir::new();
-    let ini = d.write("a.ini", "[uwsgi]\nprocesses = 2\nmy-key = x\n");
+    let ini = d.write("a.ini", "[uwsgi]\nprocesses = 2\nset-ph = my-key=x\n");
     let Ok(Command::ShowConfig(text)) =
         try_load(&["--show-config", "--ini", &ini, "-M", "-s", ":1"], &[])
     else {
         panic!("show-config")
     };
     let expected =
-        format!("[uwsgi]\n; ini = {ini}\nprocesses = 2\nmy-key = x\nmaster = true\nsocket = :1\n");
+        format!("[uwsgi]\n; ini = {ini}\nprocesses = 2\nset-ph = my-key=x\nmy-key = x\nmaster = true\nsocket = :1\n");
     assert_eq!(text, expected);
 }
 

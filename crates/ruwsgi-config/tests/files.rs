@@ -10,7 +10,7 @@ fn ini_bare_key_and_opt_list() {
     let ini = d.write(
         "app.ini",
         "[uwsgi]\n; comment\nsocket = 127.0.0.1:3031\nmaster\nmaster = true\nmy-custom = 42\n\
-         processes = 2\n",
+         processes = 2\nenv = N=%(my-custom)\n",
     );
     let s = run(&["--ini", &ini]);
     assert_eq!(
@@ -22,6 +22,7 @@ fn ini_bare_key_and_opt_list() {
             ("master", Some("true")),
             ("my-custom", Some("42")),
             ("processes", Some("2")),
+            ("env", Some("N=42")),
         ]
     );
     assert_eq!(s.config_files, [PathBuf::from(&ini)]);
@@ -106,12 +107,23 @@ fn yaml_file() {
 }
 
 #[test]
+fn unused_unknown_key_is_a_typo_error() {
+    let d = TempDir::new();
+    let ini = d.write("typo.ini", "[uwsgi]\nsocket = :1\nprocesess = 2\n");
+    let err = err(&["--ini", &ini]);
+    assert!(err.contains("unknown option 'procesess'"), "{err}");
+    assert!(err.contains("typo.ini:3"), "{err}");
+    assert!(err.contains("did you mean 'processes'?"), "{err}");
+    assert!(err.contains("set-placeholder = procesess=VALUE"), "{err}");
+}
+
+#[test]
 fn json_file() {
     let d = TempDir::new();
     let j = d.write(
         "app.json",
         r#"{"uwsgi": {"socket": [":1", ":2"], "processes": 4, "vacuum": true,
-            "enable-threads": false, "x": null},
+            "enable-threads": false, "x": null, "env": "X=%(x)"},
             "other": {"processes": 9}}"#,
     );
     let s = run(&["--json", &j]);
@@ -119,6 +131,7 @@ fn json_file() {
     assert_eq!(s.processes, 4);
     assert!(s.vacuum && !s.enable_threads);
     assert_eq!(opts(&s)[6], ("x", Some("0")));
+    assert_eq!(s.env, [("X".to_string(), "0".to_string())]);
     assert_eq!(run(&["--js", &format!("{j}:other")]).processes, 9);
 }
 
