@@ -34,8 +34,6 @@ use crate::worker::{StopKind, WorkerShared};
 const LISTENER_BASE: u64 = 1 << 62;
 const WAKE_TOKEN: u64 = 1 << 61;
 const SIGNAL_TOKEN: u64 = (1 << 61) + 1;
-/// Connections accepted per listener wake-up: a few, so one core cannot grab a whole burst.
-const ACCEPT_BATCH: usize = 4;
 /// Largest trailer section accepted on chunked request bodies.
 const MAX_TRAILERS: usize = 8 * 1024;
 /// How long a fresh connection may still take to send its first request once the worker
@@ -196,16 +194,24 @@ impl<'a> CoreLoop<'a> {
                     }
                 };
             });
+            // Connections first, new clients last: a core takes a new connection only once
+            // the requests it already holds are served.
+            let mut ready_listeners = 0u64;
             for ev in &events[..n] {
                 let token = ev.data();
                 if token >= LISTENER_BASE {
-                    self.accept((token - LISTENER_BASE) as usize);
+                    ready_listeners |= 1 << ((token - LISTENER_BASE) % 64);
                 } else if token == WAKE_TOKEN {
                     // The stop state is checked at the top of the loop.
                 } else if token == SIGNAL_TOKEN {
                     self.shared.handle_signals();
                 } else {
                     self.on_readable(core, token as usize);
+                }
+            }
+            for index in 0..self.shared.listeners.len().min(64) {
+                if ready_listeners & (1 << index) != 0 {
+                    self.accept(core, index);
                 }
             }
             let now = Instant::now();
@@ -240,51 +246,60 @@ impl<'a> CoreLoop<'a> {
         }
     }
 
-    fn accept(&mut self, index: usize) {
+    /// Accept one connection and serve it at once if its request already arrived.
+    ///
+    /// One per wake-up: a connection accepted here but left waiting behind a long request
+    /// would be lost with this worker if it died, while in the shared backlog any idle
+    /// worker can take it (the listener stays ready, so the next wait returns at once).
+    fn accept(&mut self, core: &mut dyn Core, index: usize) {
         if !self.accepting {
             return;
         }
         let listener = &self.shared.listeners[index];
-        for _ in 0..ACCEPT_BATCH {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    let conn = Conn {
-                        stream,
-                        peer,
-                        listener: index,
-                        rbuf: self.pool.get(),
-                        served: 0,
-                        deadline: Instant::now() + self.shared.settings.header_timeout,
-                        warned: false,
-                    };
-                    let slot = match self.free.pop() {
-                        Some(i) => i,
-                        None => {
-                            self.conns.push(None);
-                            self.conns.len() - 1
-                        }
-                    };
-                    let ev =
-                        EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, slot as u64);
-                    if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
-                        log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
-                        self.free.push(slot);
-                        continue;
-                    }
-                    self.conns[slot] = Some(conn);
-                    self.live += 1;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log_line(&format!(
-                        "ruwsgi: accept() on {} failed: {e}",
-                        listener.name
-                    ));
-                    break;
-                }
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return
             }
+            Err(e) => {
+                log_line(&format!(
+                    "ruwsgi: accept() on {} failed: {e}",
+                    listener.name
+                ));
+                return;
+            }
+        };
+        let conn = Conn {
+            stream,
+            peer,
+            listener: index,
+            rbuf: self.pool.get(),
+            served: 0,
+            deadline: Instant::now() + self.shared.settings.header_timeout,
+            warned: false,
+        };
+        let slot = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, slot as u64);
+        if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
+            log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
+            self.free.push(slot);
+            self.pool.put(conn.rbuf);
+            return;
         }
+        self.conns[slot] = Some(conn);
+        self.live += 1;
+        self.on_readable(core, slot);
     }
 
     fn close(&mut self, idx: usize) {
