@@ -122,7 +122,71 @@ impl InputStream {
         }
     }
 
+    /// The common case made cheap: nothing is buffered and the framing says how many bytes
+    /// are left, so up to `want` of them are read straight into the new `bytes` object (one
+    /// copy, no intermediate buffer). `None` when the length is unknown (chunked).
+    fn read_direct<'py>(
+        &self,
+        py: Python<'py>,
+        b: &mut Buffered,
+        want: usize,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(rem) = context::with_request_of(self.generation, |_, io| io.body_remaining())?
+        else {
+            return Ok(None);
+        };
+        let len = (want as u64).min(rem).min(MAX_PULL as u64) as usize;
+        if len == 0 {
+            // Either the caller asked for nothing or the body is over.
+            b.eof |= rem == 0;
+            return Ok(Some(PyBytes::new(py, b"")));
+        }
+        let mut failure: Option<String> = None;
+        let bytes = PyBytes::new_with(py, len, |dst| {
+            let mut filled = 0;
+            while filled < len {
+                let rest = &mut dst[filled..];
+                let r = context::with_request_of(self.generation, |st, io| {
+                    let r = py.detach(|| io.read_body(rest));
+                    if r.is_err() {
+                        st.body_error = true;
+                    }
+                    r
+                })?;
+                match r {
+                    Ok(0) => {
+                        failure = Some(
+                            "client closed the connection before the end of the request body"
+                                .to_string(),
+                        );
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(msg) = failure {
+            b.failed = Some(msg.clone());
+            return Err(PyOSError::new_err(msg));
+        }
+        Ok(Some(bytes))
+    }
+
     fn read_all<'py>(&self, py: Python<'py>, b: &mut Buffered) -> PyResult<Bound<'py, PyBytes>> {
+        if b.available() == 0 && !b.eof {
+            if let Some(bytes) = self.read_direct(py, b, MAX_PULL)? {
+                // A body over MAX_PULL continues through the buffered path below.
+                if bytes.as_bytes().len() < MAX_PULL {
+                    return Ok(bytes);
+                }
+                b.data.extend_from_slice(bytes.as_bytes());
+            }
+        }
         let hint = context::with_request_of(self.generation, |_, io| io.body_remaining())?;
         if let Some(rem) = hint {
             b.data.reserve(rem.min(MAX_PRESIZE) as usize);
@@ -186,6 +250,11 @@ impl InputStream {
         let Some(n) = size_arg(size) else {
             return self.read_all(py, &mut b);
         };
+        if b.available() == 0 && !b.eof && n <= MAX_PULL {
+            if let Some(bytes) = self.read_direct(py, &mut b, n)? {
+                return Ok(bytes);
+            }
+        }
         while b.available() < n {
             let missing = n - b.available();
             if self.pull(py, &mut b, missing.max(8192))? == 0 {

@@ -290,16 +290,19 @@ impl<'a> CoreLoop<'a> {
                 self.conns.len() - 1
             }
         };
+        self.conns[slot] = Some(conn);
+        self.live += 1;
+        // Serve at once when the request is already here; a connection that is answered and
+        // closed now (nginx's one request per connection) never costs an epoll_ctl.
+        self.on_readable(core, slot);
+        let Some(conn) = self.conns[slot].as_ref() else {
+            return;
+        };
         let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, slot as u64);
         if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
             log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
-            self.free.push(slot);
-            self.pool.put(conn.rbuf);
-            return;
+            self.close(slot);
         }
-        self.conns[slot] = Some(conn);
-        self.live += 1;
-        self.on_readable(core, slot);
     }
 
     fn close(&mut self, idx: usize) {
