@@ -178,10 +178,19 @@ def run_wrk(port, app, args, lua):
     if app == "echo":
         cmd += ["-s", lua]
     cmd.append("http://127.0.0.1:%d/" % port)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    reqs = int(re.search(r"(\d+) requests in", out).group(1))
-    p99 = parse_duration(re.search(r"99%\s+(\S+)", out).group(1))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+    out = proc.stdout
+
+    def field(pattern):
+        m = re.search(pattern, out)
+        if not m:
+            raise RuntimeError("wrk output lacks %r (exit %d): %s %s"
+                               % (pattern, proc.returncode, out[-400:], proc.stderr[-400:]))
+        return m.group(1)
+
+    rps = float(field(r"Requests/sec:\s+([\d.]+)"))
+    reqs = int(field(r"(\d+) requests in"))
+    p99 = parse_duration(field(r"99%\s+(\S+)"))
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock_errs = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "requests": reqs, "p99_ms": p99,

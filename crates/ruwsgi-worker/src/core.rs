@@ -179,15 +179,20 @@ impl<'a> CoreLoop<'a> {
             if !self.accepting && self.live == 0 {
                 break;
             }
-            if let Some(log) = &mut self.log {
-                log.flush();
-            }
+            let wait_ms = match self
+                .log
+                .as_mut()
+                .and_then(|l| l.flush_if_due(Instant::now()))
+            {
+                Some(left) => left.as_millis().clamp(1, 1000) as u16,
+                None => 1000,
+            };
             let epoll = &self.epoll;
             let evs = &mut events;
             let mut n = 0usize;
             core.blocking(&mut || {
                 n = loop {
-                    match epoll.wait(evs, EpollTimeout::from(1000u16)) {
+                    match epoll.wait(evs, EpollTimeout::from(wait_ms)) {
                         Err(nix::errno::Errno::EINTR) => continue,
                         Err(_) => break 0,
                         Ok(n) => break n,

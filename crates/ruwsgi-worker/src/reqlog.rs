@@ -1,16 +1,19 @@
 //! Request logging: uWSGI's default line or a `log-format` template, batched.
 //!
-//! Lines are appended to a per-core buffer and written with one `write` when the core is
-//! about to wait for events (or when the buffer passes 16 KiB), so logging adds no syscall
-//! per request under load. The template is compiled once at start; the date text is rebuilt
+//! Lines are appended to a per-core buffer and written with one `write` once the oldest
+//! waiting line is [`FLUSH_DELAY`] old (or the buffer passes 16 KiB, or the core stops), so
+//! logging adds no syscall per request or per connection under load. The template is compiled once at start; the date text is rebuilt
 //! at most once per second.
 
 use std::io::Write as _;
+use std::time::{Duration, Instant};
 
 use ruwsgi_proto::Vars;
 
 /// Flush when the buffer passes this size.
 const FLUSH_AT: usize = 16 * 1024;
+/// The longest a line waits in the buffer.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// One request's facts, for its log line.
 #[derive(Debug)]
@@ -56,6 +59,8 @@ pub struct RequestLog {
     date_sec: u64,
     date: String,
     x_forwarded_for: bool,
+    /// When the oldest buffered line was written.
+    pending_since: Option<Instant>,
 }
 
 const VARS: [&str; 25] = [
@@ -75,6 +80,7 @@ impl RequestLog {
             date_sec: 0,
             date: String::new(),
             x_forwarded_for,
+            pending_since: None,
         }
     }
 
@@ -89,10 +95,27 @@ impl RequestLog {
             let _ = std::io::stderr().write_all(&self.buf);
             self.buf.clear();
         }
+        self.pending_since = None;
+    }
+
+    /// Flush if the oldest line waited [`FLUSH_DELAY`]; otherwise how long until it has
+    /// (`None` when nothing waits).
+    pub fn flush_if_due(&mut self, now: Instant) -> Option<Duration> {
+        let since = self.pending_since?;
+        let waited = now.saturating_duration_since(since);
+        if waited >= FLUSH_DELAY {
+            self.flush();
+            None
+        } else {
+            Some(FLUSH_DELAY - waited)
+        }
     }
 
     /// Append one request's line.
     pub fn log(&mut self, e: &LogEntry<'_>) {
+        if self.buf.is_empty() {
+            self.pending_since = Some(Instant::now());
+        }
         if e.started != self.date_sec || self.date.is_empty() {
             self.date_sec = e.started;
             self.date = asctime(e.started);

@@ -64,19 +64,18 @@ impl ListenSocket {
 
     /// Accept one pending connection, non-blocking.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
-        match &self.kind {
-            ListenKind::Tcp(l) => {
-                let (s, addr) = l.accept()?;
-                s.set_nonblocking(true)?;
-                // One small response per write is the norm; never let Nagle hold a tail back.
-                let _ = s.set_nodelay(true);
+        let (fd, addr) = ruwsgi_sys::socket::accept_nonblocking(self.as_fd())?;
+        match (&self.kind, addr) {
+            (ListenKind::Tcp(_), Some(addr)) => {
+                let s = TcpStream::from(fd);
+                if self.protocol == Protocol::Http {
+                    // Small responses go out in one write; never let Nagle hold a tail back.
+                    // (uwsgi peers get one write per response and then a close.)
+                    let _ = s.set_nodelay(true);
+                }
                 Ok((Stream::Tcp(s), Peer::Tcp(addr)))
             }
-            ListenKind::Unix(l) => {
-                let (s, _) = l.accept()?;
-                s.set_nonblocking(true)?;
-                Ok((Stream::Unix(s), Peer::Unix))
-            }
+            _ => Ok((Stream::Unix(UnixStream::from(fd)), Peer::Unix)),
         }
     }
 }

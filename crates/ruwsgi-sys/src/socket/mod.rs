@@ -6,7 +6,10 @@
 //! `:port` binds 127.0.0.1 (ruwsgi's safer default, ARCHITECTURE §6), which
 //! [`ParsedAddr::loopback_default`] reports so the caller can warn.
 
+mod accept;
 pub mod inherit;
+
+pub use accept::accept_nonblocking;
 
 use std::fmt;
 use std::io;
