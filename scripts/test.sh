@@ -19,6 +19,12 @@ if [ "${SKIP_SETUP:-0}" != 1 ]; then
     bash scripts/setup.sh || fail "scripts/setup.sh"
 fi
 
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check || fail "cargo fmt --check (run: cargo fmt --all)"
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --release --workspace --all-targets -- -D warnings || fail "cargo clippy"
+
 echo "==> cargo build --release"
 cargo build --release --workspace || fail "cargo build --release"
 [ -x target/release/ruwsgi ] || fail "target/release/ruwsgi was not built"
