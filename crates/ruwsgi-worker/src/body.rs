@@ -126,6 +126,15 @@ impl BodyState {
     }
 }
 
+/// Wait until the client sends more, for at most `timeout`.
+fn wait_readable(stream: &Stream, timeout: Duration) -> Result<(), FailKind> {
+    match wait_fd(stream.as_fd(), false, timeout) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(FailKind::Timeout),
+        Err(_) => Err(FailKind::Io),
+    }
+}
+
 /// Read more bytes from the socket into the buffer, waiting up to `timeout`.
 fn fill(rbuf: &mut ReadBuf, stream: &mut Stream, timeout: Duration) -> Result<(), FailKind> {
     loop {
@@ -133,13 +142,7 @@ fn fill(rbuf: &mut ReadBuf, stream: &mut Stream, timeout: Duration) -> Result<()
             Ok(0) if rbuf.is_full() => return Err(FailKind::Framing("chunk line too long")),
             Ok(0) => return Err(FailKind::Truncated),
             Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match wait_fd(stream.as_fd(), false, timeout) {
-                    Ok(true) => {}
-                    Ok(false) => return Err(FailKind::Timeout),
-                    Err(_) => return Err(FailKind::Io),
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(stream, timeout)?,
             Err(_) => return Err(FailKind::Io),
         }
     }
@@ -170,13 +173,7 @@ fn read_length(
                 return Ok(n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match wait_fd(stream.as_fd(), false, timeout) {
-                    Ok(true) => {}
-                    Ok(false) => return Err(FailKind::Timeout),
-                    Err(_) => return Err(FailKind::Io),
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(stream, timeout)?,
             Err(_) => return Err(FailKind::Io),
         }
     }

@@ -208,7 +208,8 @@ pub fn sanitize_uwsgi_vars(vars: &mut Vars, peer: &Peer, trusted: bool) -> Uwsgi
     }
 }
 
-fn parse_u64(v: &[u8]) -> Option<u64> {
+/// A decimal length (`1*DIGIT`, no sign, no overflow).
+pub(crate) fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }

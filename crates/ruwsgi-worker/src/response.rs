@@ -14,6 +14,7 @@ use std::time::Duration;
 use ruwsgi_plugin::ResponseError;
 use ruwsgi_proto::http::{parse_status, valid_header_name, valid_header_value};
 
+use crate::request::parse_u64;
 use crate::stream::{wait_fd, write_all_vectored, Stream};
 
 /// Bytes of body buffered before the head is sent and the body streams.
@@ -155,7 +156,7 @@ impl Response {
             )));
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_decimal(value).ok_or_else(|| {
+            let n = parse_u64(value).ok_or_else(|| {
                 ResponseError::BadHeader(format!(
                     "Content-Length: {}",
                     String::from_utf8_lossy(value)
@@ -532,15 +533,6 @@ fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0u64, |acc, &c| {
-        acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-    })
-}
-
 /// Send `len` bytes of `file` from `offset` with sendfile, waiting for the socket as needed.
 fn sendfile_all(
     stream: &mut Stream,
@@ -602,9 +594,9 @@ mod tests {
 
     #[test]
     fn decimal() {
-        assert_eq!(parse_decimal(b"123"), Some(123));
-        assert_eq!(parse_decimal(b"+1"), None);
-        assert_eq!(parse_decimal(b""), None);
-        assert_eq!(parse_decimal(b"99999999999999999999"), None);
+        assert_eq!(parse_u64(b"123"), Some(123));
+        assert_eq!(parse_u64(b"+1"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"99999999999999999999"), None);
     }
 }
