@@ -28,7 +28,7 @@ use crate::io::ConnIo;
 use crate::reqlog::{LogEntry, RequestLog};
 use crate::request::{http_vars, sanitize_uwsgi_vars};
 use crate::response::{Response, ResponseContext};
-use crate::stream::{Peer, Stream};
+use crate::stream::{Peer, PeerText, Stream};
 use crate::worker::{StopKind, WorkerShared};
 
 const LISTENER_BASE: u64 = 1 << 62;
@@ -44,6 +44,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 struct Conn {
     stream: Stream,
     peer: Peer,
+    /// `REMOTE_ADDR`/`REMOTE_PORT`, formatted at accept rather than per request.
+    peer_text: PeerText,
     listener: usize,
     rbuf: ReadBuf,
     /// Requests served on this connection.
@@ -281,6 +283,7 @@ impl<'a> CoreLoop<'a> {
         };
         let conn = Conn {
             stream,
+            peer_text: peer.text(),
             peer,
             listener: index,
             rbuf: self.pool.get(),
@@ -448,7 +451,7 @@ impl<'a> CoreLoop<'a> {
             &head,
             &self.headers,
             listen,
-            &c.peer,
+            &c.peer_text,
             &mut self.vars,
             &mut self.scratch,
         );
@@ -500,7 +503,7 @@ impl<'a> CoreLoop<'a> {
         }
         let trusted =
             c.peer.is_local() || matches!(c.peer, Peer::Tcp(a) if self.trusted.contains(&a.ip()));
-        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer, trusted);
+        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer_text, trusted);
         if meta.dynamic_vars && !c.warned {
             c.warned = true;
             log_line(&format!(

@@ -9,7 +9,7 @@
 use ruwsgi_proto::http::{percent_decode, split_target, Head, HeaderSpan, Version};
 use ruwsgi_proto::Vars;
 
-use crate::stream::{ListenSocket, Peer};
+use crate::stream::{ListenSocket, PeerText};
 
 /// Variables a peer may only set when trusted; otherwise they are dropped and the real
 /// values are used.
@@ -44,7 +44,7 @@ pub fn http_vars(
     head: &Head,
     headers: &[HeaderSpan],
     listen: &ListenSocket,
-    peer: &Peer,
+    peer: &PeerText,
     vars: &mut Vars,
     scratch: &mut Vec<u8>,
 ) {
@@ -90,8 +90,8 @@ pub fn http_vars(
             vars.push(b"SERVER_PORT", listen.server_port.as_bytes());
         }
     }
-    vars.push(b"REMOTE_ADDR", peer.ip_string().as_bytes());
-    vars.push(b"REMOTE_PORT", peer.port_string().as_bytes());
+    vars.push(b"REMOTE_ADDR", peer.addr.as_bytes());
+    vars.push(b"REMOTE_PORT", peer.port.as_bytes());
     push_headers(buf, headers, vars, scratch);
 }
 
@@ -164,14 +164,14 @@ pub struct UwsgiMeta {
 
 /// Apply the trust rules to vars received from a uwsgi peer and fill in what PEP 3333
 /// requires but a peer may omit.
-pub fn sanitize_uwsgi_vars(vars: &mut Vars, peer: &Peer, trusted: bool) -> UwsgiMeta {
+pub fn sanitize_uwsgi_vars(vars: &mut Vars, peer: &PeerText, trusted: bool) -> UwsgiMeta {
     if !trusted {
         for key in IDENTITY_VARS {
             vars.remove(key);
         }
-        vars.push(b"REMOTE_ADDR", peer.ip_string().as_bytes());
+        vars.push(b"REMOTE_ADDR", peer.addr.as_bytes());
         vars.remove(b"REMOTE_PORT");
-        vars.push(b"REMOTE_PORT", peer.port_string().as_bytes());
+        vars.push(b"REMOTE_PORT", peer.port.as_bytes());
     }
     for (key, default) in [
         (&b"SCRIPT_NAME"[..], &b""[..]),
@@ -221,6 +221,7 @@ pub(crate) fn parse_u64(v: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::Peer;
     use std::net::SocketAddr;
 
     #[test]
@@ -243,7 +244,7 @@ mod tests {
         v.push(b"HTTPS", b"on");
         v.push(b"REQUEST_METHOD", b"GET");
         let peer = Peer::Tcp("10.0.0.7:5555".parse::<SocketAddr>().unwrap());
-        let meta = sanitize_uwsgi_vars(&mut v, &peer, false);
+        let meta = sanitize_uwsgi_vars(&mut v, &peer.text(), false);
         assert_eq!(v.get(b"REMOTE_ADDR"), Some(&b"10.0.0.7"[..]));
         assert!(!v.contains(b"HTTPS"));
         assert!(!meta.https);
@@ -256,7 +257,7 @@ mod tests {
         v.push(b"REMOTE_ADDR", b"1.2.3.4");
         v.push(b"HTTPS", b"on");
         v.push(b"CONTENT_LENGTH", b"12");
-        let meta = sanitize_uwsgi_vars(&mut v, &Peer::Unix, true);
+        let meta = sanitize_uwsgi_vars(&mut v, &Peer::Unix.text(), true);
         assert_eq!(v.get(b"REMOTE_ADDR"), Some(&b"1.2.3.4"[..]));
         assert!(meta.https);
         assert_eq!(meta.content_length, Some(12));

@@ -263,15 +263,25 @@ impl Response {
             self.body.extend_from_slice(data);
             if self.body.len() >= BUFFER_LIMIT {
                 self.close_head(None, ctx);
-                let body = std::mem::take(&mut self.body);
-                let r = self.send_head_and(&body, stream, ctx);
-                self.body = body;
-                self.body.clear();
-                return r;
+                return self.send_head_and_buffered(stream, ctx);
             }
             return Ok(());
         }
         self.send_body(data, stream, ctx)
+    }
+
+    /// Send the closed head and the buffered body in one `writev`, keeping the buffer's
+    /// allocation for the next request.
+    fn send_head_and_buffered(
+        &mut self,
+        stream: &mut Stream,
+        ctx: &ResponseContext,
+    ) -> Result<(), ResponseError> {
+        let body = std::mem::take(&mut self.body);
+        let r = self.send_head_and(&body, stream, ctx);
+        self.body = body;
+        self.body.clear();
+        r
     }
 
     fn send_head_and(
@@ -378,11 +388,7 @@ impl Response {
                 None
             };
             self.close_head(known.filter(|_| self.app_length.is_none()), ctx);
-            let body = std::mem::take(&mut self.body);
-            let r = self.send_head_and(&body, stream, ctx);
-            self.body = body;
-            self.body.clear();
-            r?;
+            self.send_head_and_buffered(stream, ctx)?;
         }
         self.body_bytes += len;
         if matches!(self.framing, Some(Framing::NoBody)) || len == 0 {
@@ -437,11 +443,7 @@ impl Response {
             return Ok(());
         }
         self.close_head(None, ctx);
-        let body = std::mem::take(&mut self.body);
-        let r = self.send_head_and(&body, stream, ctx);
-        self.body = body;
-        self.body.clear();
-        r
+        self.send_head_and_buffered(stream, ctx)
     }
 
     /// Complete the response.
@@ -466,11 +468,7 @@ impl Response {
                     self.must_close = true;
                 }
             }
-            let body = std::mem::take(&mut self.body);
-            let r = self.send_head_and(&body, stream, ctx);
-            self.body = body;
-            self.body.clear();
-            return r;
+            return self.send_head_and_buffered(stream, ctx);
         }
         match self.framing {
             Some(Framing::Chunked) => {

@@ -112,6 +112,14 @@ impl Peer {
         }
     }
 
+    /// `REMOTE_ADDR` and `REMOTE_PORT` as text, formatted once per connection.
+    pub fn text(&self) -> PeerText {
+        PeerText {
+            addr: self.ip_string(),
+            port: self.port_string(),
+        }
+    }
+
     /// The address as text (`REMOTE_ADDR`); empty for unix peers.
     pub fn ip_string(&self) -> String {
         match self {
@@ -133,6 +141,15 @@ impl Peer {
             Peer::Unix => String::new(),
         }
     }
+}
+
+/// A peer's address and port as the CGI variables carry them.
+#[derive(Debug, Clone, Default)]
+pub struct PeerText {
+    /// `REMOTE_ADDR` (empty for unix peers).
+    pub addr: String,
+    /// `REMOTE_PORT` (empty for unix peers).
+    pub port: String,
 }
 
 /// A connected client.
