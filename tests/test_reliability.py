@@ -65,7 +65,12 @@ def test_rt01_graceful_reload_under_load(ruwsgi, fault_app, keepalive, threads):
     assert res.ok > 100, res.summary()
     assert res.errors == 0, res.summary()
     assert res.non2xx == 0, res.summary()
-    assert res.retries <= conns * 2, "retries must be ≤ connections per reload: " + res.summary()
+    # A retry is a legitimate close of an idle keep-alive connection by a stopping worker.
+    # Each old worker can close a given client at most once per reload (a client closed by
+    # one worker may reconnect to another that has not seen the stop yet), so the bound
+    # is connections x workers x reloads; more would mean closes outside the reloads.
+    assert res.retries <= conns * 2 * 2, "retries beyond one per client per old worker: " + \
+        res.summary()
     assert res.max_latency < 2.0, res.summary()
     assert srv.proc.poll() is None and srv.pid == master
     assert not (gens[2] & gens[0]), "workers not replaced by the first SIGHUP: %r -> %r" % (gens[0], gens[2])

@@ -225,6 +225,13 @@ pub static OPTIONS: &[OptionDef] = &[
     ),
     opt("listen", Int, Sock, "100", "socket listen backlog").short('l'),
     opt(
+        "no-defer-accept",
+        Flag,
+        Sock,
+        "off",
+        "hand TCP connections to workers before their first bytes arrive",
+    ),
+    opt(
         "chmod-socket",
         Mode,
         Sock,

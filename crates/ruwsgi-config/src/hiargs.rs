@@ -250,6 +250,7 @@ fn apply(
         "socket" => s.sockets.push(socket(Protocol::Uwsgi)?),
         "http-socket" | "http11-socket" | "http" => s.sockets.push(socket(Protocol::Http)?),
         "listen" => s.listen = u32::try_from(v.number(1, u64::from(u32::MAX))?).unwrap_or(u32::MAX),
+        "no-defer-accept" => s.defer_accept = !v.boolean(),
         "chmod-socket" => s.chmod_socket = Some(v.mode()?),
         "buffer-size" => s.buffer_size = as_usize(v.size(1, 65535)?),
         "socket-timeout" => s.socket_timeout = v.seconds()?,

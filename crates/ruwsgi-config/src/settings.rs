@@ -44,6 +44,8 @@ pub struct Settings {
     pub sockets: Vec<SocketSpec>,
     /// `listen`/`-l`: backlog (default 100).
     pub listen: u32,
+    /// `TCP_DEFER_ACCEPT` on TCP sockets (on; `no-defer-accept` turns it off).
+    pub defer_accept: bool,
     /// `chmod-socket`/`-C`: mode for unix sockets; `None` = 0660 (safer default), a bare
     /// `chmod-socket` = 0666.
     pub chmod_socket: Option<u32>,
@@ -162,6 +164,7 @@ impl Default for Settings {
         Settings {
             sockets: Vec::new(),
             listen: 100,
+            defer_accept: true,
             chmod_socket: None,
             buffer_size: 4096,
             socket_timeout: Duration::from_secs(4),

@@ -141,6 +141,13 @@ fn scalars_last_wins_lists_accumulate() {
 }
 
 #[test]
+fn deferred_accept_is_on_unless_no_defer_accept() {
+    assert!(run(&["--socket", ":3031"]).defer_accept);
+    assert!(!run(&["--socket", ":3031", "--no-defer-accept"]).defer_accept);
+    assert!(run(&["--no-defer-accept=false"]).defer_accept);
+}
+
+#[test]
 fn booleans_with_values() {
     let s = run(&[
         "--vacuum=false",

@@ -34,7 +34,11 @@ pub(crate) fn bind_all(
     settings: &Settings,
     inherited: &mut InheritedListeners,
 ) -> Result<Vec<Bound>, MasterError> {
-    let mode = settings.chmod_socket.unwrap_or(0o660);
+    let opts = ruwsgi_sys::ListenOptions {
+        backlog: settings.listen,
+        unix_mode: settings.chmod_socket.unwrap_or(0o660),
+        defer_accept_secs: if settings.defer_accept { 4 } else { 0 },
+    };
     let mut out = Vec::with_capacity(settings.sockets.len());
     for spec in &settings.sockets {
         let parsed =
@@ -45,13 +49,13 @@ pub(crate) fn bind_all(
             })?;
         let fd = match inherited.take(&spec.address, &parsed.addr) {
             Some(fd) => fd,
-            None => ruwsgi_sys::bind_listener(&parsed.addr, settings.listen, mode).map_err(
-                |source| MasterError::Bind {
+            None => ruwsgi_sys::bind_listener(&parsed.addr, opts).map_err(|source| {
+                MasterError::Bind {
                     address: spec.address.clone(),
                     option: spec.option,
                     source,
-                },
-            )?,
+                }
+            })?,
         };
         let name = ruwsgi_sys::local_addr(fd.as_fd()).unwrap_or_else(|_| parsed.addr.to_string());
         log_line(&format!(

@@ -42,6 +42,12 @@ pub trait RequestIo: Send {
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, BodyError>;
     /// Body bytes still expected when the framing says (Content-Length), `None` for chunked.
     fn body_remaining(&self) -> Option<u64>;
+    /// The next `len` body bytes, consumed and borrowed from the server's buffer, when all
+    /// of them have already arrived (no waiting, no copy into a caller's buffer); `None`,
+    /// with nothing consumed, otherwise. A plugin tries this before `read_body`.
+    fn take_buffered_body(&mut self, _len: usize) -> Option<&[u8]> {
+        None
+    }
     /// Begin (or, before anything was sent, replace) the response with a status line such
     /// as `200 OK`. Replacing drops the headers given so far.
     fn start(&mut self, status: &[u8]) -> Result<(), ResponseError>;

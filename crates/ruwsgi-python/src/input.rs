@@ -141,6 +141,16 @@ impl InputStream {
             b.eof |= rem == 0;
             return Ok(Some(PyBytes::new(py, b"")));
         }
+        // The common case: the whole read already arrived with the head. One copy straight
+        // into the bytes object, with the interpreter held (releasing and re-taking it
+        // would cost more than the copy).
+        let ready = context::with_request_of(self.generation, |_, io| {
+            io.take_buffered_body(len)
+                .map(|data| PyBytes::new(py, data))
+        })?;
+        if let Some(bytes) = ready {
+            return Ok(Some(bytes));
+        }
         let mut failure: Option<String> = None;
         let bytes = PyBytes::new_with(py, len, |dst| {
             let mut filled = 0;

@@ -28,7 +28,9 @@ pub use mmap::{mmap_shared_anon, SharedRegion};
 pub use nix::sys::signal::{SigSet, Signal};
 pub use nix::unistd::Pid;
 pub use signals::SignalPipe;
-pub use socket::{bind_listener, local_addr, parse_addr, AddrError, BindAddr, ParsedAddr};
+pub use socket::{
+    bind_listener, local_addr, parse_addr, AddrError, BindAddr, ListenOptions, ParsedAddr,
+};
 
 /// Serialises this crate's unit tests that touch process-global state (signal handlers,
 /// fork, the process title), per STYLE R14.

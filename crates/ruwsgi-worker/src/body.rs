@@ -77,6 +77,22 @@ impl BodyState {
         }
     }
 
+    /// Exactly `len` bytes of a `Content-Length` body when all of them are already in
+    /// `rbuf`, consumed and borrowed from it; `None` (nothing consumed) otherwise.
+    pub fn take_buffered<'b>(&mut self, len: usize, rbuf: &'b mut ReadBuf) -> Option<&'b [u8]> {
+        let BodyState::Length { remaining } = self else {
+            return None;
+        };
+        if len == 0 || len as u64 > *remaining || rbuf.len() < len {
+            return None;
+        }
+        *remaining -= len as u64;
+        if *remaining == 0 {
+            *self = BodyState::Empty;
+        }
+        Some(rbuf.take(len))
+    }
+
     /// Read up to `out.len()` body bytes.
     pub fn read(
         &mut self,
@@ -209,5 +225,38 @@ fn read_chunked(
             ChunkStep::NeedMore => fill(rbuf, stream, timeout)?,
             ChunkStep::Done => return Ok(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffered(bytes: &[u8]) -> ReadBuf {
+        let mut rbuf = ReadBuf::with_capacity(64);
+        let mut src = bytes;
+        rbuf.fill_from(&mut src).unwrap();
+        rbuf
+    }
+
+    #[test]
+    fn take_buffered_hands_over_only_complete_buffered_reads() {
+        let mut rbuf = buffered(b"hello world, and the next request");
+        let mut body = BodyState::Length { remaining: 11 };
+        // More than the body, more than buffered, or nothing: refused, nothing consumed.
+        assert!(body.take_buffered(12, &mut rbuf).is_none());
+        assert!(body.take_buffered(0, &mut rbuf).is_none());
+        assert_eq!(body.remaining(), Some(11));
+        assert_eq!(body.take_buffered(5, &mut rbuf), Some(&b"hello"[..]));
+        assert_eq!(body.remaining(), Some(6));
+        assert_eq!(body.take_buffered(6, &mut rbuf), Some(&b" world"[..]));
+        assert!(body.is_complete());
+        // What follows the body stays for the next request.
+        assert_eq!(rbuf.data(), b", and the next request");
+        let mut short = buffered(b"abc");
+        let mut body = BodyState::Length { remaining: 10 };
+        assert!(body.take_buffered(4, &mut short).is_none());
+        assert_eq!(short.len(), 3);
+        assert!(BodyState::Empty.take_buffered(1, &mut short).is_none());
     }
 }

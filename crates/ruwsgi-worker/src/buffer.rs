@@ -94,6 +94,14 @@ impl ReadBuf {
         n
     }
 
+    /// Consume up to `n` bytes and borrow them (they stay in place until the next fill).
+    pub fn take(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.len());
+        let from = self.start;
+        self.consume(n);
+        &self.buf[from..from + n]
+    }
+
     /// One `read` from `src` into the free space (compacting first if the tail is full).
     /// `Ok(0)` means end of stream, or no room at all (check [`ReadBuf::is_full`]).
     pub fn fill_from<R: Read>(&mut self, src: &mut R) -> io::Result<usize> {

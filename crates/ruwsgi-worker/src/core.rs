@@ -95,6 +95,49 @@ pub struct CoreLoop<'a> {
     accepting: bool,
     served: u64,
     next_sweep: Instant,
+    clock: Clock,
+}
+
+/// A core's view of time, so that a request costs two clock reads (start and end).
+/// `now` is the latest monotonic reading (after each `epoll_wait` and at each request's
+/// start and end), good enough for second-grained deadlines. Wall-clock times are derived
+/// from an anchor pair refreshed by every sweep (once a second).
+#[derive(Debug)]
+struct Clock {
+    now: Instant,
+    anchor: Instant,
+    anchor_wall: Duration,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let mut c = Clock {
+            now: Instant::now(),
+            anchor: Instant::now(),
+            anchor_wall: Duration::ZERO,
+        };
+        c.reanchor();
+        c
+    }
+
+    /// Read the monotonic clock.
+    fn tick(&mut self) -> Instant {
+        self.now = Instant::now();
+        self.now
+    }
+
+    /// Re-pair the monotonic and the wall clock (follows wall-clock adjustments).
+    fn reanchor(&mut self) {
+        self.anchor = self.tick();
+        self.anchor_wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+    }
+
+    /// Time since the unix epoch at monotonic instant `t`.
+    fn wall_at(&self, t: Instant) -> Duration {
+        self.anchor_wall + t.saturating_duration_since(self.anchor)
+    }
 }
 
 impl<'a> CoreLoop<'a> {
@@ -164,6 +207,7 @@ impl<'a> CoreLoop<'a> {
             accepting: true,
             served: 0,
             next_sweep: Instant::now() + Duration::from_secs(1),
+            clock: Clock::new(),
         })
     }
 
@@ -181,11 +225,9 @@ impl<'a> CoreLoop<'a> {
             if !self.accepting && self.live == 0 {
                 break;
             }
-            let wait_ms = match self
-                .log
-                .as_mut()
-                .and_then(|l| l.flush_if_due(Instant::now()))
-            {
+            // The last reading is at most one loop turn old: enough for a 20 ms flush.
+            let now = self.clock.now;
+            let wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
                 Some(left) => left.as_millis().clamp(1, 1000) as u16,
                 None => 1000,
             };
@@ -201,6 +243,7 @@ impl<'a> CoreLoop<'a> {
                     }
                 };
             });
+            let now = self.clock.tick();
             // Connections first, new clients last: a core takes a new connection only once
             // the requests it already holds are served.
             let mut ready_listeners = 0u64;
@@ -216,14 +259,19 @@ impl<'a> CoreLoop<'a> {
                     self.on_readable(core, token as usize);
                 }
             }
+            if self.shared.stop_kind() != StopKind::Running {
+                // A stop that arrived during this turn: leave queued clients to the
+                // workers that stay (or the next generation).
+                ready_listeners = 0;
+            }
             for index in 0..self.shared.listeners.len().min(64) {
                 if ready_listeners & (1 << index) != 0 {
                     self.accept(core, index);
                 }
             }
-            let now = Instant::now();
             if now >= self.next_sweep {
                 self.next_sweep = now + Duration::from_secs(1);
+                self.clock.reanchor();
                 self.sweep(now);
             }
         }
@@ -288,7 +336,7 @@ impl<'a> CoreLoop<'a> {
             listener: index,
             rbuf: self.pool.get(),
             served: 0,
-            deadline: Instant::now() + self.shared.settings.header_timeout,
+            deadline: self.clock.now + self.shared.settings.header_timeout,
             warned: false,
         };
         let slot = match self.free.pop() {
@@ -337,7 +385,7 @@ impl<'a> CoreLoop<'a> {
             }
         };
         if was_empty && !c.rbuf.is_empty() {
-            c.deadline = Instant::now() + self.shared.settings.header_timeout;
+            c.deadline = self.clock.now + self.shared.settings.header_timeout;
         }
         loop {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
@@ -555,10 +603,8 @@ impl<'a> CoreLoop<'a> {
         };
         let stopping = shared.stop_kind() != StopKind::Running;
         serve.ctx.keep_alive &= !stopping;
-        let started = Instant::now();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let started = self.clock.tick();
+        let wall = self.clock.wall_at(started);
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
         self.resp.reset();
@@ -593,7 +639,8 @@ impl<'a> CoreLoop<'a> {
             || self.resp.must_close
             || !serve.ctx.keep_alive
             || !body_done;
-        let micros = started.elapsed().as_micros() as u64;
+        let ended = self.clock.tick();
+        let micros = ended.saturating_duration_since(started).as_micros() as u64;
         slot.request_finished(micros, self.resp.tx, outcome.exception);
         self.served += 1;
         let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -618,7 +665,7 @@ impl<'a> CoreLoop<'a> {
             self.close(idx);
             return Step::Closed;
         }
-        c.deadline = Instant::now()
+        c.deadline = ended
             + if c.rbuf.is_empty() {
                 shared.settings.keepalive_timeout
             } else {

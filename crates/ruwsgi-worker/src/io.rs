@@ -58,6 +58,13 @@ impl RequestIo for ConnIo<'_> {
         self.body.remaining()
     }
 
+    fn take_buffered_body(&mut self, len: usize) -> Option<&[u8]> {
+        if self.disconnected || self.expect_continue {
+            return None;
+        }
+        self.body.take_buffered(len, self.rbuf)
+    }
+
     fn start(&mut self, status: &[u8]) -> Result<(), ResponseError> {
         self.resp.start(status, &self.ctx)
     }

@@ -19,6 +19,7 @@
 pub mod body;
 pub mod buffer;
 pub mod core;
+pub mod decimal;
 pub mod io;
 pub mod reqlog;
 pub mod request;

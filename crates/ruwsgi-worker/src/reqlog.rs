@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use ruwsgi_proto::Vars;
 
+use crate::decimal::push_u64;
+
 /// Flush when the buffer passes this size.
 const FLUSH_AT: usize = 16 * 1024;
 /// The longest a line waits in the buffer.
@@ -125,36 +127,41 @@ impl RequestLog {
             None => {
                 let vars_bytes = e.vars.data_len() + 4 * e.vars.len();
                 let b = &mut self.buf;
-                let _ = write!(
-                    b,
-                    "[pid: {}|app: 0|req: {}/{}] ",
-                    self.pid, e.worker_requests, e.total_requests
-                );
+                b.extend_from_slice(b"[pid: ");
+                push_u64(b, u64::from(self.pid));
+                b.extend_from_slice(b"|app: 0|req: ");
+                push_u64(b, e.worker_requests);
+                b.push(b'/');
+                push_u64(b, e.total_requests);
+                b.extend_from_slice(b"] ");
                 b.extend_from_slice(addr);
                 b.extend_from_slice(b" (");
                 b.extend_from_slice(e.vars.get(b"REMOTE_USER").unwrap_or(b""));
-                let _ = write!(
-                    b,
-                    ") {{{} vars in {} bytes}} [{}] ",
-                    e.vars.len(),
-                    vars_bytes,
-                    self.date
-                );
+                b.extend_from_slice(b") {");
+                push_u64(b, e.vars.len() as u64);
+                b.extend_from_slice(b" vars in ");
+                push_u64(b, vars_bytes as u64);
+                b.extend_from_slice(b" bytes} [");
+                b.extend_from_slice(self.date.as_bytes());
+                b.extend_from_slice(b"] ");
                 b.extend_from_slice(e.vars.get(b"REQUEST_METHOD").unwrap_or(b"-"));
                 b.push(b' ');
                 b.extend_from_slice(e.vars.get(b"REQUEST_URI").unwrap_or(b"-"));
-                let _ = write!(
-                    b,
-                    " => generated {} bytes in {} msecs (",
-                    e.body_bytes,
-                    e.micros / 1000
-                );
+                b.extend_from_slice(b" => generated ");
+                push_u64(b, e.body_bytes);
+                b.extend_from_slice(b" bytes in ");
+                push_u64(b, e.micros / 1000);
+                b.extend_from_slice(b" msecs (");
                 b.extend_from_slice(e.vars.get(b"SERVER_PROTOCOL").unwrap_or(b"HTTP/1.0"));
-                let _ = writeln!(
-                    b,
-                    " {}) {} headers in {} bytes (1 switches on core {})",
-                    e.status, e.header_count, e.head_bytes, e.core,
-                );
+                b.push(b' ');
+                push_u64(b, u64::from(e.status));
+                b.extend_from_slice(b") ");
+                push_u64(b, u64::from(e.header_count));
+                b.extend_from_slice(b" headers in ");
+                push_u64(b, e.head_bytes);
+                b.extend_from_slice(b" bytes (1 switches on core ");
+                push_u64(b, u64::from(e.core));
+                b.extend_from_slice(b")\n");
             }
             Some(pieces) => {
                 for p in &pieces {
@@ -177,6 +184,10 @@ impl RequestLog {
     fn push_var(&mut self, v: &str, e: &LogEntry<'_>, addr: &[u8]) {
         let var = |k: &[u8]| e.vars.get(k).unwrap_or(b"-");
         let b = &mut self.buf;
+        let num = |b: &mut Vec<u8>, n: u64| {
+            push_u64(b, n);
+            Ok(())
+        };
         let _ = match v {
             "uri" => b.write_all(var(b"REQUEST_URI")),
             "method" => b.write_all(var(b"REQUEST_METHOD")),
@@ -187,20 +198,20 @@ impl RequestLog {
             "uagent" => b.write_all(var(b"HTTP_USER_AGENT")),
             "referer" => b.write_all(var(b"HTTP_REFERER")),
             "cl" => b.write_all(var(b"CONTENT_LENGTH")),
-            "status" => write!(b, "{}", e.status),
-            "size" => write!(b, "{}", e.body_bytes),
-            "rsize" => write!(b, "{}", e.tx),
-            "hsize" => write!(b, "{}", e.head_bytes),
-            "headers" => write!(b, "{}", e.header_count),
-            "msecs" => write!(b, "{}", e.micros / 1000),
-            "micros" => write!(b, "{}", e.micros),
-            "time" | "epoch" => write!(b, "{}", e.started),
+            "status" => num(b, u64::from(e.status)),
+            "size" => num(b, e.body_bytes),
+            "rsize" => num(b, e.tx),
+            "hsize" => num(b, e.head_bytes),
+            "headers" => num(b, u64::from(e.header_count)),
+            "msecs" => num(b, e.micros / 1000),
+            "micros" => num(b, e.micros),
+            "time" | "epoch" => num(b, e.started),
             "ltime" => b.write_all(self.date.as_bytes()),
-            "pid" => write!(b, "{}", self.pid),
-            "wid" => write!(b, "{}", self.worker_id),
-            "core" => write!(b, "{}", e.core),
-            "vars" => write!(b, "{}", e.vars.len()),
-            "pktsize" => write!(b, "{}", e.vars.data_len() + 4 * e.vars.len()),
+            "pid" => num(b, u64::from(self.pid)),
+            "wid" => num(b, u64::from(self.worker_id)),
+            "core" => num(b, u64::from(e.core)),
+            "vars" => num(b, e.vars.len() as u64),
+            "pktsize" => num(b, (e.vars.data_len() + 4 * e.vars.len()) as u64),
             _ => b.write_all(b"1"),
         };
     }
@@ -306,5 +317,32 @@ mod tests {
             started: 1,
         });
         assert_eq!(log.buf, b"GET /x?y 200 %(nope)\n");
+    }
+
+    #[test]
+    fn default_line() {
+        let mut log = RequestLog::new(None, 42, 1, false);
+        let mut v = Vars::new();
+        v.push(b"REQUEST_METHOD", b"POST");
+        v.push(b"REQUEST_URI", b"/echo");
+        v.push(b"SERVER_PROTOCOL", b"HTTP/1.1");
+        v.push(b"REMOTE_ADDR", b"127.0.0.1");
+        log.log(&LogEntry {
+            vars: &v,
+            status: 200,
+            body_bytes: 4096,
+            tx: 4160,
+            header_count: 2,
+            head_bytes: 64,
+            micros: 2500,
+            worker_requests: 7,
+            total_requests: 12,
+            core: 1,
+            started: 1_795_320_000,
+        });
+        let want = "[pid: 42|app: 0|req: 7/12] 127.0.0.1 () {4 vars in 93 bytes} \
+                    [Sun Nov 22 04:00:00 2026] POST /echo => generated 4096 bytes in 2 msecs \
+                    (HTTP/1.1 200) 2 headers in 64 bytes (1 switches on core 1)\n";
+        assert_eq!(String::from_utf8_lossy(&log.buf), want);
     }
 }

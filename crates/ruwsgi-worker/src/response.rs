@@ -260,6 +260,12 @@ impl Response {
             if ctx.head_only || self.no_body_status() {
                 return Ok(());
             }
+            if self.body.is_empty() && self.app_length == Some(self.body_bytes) {
+                // The whole announced body in one block (the common `[body]` response):
+                // send it with the head straight from the app's buffer, uncopied.
+                self.close_head(None, ctx);
+                return self.send_head_and(data, stream, ctx);
+            }
             self.body.extend_from_slice(data);
             if self.body.len() >= BUFFER_LIMIT {
                 self.close_head(None, ctx);
@@ -509,9 +515,9 @@ impl Response {
 }
 
 fn push_length(head: &mut Vec<u8>, n: u64) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(head, "Content-Length: {n}\r\n");
+    head.extend_from_slice(b"Content-Length: ");
+    crate::decimal::push_u64(head, n);
+    head.extend_from_slice(b"\r\n");
 }
 
 fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {

@@ -43,9 +43,60 @@ fn parses_the_address_forms() {
     ));
 }
 
+fn opts(unix_mode: u32) -> ListenOptions {
+    ListenOptions {
+        backlog: 10,
+        unix_mode,
+        ..ListenOptions::DEFAULT
+    }
+}
+
+fn defer_accept_of(fd: BorrowedFd<'_>) -> libc::c_int {
+    let mut v: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `fd` is an open socket; `v` and `len` outlive the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::addr_of_mut!(v).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0);
+    v
+}
+
+#[test]
+fn tcp_listeners_defer_accept_unless_told_not_to() {
+    let addr = parse_addr("127.0.0.1:0").unwrap().addr;
+    let on = bind_listener(&addr, opts(0o660)).unwrap();
+    // The kernel reports the timeout rounded to its SYN-ACK retransmission schedule.
+    assert!(defer_accept_of(on.as_fd()) > 0);
+    let off = bind_listener(
+        &addr,
+        ListenOptions {
+            defer_accept_secs: 0,
+            ..opts(0o660)
+        },
+    )
+    .unwrap();
+    assert_eq!(defer_accept_of(off.as_fd()), 0);
+    // A deferred listener still hands over a connection once its first bytes arrive.
+    let name = local_addr(on.as_fd()).unwrap();
+    let mut c = std::net::TcpStream::connect(&name).unwrap();
+    std::io::Write::write_all(&mut c, b"x").unwrap();
+    let mut pfd = [nix::poll::PollFd::new(
+        on.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(nix::poll::poll(&mut pfd, 5000u16).unwrap(), 1);
+}
+
 #[test]
 fn binds_tcp_port_zero_and_reports_the_real_port() {
-    let fd = bind_listener(&parse_addr("127.0.0.1:0").unwrap().addr, 10, 0o660).unwrap();
+    let fd = bind_listener(&parse_addr("127.0.0.1:0").unwrap().addr, opts(0o660)).unwrap();
     let addr = local_addr(fd.as_fd()).unwrap();
     assert!(addr.starts_with("127.0.0.1:"));
     assert_ne!(addr, "127.0.0.1:0");
@@ -60,13 +111,13 @@ fn binds_unix_replacing_a_stale_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("s.sock");
     let addr = BindAddr::Unix(path.clone());
-    let first = bind_listener(&addr, 10, 0o600).unwrap();
+    let first = bind_listener(&addr, opts(0o600)).unwrap();
     assert!(
-        bind_listener(&addr, 10, 0o600).is_err(),
+        bind_listener(&addr, opts(0o600)).is_err(),
         "live socket must not be replaced"
     );
     drop(first);
-    let second = bind_listener(&addr, 10, 0o600).unwrap();
+    let second = bind_listener(&addr, opts(0o600)).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(
@@ -78,7 +129,7 @@ fn binds_unix_replacing_a_stale_file() {
 
 #[test]
 fn listen_fds_round_trip() {
-    let fd = bind_listener(&parse_addr("127.0.0.1:0").unwrap().addr, 10, 0o660).unwrap();
+    let fd = bind_listener(&parse_addr("127.0.0.1:0").unwrap().addr, opts(0o660)).unwrap();
     let enc = encode_listen_fds(&[(fd.as_fd(), "127.0.0.1:0"), (fd.as_fd(), "/a,b%c.sock")]);
     let dec = decode_listen_fds(&enc).unwrap();
     assert_eq!(dec[0].address, "127.0.0.1:0");
@@ -91,7 +142,7 @@ fn listen_fds_round_trip() {
 #[test]
 fn inherited_listener_is_adopted_only_on_a_matching_address() {
     let wanted = parse_addr("127.0.0.1:0").unwrap().addr;
-    let fd = bind_listener(&wanted, 10, 0o660).unwrap();
+    let fd = bind_listener(&wanted, opts(0o660)).unwrap();
     let real = bound_addr(fd.as_fd()).unwrap();
     let value = encode_listen_fds(&[(fd.as_fd(), "127.0.0.1:0")]);
     let _released = fd.into_raw_fd();
