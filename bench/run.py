@@ -83,7 +83,7 @@ class Server:
     def __init__(self, name, argv, port, workdir, env=None, cwd=None, front=None):
         self.name = name
         self.port = port
-        self.log = open(workdir / ("%s.log" % name), "wb")
+        self.log = open(workdir / ("%s.log" % name.replace("/", "-")), "wb")
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -117,7 +117,7 @@ class Server:
 def start(name, app, workdir):
     port = free_port()
     app_dir, app_mod = str(app.parent), app.stem
-    logf = str(workdir / ("%s-requests.log" % name))
+    logf = str(workdir / ("%s-requests.log" % name.replace("/", "-")))
     if name == "ruwsgi":
         argv = [RUWSGI, "--http-socket", "127.0.0.1:%d" % port, "--wsgi-file", str(app),
                 "--master", "--processes", "2", "--logto", logf]
@@ -139,26 +139,37 @@ def start(name, app, workdir):
         argv = [str(VENV_BIN / "python"), str(BENCH / "apps" / "bjoern_launch.py"), str(app),
                 "127.0.0.1", str(port), "2"]
         srv = Server(name, argv, port, workdir)
-    elif name in ("nginx+ruwsgi", "nginx+uwsgi"):
+    elif name.startswith("nginx+"):
         from helpers import Nginx
-        up = free_port()
-        if name == "nginx+ruwsgi":
-            argv = [RUWSGI, "--socket", "127.0.0.1:%d" % up, "--wsgi-file", str(app),
+        upstream, _, transport = name[len("nginx+"):].partition("/")
+        if transport == "unix":
+            up = str(workdir / ("%s.sock" % upstream))
+            if os.path.exists(up):
+                os.unlink(up)
+        else:
+            up = "127.0.0.1:%d" % free_port()
+        if upstream == "ruwsgi":
+            argv = [RUWSGI, "--socket", up, "--wsgi-file", str(app),
                     "--master", "--processes", "2", "--logto", logf]
         else:
-            argv = [str(VENV_BIN / "uwsgi"), "--socket", "127.0.0.1:%d" % up, "--wsgi-file",
+            argv = [str(VENV_BIN / "uwsgi"), "--socket", up, "--wsgi-file",
                     str(app), "--master", "--processes", "2", "--logto", logf, "--die-on-term"]
-        srv = Server(name, argv, up, workdir)
+        srv = Server(name, argv, None, workdir)
         deadline = time.monotonic() + 30
         while True:
             try:
-                socket.create_connection(("127.0.0.1", up), timeout=1).close()
+                if transport == "unix":
+                    with socket.socket(socket.AF_UNIX) as s:
+                        s.connect(up)
+                else:
+                    host, port = up.rsplit(":", 1)
+                    socket.create_connection((host, int(port)), timeout=1).close()
                 break
             except OSError:
                 if srv.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("%s did not start" % name)
                 time.sleep(0.1)
-        srv.front = Nginx("127.0.0.1:%d" % up, workdir / ("nginx-" + name))
+        srv.front = Nginx(up, workdir / ("nginx-" + name.replace("/", "-")))
         srv.port = srv.front.port
     else:
         raise ValueError(name)
@@ -205,10 +216,17 @@ def measure(name, app, args, workdir, lua):
         warm.duration = 1
         run_wrk(srv.port, app, warm, lua)
         root = srv.proc.pid
+        front = srv.front.proc.pid if srv.front else None
         c0 = tree_cpu_seconds(root)
+        f0 = tree_cpu_seconds(front) if front else 0.0
+        t0 = time.monotonic()
         r = run_wrk(srv.port, app, args, lua)
+        elapsed = time.monotonic() - t0
         c1 = tree_cpu_seconds(root)
         r["cpu_us_per_req"] = (c1 - c0) * 1e6 / max(1, r["requests"])
+        if front:
+            # nginx's one worker: the share of one core it used while wrk ran.
+            r["nginx_busy"] = (tree_cpu_seconds(front) - f0) / elapsed
         return r
     finally:
         srv.stop()
@@ -219,7 +237,8 @@ def available(name):
         return "no %s" % RUWSGI
     if "nginx" in name and not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
         return "nginx not installed"
-    exe = {"uwsgi": "uwsgi", "nginx+uwsgi": "uwsgi", "gunicorn": "gunicorn", "granian": "granian"}
+    exe = {"uwsgi": "uwsgi", "nginx+uwsgi": "uwsgi", "nginx+uwsgi/unix": "uwsgi",
+           "gunicorn": "gunicorn", "granian": "granian"}
     if name in exe and not (VENV_BIN / exe[name]).exists():
         return "%s not installed (bash scripts/setup.sh --bench)" % exe[name]
     if name == "bjoern":
@@ -234,10 +253,12 @@ def med(xs):
 
 
 def table(results, app, names, base):
+    front = any("nginx_busy" in x for n in names for x in results.get((n, app), []))
     lines = ["### %s (%s)" % (app, "GET /" if app == "hello" else "POST 4 KiB, echoed"), "",
              "| server (2 processes) | req/s median (min to max) | p99 median | server CPU µs/req "
-             "median (min to max) | %s req/s ÷ this | this CPU ÷ %s CPU |" % (base, base),
-             "|---|---:|---:|---:|---:|---:|"]
+             "median (min to max) | %s req/s ÷ this | this CPU ÷ %s CPU |%s" % (
+                 base, base, " nginx worker busy |" if front else ""),
+             "|---|---:|---:|---:|---:|---:|%s" % ("---:|" if front else "")]
     b = results.get((base, app), [])
     b_rps, b_cpu = med([x["rps"] for x in b]), med([x["cpu_us_per_req"] for x in b])
     for n in names:
@@ -249,7 +270,8 @@ def table(results, app, names, base):
         lines.append("| %s | %s (%s to %s) | %.2f ms | %.2f (%.2f to %.2f) | %.2f | %.2f |" % (
             n, "{:,.0f}".format(med(rps)), "{:,.0f}".format(min(rps)), "{:,.0f}".format(max(rps)),
             med([x["p99_ms"] for x in rs]), med(cpu), min(cpu), max(cpu),
-            b_rps / med(rps) if b else float("nan"), med(cpu) / b_cpu if b else float("nan")))
+            b_rps / med(rps) if b else float("nan"), med(cpu) / b_cpu if b else float("nan"))
+            + (" %.0f %% |" % (100 * med([x.get("nginx_busy", 0.0) for x in rs])) if front else ""))
     return "\n".join(lines)
 
 
@@ -260,7 +282,8 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--apps", default="hello,echo")
-    ap.add_argument("--servers", default="ruwsgi,uwsgi,gunicorn,granian,bjoern,nginx+ruwsgi,nginx+uwsgi")
+    ap.add_argument("--servers", default="ruwsgi,uwsgi,gunicorn,granian,bjoern,nginx+ruwsgi,"
+                    "nginx+uwsgi,nginx+ruwsgi/unix,nginx+uwsgi/unix")
     ap.add_argument("--out", default=str(BENCH / "results"))
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -288,12 +311,13 @@ def main():
                     print("round %d %s %s: FAILED %s" % (rnd + 1, app, n, e), file=sys.stderr)
                     continue
                 results.setdefault((n, app), []).append(r)
-                print("round %d %-6s %-13s %9.0f req/s  p99 %6.2f ms  %6.2f µs/req%s" % (
+                print("round %d %-6s %-17s %9.0f req/s  p99 %6.2f ms  %6.2f µs/req%s" % (
                     rnd + 1, app, n, r["rps"], r["p99_ms"], r["cpu_us_per_req"],
                     "  non2xx=%d" % r["non2xx"] if r["non2xx"] else ""), file=sys.stderr)
 
     direct = [n for n in names if not n.startswith("nginx+")]
-    proxied = [n for n in names if n.startswith("nginx+")]
+    proxied = [n for n in names if n.startswith("nginx+") and not n.endswith("/unix")]
+    proxied_unix = [n for n in names if n.startswith("nginx+") and n.endswith("/unix")]
     print("\nwrk -t%d -c%d -d%ds, %d interleaved rounds, medians; CPU = the app server's "
           "process tree only (nginx excluded)\n" % (args.threads, args.connections, args.duration,
                                                      args.rounds))
@@ -302,6 +326,9 @@ def main():
         print()
         if proxied:
             print(table(results, app, proxied, "nginx+ruwsgi"))
+            print()
+        if proxied_unix:
+            print(table(results, app, proxied_unix, "nginx+ruwsgi/unix"))
             print()
     os.makedirs(args.out, exist_ok=True)
     out = Path(args.out) / ("bench-%d.json" % int(time.time()))

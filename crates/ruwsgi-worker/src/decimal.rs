@@ -15,7 +15,11 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    // Byte pushes after one reserve: cheaper than a memcpy call for a few digits.
+    out.reserve(digits.len() - i);
+    for &d in &digits[i..] {
+        out.push(d);
+    }
 }
 
 #[cfg(test)]
