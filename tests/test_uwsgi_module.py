@@ -62,6 +62,15 @@ def test_worker_id_masterpid_numproc(ruwsgi, fault_app):
     assert len({f["pid"] for f in seen.values()}) == 3
 
 
+def test_sockets_lists_the_listening_fds(ruwsgi, fault_app, tmp_path):
+    sock = str(tmp_path / "app.sock")
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--socket", sock, "--wsgi-file", fault_app)
+    f = facts(srv)
+    http = next(lst for lst in srv.listeners if lst.kind == "http-socket")
+    assert [fd for fd, _ in f["sockets"]] == [lst.fd for lst in srv.listeners]
+    assert [name for _, name in f["sockets"]] == [http.addr, sock]
+
+
 def test_worker_id_lazy_apps(ruwsgi, fault_app):
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", fault_app, "--master",
                  "--processes", "2", "--lazy-apps")

@@ -6,6 +6,7 @@ wsgiref for comparison.
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from urllib.parse import parse_qs
@@ -66,6 +67,16 @@ def uwsgi_facts():
     facts["worker_id"] = uwsgi.worker_id()
     facts["masterpid"] = uwsgi.masterpid()
     facts["numproc"] = uwsgi.numproc
+    facts["sockets"] = []
+    for fd in uwsgi.sockets:
+        # fromfd duplicates the fd: closing the copy leaves the server's socket alone.
+        with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            name = s.getsockname()
+        if isinstance(name, tuple):
+            name = "%s:%d" % name[:2]
+        elif isinstance(name, bytes):
+            name = name.decode("latin-1")
+        facts["sockets"].append([fd, name])
     return facts
 
 

@@ -88,7 +88,11 @@ pub fn run(
     let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
     scoreboard.set_master_pid(master_pid.as_raw());
     scoreboard.set_generation(reloads);
-    let host = make_host(&scoreboard);
+    let socket_fds: Vec<_> = sockets
+        .iter()
+        .map(|b| std::os::fd::AsRawFd::as_raw_fd(&b.fd))
+        .collect();
+    let host = make_host(&scoreboard, &socket_fds);
     plugin
         .init(&settings, host)
         .map_err(MasterError::PluginInit)?;

@@ -5,7 +5,7 @@
 //! worker returns are interpreted by the master as documented on the constants.
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -93,8 +93,9 @@ pub struct WorkerStart {
 /// value is the child's exit code; the master then runs `plugin.at_exit()` and `_exit`s.
 pub type WorkerMain = Box<dyn Fn(WorkerStart) -> i32>;
 
-/// Builds the plugin's [`Host`] once the scoreboard exists (the host reads it).
-pub type HostFactory = Box<dyn FnOnce(&Scoreboard) -> Arc<dyn Host>>;
+/// Builds the plugin's [`Host`] once the scoreboard exists (the host reads it), given the
+/// listening sockets' fds in configuration order.
+pub type HostFactory = Box<dyn FnOnce(&Scoreboard, &[RawFd]) -> Arc<dyn Host>>;
 
 /// Receives every [`MasterPhase`] change, in the master only.
 pub type PhaseObserver = Box<dyn FnMut(MasterPhase)>;

@@ -266,7 +266,9 @@ impl MasterHandle {
                 let mut config = MasterConfig::new(
                     Arc::new(settings),
                     Arc::new(FakePlugin(apps)),
-                    Box::new(|sb: &Scoreboard| Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>),
+                    Box::new(|sb: &Scoreboard, _fds: &[std::os::fd::RawFd]| {
+                        Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>
+                    }),
                 );
                 config.reexec_on_reload = false;
                 config.phase_observer = Some(Box::new(move |phase| {

@@ -53,6 +53,11 @@ pub trait Host: Send + Sync {
     fn masterpid(&self) -> i32;
     /// What this process is.
     fn role(&self) -> ProcessRole;
+    /// The listening sockets' fds in configuration order (`uwsgi.sockets`); the same
+    /// numbers in the master and in every worker.
+    fn socket_fds(&self) -> Vec<i32> {
+        Vec::new()
+    }
     /// 1..N in workers, 0 elsewhere.
     fn worker_id(&self) -> u32 {
         match self.role() {

@@ -147,6 +147,7 @@ impl LanguagePlugin for PythonPlugin {
     }
 
     fn init(&self, settings: &Settings, host: Arc<dyn Host>) -> Result<(), PluginError> {
+        let host_fds = host.socket_fds();
         runtime::set_host(host);
         interp::start(settings)?;
         let settings = Arc::new(settings.clone());
@@ -154,7 +155,7 @@ impl LanguagePlugin for PythonPlugin {
             let built = (|| -> PyResult<Shared> {
                 let module = py.import("uwsgi")?;
                 let hostname = hostname(py).unwrap_or_default();
-                module::configure(py, &module, &settings, &hostname)?;
+                module::configure(py, &module, &settings, &hostname, &host_fds)?;
                 let writer = Py::new(py, Writer)?;
                 let start_response = Py::new(py, StartResponse { writer })?;
                 module.setattr("start_response", &start_response)?;

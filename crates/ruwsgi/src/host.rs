@@ -13,14 +13,17 @@ pub struct ServerHost {
     scoreboard: Scoreboard,
     /// Prefix for process titles (`procname-prefix`).
     prefix: String,
+    /// The listening sockets' fds (inherited unchanged by the workers).
+    socket_fds: Vec<i32>,
 }
 
 impl ServerHost {
-    /// A host over `scoreboard` whose process titles get `prefix`.
-    pub fn new(scoreboard: Scoreboard, prefix: Option<String>) -> ServerHost {
+    /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`.
+    pub fn new(scoreboard: Scoreboard, prefix: Option<String>, socket_fds: Vec<i32>) -> ServerHost {
         ServerHost {
             scoreboard,
             prefix: prefix.unwrap_or_default(),
+            socket_fds,
         }
     }
 
@@ -40,6 +43,10 @@ impl Host for ServerHost {
 
     fn role(&self) -> ProcessRole {
         ruwsgi_master::current_role()
+    }
+
+    fn socket_fds(&self) -> Vec<i32> {
+        self.socket_fds.clone()
     }
 
     fn total_requests(&self) -> u64 {

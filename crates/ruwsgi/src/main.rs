@@ -81,8 +81,12 @@ fn run(settings: Settings) -> i32 {
     let config = MasterConfig::new(
         settings.clone(),
         plugin,
-        Box::new(move |scoreboard| {
-            Arc::new(ServerHost::new(scoreboard.clone(), prefix)) as Arc<dyn Host>
+        Box::new(move |scoreboard, socket_fds| {
+            Arc::new(ServerHost::new(
+                scoreboard.clone(),
+                prefix,
+                socket_fds.to_vec(),
+            )) as Arc<dyn Host>
         }),
     );
     let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {

@@ -97,8 +97,10 @@ pub(crate) fn configure(
     m: &Bound<'_, PyModule>,
     settings: &Settings,
     hostname: &[u8],
+    socket_fds: &[i32],
 ) -> PyResult<()> {
     m.setattr("numproc", settings.processes)?;
+    m.setattr("sockets", PyList::new(py, socket_fds)?)?;
     m.setattr("cores", settings.threads.max(1))?;
     m.setattr("buffer_size", settings.buffer_size)?;
     m.setattr("started_on", unix_now())?;
