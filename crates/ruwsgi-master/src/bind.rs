@@ -34,10 +34,15 @@ pub(crate) fn bind_all(
     settings: &Settings,
     inherited: &mut InheritedListeners,
 ) -> Result<Vec<Bound>, MasterError> {
+    let default = ruwsgi_sys::ListenOptions::DEFAULT;
     let opts = ruwsgi_sys::ListenOptions {
         backlog: settings.listen,
-        unix_mode: settings.chmod_socket.unwrap_or(0o660),
-        defer_accept_secs: if settings.defer_accept { 4 } else { 0 },
+        unix_mode: settings.chmod_socket.unwrap_or(default.unix_mode),
+        defer_accept_secs: if settings.defer_accept {
+            default.defer_accept_secs
+        } else {
+            0
+        },
     };
     let mut out = Vec::with_capacity(settings.sockets.len());
     for spec in &settings.sockets {
