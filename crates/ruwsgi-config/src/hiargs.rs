@@ -183,7 +183,7 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
             RawKind::Custom | RawKind::Placeholder => {}
         }
     }
-    s.reload_mercy = reload_mercy.unwrap_or(s.worker_reload_mercy);
+    s.processes.reload_mercy = reload_mercy.unwrap_or(s.processes.worker_reload_mercy);
     s.opt = collected
         .opts
         .into_iter()
@@ -247,21 +247,23 @@ fn apply(
     };
     match def.name {
         // ---- sockets ----
-        "socket" => s.sockets.push(socket(Protocol::Uwsgi)?),
-        "http-socket" | "http11-socket" | "http" => s.sockets.push(socket(Protocol::Http)?),
-        "listen" => s.listen = u32::try_from(v.number(1, u64::from(u32::MAX))?).unwrap_or(u32::MAX),
-        "no-defer-accept" => s.defer_accept = !v.boolean(),
-        "chmod-socket" => s.chmod_socket = Some(v.mode()?),
-        "buffer-size" => s.buffer_size = as_usize(v.size(1, 65535)?),
-        "socket-timeout" => s.socket_timeout = v.seconds()?,
-        "http-header-timeout" => s.header_timeout = v.seconds()?,
-        "http-keepalive-timeout" => s.keepalive_timeout = v.seconds()?,
-        "post-buffering" => s.post_buffering = as_usize(v.size(0, u64::MAX)?),
-        "limit-post" => s.limit_post = v.size(0, u64::MAX)?,
-        "max-vars" => s.max_vars = as_usize(v.number(1, 32767)?),
-        "uwsgi-trusted-peers" => s.trusted_peers.push(v.required("a peer address")?),
-        "dynamic-apps" => s.dynamic_apps = v.boolean(),
-        "http-strict-host" => s.http_strict_host = v.boolean(),
+        "socket" => s.sockets.bind.push(socket(Protocol::Uwsgi)?),
+        "http-socket" | "http11-socket" | "http" => s.sockets.bind.push(socket(Protocol::Http)?),
+        "listen" => {
+            s.sockets.listen = u32::try_from(v.number(1, u64::from(u32::MAX))?).unwrap_or(u32::MAX)
+        }
+        "no-defer-accept" => s.sockets.defer_accept = !v.boolean(),
+        "chmod-socket" => s.sockets.chmod_socket = Some(v.mode()?),
+        "buffer-size" => s.requests.buffer_size = as_usize(v.size(1, 65535)?),
+        "socket-timeout" => s.requests.socket_timeout = v.seconds()?,
+        "http-header-timeout" => s.requests.header_timeout = v.seconds()?,
+        "http-keepalive-timeout" => s.requests.keepalive_timeout = v.seconds()?,
+        "post-buffering" => s.requests.post_buffering = as_usize(v.size(0, u64::MAX)?),
+        "limit-post" => s.requests.limit_post = v.size(0, u64::MAX)?,
+        "max-vars" => s.requests.max_vars = as_usize(v.number(1, 32767)?),
+        "uwsgi-trusted-peers" => s.sockets.trusted_peers.push(v.required("a peer address")?),
+        "dynamic-apps" => s.requests.dynamic_apps = v.boolean(),
+        "http-strict-host" => s.requests.http_strict_host = v.boolean(),
         // ---- processes ----
         "master" => {
             if !v.boolean() {
@@ -271,52 +273,52 @@ fn apply(
                 ));
             }
         }
-        "processes" => s.processes = as_usize(v.number(1, 65535)?),
-        "threads" => s.threads = as_usize(v.number(1, 65535)?),
-        "enable-threads" => s.enable_threads = v.boolean(),
-        "lazy-apps" | "lazy" => s.lazy_apps = v.boolean(),
-        "max-requests" => s.max_requests = v.number(0, u64::MAX)?,
-        "max-requests-delta" => s.max_requests_delta = v.number(0, u64::MAX)?,
-        "min-worker-lifetime" => s.min_worker_lifetime = v.seconds()?,
-        "worker-reload-mercy" => s.worker_reload_mercy = v.seconds()?,
+        "processes" => s.processes.workers = as_usize(v.number(1, 65535)?),
+        "threads" => s.processes.threads = as_usize(v.number(1, 65535)?),
+        "enable-threads" => s.processes.enable_threads = v.boolean(),
+        "lazy-apps" | "lazy" => s.processes.lazy_apps = v.boolean(),
+        "max-requests" => s.processes.max_requests = v.number(0, u64::MAX)?,
+        "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
+        "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
+        "worker-reload-mercy" => s.processes.worker_reload_mercy = v.seconds()?,
         "reload-mercy" => *reload_mercy = Some(v.seconds()?),
-        "die-on-term" => s.die_on_term = v.boolean(),
-        "sigterm-reload" => s.sigterm_reload = v.boolean(),
-        "forkbomb-delay" => s.forkbomb_delay = v.seconds()?,
-        "pidfile" => s.pidfile = Some(v.path()?),
-        "safe-pidfile" => s.safe_pidfile = Some(v.path()?),
-        "vacuum" => s.vacuum = v.boolean(),
-        "uid" => s.uid = Some(v.required("a user name or number")?),
-        "gid" => s.gid = Some(v.required("a group name or number")?),
-        "need-app" => s.need_app = v.boolean(),
-        "procname-prefix" => s.procname_prefix = Some(v.string()),
-        "auto-procname" => s.auto_procname = v.boolean(),
+        "die-on-term" => s.processes.die_on_term = v.boolean(),
+        "sigterm-reload" => s.processes.sigterm_reload = v.boolean(),
+        "forkbomb-delay" => s.processes.forkbomb_delay = v.seconds()?,
+        "pidfile" => s.processes.pidfile = Some(v.path()?),
+        "safe-pidfile" => s.processes.safe_pidfile = Some(v.path()?),
+        "vacuum" => s.processes.vacuum = v.boolean(),
+        "uid" => s.processes.uid = Some(v.required("a user name or number")?),
+        "gid" => s.processes.gid = Some(v.required("a group name or number")?),
+        "need-app" => s.processes.need_app = v.boolean(),
+        "procname-prefix" => s.processes.procname_prefix = Some(v.string()),
+        "auto-procname" => s.processes.auto_procname = v.boolean(),
         // ---- python ----
-        "wsgi-file" => s.wsgi_file = Some(v.path()?),
+        "wsgi-file" => s.python.wsgi_file = Some(v.path()?),
         "wsgi" => {
             let app = v.required("a module (pkg.mod[:callable]) or a .py/.wsgi file")?;
             if app.ends_with(".py") || app.ends_with(".wsgi") {
-                s.wsgi_file = Some(PathBuf::from(app));
+                s.python.wsgi_file = Some(PathBuf::from(app));
             } else {
-                s.module = Some(app);
+                s.python.module = Some(app);
             }
         }
-        "module" => s.module = Some(v.required("a module (pkg.mod[:callable])")?),
-        "callable" => s.callable = v.required("a callable name")?,
+        "module" => s.python.module = Some(v.required("a module (pkg.mod[:callable])")?),
+        "callable" => s.python.callable = v.required("a callable name")?,
         "mount" => {
             let (mountpoint, app) = v.key_value("MOUNTPOINT=APP")?;
             if app.trim().is_empty() {
                 return Err(v.invalid("MOUNTPOINT=APP"));
             }
-            s.mounts.push((mountpoint, app.trim().to_string()));
+            s.python.mounts.push((mountpoint, app.trim().to_string()));
         }
-        "manage-script-name" => s.manage_script_name = v.boolean(),
-        "chdir" => s.chdir = Some(v.path()?),
-        "pythonpath" => s.pythonpath.push(v.path()?),
-        "home" => s.home = Some(v.path()?),
-        "env" => s.env.push(v.key_value("KEY=VALUE")?),
-        "wsgi-disable-file-wrapper" => s.disable_file_wrapper = v.boolean(),
-        "py-call-osafterfork" => s.py_call_osafterfork = v.boolean(),
+        "manage-script-name" => s.python.manage_script_name = v.boolean(),
+        "chdir" => s.processes.chdir = Some(v.path()?),
+        "pythonpath" => s.python.pythonpath.push(v.path()?),
+        "home" => s.python.home = Some(v.path()?),
+        "env" => s.processes.env.push(v.key_value("KEY=VALUE")?),
+        "wsgi-disable-file-wrapper" => s.python.disable_file_wrapper = v.boolean(),
+        "py-call-osafterfork" => s.python.py_call_osafterfork = v.boolean(),
         "plugins" => {
             let list = v.text().split([',', ' ', '\t']).filter(|p| !p.is_empty());
             for plugin in list {
@@ -329,10 +331,10 @@ fn apply(
             }
         }
         // ---- logging ----
-        "logto" => s.logto = Some(v.path()?),
-        "disable-logging" => s.disable_logging = v.boolean(),
-        "log-format" => s.log_format = Some(v.string()),
-        "log-x-forwarded-for" => s.log_x_forwarded_for = v.boolean(),
+        "logto" => s.logging.logto = Some(v.path()?),
+        "disable-logging" => s.logging.disable_logging = v.boolean(),
+        "log-format" => s.logging.log_format = Some(v.string()),
+        "log-x-forwarded-for" => s.logging.log_x_forwarded_for = v.boolean(),
         // ---- handled while collecting ----
         "strict" | "set" | "set-placeholder" | "ini" | "yaml" | "json" | "toml" | "show-config"
         | "help" | "version" => {}

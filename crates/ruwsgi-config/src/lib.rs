@@ -39,7 +39,10 @@ pub mod subst;
 pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};
 pub use load::{load, Command};
-pub use settings::{OptValue, Protocol, Settings, SocketSpec};
+pub use settings::{
+    LogSettings, OptValue, PluginView, ProcessSettings, Protocol, PythonSettings, RequestSettings,
+    Settings, SocketSettings, SocketSpec,
+};
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

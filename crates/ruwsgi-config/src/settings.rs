@@ -3,6 +3,12 @@
 //! Every other crate reads its settings from here and never from raw option strings. The
 //! builder in this crate fills a [`Settings`] from the collected raw options after defaults,
 //! placeholders and validation; each field names the option(s) it comes from.
+//!
+//! Design decision: settings are grouped by consumer. [`SocketSettings`] and
+//! [`RequestSettings`] are read by the binder and the workers, [`ProcessSettings`] by the
+//! master, [`LogSettings`] by the log set-up, and each language plugin gets only its own
+//! section ([`PythonSettings`] for Python) plus the server-wide view of
+//! [`Settings::plugin_view`], so a later plugin does not inherit Python's fields.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,12 +42,11 @@ pub enum OptValue {
     Value(String),
 }
 
-/// Fully validated settings of one instance.
+/// Sockets to bind and how.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    // ---- sockets and protocols ----
+pub struct SocketSettings {
     /// `socket`/`uwsgi-socket`/`-s`, `http-socket`, `http11-socket`, `http`, in order.
-    pub sockets: Vec<SocketSpec>,
+    pub bind: Vec<SocketSpec>,
     /// `listen`/`-l`: backlog (default 100).
     pub listen: u32,
     /// `TCP_DEFER_ACCEPT` on TCP sockets (on; `no-defer-accept` turns it off).
@@ -49,6 +54,26 @@ pub struct Settings {
     /// `chmod-socket`/`-C`: mode for unix sockets; `None` = 0660 (safer default), a bare
     /// `chmod-socket` = 0666.
     pub chmod_socket: Option<u32>,
+    /// `uwsgi-trusted-peers`: extra addresses allowed to send identity vars and subsystem
+    /// packets (loopback and unix peers are always trusted).
+    pub trusted_peers: Vec<String>,
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        SocketSettings {
+            bind: Vec::new(),
+            listen: 100,
+            defer_accept: true,
+            chmod_socket: None,
+            trusted_peers: Vec::new(),
+        }
+    }
+}
+
+/// Limits and timeouts of client connections and requests (the workers' section).
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
     /// `buffer-size`/`-b`: max uwsgi vars block and max HTTP head size (default 4096).
     pub buffer_size: usize,
     /// `socket-timeout`/`-z`: I/O timeout on client sockets (default 4 s).
@@ -63,17 +88,33 @@ pub struct Settings {
     pub limit_post: u64,
     /// `max-vars`/`-v`: uwsgi packets may carry up to 2 × this many vars (default 64).
     pub max_vars: usize,
-    /// `uwsgi-trusted-peers`: extra addresses allowed to send identity vars and subsystem
-    /// packets (loopback and unix peers are always trusted).
-    pub trusted_peers: Vec<String>,
     /// `dynamic-apps`: honour `UWSGI_FILE`, `UWSGI_SETENV`, ... from peers (default off).
     pub dynamic_apps: bool,
     /// `http-strict-host`: HTTP/1.1 requests without Host get 400 (default off).
     pub http_strict_host: bool,
+}
 
-    // ---- processes ----
+impl Default for RequestSettings {
+    fn default() -> Self {
+        RequestSettings {
+            buffer_size: 4096,
+            socket_timeout: Duration::from_secs(4),
+            header_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(30),
+            post_buffering: 0,
+            limit_post: 0,
+            max_vars: 64,
+            dynamic_apps: false,
+            http_strict_host: false,
+        }
+    }
+}
+
+/// The master's section: processes, their lifecycle and identity.
+#[derive(Debug, Clone)]
+pub struct ProcessSettings {
     /// `processes`/`workers`/`-p` (default 1).
-    pub processes: usize,
+    pub workers: usize,
     /// `threads`: cores per worker (default 1).
     pub threads: usize,
     /// `enable-threads`/`-T` (default on).
@@ -112,71 +153,16 @@ pub struct Settings {
     pub procname_prefix: Option<String>,
     /// `auto-procname`: name processes "ruwsgi master", "ruwsgi worker N".
     pub auto_procname: bool,
-
-    // ---- python ----
-    /// `wsgi-file`/`file`/`wsgi`(file form): a script defining the callable.
-    pub wsgi_file: Option<PathBuf>,
-    /// `module`/`-w`/`wsgi`(module form): `pkg.mod` or `pkg.mod:callable`.
-    pub module: Option<String>,
-    /// `callable` (default `application`).
-    pub callable: String,
-    /// `mount`: `(mountpoint, app)` where app is a file or module spec.
-    pub mounts: Vec<(String, String)>,
-    /// `manage-script-name`: move the matched mountpoint from PATH_INFO to SCRIPT_NAME.
-    pub manage_script_name: bool,
     /// `chdir`: directory to enter before loading apps.
     pub chdir: Option<PathBuf>,
-    /// `pythonpath`/`python-path`/`pp`: prepended to `sys.path`, in order.
-    pub pythonpath: Vec<PathBuf>,
-    /// `home`/`virtualenv`/`venv`/`pyhome`/`-H`: the virtualenv to use.
-    pub home: Option<PathBuf>,
     /// `env`: `KEY=VALUE` set in the process environment before loading apps.
     pub env: Vec<(String, String)>,
-    /// `wsgi-disable-file-wrapper`.
-    pub disable_file_wrapper: bool,
-    /// `py-call-osafterfork`: run Python's own at-fork hooks in children (always done here;
-    /// kept for compatibility).
-    pub py_call_osafterfork: bool,
-
-    // ---- logging ----
-    /// `logto`: append logs to this file instead of stderr.
-    pub logto: Option<PathBuf>,
-    /// `disable-logging`/`-L`: no per-request log lines.
-    pub disable_logging: bool,
-    /// `log-format`/`logformat`: request log template with `%(var)`.
-    pub log_format: Option<String>,
-    /// `log-x-forwarded-for`: log X-Forwarded-For as the address.
-    pub log_x_forwarded_for: bool,
-
-    // ---- everything as written ----
-    /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
-    /// True). Repeated options appear once per occurrence.
-    pub opt: Vec<(String, OptValue)>,
-    /// The config files that were read (for `%`-magic and messages).
-    pub config_files: Vec<PathBuf>,
-    /// Non-fatal problems found while loading (missing ini section, ignored `UWSGI_*`
-    /// variables, `master = false`); the binary logs them at startup.
-    pub warnings: Vec<String>,
 }
 
-impl Default for Settings {
+impl Default for ProcessSettings {
     fn default() -> Self {
-        Settings {
-            sockets: Vec::new(),
-            listen: 100,
-            defer_accept: true,
-            chmod_socket: None,
-            buffer_size: 4096,
-            socket_timeout: Duration::from_secs(4),
-            header_timeout: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(30),
-            post_buffering: 0,
-            limit_post: 0,
-            max_vars: 64,
-            trusted_peers: Vec::new(),
-            dynamic_apps: false,
-            http_strict_host: false,
-            processes: 1,
+        ProcessSettings {
+            workers: 1,
             threads: 1,
             enable_threads: true,
             lazy_apps: false,
@@ -196,24 +182,107 @@ impl Default for Settings {
             need_app: true,
             procname_prefix: None,
             auto_procname: false,
+            chdir: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// The Python plugin's own section.
+#[derive(Debug, Clone)]
+pub struct PythonSettings {
+    /// `wsgi-file`/`file`/`wsgi`(file form): a script defining the callable.
+    pub wsgi_file: Option<PathBuf>,
+    /// `module`/`-w`/`wsgi`(module form): `pkg.mod` or `pkg.mod:callable`.
+    pub module: Option<String>,
+    /// `callable` (default `application`).
+    pub callable: String,
+    /// `mount`: `(mountpoint, app)` where app is a file or module spec.
+    pub mounts: Vec<(String, String)>,
+    /// `manage-script-name`: move the matched mountpoint from PATH_INFO to SCRIPT_NAME.
+    pub manage_script_name: bool,
+    /// `pythonpath`/`python-path`/`pp`: prepended to `sys.path`, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// `home`/`virtualenv`/`venv`/`pyhome`/`-H`: the virtualenv to use.
+    pub home: Option<PathBuf>,
+    /// `wsgi-disable-file-wrapper`.
+    pub disable_file_wrapper: bool,
+    /// `py-call-osafterfork`: run Python's own at-fork hooks in children (always done here;
+    /// kept for compatibility).
+    pub py_call_osafterfork: bool,
+}
+
+impl Default for PythonSettings {
+    fn default() -> Self {
+        PythonSettings {
             wsgi_file: None,
             module: None,
             callable: "application".to_string(),
             mounts: Vec::new(),
             manage_script_name: false,
-            chdir: None,
             pythonpath: Vec::new(),
             home: None,
-            env: Vec::new(),
             disable_file_wrapper: false,
             py_call_osafterfork: false,
-            logto: None,
-            disable_logging: false,
-            log_format: None,
-            log_x_forwarded_for: false,
-            opt: Vec::new(),
-            config_files: Vec::new(),
-            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// `logto`: append logs to this file instead of stderr.
+    pub logto: Option<PathBuf>,
+    /// `disable-logging`/`-L`: no per-request log lines.
+    pub disable_logging: bool,
+    /// `log-format`/`logformat`: request log template with `%(var)`.
+    pub log_format: Option<String>,
+    /// `log-x-forwarded-for`: log X-Forwarded-For as the address.
+    pub log_x_forwarded_for: bool,
+}
+
+/// Fully validated settings of one instance, by consumer.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Sockets to bind.
+    pub sockets: SocketSettings,
+    /// Connection and request limits (workers).
+    pub requests: RequestSettings,
+    /// Processes (master).
+    pub processes: ProcessSettings,
+    /// Logging.
+    pub logging: LogSettings,
+    /// The Python plugin's section.
+    pub python: PythonSettings,
+    /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
+    /// True). Repeated options appear once per occurrence.
+    pub opt: Vec<(String, OptValue)>,
+    /// The config files that were read (for `%`-magic and messages).
+    pub config_files: Vec<PathBuf>,
+    /// Non-fatal problems found while loading (missing ini section, ignored `UWSGI_*`
+    /// variables, `master = false`); the binary logs them at startup.
+    pub warnings: Vec<String>,
+}
+
+/// What every language plugin may read of the server's settings (its own section comes
+/// with its constructor).
+#[derive(Debug, Clone, Copy)]
+pub struct PluginView<'a> {
+    /// Processes and their identity (worker count, cores, `chdir`, `env`, pidfile).
+    pub processes: &'a ProcessSettings,
+    /// Request limits (`buffer-size`, ...).
+    pub requests: &'a RequestSettings,
+    /// Every option as written (`uwsgi.opt`).
+    pub opt: &'a [(String, OptValue)],
+}
+
+impl Settings {
+    /// The server-wide part a language plugin is given at `init`.
+    pub fn plugin_view(&self) -> PluginView<'_> {
+        PluginView {
+            processes: &self.processes,
+            requests: &self.requests,
+            opt: &self.opt,
         }
     }
 }

@@ -37,30 +37,30 @@ fn long_short_and_inline_forms() {
         "--uid",
         "www",
     ]);
-    assert_eq!(s.sockets.len(), 2);
-    assert_eq!(s.sockets[0].protocol, Protocol::Uwsgi);
-    assert_eq!(s.sockets[0].address, ":3031");
-    assert_eq!(s.sockets[0].option, "socket");
-    assert_eq!(s.sockets[1].protocol, Protocol::Http);
-    assert_eq!(s.sockets[1].option, "http-socket");
-    assert_eq!((s.processes, s.threads), (4, 2));
-    assert!(s.enable_threads && s.disable_logging && s.vacuum);
-    assert_eq!(s.buffer_size, 8192);
-    assert_eq!(s.listen, 50);
-    assert_eq!(s.socket_timeout, Duration::from_secs(7));
-    assert_eq!(s.max_requests, 1000);
-    assert_eq!(s.max_vars, 32);
-    assert_eq!(s.module.as_deref(), Some("pkg.app:app"));
-    assert_eq!(s.home, Some(PathBuf::from("/venv")));
-    assert_eq!(s.uid.as_deref(), Some("www"));
+    assert_eq!(s.sockets.bind.len(), 2);
+    assert_eq!(s.sockets.bind[0].protocol, Protocol::Uwsgi);
+    assert_eq!(s.sockets.bind[0].address, ":3031");
+    assert_eq!(s.sockets.bind[0].option, "socket");
+    assert_eq!(s.sockets.bind[1].protocol, Protocol::Http);
+    assert_eq!(s.sockets.bind[1].option, "http-socket");
+    assert_eq!((s.processes.workers, s.processes.threads), (4, 2));
+    assert!(s.processes.enable_threads && s.logging.disable_logging && s.processes.vacuum);
+    assert_eq!(s.requests.buffer_size, 8192);
+    assert_eq!(s.sockets.listen, 50);
+    assert_eq!(s.requests.socket_timeout, Duration::from_secs(7));
+    assert_eq!(s.processes.max_requests, 1000);
+    assert_eq!(s.requests.max_vars, 32);
+    assert_eq!(s.python.module.as_deref(), Some("pkg.app:app"));
+    assert_eq!(s.python.home, Some(PathBuf::from("/venv")));
+    assert_eq!(s.processes.uid.as_deref(), Some("www"));
 }
 
 #[test]
 fn combined_short_flags_and_values() {
     let s = run(&["-MTp4", "-s:3031", "-C"]);
-    assert_eq!(s.processes, 4);
-    assert_eq!(s.sockets[0].address, ":3031");
-    assert_eq!(s.chmod_socket, Some(0o666));
+    assert_eq!(s.processes.workers, 4);
+    assert_eq!(s.sockets.bind[0].address, ":3031");
+    assert_eq!(s.sockets.chmod_socket, Some(0o666));
     assert_eq!(
         opts(&s),
         [
@@ -76,12 +76,17 @@ fn combined_short_flags_and_values() {
 #[test]
 fn chmod_socket_optional_value() {
     assert_eq!(
-        run(&["--chmod-socket", "660", "-s", "/tmp/x.sock"]).chmod_socket,
+        run(&["--chmod-socket", "660", "-s", "/tmp/x.sock"])
+            .sockets
+            .chmod_socket,
         Some(0o660)
     );
-    assert_eq!(run(&["--chmod-socket=0640"]).chmod_socket, Some(0o640));
-    assert_eq!(run(&["-C", "--master"]).chmod_socket, Some(0o666));
-    assert_eq!(run(&[]).chmod_socket, None);
+    assert_eq!(
+        run(&["--chmod-socket=0640"]).sockets.chmod_socket,
+        Some(0o640)
+    );
+    assert_eq!(run(&["-C", "--master"]).sockets.chmod_socket, Some(0o666));
+    assert_eq!(run(&[]).sockets.chmod_socket, None);
 }
 
 #[test]
@@ -94,7 +99,12 @@ fn http_variants_are_http_sockets() {
         "--uwsgi-socket",
         ":3031",
     ]);
-    let p: Vec<_> = s.sockets.iter().map(|s| (s.protocol, s.option)).collect();
+    let p: Vec<_> = s
+        .sockets
+        .bind
+        .iter()
+        .map(|s| (s.protocol, s.option))
+        .collect();
     assert_eq!(
         p,
         [
@@ -125,14 +135,17 @@ fn scalars_last_wins_lists_accumulate() {
         "--mount",
         "/y=pkg:app",
     ]);
-    assert_eq!(s.processes, 3);
-    assert_eq!(s.pythonpath, [PathBuf::from("/a"), PathBuf::from("/b")]);
+    assert_eq!(s.processes.workers, 3);
     assert_eq!(
-        s.env,
+        s.python.pythonpath,
+        [PathBuf::from("/a"), PathBuf::from("/b")]
+    );
+    assert_eq!(
+        s.processes.env,
         [("A".into(), "1".into()), ("B".into(), "x=y".into())]
     );
     assert_eq!(
-        s.mounts,
+        s.python.mounts,
         [
             ("/x".into(), "app.py".into()),
             ("/y".into(), "pkg:app".into())
@@ -142,9 +155,13 @@ fn scalars_last_wins_lists_accumulate() {
 
 #[test]
 fn deferred_accept_is_on_unless_no_defer_accept() {
-    assert!(run(&["--socket", ":3031"]).defer_accept);
-    assert!(!run(&["--socket", ":3031", "--no-defer-accept"]).defer_accept);
-    assert!(run(&["--no-defer-accept=false"]).defer_accept);
+    assert!(run(&["--socket", ":3031"]).sockets.defer_accept);
+    assert!(
+        !run(&["--socket", ":3031", "--no-defer-accept"])
+            .sockets
+            .defer_accept
+    );
+    assert!(run(&["--no-defer-accept=false"]).sockets.defer_accept);
 }
 
 #[test]
@@ -156,31 +173,36 @@ fn booleans_with_values() {
         "--die-on-term=OFF",
         "--lazy=no",
     ]);
-    assert!(!s.vacuum && !s.need_app && !s.die_on_term && !s.lazy_apps);
+    assert!(
+        !s.processes.vacuum
+            && !s.processes.need_app
+            && !s.processes.die_on_term
+            && !s.processes.lazy_apps
+    );
     let s = run(&[
         "--enable-threads=no",
         "--dynamic-apps",
         "--http-strict-host=1",
     ]);
-    assert!(!s.enable_threads && s.dynamic_apps && s.http_strict_host);
+    assert!(!s.processes.enable_threads && s.requests.dynamic_apps && s.requests.http_strict_host);
 }
 
 #[test]
 fn wsgi_decides_file_or_module() {
     let s = run(&["--wsgi", "app.py"]);
-    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
-    assert_eq!(s.module, None);
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(s.python.module, None);
     let s = run(&["--wsgi", "myproj.wsgi:application"]);
-    assert_eq!(s.module.as_deref(), Some("myproj.wsgi:application"));
+    assert_eq!(s.python.module.as_deref(), Some("myproj.wsgi:application"));
     let s = run(&["--wsgi", "site.wsgi", "--file", "other.py"]);
-    assert_eq!(s.wsgi_file, Some(PathBuf::from("other.py")));
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("other.py")));
 }
 
 #[test]
 fn bare_arguments() {
     let s = run(&["app.py", "pkg.mod:application"]);
-    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
-    assert_eq!(s.module.as_deref(), Some("pkg.mod:application"));
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(s.python.module.as_deref(), Some("pkg.mod:application"));
     assert_eq!(
         opts(&s),
         [
@@ -192,8 +214,8 @@ fn bare_arguments() {
     let ini = d.write("site.ini", "[uwsgi]\nprocesses = 5\n");
     let yml = d.write("site.yml", "uwsgi:\n  threads: 3\n");
     let s = run(&[&ini, &yml, "x.wsgi"]);
-    assert_eq!((s.processes, s.threads), (5, 3));
-    assert_eq!(s.wsgi_file, Some(PathBuf::from("x.wsgi")));
+    assert_eq!((s.processes.workers, s.processes.threads), (5, 3));
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("x.wsgi")));
     assert_eq!(
         s.opt[0],
         ("ini".to_string(), ruwsgi_config::OptValue::Value(ini))
@@ -204,19 +226,19 @@ fn bare_arguments() {
 #[test]
 fn defaults() {
     let s = run(&[]);
-    assert!(s.sockets.is_empty());
-    assert_eq!(s.processes, 1);
-    assert!(s.need_app && s.enable_threads && s.die_on_term);
-    assert_eq!(s.reload_mercy, Duration::from_secs(60));
+    assert!(s.sockets.bind.is_empty());
+    assert_eq!(s.processes.workers, 1);
+    assert!(s.processes.need_app && s.processes.enable_threads && s.processes.die_on_term);
+    assert_eq!(s.processes.reload_mercy, Duration::from_secs(60));
     assert!(s.opt.is_empty());
 }
 
 #[test]
 fn reload_mercy_follows_worker_mercy() {
     let s = run(&["--worker-reload-mercy", "5"]);
-    assert_eq!(s.reload_mercy, Duration::from_secs(5));
+    assert_eq!(s.processes.reload_mercy, Duration::from_secs(5));
     let s = run(&["--worker-reload-mercy", "5", "--reload-mercy", "20"]);
-    assert_eq!(s.reload_mercy, Duration::from_secs(20));
+    assert_eq!(s.processes.reload_mercy, Duration::from_secs(20));
 }
 
 #[test]
@@ -229,9 +251,9 @@ fn sizes_and_limits() {
         "-b",
         "32768",
     ]);
-    assert_eq!(s.post_buffering, 65536);
-    assert_eq!(s.limit_post, 10 << 20);
-    assert_eq!(s.buffer_size, 32768);
+    assert_eq!(s.requests.post_buffering, 65536);
+    assert_eq!(s.requests.limit_post, 10 << 20);
+    assert_eq!(s.requests.buffer_size, 32768);
 }
 
 #[test]
@@ -253,9 +275,12 @@ fn environment_options() {
             ("PATH", "/bin"),
         ],
     );
-    assert_eq!(s.processes, 3);
-    assert_eq!(s.threads, 4, "the command line comes after the environment");
-    assert_eq!(s.sockets[0].address, ":9090");
+    assert_eq!(s.processes.workers, 3);
+    assert_eq!(
+        s.processes.threads, 4,
+        "the command line comes after the environment"
+    );
+    assert_eq!(s.sockets.bind[0].address, ":9090");
     assert_eq!(
         opts(&s),
         [
@@ -274,7 +299,7 @@ fn environment_can_load_an_ini() {
     let d = TempDir::new();
     let ini = d.write("e.ini", "[uwsgi]\nsocket = :1\n");
     let s = run_env(&[], &[("UWSGI_INI", &ini)]);
-    assert_eq!(s.sockets[0].address, ":1");
+    assert_eq!(s.sockets.bind[0].address, ":1");
     assert_eq!(s.config_files, [PathBuf::from(&ini)]);
 }
 
@@ -321,5 +346,5 @@ fn help_version_show_config() {
 #[test]
 fn double_dash_ends_options() {
     let s = run(&["-p", "2", "--", "app.py"]);
-    assert_eq!(s.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
 }

@@ -34,7 +34,7 @@ fn ini_is_read_where_it_appears() {
     let d = TempDir::new();
     let ini = d.write("a.ini", "[uwsgi]\nprocesses = 2\nthreads = 2\n");
     let s = run(&["-p", "1", "--threads", "8", "--ini", &ini, "-p", "3"]);
-    assert_eq!((s.processes, s.threads), (3, 2));
+    assert_eq!((s.processes.workers, s.processes.threads), (3, 2));
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn ini_sections() {
     );
     let s = run(&["--ini", &format!("{ini}:prod")]);
     assert_eq!(
-        s.processes, 2,
+        s.processes.workers, 2,
         "prod includes the uwsgi section after its own line"
     );
     assert_eq!(
@@ -68,7 +68,7 @@ fn ini_includes_and_loops() {
     d.write("base.ini", "[uwsgi]\nthreads = 4\n");
     let top = d.write("top.ini", "[uwsgi]\nini = %dbase.ini\nprocesses = 3\n");
     let s = run(&["--ini", &top]);
-    assert_eq!((s.processes, s.threads), (3, 4));
+    assert_eq!((s.processes.workers, s.processes.threads), (3, 4));
     assert_eq!(s.config_files.len(), 2);
 
     let a = d.write("a.ini", "[uwsgi]\nini = %db.ini\n");
@@ -98,12 +98,12 @@ fn yaml_file() {
          pythonpath: [/a, /b]\n  module: \"pkg.app:app\"\n",
     );
     let s = run(&["--yaml", &y]);
-    assert_eq!(s.sockets[0].address, ":3031");
-    assert_eq!(s.env.len(), 2);
-    assert_eq!(s.pythonpath.len(), 2);
-    assert_eq!(s.module.as_deref(), Some("pkg.app:app"));
+    assert_eq!(s.sockets.bind[0].address, ":3031");
+    assert_eq!(s.processes.env.len(), 2);
+    assert_eq!(s.python.pythonpath.len(), 2);
+    assert_eq!(s.python.module.as_deref(), Some("pkg.app:app"));
     let s = run(&["--yml", &y]);
-    assert_eq!(s.env.len(), 2);
+    assert_eq!(s.processes.env.len(), 2);
 }
 
 #[test]
@@ -127,12 +127,12 @@ fn json_file() {
             "other": {"processes": 9}}"#,
     );
     let s = run(&["--json", &j]);
-    assert_eq!(s.sockets.len(), 2);
-    assert_eq!(s.processes, 4);
-    assert!(s.vacuum && !s.enable_threads);
+    assert_eq!(s.sockets.bind.len(), 2);
+    assert_eq!(s.processes.workers, 4);
+    assert!(s.processes.vacuum && !s.processes.enable_threads);
     assert_eq!(opts(&s)[6], ("x", Some("0")));
-    assert_eq!(s.env, [("X".to_string(), "0".to_string())]);
-    assert_eq!(run(&["--js", &format!("{j}:other")]).processes, 9);
+    assert_eq!(s.processes.env, [("X".to_string(), "0".to_string())]);
+    assert_eq!(run(&["--js", &format!("{j}:other")]).processes.workers, 9);
 }
 
 #[test]
@@ -144,10 +144,10 @@ fn toml_file() {
          pythonpath = [\"/x\", \"/y\"]\n",
     );
     let s = run(&["--toml", &t]);
-    assert_eq!(s.sockets[0].protocol, ruwsgi_config::Protocol::Http);
-    assert_eq!(s.processes, 2);
-    assert!(s.lazy_apps);
-    assert_eq!(s.pythonpath.len(), 2);
+    assert_eq!(s.sockets.bind[0].protocol, ruwsgi_config::Protocol::Http);
+    assert_eq!(s.processes.workers, 2);
+    assert!(s.processes.lazy_apps);
+    assert_eq!(s.python.pythonpath.len(), 2);
 }
 
 #[test]

@@ -36,16 +36,16 @@ pub(crate) fn bind_all(
 ) -> Result<Vec<Bound>, MasterError> {
     let default = ruwsgi_sys::ListenOptions::DEFAULT;
     let opts = ruwsgi_sys::ListenOptions {
-        backlog: settings.listen,
-        unix_mode: settings.chmod_socket.unwrap_or(default.unix_mode),
-        defer_accept_secs: if settings.defer_accept {
+        backlog: settings.sockets.listen,
+        unix_mode: settings.sockets.chmod_socket.unwrap_or(default.unix_mode),
+        defer_accept_secs: if settings.sockets.defer_accept {
             default.defer_accept_secs
         } else {
             0
         },
     };
-    let mut out = Vec::with_capacity(settings.sockets.len());
-    for spec in &settings.sockets {
+    let mut out = Vec::with_capacity(settings.sockets.bind.len());
+    for spec in &settings.sockets.bind {
         let parsed =
             ruwsgi_sys::parse_addr(&spec.address).map_err(|source| MasterError::Address {
                 address: spec.address.clone(),
@@ -92,13 +92,13 @@ pub(crate) fn bind_all(
 /// Write `pidfile` (plain) and `safe-pidfile` (temporary file + rename).
 pub(crate) fn write_pidfiles(settings: &Settings, pid: i32) -> Result<(), MasterError> {
     let content = format!("{pid}\n");
-    if let Some(path) = &settings.pidfile {
+    if let Some(path) = &settings.processes.pidfile {
         std::fs::write(path, &content).map_err(|source| MasterError::Pidfile {
             path: path.clone(),
             source,
         })?;
     }
-    if let Some(path) = &settings.safe_pidfile {
+    if let Some(path) = &settings.processes.safe_pidfile {
         write_atomically(path, &content).map_err(|source| MasterError::Pidfile {
             path: path.clone(),
             source,
@@ -119,8 +119,8 @@ pub(crate) fn vacuum(settings: &Settings, sockets: &[Bound]) {
     let paths = sockets
         .iter()
         .filter_map(|b| b.unix_path.as_deref())
-        .chain(settings.pidfile.as_deref())
-        .chain(settings.safe_pidfile.as_deref());
+        .chain(settings.processes.pidfile.as_deref())
+        .chain(settings.processes.safe_pidfile.as_deref());
     for path in paths {
         match std::fs::remove_file(path) {
             Ok(()) => log_line(&format!("ruwsgi: vacuum: removed {}", path.display())),

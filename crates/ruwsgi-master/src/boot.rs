@@ -53,7 +53,7 @@ pub fn run(
         }
     };
     phase(MasterPhase::Booting);
-    if let Some(path) = &settings.logto {
+    if let Some(path) = &settings.logging.logto {
         ruwsgi_sys::log::redirect_stderr_to(path).map_err(|source| MasterError::Log {
             path: path.clone(),
             source,
@@ -64,11 +64,11 @@ pub fn run(
     let master_pid = ruwsgi_sys::process::pid();
     let reloads = reloads_from_env();
     crate::types::set_current_generation(reloads);
-    if is_root() && settings.uid.is_none() && settings.gid.is_none() {
+    if is_root() && settings.processes.uid.is_none() && settings.processes.gid.is_none() {
         log_line("*** WARNING: you are running ruwsgi as root without uid/gid !!! ***");
     }
-    if settings.auto_procname || settings.procname_prefix.is_some() {
-        let prefix = settings.procname_prefix.as_deref().unwrap_or("");
+    if settings.processes.auto_procname || settings.processes.procname_prefix.is_some() {
+        let prefix = settings.processes.procname_prefix.as_deref().unwrap_or("");
         set_process_title(&format!("{prefix}ruwsgi master"));
     }
 
@@ -81,10 +81,13 @@ pub fn run(
         Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
         other => other?,
     }
-    drop_privileges(settings.uid.as_deref(), settings.gid.as_deref())?;
+    drop_privileges(
+        settings.processes.uid.as_deref(),
+        settings.processes.gid.as_deref(),
+    )?;
 
     phase(MasterPhase::LoadingApps);
-    let processes = settings.processes.max(1);
+    let processes = settings.processes.workers.max(1);
     let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
     scoreboard.set_master_pid(master_pid.as_raw());
     scoreboard.set_generation(reloads);
@@ -94,13 +97,13 @@ pub fn run(
         .collect();
     let host = make_host(&scoreboard, &socket_fds);
     plugin
-        .init(&settings, host)
+        .init(settings.plugin_view(), host)
         .map_err(MasterError::PluginInit)?;
-    if !settings.lazy_apps {
+    if !settings.processes.lazy_apps {
         match plugin.load_apps() {
-            Ok(n) if n > 0 || !settings.need_app => {}
+            Ok(n) if n > 0 || !settings.processes.need_app => {}
             Ok(_) => return Err(no_app("no app configured or loaded".to_string())),
-            Err(e) if settings.need_app => return Err(no_app(e.to_string())),
+            Err(e) if settings.processes.need_app => return Err(no_app(e.to_string())),
             Err(e) => log_line(&format!(
                 "ruwsgi: {e} (need-app is off: serving without it)"
             )),
@@ -113,7 +116,10 @@ pub fn run(
     let mut master = Master {
         throttle: Throttle::new(
             processes,
-            settings.forkbomb_delay.max(Duration::from_millis(100)),
+            settings
+                .processes
+                .forkbomb_delay
+                .max(Duration::from_millis(100)),
         ),
         settings: Arc::clone(&settings),
         plugin,
@@ -140,7 +146,7 @@ pub fn run(
     }
 
     let code = master.supervise();
-    if settings.vacuum {
+    if settings.processes.vacuum {
         vacuum(&settings, &master.sockets);
     }
     master.phase(MasterPhase::Terminated);

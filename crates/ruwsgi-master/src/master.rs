@@ -186,7 +186,7 @@ impl Master {
                 let brutal = command == MasterCommand::BrutalReload;
                 let kind = if brutal { "brutal" } else { "graceful" };
                 log_line(&format!("ruwsgi: {kind} reload requested ({origin})"));
-                let reexec = self.reexec_on_reload && !self.settings.lazy_apps;
+                let reexec = self.reexec_on_reload && !self.settings.processes.lazy_apps;
                 self.throttle.reset();
                 if !reexec {
                     self.generation += 1;
@@ -198,11 +198,18 @@ impl Master {
                 if brutal {
                     self.stop_workers(
                         Signal::SIGTERM,
-                        self.settings.worker_reload_mercy.min(IMMEDIATE_GRACE),
+                        self.settings
+                            .processes
+                            .worker_reload_mercy
+                            .min(IMMEDIATE_GRACE),
                         true,
                     );
                 } else {
-                    self.stop_workers(Signal::SIGHUP, self.settings.worker_reload_mercy, false);
+                    self.stop_workers(
+                        Signal::SIGHUP,
+                        self.settings.processes.worker_reload_mercy,
+                        false,
+                    );
                 }
             }
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
@@ -240,13 +247,15 @@ impl Master {
             self.phase(MasterPhase::Draining);
         }
         if immediate {
-            let grace = self.settings.worker_reload_mercy.min(IMMEDIATE_GRACE);
+            let grace = self
+                .settings
+                .processes
+                .worker_reload_mercy
+                .min(IMMEDIATE_GRACE);
             self.stop_workers(Signal::SIGTERM, grace, true);
         } else {
-            let mercy = self
-                .settings
-                .worker_reload_mercy
-                .min(self.settings.reload_mercy);
+            let p = &self.settings.processes;
+            let mercy = p.worker_reload_mercy.min(p.reload_mercy);
             self.stop_workers(Signal::SIGHUP, mercy, false);
         }
     }
@@ -335,7 +344,7 @@ impl Master {
                 ));
             }
             WaitStatus::Exited(_, EXIT_NO_APP)
-                if self.settings.lazy_apps && self.settings.need_app =>
+                if self.settings.processes.lazy_apps && self.settings.processes.need_app =>
             {
                 log_line(&format!(
                     "worker {id} (pid: {pid}) could not load the app and need-app is on: stopping the instance"

@@ -78,9 +78,9 @@ impl UnixSignals {
 /// `SIGTERM`: `sigterm-reload` → brutal reload (uWSGI 2.0); else `die-on-term` (default) →
 /// graceful stop; else → immediate stop (uWSGI 2.1).
 pub fn sigterm_command(settings: &Settings) -> MasterCommand {
-    if settings.sigterm_reload {
+    if settings.processes.sigterm_reload {
         MasterCommand::BrutalReload
-    } else if settings.die_on_term {
+    } else if settings.processes.die_on_term {
         MasterCommand::GracefulStop
     } else {
         MasterCommand::ImmediateStop

@@ -67,7 +67,7 @@ impl Master {
                 } else {
                     log_line(&format!(
                         "spawned ruwsgi worker {id} (pid: {pid}, cores: {})",
-                        self.settings.threads.max(1)
+                        self.settings.processes.threads.max(1)
                     ));
                 }
                 Ok(pid)
@@ -95,18 +95,25 @@ impl Master {
         self.scoreboard
             .worker(id)
             .spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
-        if self.settings.auto_procname || self.settings.procname_prefix.is_some() {
-            let prefix = self.settings.procname_prefix.as_deref().unwrap_or("");
+        if self.settings.processes.auto_procname
+            || self.settings.processes.procname_prefix.is_some()
+        {
+            let prefix = self
+                .settings
+                .processes
+                .procname_prefix
+                .as_deref()
+                .unwrap_or("");
             set_process_title(&format!("{prefix}ruwsgi worker {id}"));
         }
         self.plugin.post_fork(ProcessRole::Worker { id });
-        if self.settings.lazy_apps {
+        if self.settings.processes.lazy_apps {
             let loaded = self.plugin.load_apps();
             let ok = matches!(loaded, Ok(n) if n > 0);
             if let Err(e) = &loaded {
                 log_line(&format!("worker {id}: {e}"));
             }
-            if !ok && self.settings.need_app {
+            if !ok && self.settings.processes.need_app {
                 log_line("*** no app loaded. GAME OVER ***");
                 exit_now(EXIT_NO_APP);
             }

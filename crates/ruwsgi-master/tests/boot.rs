@@ -23,14 +23,14 @@ fn pidfile_unix_socket_and_vacuum() {
     let sock = dir.join("app.sock");
     let pidfile = dir.join("master.pid");
     let mut s = settings(1);
-    s.sockets.push(SocketSpec {
+    s.sockets.bind.push(SocketSpec {
         protocol: Protocol::Uwsgi,
         address: sock.display().to_string(),
         option: "socket",
     });
-    s.pidfile = Some(pidfile.clone());
-    s.vacuum = true;
-    s.worker_reload_mercy = Duration::from_secs(2);
+    s.processes.pidfile = Some(pidfile.clone());
+    s.processes.vacuum = true;
+    s.processes.worker_reload_mercy = Duration::from_secs(2);
     let mut m = MasterHandle::start(s, Behaviour::Serve, false);
     let log = m.wait_log(
         &format!("ruwsgi: listening on {} (socket, fd ", sock.display()),

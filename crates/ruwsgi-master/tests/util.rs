@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use ruwsgi_config::{Protocol, Settings, SocketSpec};
+use ruwsgi_config::{PluginView, ProcessSettings, Protocol, Settings, SocketSettings, SocketSpec};
 use ruwsgi_master::{
     Incoming, MasterCommand, MasterConfig, SignalSource, UnixSignals, WorkerStart, EXIT_RECYCLE,
     EXIT_STOPPED,
@@ -37,7 +37,7 @@ impl LanguagePlugin for FakePlugin {
     fn name(&self) -> &'static str {
         "fake"
     }
-    fn init(&self, _: &Settings, _: Arc<dyn Host>) -> Result<(), PluginError> {
+    fn init(&self, _: PluginView<'_>, _: Arc<dyn Host>) -> Result<(), PluginError> {
         Ok(())
     }
     fn load_apps(&self) -> Result<usize, PluginError> {
@@ -196,15 +196,21 @@ fn worker_main(start: WorkerStart, behaviour: Behaviour) -> i32 {
 /// Settings of a test instance: one HTTP socket on 127.0.0.1:0, `processes` workers.
 pub fn settings(processes: usize) -> Settings {
     Settings {
-        sockets: vec![SocketSpec {
-            protocol: Protocol::Http,
-            address: "127.0.0.1:0".to_string(),
-            option: "http-socket",
-        }],
-        processes,
-        worker_reload_mercy: Duration::from_secs(5),
-        reload_mercy: Duration::from_secs(5),
-        forkbomb_delay: Duration::from_secs(1),
+        sockets: SocketSettings {
+            bind: vec![SocketSpec {
+                protocol: Protocol::Http,
+                address: "127.0.0.1:0".to_string(),
+                option: "http-socket",
+            }],
+            ..Default::default()
+        },
+        processes: ProcessSettings {
+            workers: processes,
+            worker_reload_mercy: Duration::from_secs(5),
+            reload_mercy: Duration::from_secs(5),
+            forkbomb_delay: Duration::from_secs(1),
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }

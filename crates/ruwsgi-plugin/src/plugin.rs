@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ruwsgi_config::Settings;
+use ruwsgi_config::PluginView;
 
 use crate::error::PluginError;
 use crate::host::{Host, ProcessRole};
@@ -39,8 +39,10 @@ pub struct Outcome {
 pub trait LanguagePlugin: Send + Sync {
     /// Short name (`python`).
     fn name(&self) -> &'static str;
-    /// Start the runtime. Runs once, in the master.
-    fn init(&self, settings: &Settings, host: Arc<dyn Host>) -> Result<(), PluginError>;
+    /// Start the runtime. Runs once, in the master, before privileges are dropped (no app
+    /// code may run here). The plugin's own settings section comes with its constructor;
+    /// `server` is what every plugin may read of the rest.
+    fn init(&self, server: PluginView<'_>, host: Arc<dyn Host>) -> Result<(), PluginError>;
     /// Import the configured apps; returns how many loaded. `need-app` is the caller's policy.
     fn load_apps(&self) -> Result<usize, PluginError>;
     /// Run `fork` in the state the runtime needs a fork to happen in (for CPython: attached,

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
-use ruwsgi_config::Settings;
+use ruwsgi_config::PythonSettings;
 use ruwsgi_plugin::{PluginError, Vars};
 
 use crate::runtime;
@@ -206,7 +206,7 @@ fn is_file_spec(spec: &str) -> bool {
 }
 
 /// Load every configured app.
-pub(crate) fn load_all(py: Python<'_>, settings: &Settings) -> Result<Apps, PluginError> {
+pub(crate) fn load_all(py: Python<'_>, settings: &PythonSettings) -> Result<Apps, PluginError> {
     let mut apps = Apps::default();
     if let Some(file) = &settings.wsgi_file {
         let callable = load_file(py, file, &settings.callable)?;

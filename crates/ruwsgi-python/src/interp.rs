@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use ruwsgi_config::Settings;
+use ruwsgi_config::{PluginView, PythonSettings};
 use ruwsgi_plugin::PluginError;
 
 use crate::apps::add_sys_path_front;
@@ -47,20 +47,20 @@ pub(crate) fn is_initialized() -> bool {
 
 /// Prepare the process and start CPython if it is not running yet. A second call (tests, an
 /// in-process re-init) applies `env`, `chdir` and `sys.path` again but keeps the interpreter.
-pub(crate) fn start(settings: &Settings) -> Result<(), PluginError> {
+pub(crate) fn start(server: PluginView<'_>, python: &PythonSettings) -> Result<(), PluginError> {
     let running = is_initialized();
-    for (k, v) in &settings.env {
+    for (k, v) in &server.processes.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(init_error(format!("invalid env entry {k:?}={v:?}")));
         }
         std::env::set_var(k, v);
     }
-    if let Some(dir) = &settings.chdir {
+    if let Some(dir) = &server.processes.chdir {
         std::env::set_current_dir(dir)
             .map_err(|e| init_error(format!("chdir({}): {e}", dir.display())))?;
     }
     if !running {
-        if let Some(home) = &settings.home {
+        if let Some(home) = &python.home {
             if !home.join("bin").join("python").exists() {
                 crate::runtime::log(&format!(
                     "warning: virtualenv {} has no bin/python; sys.prefix may be wrong",
@@ -68,10 +68,10 @@ pub(crate) fn start(settings: &Settings) -> Result<(), PluginError> {
                 ));
             }
         }
-        let exe = executable_for(settings.home.as_deref());
+        let exe = executable_for(python.home.as_deref());
         initialize(exe.as_deref())?;
     }
-    Python::attach(|py| prepare_sys(py, settings, running))
+    Python::attach(|py| prepare_sys(py, server, python, running))
         .map_err(|e| init_error(format!("cannot prepare sys: {e}")))
 }
 
@@ -132,19 +132,24 @@ fn status_message(st: &ffi::PyStatus, fallback: &str) -> String {
 
 /// `sys.argv`, `sys.path` (the current directory, then `pythonpath` in order in front) and,
 /// on a re-init, `os.environ`.
-fn prepare_sys(py: Python<'_>, settings: &Settings, running: bool) -> PyResult<()> {
+fn prepare_sys(
+    py: Python<'_>,
+    server: PluginView<'_>,
+    python: &PythonSettings,
+    running: bool,
+) -> PyResult<()> {
     let sys = py.import("sys")?;
     sys.setattr("argv", PyList::new(py, ["ruwsgi"])?)?;
-    if running && !settings.env.is_empty() {
+    if running && !server.processes.env.is_empty() {
         let environ = py.import("os")?.getattr("environ")?;
-        for (k, v) in &settings.env {
+        for (k, v) in &server.processes.env {
             environ.set_item(k, v)?;
         }
     }
     if let Ok(cwd) = std::env::current_dir() {
         add_sys_path_front(py, &cwd.to_string_lossy())?;
     }
-    for p in settings.pythonpath.iter().rev() {
+    for p in python.pythonpath.iter().rev() {
         let path = sys.getattr("path")?.cast_into::<PyList>()?;
         path.insert(0, p.to_string_lossy().as_ref())?;
     }

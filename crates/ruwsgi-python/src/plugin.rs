@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
-use ruwsgi_config::Settings;
+use ruwsgi_config::{PluginView, PythonSettings};
 use ruwsgi_plugin::{Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole};
 
 use crate::apps::{self, App, Apps};
@@ -20,7 +20,12 @@ use crate::{interp, module, runtime};
 
 /// What `init` set up.
 pub(crate) struct Shared {
-    pub settings: Arc<Settings>,
+    /// The plugin's own settings section.
+    pub python: PythonSettings,
+    /// Cores per worker (`threads`, at least 1).
+    pub threads: usize,
+    /// Worker processes.
+    pub workers: usize,
     /// The built-in `uwsgi` module.
     pub module: Py<PyModule>,
     /// The process's single (stateless) `start_response`.
@@ -42,16 +47,12 @@ pub(crate) struct Loaded {
 /// `init` starts CPython (once per process; a later `init` re-applies the settings to the
 /// running interpreter, which tests rely on).
 pub struct PythonPlugin {
+    /// The plugin's section of the settings, given at construction.
+    python: PythonSettings,
     /// Written by `init`, read by every later call.
     shared: RwLock<Option<Arc<Shared>>>,
     /// Written by `load_apps`, read by `run_core` when a core starts.
     loaded: RwLock<Option<Arc<Loaded>>>,
-}
-
-impl Default for PythonPlugin {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 fn init_error(message: impl Into<String>) -> PluginError {
@@ -62,9 +63,11 @@ fn init_error(message: impl Into<String>) -> PluginError {
 }
 
 impl PythonPlugin {
-    /// A plugin that has not started the interpreter yet.
-    pub fn new() -> Self {
+    /// A plugin for `python` (its settings section) that has not started the interpreter
+    /// yet.
+    pub fn new(python: PythonSettings) -> Self {
         PythonPlugin {
+            python,
             shared: RwLock::new(None),
             loaded: RwLock::new(None),
         }
@@ -146,21 +149,22 @@ impl LanguagePlugin for PythonPlugin {
         "python"
     }
 
-    fn init(&self, settings: &Settings, host: Arc<dyn Host>) -> Result<(), PluginError> {
+    fn init(&self, server: PluginView<'_>, host: Arc<dyn Host>) -> Result<(), PluginError> {
         let host_fds = host.socket_fds();
         runtime::set_host(host);
-        interp::start(settings)?;
-        let settings = Arc::new(settings.clone());
+        interp::start(server, &self.python)?;
         Python::attach(|py| {
             let built = (|| -> PyResult<Shared> {
                 let module = py.import("uwsgi")?;
                 let hostname = hostname(py).unwrap_or_default();
-                module::configure(py, &module, &settings, &hostname, &host_fds)?;
+                module::configure(py, &module, server, &hostname, &host_fds)?;
                 let writer = Py::new(py, Writer)?;
                 let start_response = Py::new(py, StartResponse { writer })?;
                 module.setattr("start_response", &start_response)?;
                 Ok(Shared {
-                    settings: settings.clone(),
+                    python: self.python.clone(),
+                    threads: server.processes.threads.max(1),
+                    workers: server.processes.workers,
                     module: module.unbind(),
                     start_response,
                     hostname,
@@ -195,7 +199,7 @@ impl LanguagePlugin for PythonPlugin {
             .ok_or_else(|| init_error("load_apps called before init"))?;
         Python::attach(|py| {
             let module = shared.module.bind(py);
-            let mut apps = apps::load_all(py, &shared.settings)?;
+            let mut apps = apps::load_all(py, &shared.python)?;
             if let Err(e) = user_applications(py, module, &mut apps) {
                 runtime::log_exception(py, &e);
             }

@@ -56,8 +56,8 @@ impl<'py> PyCore<'py> {
         loaded: Option<&Loaded>,
         core_id: u16,
     ) -> PyResult<Self> {
-        let s = &shared.settings;
-        let threads = s.threads.max(1);
+        let s = &shared.python;
+        let threads = shared.threads;
         let errors = Py::new(py, ErrorsStream::new())?.into_any();
         let file_wrapper =
             (!s.disable_file_wrapper).then(|| py.get_type::<FileWrapper>().into_any().unbind());
@@ -65,7 +65,7 @@ impl<'py> PyCore<'py> {
             py,
             EnvironConsts {
                 multithread: threads > 1,
-                multiprocess: s.processes > 1,
+                multiprocess: shared.workers > 1,
                 core: (threads > 1).then_some(core_id),
                 errors,
                 file_wrapper,

@@ -1,6 +1,6 @@
 //! The `uwsgi` module: attributes, process functions, hooks, and the fork wrapper.
 
-use ruwsgi_config::{OptValue, Settings};
+use ruwsgi_config::{OptValue, ProcessSettings, RequestSettings, Settings};
 use ruwsgi_plugin::{ForkOutcome, LanguagePlugin, ProcessRole};
 
 use pyo3::prelude::*;
@@ -47,8 +47,14 @@ def application(environ, start_response):
 #[test]
 fn module_attributes_and_functions() {
     let settings = Settings {
-        processes: 4,
-        buffer_size: 8192,
+        processes: ProcessSettings {
+            workers: 4,
+            ..Default::default()
+        },
+        requests: RequestSettings {
+            buffer_size: 8192,
+            ..Default::default()
+        },
         opt: vec![
             ("master".into(), OptValue::Flag),
             ("socket".into(), OptValue::Value(":3031".into())),
@@ -71,8 +77,10 @@ fn module_attributes_and_functions() {
 #[test]
 fn request_functions_outside_a_request_raise() {
     let _g = serial();
-    let plugin = ruwsgi_python::PythonPlugin::new();
-    plugin.init(&Settings::default(), host()).unwrap();
+    let plugin = ruwsgi_python::PythonPlugin::new(Default::default());
+    plugin
+        .init(Settings::default().plugin_view(), host())
+        .unwrap();
     pyo3::Python::attach(|py| {
         let m = py.import("uwsgi").unwrap();
         let err = m.call_method0("request_id").unwrap_err();
@@ -124,10 +132,8 @@ def application(environ, start_response):
     start_response('200 OK', [])
     return [repr((environ['wsgi.multithread'], environ['uwsgi.core'])).encode()]
 "#;
-    let settings = Settings {
-        threads: 2,
-        ..settings_for(app)
-    };
+    let mut settings = settings_for(app);
+    settings.processes.threads = 2;
     let body = with_core(settings, |core, _| {
         let mut io = FakeIo::new(b"");
         serve(core, &vars(&[]), &mut io, 0);
@@ -143,8 +149,10 @@ def application(environ, start_response):
 #[test]
 fn fork_runs_python_hooks_in_both_processes() {
     let _g = serial();
-    let plugin = ruwsgi_python::PythonPlugin::new();
-    plugin.init(&Settings::default(), host()).unwrap();
+    let plugin = ruwsgi_python::PythonPlugin::new(Default::default());
+    plugin
+        .init(Settings::default().plugin_view(), host())
+        .unwrap();
     Python::attach(|py| {
         let outcome = plugin.around_fork(&mut || {
             #[allow(unsafe_code)]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use ruwsgi_config::Settings;
+use ruwsgi_config::{PythonSettings, Settings};
 use ruwsgi_plugin::{
     BodyError, Core, Host, LanguagePlugin, Outcome, ProcessRole, Request, RequestIo, ResponseError,
     Vars, WorkerInfo,
@@ -288,10 +288,21 @@ pub fn write_app(code: &str) -> PathBuf {
     path
 }
 
+/// Settings with this Python section and defaults elsewhere.
+pub fn python_settings(python: PythonSettings) -> Settings {
+    Settings {
+        python,
+        ..Settings::default()
+    }
+}
+
 /// Settings for an app file.
 pub fn settings_for(code: &str) -> Settings {
     Settings {
-        wsgi_file: Some(write_app(code)),
+        python: PythonSettings {
+            wsgi_file: Some(write_app(code)),
+            ..Default::default()
+        },
         ..Settings::default()
     }
 }
@@ -310,8 +321,10 @@ pub fn with_core_logs<R>(
     let _guard = serial();
     let h = host();
     h.take_logs();
-    let plugin = PythonPlugin::new();
-    plugin.init(&settings, h.clone()).expect("init");
+    let plugin = PythonPlugin::new(settings.python.clone());
+    plugin
+        .init(settings.plugin_view(), h.clone())
+        .expect("init");
     plugin.load_apps().expect("load_apps");
     let mut f = Some(f);
     let mut out = None;

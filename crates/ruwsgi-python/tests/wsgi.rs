@@ -357,7 +357,7 @@ def application(environ, start_response):
     let default = mk("default");
     let foo = mk("foo");
     let foobar = mk("foobar");
-    let settings = ruwsgi_config::Settings {
+    let settings = python_settings(ruwsgi_config::PythonSettings {
         wsgi_file: Some(default),
         mounts: vec![
             ("/foo".into(), foo.to_string_lossy().into()),
@@ -365,7 +365,7 @@ def application(environ, start_response):
         ],
         manage_script_name: true,
         ..Default::default()
-    };
+    });
     with_core(settings, |core, _| {
         let mut get = |path: &[u8]| {
             let mut io = FakeIo::new(b"");
@@ -390,10 +390,10 @@ def application(environ, start_response):
     return [b'mounted:' + environ['PATH_INFO'].encode()]
 "#,
     );
-    let settings = ruwsgi_config::Settings {
+    let settings = python_settings(ruwsgi_config::PythonSettings {
         mounts: vec![("/app".into(), a.to_string_lossy().into())],
         ..Default::default()
-    };
+    });
     with_core(settings, |core, _| {
         let mut io = FakeIo::new(b"");
         serve(
@@ -419,11 +419,11 @@ fn module_spec_and_missing_callable() {
         "def app(e, s):\n    s('200 OK', [])\n    return [b'from module']\n",
     )
     .unwrap();
-    let settings = ruwsgi_config::Settings {
+    let settings = python_settings(ruwsgi_config::PythonSettings {
         module: Some("ruwsgi_test_mod:app".into()),
         pythonpath: vec![dir.clone()],
         ..Default::default()
-    };
+    });
     let body = with_core(settings, |core, _| {
         let mut io = FakeIo::new(b"");
         serve(core, &vars(&[]), &mut io, 0);
@@ -432,22 +432,23 @@ fn module_spec_and_missing_callable() {
     assert_eq!(body, "from module");
 
     let _g = serial();
-    let plugin = ruwsgi_python::PythonPlugin::new();
     use ruwsgi_plugin::LanguagePlugin;
-    let settings = ruwsgi_config::Settings {
+    let settings = python_settings(ruwsgi_config::PythonSettings {
         module: Some("ruwsgi_test_mod:nothere".into()),
         pythonpath: vec![dir],
         ..Default::default()
-    };
+    });
     host().take_logs();
-    plugin.init(&settings, host()).unwrap();
+    let plugin = ruwsgi_python::PythonPlugin::new(settings.python.clone());
+    plugin.init(settings.plugin_view(), host()).unwrap();
     let err = plugin.load_apps().unwrap_err().to_string();
     assert!(err.contains("nothere"), "{err}");
-    let settings = ruwsgi_config::Settings {
+    let settings = python_settings(ruwsgi_config::PythonSettings {
         module: Some("no_such_module_xyz".into()),
         ..Default::default()
-    };
-    plugin.init(&settings, host()).unwrap();
+    });
+    let plugin = ruwsgi_python::PythonPlugin::new(settings.python.clone());
+    plugin.init(settings.plugin_view(), host()).unwrap();
     let err = plugin.load_apps().unwrap_err().to_string();
     assert!(err.contains("No module named"), "{err}");
     assert!(!err.contains('\n'));

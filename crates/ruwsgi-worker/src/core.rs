@@ -167,13 +167,13 @@ impl<'a> CoreLoop<'a> {
         }
         // Room for the longest request line (8 KiB), a head of buffer-size bytes, and a
         // post-buffered body.
-        let cap = 8192 + s.buffer_size + s.post_buffering.min(1 << 20) + 1024;
-        let log = (!s.disable_logging).then(|| {
+        let cap = 8192 + s.requests.buffer_size + s.requests.post_buffering.min(1 << 20) + 1024;
+        let log = (!s.logging.disable_logging).then(|| {
             RequestLog::new(
-                s.log_format.as_deref(),
+                s.logging.log_format.as_deref(),
                 std::process::id(),
                 shared.id,
-                s.log_x_forwarded_for,
+                s.logging.log_x_forwarded_for,
             )
         });
         Ok(CoreLoop {
@@ -191,15 +191,16 @@ impl<'a> CoreLoop<'a> {
             log,
             http_limits: http::Limits {
                 max_request_line: 8192,
-                max_head: s.buffer_size,
+                max_head: s.requests.buffer_size,
                 max_headers: 100,
-                strict_host: s.http_strict_host,
+                strict_host: s.requests.http_strict_host,
             },
             uwsgi_limits: uwsgi::Limits {
-                buffer_size: s.buffer_size,
-                max_vars: s.max_vars * 2,
+                buffer_size: s.requests.buffer_size,
+                max_vars: s.requests.max_vars * 2,
             },
             trusted: s
+                .sockets
                 .trusted_peers
                 .iter()
                 .filter_map(|p| p.parse().ok())
@@ -336,7 +337,7 @@ impl<'a> CoreLoop<'a> {
             listener: index,
             rbuf: self.pool.get(),
             served: 0,
-            deadline: self.clock.now + self.shared.settings.header_timeout,
+            deadline: self.clock.now + self.shared.settings.requests.header_timeout,
             warned: false,
         };
         let slot = match self.free.pop() {
@@ -385,7 +386,7 @@ impl<'a> CoreLoop<'a> {
             }
         };
         if was_empty && !c.rbuf.is_empty() {
-            c.deadline = self.clock.now + self.shared.settings.header_timeout;
+            c.deadline = self.clock.now + self.shared.settings.requests.header_timeout;
         }
         loop {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
@@ -442,7 +443,7 @@ impl<'a> CoreLoop<'a> {
             keep_alive: false,
             chunked_ok: false,
             connection_header: http,
-            timeout: self.shared.settings.socket_timeout,
+            timeout: self.shared.settings.requests.socket_timeout,
         };
         self.resp.reset();
         self.resp.send_error(code, &mut c.stream, &ctx);
@@ -471,13 +472,13 @@ impl<'a> CoreLoop<'a> {
         let body = match head.framing {
             BodyFraming::None | BodyFraming::Length(0) => BodyState::Empty,
             BodyFraming::Length(n) => {
-                if s.limit_post > 0 && n > s.limit_post {
+                if s.requests.limit_post > 0 && n > s.requests.limit_post {
                     self.reject(idx, 413, "request body larger than limit-post");
                     return Step::Closed;
                 }
                 let buffered = c.rbuf.len() - head.consumed;
-                if s.post_buffering > 0
-                    && n <= s.post_buffering as u64
+                if s.requests.post_buffering > 0
+                    && n <= s.requests.post_buffering as u64
                     && (buffered as u64) < n
                     && head.consumed + n as usize <= c.rbuf.capacity()
                 {
@@ -516,7 +517,7 @@ impl<'a> CoreLoop<'a> {
                 keep_alive: head.keep_alive,
                 chunked_ok: http11,
                 connection_header: true,
-                timeout: s.socket_timeout,
+                timeout: s.requests.socket_timeout,
             },
             expect_continue: head.expect_continue && http11,
         };
@@ -570,7 +571,7 @@ impl<'a> CoreLoop<'a> {
         }
         let body = match meta.content_length {
             None | Some(0) => BodyState::Empty,
-            Some(n) if s.limit_post > 0 && n > s.limit_post => {
+            Some(n) if s.requests.limit_post > 0 && n > s.requests.limit_post => {
                 c.rbuf.consume(consumed);
                 self.reject(idx, 413, "request body larger than limit-post");
                 return Step::Closed;
@@ -589,7 +590,7 @@ impl<'a> CoreLoop<'a> {
                 keep_alive: false,
                 chunked_ok: false,
                 connection_header: false,
-                timeout: s.socket_timeout,
+                timeout: s.requests.socket_timeout,
             },
             expect_continue: false,
         };
@@ -622,8 +623,8 @@ impl<'a> CoreLoop<'a> {
             body: &mut serve.body,
             resp: &mut self.resp,
             ctx: serve.ctx,
-            read_timeout: shared.settings.socket_timeout,
-            limit_post: shared.settings.limit_post,
+            read_timeout: shared.settings.requests.socket_timeout,
+            limit_post: shared.settings.requests.limit_post,
             expect_continue: serve.expect_continue,
             disconnected: false,
         };
@@ -667,9 +668,9 @@ impl<'a> CoreLoop<'a> {
         }
         c.deadline = ended
             + if c.rbuf.is_empty() {
-                shared.settings.keepalive_timeout
+                shared.settings.requests.keepalive_timeout
             } else {
-                shared.settings.header_timeout
+                shared.settings.requests.header_timeout
             };
         Step::Served
     }

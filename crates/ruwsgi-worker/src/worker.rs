@@ -117,11 +117,12 @@ impl WorkerShared {
     /// enough.
     pub(crate) fn check_recycle(&self, served: u64) {
         let s = &self.settings;
-        if s.max_requests == 0 || self.stop_kind() != StopKind::Running {
+        if s.processes.max_requests == 0 || self.stop_kind() != StopKind::Running {
             return;
         }
-        let limit = s.max_requests + u64::from(self.id.saturating_sub(1)) * s.max_requests_delta;
-        if served >= limit && self.spawned.elapsed() >= s.min_worker_lifetime {
+        let limit = s.processes.max_requests
+            + u64::from(self.id.saturating_sub(1)) * s.processes.max_requests_delta;
+        if served >= limit && self.spawned.elapsed() >= s.processes.min_worker_lifetime {
             self.exit.store(1, Ordering::Release);
             log_line(&format!(
                 "...The work of process {} is done (max requests reached ({served} >= {limit})). Seeya!",
@@ -173,7 +174,7 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         spawned: Instant::now(),
     };
     let plugin = args.plugin;
-    let threads = shared.settings.threads.max(1);
+    let threads = shared.settings.processes.threads.max(1);
     let slot = shared.scoreboard.worker(shared.id);
     slot.set_accepting(true);
     std::thread::scope(|scope| {

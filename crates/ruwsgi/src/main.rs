@@ -49,7 +49,7 @@ fn main() -> ExitCode {
 }
 
 fn run(settings: Settings) -> i32 {
-    if let Some(path) = &settings.logto {
+    if let Some(path) = &settings.logging.logto {
         if let Err(e) = ruwsgi_sys::log::redirect_stderr_to(path) {
             eprintln!("ruwsgi: cannot open logto file '{}': {e}", path.display());
             return 1;
@@ -58,7 +58,7 @@ fn run(settings: Settings) -> i32 {
     for w in &settings.warnings {
         log_line(&format!("ruwsgi: warning: {w}"));
     }
-    if settings.sockets.is_empty() {
+    if settings.sockets.bind.is_empty() {
         log_line(
             "ruwsgi: no socket configured: give --http-socket ADDR or --socket ADDR \
              (or http-socket/socket in the config file)",
@@ -76,8 +76,8 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
-    let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new());
-    let prefix = settings.procname_prefix.clone();
+    let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new(settings.python.clone()));
+    let prefix = settings.processes.procname_prefix.clone();
     let config = MasterConfig::new(
         settings.clone(),
         plugin,

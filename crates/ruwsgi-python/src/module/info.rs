@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use ruwsgi_config::{OptValue, Settings, UWSGI_API_VERSION};
+use ruwsgi_config::{OptValue, PluginView, UWSGI_API_VERSION};
 
 /// `(base, major, minor, revision, custom)` from a version such as `2.1.0-ruwsgi`: numbers
 /// split on `.` (missing ones are 0), the part after the first `-` as custom.
@@ -95,23 +95,23 @@ pub(crate) fn build_opt<'py>(
 pub(crate) fn configure(
     py: Python<'_>,
     m: &Bound<'_, PyModule>,
-    settings: &Settings,
+    server: PluginView<'_>,
     hostname: &[u8],
     socket_fds: &[i32],
 ) -> PyResult<()> {
-    m.setattr("numproc", settings.processes)?;
+    m.setattr("numproc", server.processes.workers)?;
     m.setattr("sockets", PyList::new(py, socket_fds)?)?;
-    m.setattr("cores", settings.threads.max(1))?;
-    m.setattr("buffer_size", settings.buffer_size)?;
+    m.setattr("cores", server.processes.threads.max(1))?;
+    m.setattr("buffer_size", server.requests.buffer_size)?;
     m.setattr("started_on", unix_now())?;
-    m.setattr("opt", build_opt(py, &settings.opt)?)?;
+    m.setattr("opt", build_opt(py, server.opt)?)?;
     m.setattr("hostname", PyBytes::new(py, hostname))?;
     let reload = std::env::var("UWSGI_RELOADS")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|n| n > 0);
     m.setattr("is_a_reload", reload)?;
-    if let Some(p) = &settings.pidfile {
+    if let Some(p) = &server.processes.pidfile {
         m.setattr("pidfile", PyBytes::new(py, p.to_string_lossy().as_bytes()))?;
     }
     Ok(())
