@@ -330,21 +330,29 @@ fn qd_or_pair_byte(c: u8) -> bool {
     c == b'\t' || !is_ctl(c)
 }
 
-/// `*( ";" token [ "=" ( token / quoted-string ) ] )`, no whitespace.
+/// `s` without its leading SP / HTAB.
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    &s[n..]
+}
+
+/// `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`, BWS = *( SP / HTAB ).
 fn valid_extensions(mut rest: &[u8]) -> bool {
     let token_len = |s: &[u8]| s.iter().take_while(|&&c| is_tchar(c)).count();
     while !rest.is_empty() {
-        let Some(r) = rest.strip_prefix(b";") else {
+        let Some(r) = skip_bws(rest).strip_prefix(b";") else {
             return false;
         };
+        let r = skip_bws(r);
         let n = token_len(r);
         if n == 0 {
             return false;
         }
         rest = &r[n..];
-        let Some(v) = rest.strip_prefix(b"=") else {
+        let Some(v) = skip_bws(rest).strip_prefix(b"=") else {
             continue;
         };
+        let v = skip_bws(v);
         if let Some(q) = v.strip_prefix(b"\"") {
             let mut i = 0;
             loop {
@@ -382,7 +390,8 @@ fn reference_chunked(input: &[u8], max_trailer: usize) -> Reference {
             return Reference::Incomplete(body);
         };
         let line = &input[pos..end];
-        let size_len = line.iter().position(|&c| c == b';').unwrap_or(line.len());
+        // The size is the leading hex digits; everything after them is extension text.
+        let size_len = line.iter().take_while(|c| c.is_ascii_hexdigit()).count();
         let (size, ext) = line.split_at(size_len);
         if size.is_empty()
             || size.len() > 16
