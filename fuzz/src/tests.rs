@@ -28,6 +28,8 @@ const DICT: &[&[u8]] = &[
     b"\n",
     b"\r",
     b";",
+    b"=",
+    b"\\",
     b"0x",
     b"\"",
     b"_",
@@ -153,6 +155,7 @@ fn chunked_seeds() -> Vec<Vec<u8>> {
         b"A\r\n0123456789\r\n1\r\nz\r\n0\r\n\r\n",
         b"0\r\nHost: x\r\n\r\n",
         b"FFFFFFFFFFFFFFFF\r\nab",
+        b"5 ; some; parameters=stuff\r\nhello\r\n1;a = \"q \\\" v\"\t;b\r\nz\r\n0 ;c\r\n\r\n",
     ]
     .iter()
     .flat_map(|body| {
@@ -199,5 +202,36 @@ fn seed_corpus() {
             files += 1;
         }
         assert!(files > 0, "no seeds in {}", dir.display());
+    }
+}
+
+/// Seeds whose outcome is part of the rules: accepted ones must stay accepted, refused ones
+/// refused.
+#[test]
+fn seed_outcomes() {
+    let expected: &[(&str, &str, Outcome)] = &[
+        ("chunked_decoder", "simple", Outcome::Accepted),
+        ("chunked_decoder", "ext_trailer", Outcome::Accepted),
+        ("chunked_decoder", "ext_bws", Outcome::Accepted),
+        ("chunked_decoder", "ext_trailing_ws", Outcome::Rejected),
+        ("chunked_decoder", "ext_bare_cr", Outcome::Rejected),
+        ("chunked_decoder", "ext_unterminated", Outcome::Rejected),
+        ("chunked_decoder", "ext_no_value", Outcome::Rejected),
+        ("chunked_decoder", "ext_too_long", Outcome::Rejected),
+        ("chunked_decoder", "forbidden", Outcome::Rejected),
+        ("chunked_decoder", "overflow", Outcome::Rejected),
+    ];
+    for (target, name, want) in expected {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("seeds")
+            .join(target)
+            .join(name);
+        let data = std::fs::read(&path).unwrap();
+        let check = match *target {
+            "chunked_decoder" => check_chunked,
+            "http_head" => check_http_head,
+            _ => check_uwsgi_packet,
+        };
+        assert_eq!(check(&data), *want, "{}", path.display());
     }
 }
