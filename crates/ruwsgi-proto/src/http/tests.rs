@@ -63,6 +63,12 @@ fn table() -> Vec<(String, u16)> {
         (get("GET HTTPS://a.example HTTP/1.1"), 0),
         (get("GET /p?q=a|b&c={}#frag HTTP/1.1"), 0),
         (get("M-SEARCH / HTTP/1.1"), 0),
+        (get("PROPFIND / HTTP/1.1"), 0),
+        (get("VERSION-CONTROL / HTTP/1.1"), 0),
+        (get("M_SEARCH / HTTP/1.1"), 0),
+        (get("X.Y-Z_0 / HTTP/1.1"), 0),
+        (get("-BL / HTTP/1.1"), 0),
+        (get("123 / HTTP/1.1"), 0),
         (post("Content-Length: 0\r\n"), 0),
         (post("Content-Length:  42 \r\n"), 0),
         (post("Content-Length: 18446744073709551615\r\n"), 0),
@@ -142,6 +148,28 @@ fn table() -> Vec<(String, u16)> {
         (get("GET /"), 400),
         (get("GET"), 400),
         (get("GE:T / HTTP/1.1"), 400),
+        // methods: upper-case letters, digits, `-`, `_`, `.` only
+        (get("get / HTTP/1.1"), 400),
+        (get("Get / HTTP/1.1"), 400),
+        (get("GEt / HTTP/1.1"), 400),
+        (get("-bl / HTTP/1.1"), 400),
+        (get("m-search / HTTP/1.1"), 400),
+        (get("G!T / HTTP/1.1"), 400),
+        (get("G#T / HTTP/1.1"), 400),
+        (get("G$T / HTTP/1.1"), 400),
+        (get("G%T / HTTP/1.1"), 400),
+        (get("G&T / HTTP/1.1"), 400),
+        (get("G'T / HTTP/1.1"), 400),
+        (get("G*T / HTTP/1.1"), 400),
+        (get("G+T / HTTP/1.1"), 400),
+        (get("G^T / HTTP/1.1"), 400),
+        (get("G`T / HTTP/1.1"), 400),
+        (get("G|T / HTTP/1.1"), 400),
+        (get("G~T / HTTP/1.1"), 400),
+        (get("G/T / HTTP/1.1"), 400),
+        (get("G\"T / HTTP/1.1"), 400),
+        (get("connect example.com:443 HTTP/1.1"), 400),
+        (get("options * HTTP/1.1"), 400),
         (get("G\0T / HTTP/1.1"), 400),
         (get("G\u{c9}T / HTTP/1.1"), 400),
         (get("GET /a\u{7f} HTTP/1.1"), 400),
@@ -208,6 +236,24 @@ fn rules_table_is_incremental() {
     for (req, _) in table() {
         assert_incremental(req.as_bytes(), &limits);
     }
+}
+
+#[test]
+fn invalid_method_is_refused_at_its_first_bad_byte() {
+    for (partial, want) in [
+        (&b"g"[..], Some(400)),
+        (b"GETx", Some(400)),
+        (b"-b", Some(400)),
+        (b"-B", None),
+        (b"GET", None),
+        (b"M-SEARCH", None),
+    ] {
+        assert_eq!(verdict(partial, &Limits::default()), want, "{partial:?}");
+    }
+    let e = parse(b"get / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!((e.status(), e.reason()), (400, "invalid method"));
+    let e = parse(b"G~T / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!((e.status(), e.reason()), (400, "invalid method"));
 }
 
 #[test]
