@@ -39,6 +39,9 @@ const DICT: &[&[u8]] = &[
     b"\0",
     b"UWSGI_",
     b"HTTP/1.1",
+    b"GET",
+    b"get",
+    b"-",
     b"0\r\n\r\n",
 ];
 
@@ -138,6 +141,8 @@ fn http_seeds() -> Vec<Vec<u8>> {
         b"\x03GET http://a/b HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
         b"\x00\r\nOPTIONS * HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
         b"\x00GET / HTTP/1.1\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
+        b"\x00M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\x00get / HTTP/1.1\r\n\r\n",
     ]
     .iter()
     .map(|s| s.to_vec())
@@ -220,6 +225,13 @@ fn seed_outcomes() {
         ("chunked_decoder", "ext_too_long", Outcome::Rejected),
         ("chunked_decoder", "forbidden", Outcome::Rejected),
         ("chunked_decoder", "overflow", Outcome::Rejected),
+        ("http_head", "get", Outcome::Accepted),
+        ("http_head", "method_dash", Outcome::Accepted),
+        ("http_head", "method_long", Outcome::Accepted),
+        ("http_head", "method_symbols", Outcome::Accepted),
+        ("http_head", "method_lower", Outcome::Rejected),
+        ("http_head", "method_dash_lower", Outcome::Rejected),
+        ("http_head", "method_tchar", Outcome::Rejected),
     ];
     for (target, name, want) in expected {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
