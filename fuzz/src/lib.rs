@@ -77,6 +77,8 @@ pub fn check_uwsgi_packet(data: &[u8]) -> Outcome {
             assert_eq!(*consumed, 4 + size);
             assert!(*consumed <= data.len() && size <= limits.buffer_size);
             assert!(vars.iter().all(|(k, _)| !k.is_empty()));
+            // A packet without vars is told apart by its header alone.
+            assert_eq!(h.is_empty(), vars.is_empty());
             let block = &data[4..*consumed];
             let want = reference_vars(block, limits.max_vars).expect("reference refused");
             assert_eq!(vars.iter().collect::<Vec<_>>(), want);
