@@ -77,6 +77,8 @@ pub fn check_uwsgi_packet(data: &[u8]) -> Outcome {
             assert_eq!(*consumed, 4 + size);
             assert!(*consumed <= data.len() && size <= limits.buffer_size);
             assert!(vars.iter().all(|(k, _)| !k.is_empty()));
+            // A packet without vars is told apart by its header alone.
+            assert_eq!(h.is_empty(), vars.is_empty());
             let block = &data[4..*consumed];
             let want = reference_vars(block, limits.max_vars).expect("reference refused");
             assert_eq!(vars.iter().collect::<Vec<_>>(), want);
@@ -207,7 +209,8 @@ fn recheck_head(buf: &[u8], head: &http::Head, headers: &[HeaderSpan], limits: &
     // Request line: method SP target SP version.
     let parts: Vec<&[u8]> = lines[0].split(|&c| c == b' ').collect();
     assert_eq!(parts.len(), 3);
-    assert!(!parts[0].is_empty() && parts[0].iter().all(|&c| is_tchar(c)));
+    let method_byte = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || b"-_.".contains(&c);
+    assert!(!parts[0].is_empty() && parts[0].iter().all(|&c| method_byte(c)));
     assert_eq!(slice(buf, head.method), parts[0]);
     assert_eq!(slice(buf, head.target), parts[1]);
     assert!(parts[1].iter().all(|&c| c > 0x20 && c < 0x7f));
@@ -330,21 +333,29 @@ fn qd_or_pair_byte(c: u8) -> bool {
     c == b'\t' || !is_ctl(c)
 }
 
-/// `*( ";" token [ "=" ( token / quoted-string ) ] )`, no whitespace.
+/// `s` without its leading SP / HTAB.
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    &s[n..]
+}
+
+/// `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`, BWS = *( SP / HTAB ).
 fn valid_extensions(mut rest: &[u8]) -> bool {
     let token_len = |s: &[u8]| s.iter().take_while(|&&c| is_tchar(c)).count();
     while !rest.is_empty() {
-        let Some(r) = rest.strip_prefix(b";") else {
+        let Some(r) = skip_bws(rest).strip_prefix(b";") else {
             return false;
         };
+        let r = skip_bws(r);
         let n = token_len(r);
         if n == 0 {
             return false;
         }
         rest = &r[n..];
-        let Some(v) = rest.strip_prefix(b"=") else {
+        let Some(v) = skip_bws(rest).strip_prefix(b"=") else {
             continue;
         };
+        let v = skip_bws(v);
         if let Some(q) = v.strip_prefix(b"\"") {
             let mut i = 0;
             loop {
@@ -382,7 +393,8 @@ fn reference_chunked(input: &[u8], max_trailer: usize) -> Reference {
             return Reference::Incomplete(body);
         };
         let line = &input[pos..end];
-        let size_len = line.iter().position(|&c| c == b';').unwrap_or(line.len());
+        // The size is the leading hex digits; everything after them is extension text.
+        let size_len = line.iter().take_while(|c| c.is_ascii_hexdigit()).count();
         let (size, ext) = line.split_at(size_len);
         if size.is_empty()
             || size.len() > 16

@@ -28,6 +28,8 @@ const DICT: &[&[u8]] = &[
     b"\n",
     b"\r",
     b";",
+    b"=",
+    b"\\",
     b"0x",
     b"\"",
     b"_",
@@ -37,6 +39,9 @@ const DICT: &[&[u8]] = &[
     b"\0",
     b"UWSGI_",
     b"HTTP/1.1",
+    b"GET",
+    b"get",
+    b"-",
     b"0\r\n\r\n",
 ];
 
@@ -121,6 +126,7 @@ fn uwsgi_seeds() -> Vec<Vec<u8>> {
         with_body,
         rpc,
         vec![0, 0, 0, 0],
+        vec![30, 0, 0, 0, b'x'],
         vec![0, 4, 0, 0, 0, 0, 1, 0],
         vec![0, 5, 0, 0, 1, 0, b'A', 9, 0],
         vec![0, 0xff, 0xff, 0],
@@ -136,6 +142,8 @@ fn http_seeds() -> Vec<Vec<u8>> {
         b"\x03GET http://a/b HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
         b"\x00\r\nOPTIONS * HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
         b"\x00GET / HTTP/1.1\r\nContent-Type: a\r\nContent-Type: b\r\n\r\n",
+        b"\x00M-SEARCH /x HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\x00get / HTTP/1.1\r\n\r\n",
     ]
     .iter()
     .map(|s| s.to_vec())
@@ -153,6 +161,7 @@ fn chunked_seeds() -> Vec<Vec<u8>> {
         b"A\r\n0123456789\r\n1\r\nz\r\n0\r\n\r\n",
         b"0\r\nHost: x\r\n\r\n",
         b"FFFFFFFFFFFFFFFF\r\nab",
+        b"5 ; some; parameters=stuff\r\nhello\r\n1;a = \"q \\\" v\"\t;b\r\nz\r\n0 ;c\r\n\r\n",
     ]
     .iter()
     .flat_map(|body| {
@@ -199,5 +208,46 @@ fn seed_corpus() {
             files += 1;
         }
         assert!(files > 0, "no seeds in {}", dir.display());
+    }
+}
+
+/// Seeds whose outcome is part of the rules: accepted ones must stay accepted, refused ones
+/// refused.
+#[test]
+fn seed_outcomes() {
+    let expected: &[(&str, &str, Outcome)] = &[
+        ("chunked_decoder", "simple", Outcome::Accepted),
+        ("chunked_decoder", "ext_trailer", Outcome::Accepted),
+        ("chunked_decoder", "ext_bws", Outcome::Accepted),
+        ("chunked_decoder", "ext_trailing_ws", Outcome::Rejected),
+        ("chunked_decoder", "ext_bare_cr", Outcome::Rejected),
+        ("chunked_decoder", "ext_unterminated", Outcome::Rejected),
+        ("chunked_decoder", "ext_no_value", Outcome::Rejected),
+        ("chunked_decoder", "ext_too_long", Outcome::Rejected),
+        ("chunked_decoder", "forbidden", Outcome::Rejected),
+        ("chunked_decoder", "overflow", Outcome::Rejected),
+        ("uwsgi_packet", "empty_packet", Outcome::Accepted),
+        ("uwsgi_packet", "empty_packet_path_info", Outcome::Accepted),
+        ("uwsgi_packet", "zero_key", Outcome::Rejected),
+        ("http_head", "get", Outcome::Accepted),
+        ("http_head", "method_dash", Outcome::Accepted),
+        ("http_head", "method_long", Outcome::Accepted),
+        ("http_head", "method_symbols", Outcome::Accepted),
+        ("http_head", "method_lower", Outcome::Rejected),
+        ("http_head", "method_dash_lower", Outcome::Rejected),
+        ("http_head", "method_tchar", Outcome::Rejected),
+    ];
+    for (target, name, want) in expected {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("seeds")
+            .join(target)
+            .join(name);
+        let data = std::fs::read(&path).unwrap();
+        let check = match *target {
+            "chunked_decoder" => check_chunked,
+            "http_head" => check_http_head,
+            _ => check_uwsgi_packet,
+        };
+        assert_eq!(check(&data), *want, "{}", path.display());
     }
 }

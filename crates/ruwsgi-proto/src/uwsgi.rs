@@ -2,7 +2,8 @@
 //!
 //! A packet is `modifier1:u8, datasize:u16 LE, modifier2:u8` followed by `datasize` bytes. For
 //! requests the body is a vars block (`keylen, key, vallen, value`, repeated, lengths u16 LE);
-//! RPC and legacy cache packets carry an array (`len, bytes`, repeated).
+//! RPC and legacy cache packets carry an array (`len, bytes`, repeated). [`modifier`] names
+//! the `modifier1` values.
 //!
 //! Design decision: every parser works in two phases. The first pass walks the block and checks
 //! every length, the tiling and the item count against [`Limits`] without touching memory; only
@@ -12,35 +13,13 @@
 
 use crate::Vars;
 
+pub mod modifier;
+
 /// Size of the packet header.
 pub const HEADER_LEN: usize = 4;
 
 /// Largest body a packet can describe (`datasize` is a u16).
 pub const MAX_DATASIZE: usize = u16::MAX as usize;
-
-/// Well-known `modifier1` values (see the uWSGI behaviour reference).
-pub mod modifier {
-    /// WSGI (or other language) request carrying a vars block.
-    pub const REQUEST: u8 = 0;
-    /// Management request (never served).
-    pub const ADMIN: u8 = 10;
-    /// Remote spooler enqueue (never served).
-    pub const SPOOLER: u8 = 17;
-    /// Raw code evaluation (never served).
-    pub const EVAL: u8 = 22;
-    /// WSGI request with `SCRIPT_NAME` stripped from `PATH_INFO`.
-    pub const REQUEST_PATH_INFO: u8 = 30;
-    /// Ping.
-    pub const PING: u8 = 100;
-    /// uWSGI signal.
-    pub const SIGNAL: u8 = 110;
-    /// Cache operation.
-    pub const CACHE: u8 = 111;
-    /// Remote procedure call (body is an array).
-    pub const RPC: u8 = 173;
-    /// Generic response (modifier2 carries a status).
-    pub const RESPONSE: u8 = 255;
-}
 
 /// Hard caps applied while parsing; checked before anything is copied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +61,13 @@ impl PacketHeader {
     pub fn packet_len(self) -> usize {
         HEADER_LEN + self.datasize as usize
     }
+
+    /// The packet has no body (`datasize` 0): for a request, no vars at all. [`parse_packet`]
+    /// accepts such a packet (an empty vars block is well formed), so a server that will not
+    /// run an app for it checks this and closes the connection.
+    pub fn is_empty(self) -> bool {
+        self.datasize == 0
+    }
 }
 
 /// Outcome of [`parse_packet`] when the bytes so far are acceptable.
@@ -91,7 +77,8 @@ pub enum Parsed {
     Incomplete,
     /// A whole packet was parsed.
     Complete {
-        /// Its header.
+        /// Its header. A packet with no vars at all is accepted; [`PacketHeader::is_empty`]
+        /// tells it apart.
         header: PacketHeader,
         /// Bytes used from the front of the buffer (`4 + datasize`); what follows is the body
         /// of the request (or the next packet).

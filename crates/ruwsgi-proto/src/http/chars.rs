@@ -1,4 +1,5 @@
-//! Byte classes of RFC 9110 (tchar, field-value bytes, target bytes) as lookup tables.
+//! Byte classes of RFC 9110 (tchar, field-value bytes, target bytes) and of our method rule,
+//! as lookup tables.
 //!
 //! One 256-entry table with a bit per class keeps the per-byte loops of the head parser to a
 //! single load and mask.
@@ -6,6 +7,7 @@
 const TOKEN: u8 = 1;
 const VALUE: u8 = 2;
 const TARGET: u8 = 4;
+const METHOD: u8 = 8;
 
 const fn build() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -42,6 +44,10 @@ const fn build() -> [u8; 256] {
         if c > 0x20 && c < 0x7f {
             bits |= TARGET;
         }
+        // Method: a narrower token, upper-case letters, digits, `-`, `_` and `.` only.
+        if c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.') {
+            bits |= METHOD;
+        }
         t[i] = bits;
         i += 1;
     }
@@ -60,6 +66,12 @@ pub(crate) fn is_tchar(c: u8) -> bool {
 #[inline]
 pub(crate) fn is_value_byte(c: u8) -> bool {
     TABLE[c as usize] & VALUE != 0
+}
+
+/// A byte allowed in a request method: `A-Z`, `0-9`, `-`, `_`, `.` (a subset of tchar).
+#[inline]
+pub(crate) fn is_method_byte(c: u8) -> bool {
+    TABLE[c as usize] & METHOD != 0
 }
 
 /// A byte allowed in a request-target: visible ASCII.
@@ -149,6 +161,15 @@ fn first_outside(s: &[u8], suspicious: impl Fn(u64) -> bool, ok: fn(u8) -> bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_bytes_are_upper_case_tchars() {
+        let want: Vec<u8> = (b'A'..=b'Z').chain(b'0'..=b'9').chain(*b"-_.").collect();
+        for b in 0..=255u8 {
+            assert_eq!(is_method_byte(b), want.contains(&b), "{b:#x}");
+            assert!(!is_method_byte(b) || is_tchar(b), "{b:#x}");
+        }
+    }
 
     #[test]
     fn word_checks_agree_with_the_table() {

@@ -6,16 +6,21 @@
 //! through a small state machine, so a chunk-size line or a trailer split across reads needs
 //! no reassembly. After an error the decoder stays failed and never yields data again.
 //!
-//! Strictness: chunk sizes are 1–16 hex digits with no sign or whitespace; extensions are
-//! `;name[=token|quoted-string]` with no whitespace, bounded, and ignored; trailer fields are
-//! checked like header fields, bounded in total, and must not be `Content-Length`,
-//! `Transfer-Encoding` or `Host`. Trailer fields are discarded.
+//! Strictness: chunk sizes are 1–16 hex digits with no sign and no leading or trailing
+//! whitespace. Extensions follow RFC 9112 §7.1.1, `*( BWS ";" BWS name [ BWS "=" BWS value ] )`
+//! with a token name and a token or quoted-string value (BWS is SP / HTAB); they are bounded
+//! by [`MAX_EXTENSION_BYTES`] and ignored. Whitespace is allowed only where that grammar puts
+//! BWS, so a size line never ends in whitespace. Trailer fields are checked like header
+//! fields, bounded in total, must not be `Content-Length`, `Transfer-Encoding` or `Host`, and
+//! are discarded.
 
 use super::chars::{is_tchar, is_value_byte};
 use super::Span;
 
-/// Most bytes of extension text (from the first `;` to the CR) accepted on one chunk-size
-/// line.
+/// Most bytes of extension text accepted on one chunk-size line: everything after the last
+/// hex digit of the size up to (not including) the CR, whitespace included. Longer lines are
+/// refused with [`ChunkError::ExtensionTooLong`] as soon as the limit is passed, so a peer
+/// cannot make the decoder walk an endless size line.
 pub const MAX_EXTENSION_BYTES: usize = 4096;
 
 /// Why a chunked body was refused. The request is answered with [`status`](Self::status) (if
@@ -23,13 +28,15 @@ pub const MAX_EXTENSION_BYTES: usize = 4096;
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChunkError {
-    /// The chunk size is not 1*HEXDIG followed by `;` or CRLF.
+    /// The chunk size is not 1*HEXDIG followed by CRLF or by optional whitespace and `;`.
     #[error("invalid chunk size")]
     BadSize,
     /// More than 16 hex digits in a chunk size.
     #[error("chunk size too long")]
     SizeTooLong,
-    /// A malformed chunk extension.
+    /// A malformed chunk extension: an empty or non-token name, `=` without a value, a bad
+    /// token or quoted-string value (unterminated, a control byte, a bare CR or LF), or
+    /// whitespace where the grammar has none (such as at the end of the line).
     #[error("invalid chunk extension")]
     BadExtension,
     /// Chunk extensions longer than [`MAX_EXTENSION_BYTES`].
@@ -73,11 +80,15 @@ pub enum ChunkStep {
 enum State {
     /// Reading the hex digits of a chunk size.
     Size,
-    /// After `;`: the first byte of an extension name.
+    /// Whitespace after the size digits: only more whitespace or `;` may follow.
+    SizeWs,
+    /// After `;`: optional whitespace, then the first byte of an extension name.
     ExtName,
     /// Inside an extension name.
     ExtNameMore,
-    /// After `=`: the first byte of an extension value.
+    /// Whitespace after an extension name: `=` or `;` must follow.
+    ExtNameWs,
+    /// After `=`: optional whitespace, then the first byte of an extension value.
     ExtValue,
     /// Inside a token extension value.
     ExtToken,
@@ -87,6 +98,8 @@ enum State {
     ExtQuotedEscape,
     /// After the closing quote.
     ExtQuotedEnd,
+    /// Whitespace after an extension value: `;` must follow.
+    ExtValueWs,
     /// CR of the size line seen, LF expected.
     SizeLf,
     /// Inside chunk data.
@@ -109,6 +122,20 @@ enum State {
     Done,
     /// A framing error was found.
     Failed(ChunkError),
+}
+
+impl State {
+    /// Whether byte `c`, read in this state, is extension text for [`MAX_EXTENSION_BYTES`]:
+    /// every byte of a size line after its last hex digit, except the final CR.
+    fn counts_as_extension(self, c: u8) -> bool {
+        use State::*;
+        match self {
+            Size => matches!(c, b';' | b' ' | b'\t'),
+            SizeWs | ExtName | ExtNameMore | ExtNameWs | ExtValue | ExtToken | ExtQuoted
+            | ExtQuotedEscape | ExtQuotedEnd | ExtValueWs => c != b'\r',
+            _ => false,
+        }
+    }
 }
 
 /// Longest trailer name worth remembering (the forbidden names are shorter).
@@ -192,18 +219,7 @@ impl ChunkedDecoder {
     /// Advance the framing state machine by one byte.
     fn step(&mut self, c: u8) -> Result<(), ChunkError> {
         use State::*;
-        // Extension text: from its first `;` up to (not including) the CR.
-        let in_ext = matches!(
-            self.state,
-            ExtName
-                | ExtNameMore
-                | ExtValue
-                | ExtToken
-                | ExtQuoted
-                | ExtQuotedEscape
-                | ExtQuotedEnd
-        );
-        if (in_ext && c != b'\r') || (self.state == Size && c == b';') {
+        if self.state.counts_as_extension(c) {
             self.ext_bytes += 1;
             if self.ext_bytes > MAX_EXTENSION_BYTES {
                 return Err(ChunkError::ExtensionTooLong);
@@ -218,6 +234,7 @@ impl ChunkedDecoder {
                 return Err(ChunkError::TrailerTooLarge);
             }
         }
+        let ws = c == b' ' || c == b'\t';
         self.state = match (self.state, c) {
             (Size, c) if c.is_ascii_hexdigit() => {
                 if self.digits == 16 {
@@ -230,23 +247,26 @@ impl ChunkedDecoder {
             }
             (Size, b';') if self.digits > 0 => ExtName,
             (Size, b'\r') if self.digits > 0 => SizeLf,
-            (Size, _) => return Err(ChunkError::BadSize),
+            (Size | SizeWs, _) if ws && self.digits > 0 => SizeWs,
+            (SizeWs, b';') => ExtName,
+            (Size | SizeWs, _) => return Err(ChunkError::BadSize),
 
-            (ExtName, c) if is_tchar(c) => ExtNameMore,
-            (ExtNameMore, c) if is_tchar(c) => ExtNameMore,
-            (ExtNameMore, b'=') => ExtValue,
-            (ExtValue, c) if is_tchar(c) => ExtToken,
+            // BWS is allowed after `;`, around `=` and before the next `;`, nowhere else.
+            (ExtName | ExtValue | ExtNameWs | ExtValueWs, _) if ws => self.state,
+            (ExtName | ExtNameMore, c) if is_tchar(c) => ExtNameMore,
+            (ExtNameMore, _) if ws => ExtNameWs,
+            (ExtNameMore | ExtNameWs, b'=') => ExtValue,
+            (ExtValue | ExtToken, c) if is_tchar(c) => ExtToken,
             (ExtValue, b'"') => ExtQuoted,
-            (ExtToken, c) if is_tchar(c) => ExtToken,
+            (ExtToken | ExtQuotedEnd, _) if ws => ExtValueWs,
             (ExtQuoted, b'"') => ExtQuotedEnd,
             (ExtQuoted, b'\\') => ExtQuotedEscape,
-            (ExtQuoted, c) if is_value_byte(c) => ExtQuoted,
-            (ExtQuotedEscape, c) if is_value_byte(c) => ExtQuoted,
-            (ExtNameMore | ExtToken | ExtQuotedEnd, b';') => ExtName,
+            (ExtQuoted | ExtQuotedEscape, c) if is_value_byte(c) => ExtQuoted,
+            (ExtNameMore | ExtNameWs | ExtToken | ExtQuotedEnd | ExtValueWs, b';') => ExtName,
             (ExtNameMore | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
             (
-                ExtName | ExtNameMore | ExtValue | ExtToken | ExtQuoted | ExtQuotedEscape
-                | ExtQuotedEnd,
+                ExtName | ExtNameMore | ExtNameWs | ExtValue | ExtToken | ExtQuoted
+                | ExtQuotedEscape | ExtQuotedEnd | ExtValueWs,
                 _,
             ) => return Err(ChunkError::BadExtension),
 

@@ -11,11 +11,15 @@
 //! header line is then scanned once, name then value, checking eight value bytes at a time
 //! until its CRLF; nothing is allocated but the caller's reused `headers` vector.
 //!
+//! Methods are stricter than RFC 9110's token: only `A-Z`, digits, `-`, `_` and `.`, anything
+//! else is a 400. Every method in the IANA registry fits; methods are case-sensitive, so `get`
+//! is not `GET`, and refusing it is safer than handing the app a look-alike.
+//!
 //! `CONNECT` is refused with 501: ruwsgi is an origin server and does not tunnel.
 
 use memchr::memchr;
 
-use super::chars::{is_tchar, is_token, target_run, trim_ows, value_run};
+use super::chars::{is_method_byte, is_tchar, is_token, target_run, trim_ows, value_run};
 use super::error::{HttpError, Kind};
 use super::target::absolute_parts;
 use super::{BodyFraming, Head, HeaderSpan, Limits, Span, Version};
@@ -174,7 +178,7 @@ fn scan_request_line(line: &[u8]) -> Result<LineScan, HttpError> {
         sp1: None,
         sp2: None,
     };
-    let m = line.iter().position(|&c| !is_tchar(c));
+    let m = line.iter().position(|&c| !is_method_byte(c));
     let Some(sp1) = m else {
         return Ok(scan);
     };

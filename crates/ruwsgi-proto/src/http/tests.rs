@@ -63,6 +63,12 @@ fn table() -> Vec<(String, u16)> {
         (get("GET HTTPS://a.example HTTP/1.1"), 0),
         (get("GET /p?q=a|b&c={}#frag HTTP/1.1"), 0),
         (get("M-SEARCH / HTTP/1.1"), 0),
+        (get("PROPFIND / HTTP/1.1"), 0),
+        (get("VERSION-CONTROL / HTTP/1.1"), 0),
+        (get("M_SEARCH / HTTP/1.1"), 0),
+        (get("X.Y-Z_0 / HTTP/1.1"), 0),
+        (get("-BL / HTTP/1.1"), 0),
+        (get("123 / HTTP/1.1"), 0),
         (post("Content-Length: 0\r\n"), 0),
         (post("Content-Length:  42 \r\n"), 0),
         (post("Content-Length: 18446744073709551615\r\n"), 0),
@@ -142,6 +148,28 @@ fn table() -> Vec<(String, u16)> {
         (get("GET /"), 400),
         (get("GET"), 400),
         (get("GE:T / HTTP/1.1"), 400),
+        // methods: upper-case letters, digits, `-`, `_`, `.` only
+        (get("get / HTTP/1.1"), 400),
+        (get("Get / HTTP/1.1"), 400),
+        (get("GEt / HTTP/1.1"), 400),
+        (get("-bl / HTTP/1.1"), 400),
+        (get("m-search / HTTP/1.1"), 400),
+        (get("G!T / HTTP/1.1"), 400),
+        (get("G#T / HTTP/1.1"), 400),
+        (get("G$T / HTTP/1.1"), 400),
+        (get("G%T / HTTP/1.1"), 400),
+        (get("G&T / HTTP/1.1"), 400),
+        (get("G'T / HTTP/1.1"), 400),
+        (get("G*T / HTTP/1.1"), 400),
+        (get("G+T / HTTP/1.1"), 400),
+        (get("G^T / HTTP/1.1"), 400),
+        (get("G`T / HTTP/1.1"), 400),
+        (get("G|T / HTTP/1.1"), 400),
+        (get("G~T / HTTP/1.1"), 400),
+        (get("G/T / HTTP/1.1"), 400),
+        (get("G\"T / HTTP/1.1"), 400),
+        (get("connect example.com:443 HTTP/1.1"), 400),
+        (get("options * HTTP/1.1"), 400),
         (get("G\0T / HTTP/1.1"), 400),
         (get("G\u{c9}T / HTTP/1.1"), 400),
         (get("GET /a\u{7f} HTTP/1.1"), 400),
@@ -208,6 +236,24 @@ fn rules_table_is_incremental() {
     for (req, _) in table() {
         assert_incremental(req.as_bytes(), &limits);
     }
+}
+
+#[test]
+fn invalid_method_is_refused_at_its_first_bad_byte() {
+    for (partial, want) in [
+        (&b"g"[..], Some(400)),
+        (b"GETx", Some(400)),
+        (b"-b", Some(400)),
+        (b"-B", None),
+        (b"GET", None),
+        (b"M-SEARCH", None),
+    ] {
+        assert_eq!(verdict(partial, &Limits::default()), want, "{partial:?}");
+    }
+    let e = parse(b"get / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!((e.status(), e.reason()), (400, "invalid method"));
+    let e = parse(b"G~T / HTTP/1.1\r\n\r\n").unwrap_err();
+    assert_eq!((e.status(), e.reason()), (400, "invalid method"));
 }
 
 #[test]
@@ -513,12 +559,12 @@ fn decode_parts(parts: &[&[u8]], max_trailer: usize) -> Result<(Vec<u8>, bool, u
 }
 
 const SAMPLE: &[u8] = b"5\r\nhello\r\n1;name=val;q=\"a\\\"b; c\"\r\n \r\nA;x\r\n0123456789\r\n\
-                        0\r\nX-Trailer: yes\r\n\r\nNEXT";
+                        2 ;\tk = \"v \\\" w\" ; z\r\n!!\r\n0; last\r\nX-Trailer: yes\r\n\r\nNEXT";
 
 #[test]
 fn chunked_sample_whole() {
     let (body, done, used) = decode_parts(&[SAMPLE], 1024).unwrap();
-    assert_eq!(body, b"hello 0123456789");
+    assert_eq!(body, b"hello 0123456789!!");
     assert!(done);
     assert_eq!(&SAMPLE[used..], b"NEXT");
 }
@@ -548,9 +594,10 @@ fn chunked_errors() {
         (b"g\r\n", BadSize),
         (b"10000000000000000\r\n", SizeTooLong),
         (b"00000000000000001\r\n", SizeTooLong),
+        (b"5\t\r\n", BadSize),
+        (b"5 x\r\n", BadSize),
+        (b" 5;a\r\n", BadSize),
         (b"5;\r\n", BadExtension),
-        (b"5; a\r\n", BadExtension),
-        (b"5;a =b\r\n", BadExtension),
         (b"5;a=\r\n", BadExtension),
         (b"5;a=\"x\ny\"\r\n", BadExtension),
         (b"5;a=\"x\"y\r\n", BadExtension),
@@ -586,6 +633,150 @@ fn chunked_errors() {
             .unwrap()
             .1
     );
+}
+
+/// Chunk-size lines with legal extensions (RFC 9112 §7.1.1): all accepted and ignored.
+const GOOD_EXTENSIONS: &[&[u8]] = &[
+    b"5;a",
+    b"5;a=b",
+    b"5;a=b;c=\"d\";e",
+    b"5; some; parameters=stuff",
+    b"5 ;a=b",
+    b"5\t;a=b",
+    b"5  \t ;a",
+    b"5;a = \"quoted \\\" value\"",
+    b"5;a= b",
+    b"5;a =b",
+    b"5 ; a = b ; c ;\td\t=\t\"e\"",
+    b"5;a=\"\"",
+    b"5;a=\"\\\\\"",
+    b"5;a=\"tab\there\"",
+    b"5;a=\"caf\xe9\"",
+    b"5;a=\"\\\xe9\\\t\"",
+    b"5;a=\"x;y=z\"",
+    b"5;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+    b"5;A-1=2.0",
+];
+
+#[test]
+fn chunk_extensions_are_accepted_and_ignored() {
+    for line in GOOD_EXTENSIONS {
+        let body = [line, &b"\r\nhello\r\n0\r\n\r\nNEXT"[..]].concat();
+        let (got, done, used) =
+            decode_parts(&[&body], 64).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!((&got[..], done), (&b"hello"[..], true), "{line:?}");
+        assert_eq!(&body[used..], b"NEXT", "{line:?}");
+        // Split anywhere, the answer is the same.
+        for cut in 0..=body.len() {
+            let parts = [&body[..cut], &body[cut..]];
+            assert_eq!(decode_parts(&parts, 64), Ok((got.clone(), true, used)));
+        }
+    }
+    // On the last chunk too.
+    let last = b"0 ; final = \"yes\"\r\n\r\n";
+    assert_eq!(
+        decode_parts(&[last], 64),
+        Ok((Vec::new(), true, last.len()))
+    );
+}
+
+#[test]
+fn malformed_chunk_extensions_are_refused() {
+    use ChunkError::*;
+    let cases: &[(&[u8], ChunkError)] = &[
+        // empty or non-token names
+        (b"5;\r\n", BadExtension),
+        (b"5; \r\n", BadExtension),
+        (b"5;;a\r\n", BadExtension),
+        (b"5;=b\r\n", BadExtension),
+        (b"5;\"a\"=b\r\n", BadExtension),
+        (b"5;a:b\r\n", BadExtension),
+        (b"5;a b\r\n", BadExtension),
+        (b"5;a/b\r\n", BadExtension),
+        // `=` without a value, or a bad value
+        (b"5;a=\r\n", BadExtension),
+        (b"5;a= \r\n", BadExtension),
+        (b"5;a=;b\r\n", BadExtension),
+        (b"5;a==b\r\n", BadExtension),
+        (b"5;a=b=c\r\n", BadExtension),
+        (b"5;a=b c\r\n", BadExtension),
+        (b"5;a=b\"c\"\r\n", BadExtension),
+        (b"5;a=\"x\"y\r\n", BadExtension),
+        (b"5;a=\"x\"\"\r\n", BadExtension),
+        (b"5;a=(b)\r\n", BadExtension),
+        // whitespace where the grammar has none: at the end of the line
+        (b"5;a \r\n", BadExtension),
+        (b"5;a\t\r\n", BadExtension),
+        (b"5;a=b \r\n", BadExtension),
+        (b"5;a=\"x\" \r\n", BadExtension),
+        (b"5;a =\r\n", BadExtension),
+        // unterminated quoted strings, bare CR / LF, control bytes
+        (b"5;a=\"unterminated\r\n", BadExtension),
+        (b"5;a=\"x\\\r\n", BadExtension),
+        (b"5;a=\"x\ry\"\r\n", BadExtension),
+        (b"5;a=\"x\ny\"\r\n", BadExtension),
+        (b"5;a=\"x\0\"\r\n", BadExtension),
+        (b"5;a=\"\x7f\"\r\n", BadExtension),
+        (b"5;a=\"\\\x01\"\r\n", BadExtension),
+        (b"5;a=b\0\r\n", BadExtension),
+        (b"5;a\nb\r\n", BadExtension),
+        (b"5;a=b\n", BadExtension),
+        (b"5;a\x1b\r\n", BadExtension),
+        (b"5;\xe9\r\n", BadExtension),
+        // a bare CR that ends the extension is a broken line end
+        (b"5;a\rb\r\n", BadLineEnd),
+        (b"5;a=\"x\"\rb\r\n", BadLineEnd),
+        // whitespace around the size without an extension stays refused
+        (b"5 \r\n", BadSize),
+        (b"5 \t \r\n", BadSize),
+        (b" 5\r\n", BadSize),
+        (b"\t;a\r\n", BadSize),
+        (b";a\r\n", BadSize),
+        (b"5 a\r\n", BadSize),
+        (b"5 5\r\n", BadSize),
+    ];
+    for (line, want) in cases {
+        let body = [line, &b"hello\r\n0\r\n\r\n"[..]].concat();
+        assert_eq!(
+            decode_parts(&[&body], 64).map(|_| ()),
+            Err(*want),
+            "{line:?}"
+        );
+        // Byte by byte, the same error, and no data before it.
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(decode_parts(&bytes, 64).map(|_| ()), Err(*want), "{line:?}");
+    }
+}
+
+#[test]
+fn extension_bound_counts_whitespace() {
+    // Everything after the last size digit up to the CR counts, whitespace included.
+    let mut ok = b"1".to_vec();
+    ok.resize(1 + MAX_EXTENSION_BYTES - 2, b' ');
+    ok.extend_from_slice(b";a\r\nz\r\n0\r\n\r\n");
+    assert_eq!(decode_parts(&[&ok], 8).unwrap().0, b"z");
+    let mut long = b"1".to_vec();
+    long.resize(1 + MAX_EXTENSION_BYTES - 1, b' ');
+    long.extend_from_slice(b";a\r\nz\r\n0\r\n\r\n");
+    assert_eq!(decode_parts(&[&long], 8), Err(ChunkError::ExtensionTooLong));
+    // Refused as soon as the bound is passed, without waiting for the line end.
+    let mut d = ChunkedDecoder::new(8);
+    let endless = [b' '; MAX_EXTENSION_BYTES + 1];
+    assert_eq!(d.decode(b"1"), Ok((1, ChunkStep::NeedMore)));
+    assert_eq!(d.decode(&endless), Err(ChunkError::ExtensionTooLong));
+    // The bound is per line: each of many long-extension lines may use all of it.
+    let mut ext = b";a=".to_vec();
+    ext.resize(MAX_EXTENSION_BYTES, b'x');
+    let mut many = Vec::new();
+    for _ in 0..3 {
+        many.extend_from_slice(b"1");
+        many.extend_from_slice(&ext);
+        many.extend_from_slice(b"\r\nz\r\n");
+    }
+    many.extend_from_slice(b"0");
+    many.extend_from_slice(&ext);
+    many.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(decode_parts(&[&many], 8).unwrap().0, b"zzz");
 }
 
 #[test]

@@ -88,6 +88,69 @@ fn empty_block_is_a_valid_request() {
 }
 
 #[test]
+fn empty_packet_is_visible_to_the_caller() {
+    // A bare header, with request-body bytes after it: complete, no vars, datasize 0.
+    let mut out = Vars::new();
+    for m1 in [modifier::REQUEST, modifier::REQUEST_PATH_INFO] {
+        let wire = [m1, 0, 0, 0, b'x', b'y'];
+        let r = parse_packet(&wire, &Limits::default(), &mut out).unwrap();
+        let Parsed::Complete { header, consumed } = r else {
+            panic!("incomplete")
+        };
+        assert!(header.is_empty());
+        assert_eq!((header.datasize, consumed), (0, 4));
+        assert!(out.is_empty());
+    }
+    // One var is enough not to be empty.
+    let wire = packet(0, 0, &pair(b"K", b""));
+    let Parsed::Complete { header, .. } =
+        parse_packet(&wire, &Limits::default(), &mut out).unwrap()
+    else {
+        panic!("incomplete")
+    };
+    assert!(!header.is_empty());
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn modifier_names() {
+    use modifier::*;
+    let named = [
+        (REQUEST, 0),
+        (PSGI, 5),
+        (ADMIN, 10),
+        (SPOOLER, 17),
+        (EVAL, 22),
+        (REQUEST_PATH_INFO, 30),
+        (HTTP_RESPONSE, 72),
+        (PING, 100),
+        (ECHO, 101),
+        (SIGNAL, 110),
+        (CACHE, 111),
+        (RPC, 173),
+        (SUBSCRIPTION, 224),
+        (RESPONSE, 255),
+    ];
+    for (name, value) in named {
+        assert_eq!(name, value);
+        assert!(describe(name).is_some(), "{name}");
+    }
+    // A raw HTTP response read as a uwsgi header.
+    assert_eq!(
+        parse_header(b"HTTP/1.1 200 OK").unwrap().modifier1,
+        HTTP_RESPONSE
+    );
+    for m in 0..=255u8 {
+        assert_eq!(is_wsgi_request(m), m == 0 || m == 30, "{m}");
+    }
+    for unlisted in [
+        4, 12, 13, 16, 20, 21, 29, 34, 36, 47, 49, 94, 102, 112, 172, 199, 254,
+    ] {
+        assert_eq!(describe(unlisted), None, "{unlisted}");
+    }
+}
+
+#[test]
 fn every_prefix_is_incomplete() {
     let mut block = pair(b"A", b"1");
     block.extend(pair(b"BB", b""));
