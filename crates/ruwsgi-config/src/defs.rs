@@ -113,6 +113,18 @@ impl Category {
             Category::Other => "Other",
         }
     }
+
+    /// A note `--help` prints under the heading, for what no single option says.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Category::Logging => Some(
+                "Request log lines are buffered per core and written at most 20 ms later (or\n\
+                 once 16 KiB are waiting): logging costs no system call per request, and a\n\
+                 worker killed with SIGKILL loses at most its last 20 ms of request log lines.",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Whether ruwsgi implements an option.

@@ -35,6 +35,11 @@ pub fn help_text() -> String {
             continue;
         }
         let _ = writeln!(out, "\n{}:", category.title());
+        if let Some(note) = category.note() {
+            for line in note.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         for d in defs {
             let mut left = String::from("  ");
             match d.short {

@@ -308,6 +308,10 @@ fn help_version_show_config() {
     let Ok(Command::Help(h)) = try_load(&["-s", ":1", "--help", "--bogus"], &[]) else {
         panic!("help")
     };
+    assert!(
+        h.contains("loses at most its last 20 ms of request log lines"),
+        "the logging section says what a SIGKILLed worker loses"
+    );
     for d in OPTIONS.iter().filter(|d| d.status == Status::Supported) {
         assert!(
             h.contains(&format!("--{}", d.name)),
