@@ -6,7 +6,7 @@
 //! section. Calls go through `nix`; `libc` is used only where `nix` lacks the call.
 //!
 //! # Layout
-//! - [`fork`]: [`fork::fork`], the only way ruwsgi forks (single-threaded precondition).
+//! - [`fork`](mod@fork): [`fork::fork`], the only way ruwsgi forks (single-threaded precondition).
 //! - [`signals`]: [`SignalPipe`], a self-pipe signal source for the master and workers,
 //!   plus [`signals::reset_default`], [`signals::ignore`], [`signals::unblock_all`].
 //! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.

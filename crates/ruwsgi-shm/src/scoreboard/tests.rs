@@ -66,13 +66,10 @@ fn slots_do_not_share_cache_lines() {
     );
 }
 
-/// Tests in this binary that fork hold this lock (STYLE R14).
-static FORK_MTX: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 #[allow(unsafe_code)] // fork
 fn a_forked_child_updates_the_parent_view() {
-    let _guard = FORK_MTX.lock().unwrap_or_else(|e| e.into_inner());
+    let _forks = crate::testing::fork_lock();
     let sb = Scoreboard::new(2).unwrap();
     // SAFETY: the child only performs atomic stores into the shared mapping and `_exit`s;
     // it takes no lock and allocates nothing, so other test threads cannot wedge it.
@@ -85,7 +82,7 @@ fn a_forked_child_updates_the_parent_view() {
             ruwsgi_sys::process::exit_now(0);
         }
         ruwsgi_sys::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            let status = crate::testing::wait_exit(child, crate::testing::LONG);
             assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
             assert_eq!(sb.worker(2).pid(), 4242);
             assert_eq!(sb.worker(2).requests(), 1);
