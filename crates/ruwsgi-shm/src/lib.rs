@@ -4,19 +4,22 @@
 //! so counters written by a worker are read by the master (harakiri, stats) and by every
 //! other process (`uwsgi.workers()`). A region is a typed view ([`Region`]) whose content
 //! types promise, through [`ShmSafe`], that all-zero bytes are valid and that concurrent use
-//! from several processes is sound (atomics). Only [`region`] turns memory into references;
-//! the rest is safe Rust.
+//! from several processes is sound: atomics, or process-shared robust locks with the plain
+//! data they guard. Only [`region`] turns memory into references; the rest is safe Rust.
 //!
 //! # Layout
 //! - [`region`]: [`Region`] (a header plus an array over one region), [`ShmSafe`],
-//!   [`impl_shm!`] and [`RegionError`].
+//!   [`ShmPlain`], [`impl_shm!`] and [`RegionError`].
+//! - [`lock`]: [`RobustMutex`] and [`ShmMutex`], locks that survive the death of a holder.
 //! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker) and
 //!   [`WorkerSnapshot`], the plain copy the stats and the plugin host read.
 
+pub mod lock;
 pub mod region;
 pub mod scoreboard;
 
-pub use region::{Region, RegionError, ShmSafe};
+pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
+pub use region::{Region, RegionError, ShmPlain, ShmSafe};
 pub use scoreboard::{Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus};
 
 #[cfg(test)]

@@ -13,9 +13,11 @@
 //! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
+//! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
 #![allow(unsafe_code)]
 
 pub mod fork;
+pub mod lock;
 pub mod log;
 pub mod mmap;
 pub mod process;
@@ -23,6 +25,7 @@ pub mod signals;
 pub mod socket;
 
 pub use fork::{fork, ForkResult};
+pub use lock::{LockError, RobustGuard, RobustMutex};
 pub use log::log_line;
 pub use mmap::{mmap_shared_anon, SharedRegion};
 pub use nix::sys::signal::{SigSet, Signal};

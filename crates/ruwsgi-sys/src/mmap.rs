@@ -124,6 +124,13 @@ impl SharedRegion {
 
 impl Drop for SharedRegion {
     fn drop(&mut self) {
+        if crate::lock::any_held() {
+            // A robust mutex held by a thread of this process may live in this memory, and
+            // glibc's list of held robust mutexes runs through it: keep the memory (see
+            // `crate::lock`). Holding a lock while dropping a region is rare and, when it
+            // happens, a leak is the only sound outcome.
+            return;
+        }
         match self.backing {
             Backing::Mapped { creator } => {
                 if nix::unistd::getpid() == creator {

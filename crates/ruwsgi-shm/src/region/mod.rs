@@ -9,7 +9,8 @@
 //! site. [`ShmSafe`] marks types whose zeroed bytes are a valid value and that stay sound
 //! while other processes use them through `&self` (atomics, process-shared locks); the
 //! [`impl_shm!`](crate::impl_shm) macro implements it for a struct only after checking, at
-//! compile time, every field.
+//! compile time, every field. [`ShmPlain`] marks plain data (any bit pattern valid) that may
+//! sit behind a process-shared lock ([`ShmMutex`](crate::ShmMutex)).
 
 use std::alloc::Layout;
 use std::fmt;
@@ -43,23 +44,35 @@ use ruwsgi_sys::SharedRegion;
 #[allow(unsafe_code)] // declaring the contract; implementations carry their own allow
 pub unsafe trait ShmSafe: Sync + Sized {}
 
-/// Implement [`ShmSafe`] for a struct after checking it at compile time: the
+/// Plain data that may live in shared memory behind a process-shared lock
+/// ([`ShmMutex`](crate::ShmMutex)): integers, floats, arrays and structs of them.
+///
+/// # Safety
+///
+/// An implementor guarantees that every bit pattern of its size is a valid value (so zeroed
+/// memory, and a write cut short by a killed process, are both valid), that it holds no
+/// pointers or references, and that it has no drop glue.
+#[allow(unsafe_code)] // declaring the contract; implementations carry their own allow
+pub unsafe trait ShmPlain: Send + Sized {}
+
+/// Implement [`ShmSafe`] or [`ShmPlain`] for a struct after checking it at compile time: the
 /// field list must name every field (it is matched by an exhaustive pattern), each field's
 /// type must implement the same trait, and the struct must have no `Drop`. Invoke it next to
 /// the struct (it reads private fields); generic and tuple structs are not supported.
 ///
 /// ```
 /// use std::sync::atomic::AtomicU64;
-/// use ruwsgi_shm::{impl_shm, Region};
+/// use ruwsgi_shm::{impl_shm, Region, ShmMutex};
 ///
 /// struct Counters {
 ///     hits: AtomicU64,
 ///     misses: [AtomicU64; 4],
+///     totals: ShmMutex<[u64; 2]>,
 /// }
-/// impl_shm!(ShmSafe for Counters { hits, misses });
+/// impl_shm!(ShmSafe for Counters { hits, misses, totals });
 ///
 /// let region = Region::<Counters>::on_heap(0).unwrap();
-/// region.header().misses[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// region.header().totals.init().unwrap();
 /// ```
 ///
 /// A plain `u64` is not [`ShmSafe`] (it could not change under a shared reference):
@@ -82,6 +95,9 @@ macro_rules! impl_shm {
     (ShmSafe for $name:ident { $($field:ident),* $(,)? }) => {
         $crate::impl_shm!(@checked ShmSafe, $name { $($field),* });
     };
+    (ShmPlain for $name:ident { $($field:ident),* $(,)? }) => {
+        $crate::impl_shm!(@checked ShmPlain, $name { $($field),* });
+    };
     (@checked $trait:ident, $name:ident { $($field:ident),* }) => {
         const _: () = {
             #[allow(dead_code)]
@@ -97,8 +113,8 @@ macro_rules! impl_shm {
         };
         // SAFETY: the function above compiles only if the pattern names every field and each
         // field's type implements the trait, and the assertion rejects drop glue; a struct
-        // made only of such fields meets the trait's contract (zeroed bytes valid field by
-        // field, padding never read, no pointers).
+        // made only of such fields meets the trait's contract (zeroed or arbitrary bytes valid
+        // field by field, padding never read, no pointers).
         #[allow(unsafe_code)]
         unsafe impl $crate::$trait for $name {}
     };
@@ -108,8 +124,9 @@ macro_rules! impl_shm {
 macro_rules! impl_for_std {
     ($trait:ident: $($ty:ty),* $(,)?) => {
         $(
-            // SAFETY: zero is a valid value of this std type, which holds no pointers, has no
-            // drop glue and changes only atomically through `&self`.
+            // SAFETY: zero is a valid value of this std type, which holds no pointers and has
+            // no drop glue; atomics mutate only atomically through `&self`, integers and floats
+            // accept any bit pattern.
             #[allow(unsafe_code)]
             unsafe impl $trait for $ty {}
         )*
@@ -120,11 +137,17 @@ impl_for_std!(ShmSafe:
     (), AtomicBool, AtomicU8, AtomicI8, AtomicU16, AtomicI16, AtomicU32, AtomicI32, AtomicU64,
     AtomicI64, AtomicUsize, AtomicIsize,
 );
+impl_for_std!(ShmPlain:
+    (), u8, i8, u16, i16, u32, i32, u64, i64, u128, i128, usize, isize, f32, f64,
+);
 
 // SAFETY: an array is N values side by side with no bytes between them, so it meets the
 // contract when its element does.
 #[allow(unsafe_code)]
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl<T: ShmPlain, const N: usize> ShmPlain for [T; N] {}
 
 /// Why a [`Region`] could not be laid out.
 #[derive(Debug, thiserror::Error)]
