@@ -16,12 +16,13 @@ use std::sync::Arc;
 use crate::impl_shm;
 use crate::region::Region;
 
-/// What a worker is doing, as the stats show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(u8)]
 #[non_exhaustive]
 pub enum WorkerStatus {
     /// Not running (before the first spawn, between death and respawn). Zeroed memory.
+    #[default]
     Dead = 0,
     /// Running, no request in progress.
     Idle = 1,
@@ -57,6 +58,12 @@ impl WorkerStatus {
             WorkerStatus::Signal => "sig",
             WorkerStatus::Paused => "pause",
         }
+    }
+}
+
+impl std::fmt::Display for WorkerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -233,7 +240,7 @@ impl WorkerSlot {
             requests: self.requests(),
             delta_requests: self.delta_requests(),
             exceptions: self.exceptions(),
-            status: self.status().as_str(),
+            status: self.status(),
             accepting: self.accepting(),
             rss: self.rss(),
             vsz: self.vsz(),
@@ -247,8 +254,8 @@ impl WorkerSlot {
     }
 }
 
-/// One worker's counters, copied out (same fields as `ruwsgi_plugin::WorkerInfo`, plus
-/// `accepting` and `request_start_us`; the binary converts).
+/// One worker's counters, copied out: what the stats, the plugin host
+/// (`ruwsgi_plugin::Host::workers`) and `uwsgi.workers()` show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerSnapshot {
     /// 1-based id.
@@ -261,8 +268,8 @@ pub struct WorkerSnapshot {
     pub delta_requests: u64,
     /// Unhandled app exceptions.
     pub exceptions: u64,
-    /// `idle`, `busy`, ...
-    pub status: &'static str,
+    /// What it is doing; [`WorkerStatus::as_str`] gives the stats word (`idle`, `busy`, ...).
+    pub status: WorkerStatus,
     /// Accepting connections.
     pub accepting: bool,
     /// Resident set size in bytes.

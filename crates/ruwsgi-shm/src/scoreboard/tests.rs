@@ -39,7 +39,15 @@ fn lifecycle_of_a_slot() {
     assert_eq!(sb.total_requests(), 3);
     let snap = sb.snapshot();
     assert_eq!(snap.len(), 2);
-    assert_eq!((snap[0].id, snap[0].pid, snap[0].status), (1, 101, "idle"));
+    assert_eq!(
+        (snap[0].id, snap[0].pid, snap[0].status),
+        (1, 101, WorkerStatus::Idle)
+    );
+    assert_eq!(
+        (snap[0].status.as_str(), snap[0].status.to_string()),
+        ("idle", "idle".into())
+    );
+    assert_eq!(WorkerSnapshot::default().status, WorkerStatus::Dead);
     assert_eq!((snap[1].id, snap[1].requests), (2, 1));
 }
 
