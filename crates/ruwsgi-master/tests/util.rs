@@ -18,7 +18,7 @@ use ruwsgi_master::{
     EXIT_STOPPED,
 };
 use ruwsgi_plugin::{
-    Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, WorkerInfo,
+    Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, WorkerSnapshot,
 };
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{Pid, Signal, SignalPipe};
@@ -63,7 +63,7 @@ impl Host for FakeHost {
     fn total_requests(&self) -> u64 {
         self.0.total_requests()
     }
-    fn workers(&self) -> Vec<WorkerInfo> {
+    fn workers(&self) -> Vec<WorkerSnapshot> {
         Vec::new()
     }
     fn log(&self, line: &str) {

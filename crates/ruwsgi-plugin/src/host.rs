@@ -1,5 +1,7 @@
 //! The server as a plugin sees it.
 
+pub use ruwsgi_shm::{WorkerSnapshot, WorkerStatus};
+
 /// Which kind of process is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -11,37 +13,6 @@ pub enum ProcessRole {
         /// 1-based worker id.
         id: u32,
     },
-}
-
-/// One worker's public counters, as `uwsgi.workers()` and the stats show them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkerInfo {
-    /// 1-based id.
-    pub id: u32,
-    /// Current pid (0 while not running).
-    pub pid: i32,
-    /// Requests served since the instance started (survives respawns).
-    pub requests: u64,
-    /// Requests served since this process was spawned.
-    pub delta_requests: u64,
-    /// Unhandled app exceptions.
-    pub exceptions: u64,
-    /// `idle`, `busy`, ...
-    pub status: &'static str,
-    /// Resident set size in bytes (0 when not sampled).
-    pub rss: u64,
-    /// Virtual size in bytes (0 when not sampled).
-    pub vsz: u64,
-    /// Microseconds spent in requests.
-    pub running_time: u64,
-    /// Unix time of the last spawn.
-    pub last_spawn: u64,
-    /// Spawns minus one.
-    pub respawn_count: u64,
-    /// Bytes sent to clients.
-    pub tx: u64,
-    /// Running average request time in microseconds.
-    pub avg_rt: u64,
 }
 
 /// Services the server offers every plugin, in every process.
@@ -71,8 +42,8 @@ pub trait Host: Send + Sync {
     }
     /// Requests completed by all workers.
     fn total_requests(&self) -> u64;
-    /// Every worker's counters, in id order.
-    fn workers(&self) -> Vec<WorkerInfo>;
+    /// Every worker's counters, in id order (a copy of the shared scoreboard).
+    fn workers(&self) -> Vec<WorkerSnapshot>;
     /// Write one line to the server log (a newline is added).
     fn log(&self, line: &str);
     /// Set this process's title.

@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`plugin`]: [`LanguagePlugin`] and [`Core`], what a language implements.
 //! - [`io`]: [`RequestIo`], what the worker offers a request in flight.
-//! - [`host`]: [`Host`], the server as a plugin sees it, and [`ProcessRole`].
+//! - [`host`]: [`Host`], the server as a plugin sees it, [`ProcessRole`], and the worker
+//!   counters it reports ([`WorkerSnapshot`], from `ruwsgi-shm`).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -18,7 +19,7 @@ pub mod io;
 pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
-pub use host::{Host, ProcessRole, WorkerInfo};
+pub use host::{Host, ProcessRole, WorkerSnapshot, WorkerStatus};
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
 pub use ruwsgi_proto::Vars;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use ruwsgi_config::{PythonSettings, Settings};
 use ruwsgi_plugin::{
     BodyError, Core, Host, LanguagePlugin, Outcome, ProcessRole, Request, RequestIo, ResponseError,
-    Vars, WorkerInfo,
+    Vars, WorkerSnapshot, WorkerStatus,
 };
 use ruwsgi_python::PythonPlugin;
 
@@ -55,13 +55,13 @@ impl Host for FakeHost {
     fn total_requests(&self) -> u64 {
         7
     }
-    fn workers(&self) -> Vec<WorkerInfo> {
-        vec![WorkerInfo {
+    fn workers(&self) -> Vec<WorkerSnapshot> {
+        vec![WorkerSnapshot {
             id: 1,
             pid: 100,
             requests: 3,
-            status: "idle",
-            ..WorkerInfo::default()
+            status: WorkerStatus::Idle,
+            ..WorkerSnapshot::default()
         }]
     }
     fn log(&self, line: &str) {

@@ -1,14 +1,26 @@
-//! Shared-memory state of a ruwsgi instance, laid out over a region from `ruwsgi-sys`.
+//! Shared-memory state of a ruwsgi instance, laid out over regions from `ruwsgi-sys`.
 //!
 //! The master creates each region before the first fork; every child inherits the mapping,
 //! so counters written by a worker are read by the master (harakiri, stats) and by every
-//! other process (`uwsgi.workers()`). All fields are atomics: no locks, no syscalls on the
-//! per-request paths, and an all-zero region is a valid initial state.
+//! other process (`uwsgi.workers()`). A region is a typed view ([`Region`]) whose content
+//! types promise, through [`ShmSafe`], that all-zero bytes are valid and that concurrent use
+//! from several processes is sound: atomics, or process-shared robust locks with the plain
+//! data they guard. Only [`region`] turns memory into references; the rest is safe Rust.
 //!
 //! # Layout
+//! - [`region`]: [`Region`] (a header plus an array over one region), [`ShmSafe`],
+//!   [`ShmPlain`], [`impl_shm!`] and [`RegionError`].
+//! - [`lock`]: [`RobustMutex`] and [`ShmMutex`], locks that survive the death of a holder.
 //! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker) and
 //!   [`WorkerSnapshot`], the plain copy the stats and the plugin host read.
 
+pub mod lock;
+pub mod region;
 pub mod scoreboard;
 
+pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
+pub use region::{Region, RegionError, ShmPlain, ShmSafe};
 pub use scoreboard::{Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus};
+
+#[cfg(test)]
+mod testing;

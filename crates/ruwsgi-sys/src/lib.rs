@@ -6,16 +6,18 @@
 //! section. Calls go through `nix`; `libc` is used only where `nix` lacks the call.
 //!
 //! # Layout
-//! - [`fork`]: [`fork::fork`], the only way ruwsgi forks (single-threaded precondition).
+//! - [`fork`](mod@fork): [`fork::fork`], the only way ruwsgi forks (single-threaded precondition).
 //! - [`signals`]: [`SignalPipe`], a self-pipe signal source for the master and workers,
 //!   plus [`signals::reset_default`], [`signals::ignore`], [`signals::unblock_all`].
 //! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.
 //! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
+//! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
 #![allow(unsafe_code)]
 
 pub mod fork;
+pub mod lock;
 pub mod log;
 pub mod mmap;
 pub mod process;
@@ -23,6 +25,7 @@ pub mod signals;
 pub mod socket;
 
 pub use fork::{fork, ForkResult};
+pub use lock::{LockError, RobustGuard, RobustMutex};
 pub use log::log_line;
 pub use mmap::{mmap_shared_anon, SharedRegion};
 pub use nix::sys::signal::{SigSet, Signal};

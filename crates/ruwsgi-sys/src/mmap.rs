@@ -5,6 +5,10 @@
 //! process unmaps it on drop: a child never runs destructors of the parent's state (it
 //! leaves with `_exit`), and when it does drop a handle its mapping simply lives until exit.
 //! A heap-backed variant with the same shape serves unit tests (and miri).
+//!
+//! The bytes are zero when a constructor returns, and safe code can only change them through
+//! a typed view that takes the region over (`ruwsgi_shm::Region`); unsafe code writing
+//! through [`SharedRegion::as_ptr`] must leave them valid for whatever view comes later.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
@@ -16,10 +20,13 @@ use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 /// Alignment of heap-backed regions (a cache line; mappings are page-aligned anyway).
 const HEAP_ALIGN: usize = 128;
 
+/// Alignment every mapping has (the smallest page size Linux uses).
+const MAP_ALIGN: usize = 4096;
+
 /// A zero-initialised, writable memory region, page-aligned when mapped and at least
-/// 128-byte aligned on the heap. It exposes only a pointer: typed access is the job of the
-/// crate that lays out its content (`ruwsgi-shm`), which must use atomics only, since other
-/// processes write concurrently.
+/// 128-byte aligned on the heap. It exposes only a pointer: typed access is the job of
+/// `ruwsgi_shm::Region`, whose content types stay sound while other processes write
+/// concurrently (atomics, process-shared locks).
 #[derive(Debug)]
 pub struct SharedRegion {
     ptr: NonNull<u8>,
@@ -36,7 +43,7 @@ enum Backing {
 }
 
 // SAFETY: the region is plain memory with no thread affinity; the pointer is only handed out
-// raw, and whoever builds references over it must use types that are Sync (atomics).
+// raw, and whoever builds references over it must use types that are Sync (`ShmSafe`).
 unsafe impl Send for SharedRegion {}
 // SAFETY: as above; `&SharedRegion` only gives out the raw pointer and the length.
 unsafe impl Sync for SharedRegion {}
@@ -102,10 +109,28 @@ impl SharedRegion {
     pub fn is_shared(&self) -> bool {
         matches!(self.backing, Backing::Mapped { .. })
     }
+
+    /// The alignment the constructor guarantees for the start of the region: 4096 for a
+    /// mapping, 128 on the heap. Typed views check their types against this guarantee, not
+    /// against the address they happen to get, so a layout is accepted or refused the same
+    /// way on every run.
+    pub fn align(&self) -> usize {
+        match self.backing {
+            Backing::Mapped { .. } => MAP_ALIGN,
+            Backing::Heap(_) => HEAP_ALIGN,
+        }
+    }
 }
 
 impl Drop for SharedRegion {
     fn drop(&mut self) {
+        if crate::lock::any_held() {
+            // A robust mutex held by a thread of this process may live in this memory, and
+            // glibc's list of held robust mutexes runs through it: keep the memory (see
+            // `crate::lock`). Holding a lock while dropping a region is rare and, when it
+            // happens, a leak is the only sound outcome.
+            return;
+        }
         match self.backing {
             Backing::Mapped { creator } => {
                 if nix::unistd::getpid() == creator {
@@ -132,6 +157,7 @@ mod tests {
         let r = SharedRegion::on_heap(1000);
         assert_eq!(r.len(), 1000);
         assert_eq!(r.as_ptr().as_ptr() as usize % HEAP_ALIGN, 0);
+        assert_eq!(r.align(), HEAP_ALIGN);
         assert!(!r.is_shared());
     }
 
@@ -139,6 +165,7 @@ mod tests {
     fn mapped_region_is_page_aligned() {
         let r = mmap_shared_anon(4096 * 2).unwrap();
         assert!(r.is_shared());
-        assert_eq!(r.as_ptr().as_ptr() as usize % 4096, 0);
+        assert_eq!(r.as_ptr().as_ptr() as usize % MAP_ALIGN, 0);
+        assert_eq!(r.align(), MAP_ALIGN);
     }
 }

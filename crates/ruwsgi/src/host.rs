@@ -1,7 +1,7 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard, logging, and requests to the master.
 
-use ruwsgi_plugin::{Host, ProcessRole, WorkerInfo};
+use ruwsgi_plugin::{Host, ProcessRole, WorkerSnapshot};
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
 
@@ -53,26 +53,8 @@ impl Host for ServerHost {
         self.scoreboard.total_requests()
     }
 
-    fn workers(&self) -> Vec<WorkerInfo> {
-        self.scoreboard
-            .snapshot()
-            .into_iter()
-            .map(|w| WorkerInfo {
-                id: w.id,
-                pid: w.pid,
-                requests: w.requests,
-                delta_requests: w.delta_requests,
-                exceptions: w.exceptions,
-                status: w.status,
-                rss: w.rss,
-                vsz: w.vsz,
-                running_time: w.running_time,
-                last_spawn: w.last_spawn,
-                respawn_count: w.respawn_count,
-                tx: w.tx,
-                avg_rt: w.avg_rt,
-            })
-            .collect()
+    fn workers(&self) -> Vec<WorkerSnapshot> {
+        self.scoreboard.snapshot()
     }
 
     fn log(&self, line: &str) {

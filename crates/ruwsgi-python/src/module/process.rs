@@ -43,7 +43,7 @@ fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
         d.set_item("delta_requests", w.delta_requests)?;
         d.set_item("signals", 0)?;
         d.set_item("exceptions", w.exceptions)?;
-        d.set_item("status", PyBytes::new(py, w.status.as_bytes()))?;
+        d.set_item("status", PyBytes::new(py, w.status.as_str().as_bytes()))?;
         d.set_item("rss", w.rss)?;
         d.set_item("vsz", w.vsz)?;
         d.set_item("running_time", w.running_time)?;

@@ -6,21 +6,23 @@
 //! request start); readers use `Acquire` there. Each slot has a single writer at a time: its
 //! worker while it runs, the master between the worker's exit and its respawn.
 //! `total_requests` is the sum of every slot's `requests` (each survives respawns), which
-//! keeps the per-request path to the worker's own slot.
+//! keeps the per-request path to the worker's own slot. The layout is a
+//! [`Region<Header, WorkerSlot>`](crate::Region); this module has no unsafe code.
 
 use std::io;
-use std::mem::size_of;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Arc;
 
-use ruwsgi_sys::SharedRegion;
+use crate::impl_shm;
+use crate::region::Region;
 
-/// What a worker is doing, as the stats show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(u8)]
 #[non_exhaustive]
 pub enum WorkerStatus {
     /// Not running (before the first spawn, between death and respawn). Zeroed memory.
+    #[default]
     Dead = 0,
     /// Running, no request in progress.
     Idle = 1,
@@ -59,6 +61,12 @@ impl WorkerStatus {
     }
 }
 
+impl std::fmt::Display for WorkerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[repr(C, align(128))]
 struct Header {
     /// Written by the master at start (and after a re-exec, same pid).
@@ -66,6 +74,7 @@ struct Header {
     /// Reload generation, written by the master.
     generation: AtomicU64,
 }
+impl_shm!(ShmSafe for Header { master_pid, generation });
 
 /// One worker's counters in shared memory. Every method is a handful of atomic operations.
 #[repr(C, align(128))]
@@ -90,6 +99,10 @@ pub struct WorkerSlot {
     rss: AtomicU64,
     vsz: AtomicU64,
 }
+impl_shm!(ShmSafe for WorkerSlot {
+    pid, status, accepting, spawns, requests, delta_requests, exceptions, running_time_us,
+    last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz,
+});
 
 impl WorkerSlot {
     /// A new process took this slot (called in the child right after fork): pid,
@@ -227,7 +240,7 @@ impl WorkerSlot {
             requests: self.requests(),
             delta_requests: self.delta_requests(),
             exceptions: self.exceptions(),
-            status: self.status().as_str(),
+            status: self.status(),
             accepting: self.accepting(),
             rss: self.rss(),
             vsz: self.vsz(),
@@ -241,8 +254,8 @@ impl WorkerSlot {
     }
 }
 
-/// One worker's counters, copied out (same fields as `ruwsgi_plugin::WorkerInfo`, plus
-/// `accepting` and `request_start_us`; the binary converts).
+/// One worker's counters, copied out: what the stats, the plugin host
+/// (`ruwsgi_plugin::Host::workers`) and `uwsgi.workers()` show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerSnapshot {
     /// 1-based id.
@@ -255,8 +268,8 @@ pub struct WorkerSnapshot {
     pub delta_requests: u64,
     /// Unhandled app exceptions.
     pub exceptions: u64,
-    /// `idle`, `busy`, ...
-    pub status: &'static str,
+    /// What it is doing; [`WorkerStatus::as_str`] gives the stats word (`idle`, `busy`, ...).
+    pub status: WorkerStatus,
     /// Accepting connections.
     pub accepting: bool,
     /// Resident set size in bytes.
@@ -277,47 +290,13 @@ pub struct WorkerSnapshot {
     pub request_start_us: u64,
 }
 
-/// Bytes needed for `workers` slots.
-fn region_size(workers: usize) -> usize {
-    size_of::<Header>() + workers * size_of::<WorkerSlot>()
-}
-
-/// Lay the scoreboard's types over `region`.
-///
-/// # Safety
-///
-/// `region` must be at least `region_size(workers)` bytes long, 128-byte aligned and either
-/// zero-filled or laid out by an earlier call with the same `workers`; every process that
-/// maps it must access it only through these atomic types. The returned references claim
-/// `'static` but are valid only while `region` lives: the caller must keep the region next to
-/// them and never let them outlive it.
-#[allow(unsafe_code)] // the one typed view over the region (STYLE R6)
-unsafe fn view(region: &SharedRegion, workers: usize) -> (&'static Header, &'static [WorkerSlot]) {
-    let base = region.as_ptr().as_ptr();
-    // SAFETY: per the contract, `base` is aligned and the region holds a Header; all-zero
-    // bytes are a valid Header (atomics), and it is only shared through atomics.
-    let header = unsafe { &*base.cast::<Header>() };
-    // SAFETY: the slots follow the header (whose size is a multiple of the slot alignment)
-    // within `region_size(workers)` bytes; zeroed WorkerSlots are valid atomics.
-    let slots = unsafe {
-        std::slice::from_raw_parts(base.add(size_of::<Header>()).cast::<WorkerSlot>(), workers)
-    };
-    (header, slots)
-}
-
-/// Typed view plus the region that backs it.
-struct Inner {
-    /// Valid while `_region` lives; never handed out with a lifetime longer than `&self`.
-    header: &'static Header,
-    slots: &'static [WorkerSlot],
-    /// Declared last: dropped after the references above (which do nothing on drop).
-    _region: SharedRegion,
-}
+/// The scoreboard's layout: the header, then one slot per worker.
+type Board = Region<Header, WorkerSlot>;
 
 /// The instance's scoreboard: a cheap, `Send + Sync` handle (an `Arc` of the region).
 #[derive(Clone)]
 pub struct Scoreboard {
-    inner: Arc<Inner>,
+    region: Arc<Board>,
 }
 
 impl std::fmt::Debug for Scoreboard {
@@ -332,37 +311,24 @@ impl std::fmt::Debug for Scoreboard {
 impl Scoreboard {
     /// Map a shared scoreboard for `workers` workers (before the first fork).
     pub fn new(workers: usize) -> io::Result<Scoreboard> {
-        Ok(Scoreboard::over(
-            ruwsgi_sys::mmap_shared_anon(region_size(workers))?,
-            workers,
-        ))
+        Ok(Scoreboard {
+            region: Arc::new(Board::map(workers)?),
+        })
     }
 
-    /// A scoreboard on the heap, not shared across fork (tests).
+    /// A scoreboard on the heap, not shared across fork (tests). Panics only if `workers`
+    /// slots overflow the address space.
     pub fn on_heap(workers: usize) -> Scoreboard {
-        Scoreboard::over(SharedRegion::on_heap(region_size(workers)), workers)
-    }
-
-    #[allow(unsafe_code)] // the single call site of `view`
-    fn over(region: SharedRegion, workers: usize) -> Scoreboard {
-        assert!(region.len() >= region_size(workers));
-        // SAFETY: both constructors size the region with `region_size(workers)` (checked
-        // above), mappings are page-aligned and heap regions 128-byte aligned, both are
-        // zero-filled and fresh, the types are all atomics, and `Inner` keeps the region
-        // alive alongside the references, which never escape with a longer lifetime.
-        let (header, slots) = unsafe { view(&region, workers) };
+        let region = Board::on_heap(workers)
+            .unwrap_or_else(|e| panic!("scoreboard of {workers} workers: {e}"));
         Scoreboard {
-            inner: Arc::new(Inner {
-                header,
-                slots,
-                _region: region,
-            }),
+            region: Arc::new(region),
         }
     }
 
     /// Number of worker slots.
     pub fn workers(&self) -> usize {
-        self.inner.slots.len()
+        self.region.items().len()
     }
 
     /// Worker `id`'s slot (1-based). Panics when `id` is 0 or above [`Self::workers`].
@@ -374,35 +340,35 @@ impl Scoreboard {
     /// Worker `id`'s slot, if it exists.
     pub fn get(&self, id: u32) -> Option<&WorkerSlot> {
         let index = usize::try_from(id).ok()?.checked_sub(1)?;
-        self.inner.slots.get(index)
+        self.region.items().get(index)
     }
 
     /// Record the master's pid.
     pub fn set_master_pid(&self, pid: i32) {
-        self.inner.header.master_pid.store(pid, Release);
+        self.region.header().master_pid.store(pid, Release);
     }
     /// The master's pid (0 before it is recorded).
     pub fn master_pid(&self) -> i32 {
-        self.inner.header.master_pid.load(Acquire)
+        self.region.header().master_pid.load(Acquire)
     }
     /// Record the reload generation.
     pub fn set_generation(&self, generation: u64) {
-        self.inner.header.generation.store(generation, Release);
+        self.region.header().generation.store(generation, Release);
     }
     /// The reload generation.
     pub fn generation(&self) -> u64 {
-        self.inner.header.generation.load(Acquire)
+        self.region.header().generation.load(Acquire)
     }
 
     /// Requests completed by all workers since the instance started.
     pub fn total_requests(&self) -> u64 {
-        self.inner.slots.iter().map(WorkerSlot::requests).sum()
+        self.region.items().iter().map(WorkerSlot::requests).sum()
     }
 
     /// Every worker's counters, in id order.
     pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
         (1..)
-            .zip(self.inner.slots.iter())
+            .zip(self.region.items().iter())
             .map(|(id, slot)| slot.snapshot(id))
             .collect()
     }

@@ -39,7 +39,15 @@ fn lifecycle_of_a_slot() {
     assert_eq!(sb.total_requests(), 3);
     let snap = sb.snapshot();
     assert_eq!(snap.len(), 2);
-    assert_eq!((snap[0].id, snap[0].pid, snap[0].status), (1, 101, "idle"));
+    assert_eq!(
+        (snap[0].id, snap[0].pid, snap[0].status),
+        (1, 101, WorkerStatus::Idle)
+    );
+    assert_eq!(
+        (snap[0].status.as_str(), snap[0].status.to_string()),
+        ("idle", "idle".into())
+    );
+    assert_eq!(WorkerSnapshot::default().status, WorkerStatus::Dead);
     assert_eq!((snap[1].id, snap[1].requests), (2, 1));
 }
 
@@ -66,13 +74,10 @@ fn slots_do_not_share_cache_lines() {
     );
 }
 
-/// Tests in this binary that fork hold this lock (STYLE R14).
-static FORK_MTX: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 #[allow(unsafe_code)] // fork
 fn a_forked_child_updates_the_parent_view() {
-    let _guard = FORK_MTX.lock().unwrap_or_else(|e| e.into_inner());
+    let _forks = crate::testing::fork_lock();
     let sb = Scoreboard::new(2).unwrap();
     // SAFETY: the child only performs atomic stores into the shared mapping and `_exit`s;
     // it takes no lock and allocates nothing, so other test threads cannot wedge it.
@@ -85,7 +90,7 @@ fn a_forked_child_updates_the_parent_view() {
             ruwsgi_sys::process::exit_now(0);
         }
         ruwsgi_sys::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            let status = crate::testing::wait_exit(child, crate::testing::LONG);
             assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
             assert_eq!(sb.worker(2).pid(), 4242);
             assert_eq!(sb.worker(2).requests(), 1);
