@@ -28,6 +28,9 @@ pub enum Kind {
     List,
     /// An octal file mode; the value is optional (bare = 0666).
     Mode,
+    /// A boolean that uWSGI declares as an optional number: bare = on, `0` = off. On the
+    /// command line the next word is taken only when it is a number.
+    Switch,
     /// Loads a configuration file where it appears (`ini`, `yaml`, ...).
     Config,
     /// `set`-style `key=value` definitions, applied where they appear.
@@ -41,8 +44,22 @@ impl Kind {
     pub fn arg(self) -> Arg {
         match self {
             Kind::Flag | Kind::Command => Arg::None,
-            Kind::Mode => Arg::Optional,
+            Kind::Mode | Kind::Switch => Arg::Optional,
             _ => Arg::Required,
+        }
+    }
+
+    /// For [`Arg::Optional`] kinds: whether the next command-line word is this option's
+    /// value rather than the next argument.
+    pub fn takes_word(self, word: &str) -> bool {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match self {
+            // `660`, `0660`
+            Kind::Mode => {
+                (3..=4).contains(&word.len()) && word.bytes().all(|b| matches!(b, b'0'..=b'7'))
+            }
+            Kind::Switch => digits(word) && word.len() <= 9,
+            _ => false,
         }
     }
 
@@ -56,6 +73,7 @@ impl Kind {
             Kind::Str | Kind::List => "VALUE",
             Kind::Path => "PATH",
             Kind::Mode => "[MODE]",
+            Kind::Switch => "[N]",
             Kind::Config => "FILE[:SECTION]",
             Kind::Assign => "KEY=VALUE",
         }
@@ -268,6 +286,14 @@ pub static OPTIONS: &[OptionDef] = &[
         Sock,
         "30",
         "idle keep-alive connection timeout",
+    ),
+    opt(
+        "http-keepalive",
+        Switch,
+        Sock,
+        "on",
+        "accepted for compatibility: HTTP sockets always keep HTTP/1.1 connections alive \
+         (0 cannot turn it off); idle ones close after http-keepalive-timeout",
     ),
     opt(
         "post-buffering",

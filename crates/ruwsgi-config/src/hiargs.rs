@@ -258,6 +258,15 @@ fn apply(
         "socket-timeout" => s.requests.socket_timeout = v.seconds()?,
         "http-header-timeout" => s.requests.header_timeout = v.seconds()?,
         "http-keepalive-timeout" => s.requests.keepalive_timeout = v.seconds()?,
+        "http-keepalive" => {
+            if !v.boolean() {
+                s.warnings.push(format!(
+                    "'{}' (from {}) cannot be turned off: HTTP sockets always keep HTTP/1.1 \
+                     connections alive (idle ones close after http-keepalive-timeout)",
+                    opt.key, opt.at
+                ));
+            }
+        }
         "post-buffering" => s.requests.post_buffering = as_usize(v.size(0, u64::MAX)?),
         "limit-post" => s.requests.limit_post = v.size(0, u64::MAX)?,
         "max-vars" => s.requests.max_vars = as_usize(v.number(1, 32767)?),

@@ -194,7 +194,7 @@ impl<'a> Collector<'a> {
                 let value = match (def.kind.arg(), inline) {
                     (_, Some(v)) => Some(v),
                     (Arg::None, None) => None,
-                    (Arg::Optional, None) => take_if(args, &mut i, looks_like_mode),
+                    (Arg::Optional, None) => take_if(args, &mut i, def.kind),
                     (Arg::Required, None) => Some(take_required(args, &mut i, name, &at)?),
                 };
                 self.push(name.to_string(), value, at, Origin::File)?;
@@ -212,7 +212,7 @@ impl<'a> Collector<'a> {
                             j = shorts.len();
                             Some(rest)
                         }
-                        Arg::Optional => take_if(args, &mut i, looks_like_mode),
+                        Arg::Optional => take_if(args, &mut i, def.kind),
                         Arg::Required => Some(take_required(args, &mut i, def.name, &at)?),
                     };
                     self.push(def.name.to_string(), value, at.clone(), Origin::File)?;
@@ -524,15 +524,11 @@ fn take_required(
     Ok(v)
 }
 
-fn take_if(args: &[String], i: &mut usize, accept: fn(&str) -> bool) -> Option<String> {
-    let v = args.get(*i).filter(|a| accept(a))?.clone();
+/// The next word as the optional value of an option of `kind`, when it looks like one.
+fn take_if(args: &[String], i: &mut usize, kind: Kind) -> Option<String> {
+    let v = args.get(*i).filter(|a| kind.takes_word(a))?.clone();
     *i += 1;
     Some(v)
-}
-
-/// `660`, `0660`: the next word is taken as an optional mode only when it looks like one.
-fn looks_like_mode(s: &str) -> bool {
-    (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
 }
 
 /// `pkg.mod:callable`.
@@ -559,7 +555,10 @@ mod tests {
         assert!(!looks_like_module("pkg.mod"));
         assert!(!looks_like_module(":3031"));
         assert!(!looks_like_module("1.2:3"));
-        assert!(looks_like_mode("660") && looks_like_mode("0660"));
-        assert!(!looks_like_mode("--master") && !looks_like_mode("8080"));
+        assert!(Kind::Mode.takes_word("660") && Kind::Mode.takes_word("0660"));
+        assert!(!Kind::Mode.takes_word("--master") && !Kind::Mode.takes_word("8080"));
+        assert!(Kind::Switch.takes_word("1") && Kind::Switch.takes_word("0"));
+        assert!(!Kind::Switch.takes_word("app.py") && !Kind::Switch.takes_word("-1"));
+        assert!(!Kind::Switch.takes_word("") && !Kind::Flag.takes_word("1"));
     }
 }

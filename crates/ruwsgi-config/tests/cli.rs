@@ -348,3 +348,43 @@ fn double_dash_ends_options() {
     let s = run(&["-p", "2", "--", "app.py"]);
     assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
 }
+
+#[test]
+fn http_keepalive_is_accepted() {
+    for args in [
+        &["--http-keepalive"][..],
+        &["--http-keepalive", "1"],
+        &["--http-keepalive=1"],
+        &["--http-keepalive", "5", "-p", "2"],
+    ] {
+        let s = run(args);
+        assert!(s.warnings.is_empty(), "{args:?}: {:?}", s.warnings);
+    }
+    assert_eq!(
+        run(&["--http-keepalive", "5", "-p", "2"]).processes.workers,
+        2
+    );
+    // The next word is only taken when it is a number.
+    let s = run(&["--http-keepalive", "app.py"]);
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(opts(&s)[0], ("http-keepalive", None));
+    let d = TempDir::new();
+    let ini = d.write(
+        "k.ini",
+        "[uwsgi]\nhttp-keepalive = 1\nhttp-keepalive\nhttp-keepalive = true\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert!(s.warnings.is_empty());
+    let ini = d.write("off.ini", "[uwsgi]\nhttp-keepalive = 0\n");
+    let s = run(&["--ini", &ini]);
+    assert_eq!(s.warnings.len(), 1);
+    assert!(
+        s.warnings[0].starts_with(&format!(
+            "'http-keepalive' (from {ini}:2) cannot be turned off"
+        )),
+        "{:?}",
+        s.warnings
+    );
+    let s = run_env(&[], &[("UWSGI_HTTP_KEEPALIVE", "1")]);
+    assert!(s.warnings.is_empty());
+}
