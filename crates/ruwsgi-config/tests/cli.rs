@@ -374,7 +374,7 @@ fn http_keepalive_is_accepted() {
         "[uwsgi]\nhttp-keepalive = 1\nhttp-keepalive\nhttp-keepalive = true\n",
     );
     let s = run(&["--ini", &ini]);
-    assert!(s.warnings.is_empty());
+    assert!(s.warnings.is_empty() && s.notices.is_empty());
     let ini = d.write("off.ini", "[uwsgi]\nhttp-keepalive = 0\n");
     let s = run(&["--ini", &ini]);
     assert_eq!(s.warnings.len(), 1);
