@@ -615,7 +615,7 @@ pub static OPTIONS: &[OptionDef] = &[
         Command,
         Cfg,
         "",
-        "print the collected options as ini and exit",
+        "print the options as they will be used, as one ini section, and exit",
     ),
     opt("help", Command, Cfg, "", "print this help and exit").short('h'),
     opt("version", Command, Cfg, "", "print the version and exit"),
