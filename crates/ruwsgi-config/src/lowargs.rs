@@ -25,7 +25,7 @@ pub const MAX_INCLUDE_DEPTH: usize = 10;
 pub enum RawKind {
     /// A defined option.
     Option(&'static OptionDef),
-    /// A placeholder defined by `set`/`set-placeholder`.
+    /// A name declared with `set-placeholder`: never an option, never judged.
     Placeholder,
     /// An unknown key in a config file or in `set key=value`: a value for the app (in
     /// `uwsgi.opt`) and for `%(key)`; [`crate::hiargs`] refuses it when its name is close to
