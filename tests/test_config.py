@@ -7,7 +7,7 @@ import shutil
 import pytest
 import requests
 
-from helpers import APPS, REPO, run_binary, wait_until
+from helpers import APPS, REPO, connect, read_response, run_binary, wait_until
 
 HELLO = REPO / "examples" / "hello.py"
 
@@ -162,3 +162,132 @@ def test_repeated_socket_options_accumulate(ruwsgi, tmp_path, fault_app):
     assert len(ports) == 2
     for p in ports:
         assert requests.get("http://127.0.0.1:%d/" % p, timeout=5).text == "OK"
+
+
+OPT_APP = """\
+import uwsgi
+
+
+def application(environ, start_response):
+    body = repr(uwsgi.opt[environ["PATH_INFO"].lstrip("/")]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_custom_key_reaches_uwsgi_opt_and_is_logged(ruwsgi, tmp_path):
+    (tmp_path / "optapp.py").write_text(OPT_APP)
+    conf = tmp_path / "app.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nacc-custom = %n-value\n"
+                    "wsgi-file = %doptapp.py\nhost = db.internal\n")
+    srv = ruwsgi("--ini", conf)
+    assert requests.get(srv.url + "/acc-custom", timeout=5).text == "b'app-value'"
+    assert requests.get(srv.url + "/host", timeout=5).text == "b'db.internal'"
+    lines = srv.wait_log(r"^ruwsgi: custom option .*$", count=2)
+    assert [m.group(0) for m in lines] == [
+        "ruwsgi: custom option 'acc-custom' (from %s:3) kept for uwsgi.opt" % conf,
+        "ruwsgi: custom option 'host' (from %s:5) kept for uwsgi.opt" % conf,
+    ]
+    assert srv.stop() == 0
+    assert len(re.findall(r"custom option 'acc-custom'", srv.log_text())) == 1, \
+        "reported once, not per worker"
+
+
+@pytest.mark.parametrize("line,meant", [
+    ("harakri = 5", "harakiri"),
+    ("process = 2", "processes"),
+    ("http_socket = 127.0.0.1:0", "http-socket"),
+    ("Processes = 2", "processes"),
+])
+def test_near_miss_of_an_option_fails(tmp_path, line, meant):
+    conf = tmp_path / "typo.ini"
+    conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n%s\n" % (HELLO, line))
+    r = run_binary(["--ini", conf])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    key = line.split(" =")[0]
+    assert "ruwsgi: unknown option '%s' (from %s:4): did you mean '%s'?" % (key, conf, meant) \
+        in r.stderr, r.stderr
+    assert "listening on" not in r.stderr
+
+
+def test_near_miss_in_set_fails():
+    r = run_binary(["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--set", "process=2"])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "unknown option 'process' (from command line argument 5): did you mean 'processes'?" \
+        in r.stderr, r.stderr
+
+
+def test_strict_refuses_custom_keys(tmp_path):
+    conf = tmp_path / "strict.ini"
+    conf.write_text("[uwsgi]\nstrict = true\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n"
+                    "acc-custom = %%n-value\n" % HELLO)
+    r = run_binary(["--ini", conf])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "unknown option 'acc-custom' (from %s:5) in strict mode" % conf in r.stderr, r.stderr
+    r = run_binary(["--strict", "--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO,
+                    "--set", "acc-custom=1"])
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "in strict mode" in r.stderr
+
+
+def keepalive_twice(srv):
+    """Two requests on one connection: the server kept it open."""
+    s = connect(srv.addr)
+    try:
+        for _ in range(2):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            status, headers, _, _ = read_response(s)
+            assert status == 200 and headers.get("connection") != "close", headers
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("how", ["cli-bare", "cli-number", "ini"])
+def test_http_keepalive_is_accepted(ruwsgi, tmp_path, fault_app, how):
+    if how == "ini":
+        conf = tmp_path / "ka.ini"
+        conf.write_text("[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n"
+                        "http-keepalive = 1\n" % fault_app)
+        args = ["--ini", conf]
+    else:
+        args = ["--http-socket", "127.0.0.1:0", "--http-keepalive"]
+        if how == "cli-number":
+            args.append("1")
+        args += ["--wsgi-file", fault_app]
+    srv = ruwsgi(*args)
+    keepalive_twice(srv)
+    opt = requests.get(srv.url + "/uwsgi", timeout=5).json()["opt"]
+    assert opt["http-keepalive"] in (True, {"bytes": "1"}), opt
+    assert "warning" not in srv.log_text()
+    assert srv.stop() == 0
+
+
+def test_show_config_round_trip(ruwsgi, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "optapp.py").write_text(OPT_APP)
+    conf = site / "placeholders.ini"
+    conf.write_text(
+        "[uwsgi]\nproject = optapp\nbase = %d\nset-ph = port=0\nprocess = 2\n"
+        "http-socket = 127.0.0.1:%(port)\nwsgi-file = %(base)%(project).py\n"
+        "processes = %(process)\nacc-custom = %n-value\nenv = WHERE=$(RUWSGI_TEST_WHERE)\n")
+    r = run_binary(["--ini", conf, "--show-config"], env={"RUWSGI_TEST_WHERE": "here"})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith("[uwsgi]\n"), out
+    assert "%(" not in out and "$(" not in out and "%d" not in out, out
+    lines = out.splitlines()
+    for expected in ("wsgi-file = %s/optapp.py" % site, "http-socket = 127.0.0.1:0",
+                     "processes = 2", "acc-custom = placeholders-value", "env = WHERE=here",
+                     "set-placeholder = port=0", "set-placeholder = process=2"):
+        assert expected in lines, (expected, out)
+    # Loaded back from elsewhere, without the environment: the same instance.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shown = other / "shown.ini"
+    shown.write_text(out)
+    srv = ruwsgi("--ini", shown, env={"RUWSGI_TEST_WHERE": "not-used"})
+    assert requests.get(srv.url + "/acc-custom", timeout=5).text == "b'placeholders-value'"
+    assert requests.get(srv.url + "/processes", timeout=5).text == "b'2'"
+    srv.wait_children(2)
+    assert srv.stop() == 0

@@ -28,6 +28,9 @@ pub enum Kind {
     List,
     /// An octal file mode; the value is optional (bare = 0666).
     Mode,
+    /// A boolean that uWSGI declares as an optional number: bare = on, `0` = off. On the
+    /// command line the next word is taken only when it is a number.
+    Switch,
     /// Loads a configuration file where it appears (`ini`, `yaml`, ...).
     Config,
     /// `set`-style `key=value` definitions, applied where they appear.
@@ -41,8 +44,22 @@ impl Kind {
     pub fn arg(self) -> Arg {
         match self {
             Kind::Flag | Kind::Command => Arg::None,
-            Kind::Mode => Arg::Optional,
+            Kind::Mode | Kind::Switch => Arg::Optional,
             _ => Arg::Required,
+        }
+    }
+
+    /// For [`Arg::Optional`] kinds: whether the next command-line word is this option's
+    /// value rather than the next argument.
+    pub fn takes_word(self, word: &str) -> bool {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match self {
+            // `660`, `0660`
+            Kind::Mode => {
+                (3..=4).contains(&word.len()) && word.bytes().all(|b| matches!(b, b'0'..=b'7'))
+            }
+            Kind::Switch => digits(word) && word.len() <= 9,
+            _ => false,
         }
     }
 
@@ -56,6 +73,7 @@ impl Kind {
             Kind::Str | Kind::List => "VALUE",
             Kind::Path => "PATH",
             Kind::Mode => "[MODE]",
+            Kind::Switch => "[N]",
             Kind::Config => "FILE[:SECTION]",
             Kind::Assign => "KEY=VALUE",
         }
@@ -280,6 +298,14 @@ pub static OPTIONS: &[OptionDef] = &[
         Sock,
         "30",
         "idle keep-alive connection timeout",
+    ),
+    opt(
+        "http-keepalive",
+        Switch,
+        Sock,
+        "on",
+        "accepted for compatibility: HTTP sockets always keep HTTP/1.1 connections alive \
+         (0 cannot turn it off); idle ones close after http-keepalive-timeout",
     ),
     opt(
         "post-buffering",
@@ -601,7 +627,7 @@ pub static OPTIONS: &[OptionDef] = &[
         Command,
         Cfg,
         "",
-        "print the collected options as ini and exit",
+        "print the options as they will be used, as one ini section, and exit",
     ),
     opt("help", Command, Cfg, "", "print this help and exit").short('h'),
     opt("version", Command, Cfg, "", "print the version and exit"),
@@ -677,6 +703,67 @@ pub fn lookup_short(c: char) -> Option<&'static OptionDef> {
     OPTIONS.iter().find(|d| d.short == Some(c))
 }
 
+/// The option name or alias that an unknown key `key` most likely meant, if any.
+///
+/// The rule that separates typos from custom keys (values for the app and for `%(key)`):
+/// - equal after folding `_` to `-` and ASCII case (`http_socket`, `Processes`): a match
+///   whatever the length;
+/// - otherwise the folded key must be within a few edits (insertions, deletions,
+///   substitutions, swaps of two neighbours) of a name, where the allowance depends on the
+///   shorter of the two: under 4 characters none, 4 to 6 characters one, 7 or more two.
+///
+/// Short names get no slack because a couple of edits turn any 3- or 4-letter word into
+/// some option (`host` is two edits from `home`, `name` too); `secret` (6) is two edits
+/// from `socket` and stays a custom key, while `process` (7) is two from `processes`.
+pub fn near_option(key: &str) -> Option<&'static str> {
+    let folded: String = key
+        .chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    OPTIONS
+        .iter()
+        .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+        .filter_map(|name| {
+            let allowed = match folded.len().min(name.len()) {
+                0..=3 => 0,
+                4..=6 => 1,
+                _ => 2,
+            };
+            let distance = edit_distance(&folded, name);
+            (distance <= allowed).then_some((distance, name))
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Edit distance over bytes (option names are ASCII) counting insertions, deletions,
+/// substitutions and swaps of two adjacent bytes as one edit each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // Three rows of the dynamic-programming table: i-2, i-1 and i.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (prev[j - 1] + cost).min(prev[j] + 1).min(cur[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            cur[j] = d;
+        }
+        before = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +789,64 @@ mod tests {
         assert_eq!(lookup_short('p').unwrap().name, "processes");
         assert_eq!(lookup("harakiri").unwrap().status, Status::NotYet);
         assert!(lookup("no-such-option").is_none());
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("harakri", "harakiri"), 1);
+        assert_eq!(
+            edit_distance("procesess", "processes"),
+            1,
+            "a swap is one edit"
+        );
+        assert_eq!(edit_distance("process", "processes"), 2);
+        assert_eq!(edit_distance("secret", "socket"), 2);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+    }
+
+    #[test]
+    fn near_options_and_custom_keys() {
+        for (key, meant) in [
+            ("harakri", "harakiri"),
+            ("process", "processes"),
+            ("procesess", "processes"),
+            ("http_socket", "http-socket"),
+            ("Processes", "processes"),
+            ("HTTP-SOCKET", "http-socket"),
+            ("UID", "uid"),
+            ("PP", "pp"),
+            ("wsgi_file", "wsgi-file"),
+            ("chdri", "chdir"),
+            ("sockt", "socket"),
+            ("worker", "workers"),
+            ("max-request", "max-requests"),
+        ] {
+            assert_eq!(near_option(key), Some(meant), "{key}");
+        }
+        for key in [
+            "acc-custom",
+            "my-custom",
+            "project",
+            "base",
+            "name",
+            "host",
+            "port",
+            "app",
+            "envs",
+            "uidd",
+            "user",
+            "group",
+            "domain",
+            "secret",
+            "logdir",
+            "rundir",
+            "socketdir",
+            "workdir",
+            "appname",
+            "timeout",
+        ] {
+            assert_eq!(near_option(key), None, "{key}");
+        }
     }
 }

@@ -55,27 +55,30 @@ pub enum ConfigError {
         /// Where.
         at: Source,
     },
-    /// An unknown key in a config file while `strict` is on.
-    #[error("unknown option '{name}' (from {at}) in strict mode")]
+    /// An unknown key in a config file or `set` while `strict` is on.
+    #[error("unknown option '{name}' (from {at}) in strict mode{hint}")]
     UnknownKey {
         /// The key.
         name: String,
         /// Where.
         at: Source,
+        /// `; did you mean 'x'?`, or how to declare a value for the app.
+        hint: String,
     },
-    /// An unknown key in a config file that nothing in the configuration uses as
-    /// `%(key)`: most likely a typo, so it is refused rather than silently ignored.
+    /// An unknown key in a config file or `set` whose name is close to an option's and
+    /// that nothing uses as `%(key)`: a typo, refused rather than silently kept.
     #[error(
-        "unknown option '{name}' (from {at}){hint}; if it is a value for your app or for \
-         %({name}) placeholders, declare it with `set-placeholder = {name}=VALUE`"
+        "unknown option '{name}' (from {at}): did you mean '{meant}'? (a value for the app \
+         whose name is this close to an option's must be declared with \
+         `set-placeholder = {name}=VALUE`)"
     )]
-    UnusedKey {
-        /// The key.
+    NearOption {
+        /// The key as written.
         name: String,
         /// Where.
         at: Source,
-        /// `; did you mean 'x'?` or empty.
-        hint: String,
+        /// The option name or alias it is close to.
+        meant: String,
     },
     /// A uWSGI option ruwsgi does not implement yet.
     #[error("option '{name}' (from {at}) is a uWSGI option ruwsgi does not implement yet")]
@@ -189,7 +192,7 @@ impl ConfigError {
         match self {
             ConfigError::UnknownOption { at, .. }
             | ConfigError::UnknownKey { at, .. }
-            | ConfigError::UnusedKey { at, .. }
+            | ConfigError::NearOption { at, .. }
             | ConfigError::NotImplemented { at, .. }
             | ConfigError::InvalidValue { at, .. }
             | ConfigError::MissingValue { at, .. }

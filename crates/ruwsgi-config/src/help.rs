@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use crate::defs::{Category, Status, OPTIONS};
-use crate::settings::OptValue;
+use crate::defs::{near_option, Category, Kind, Status, OPTIONS};
+use crate::lowargs::{RawKind, RawOpt};
 
 /// Width of the option column in `--help`.
 const COLUMN: usize = 44;
@@ -94,24 +94,68 @@ pub fn version_text() -> String {
     )
 }
 
-/// The `--show-config` text: the collected options as one `[uwsgi]` ini section.
+/// The `--show-config` text: every collected option as it will be used, as one `[uwsgi]`
+/// ini section that `--ini` loads back to the same settings.
 ///
-/// Loader options (`ini = x.ini`, ...) are written as comments because the file's contents
-/// follow them inline; feeding the output back in gives the same options.
-pub fn show_config_text(opt: &[(String, OptValue)]) -> String {
+/// Values are shown after every substitution (`%d`, `$(ENV)`, `@(file)`, `%(name)`), so the
+/// lines that only existed to feed substitutions change shape:
+/// - `set`/`set-placeholder` lines are dropped and their effect is written instead: an
+///   option set by `set` as that option, a placeholder as `set-placeholder = key=value`;
+/// - custom keys stay `key = value`, except those whose name is close to an option's (kept
+///   only because the configuration used them as `%(key)`): they become `set-placeholder`
+///   lines, since nothing refers to them any more and reading them back would be an error;
+/// - loader options (`ini = x.ini`, ...) are comments, because the file's options follow;
+/// - a `%` that the ini reader would take for a magic variable is doubled.
+pub fn show_config_text(opts: &[RawOpt]) -> String {
     let mut out = String::from("[uwsgi]\n");
-    for (key, value) in opt {
-        let def = crate::defs::lookup(key);
-        if def.is_some_and(|d| d.name == "show-config") {
-            continue;
-        }
-        let value = match value {
-            OptValue::Flag => "true",
-            OptValue::Value(v) => v.as_str(),
+    for opt in opts {
+        let key = opt.key.as_str();
+        let value = opt.value.as_deref().map(escape_magic);
+        let as_placeholder = match opt.kind {
+            RawKind::Option(def) if def.kind == Kind::Assign || def.name == "show-config" => {
+                continue
+            }
+            RawKind::Option(_) => false,
+            RawKind::Custom => near_option(key).is_some(),
+            RawKind::Placeholder => true,
         };
-        let loader = def.is_some_and(|d| d.kind == crate::defs::Kind::Config);
-        let prefix = if loader { "; " } else { "" };
-        let _ = writeln!(out, "{prefix}{key} = {value}");
+        let line = match (opt.def(), value.as_deref()) {
+            (_, v) if as_placeholder => format!("set-placeholder = {key}={}", v.unwrap_or("")),
+            (Some(def), Some(v)) if def.kind == Kind::Config => format!("; {key} = {v}"),
+            (Some(def), None) if matches!(def.kind, Kind::Flag | Kind::Switch) => {
+                format!("{key} = true")
+            }
+            // A bare key reads back as an empty value (`chmod-socket` alone means 0666).
+            (_, None | Some("")) => key.to_string(),
+            (_, Some(v)) => format!("{key} = {v}"),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
     out
+}
+
+/// Doubles every `%` that the ini reader would expand as a magic variable (`%d`, `%%`, ...);
+/// `%(` is left alone: a resolved value only still contains one when nothing defines it.
+fn escape_magic(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' && chars.peek().is_some_and(|n| *n != '(') {
+            out.push('%');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_escapes() {
+        assert_eq!(escape_magic("100%d %% %(x) %"), "100%%d %%%% %(x) %");
+        assert_eq!(escape_magic("plain"), "plain");
+    }
 }

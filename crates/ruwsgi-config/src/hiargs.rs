@@ -4,11 +4,17 @@
 //! choosing between file and module) in `apply`; scalars are overwritten so the last value
 //! wins, lists accumulate. Every error names the option as written, the value after
 //! substitution and its [`Source`].
+//!
+//! Unknown keys from files and `set` ([`RawKind::Custom`]) are judged here, once everything
+//! is collected: a name close to an option's ([`crate::defs::near_option`]) is taken for a
+//! typo and refused, unless the configuration uses it as `%(key)`; any other is kept for
+//! `uwsgi.opt` and reported in [`Settings::notices`]; under `strict` every one is refused.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::defs::OptionDef;
+use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{OptValue, Protocol, Settings, SocketSpec};
@@ -162,25 +168,20 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
         .is_some_and(|o| parse_bool(o.value.as_deref()));
     let mut s = Settings::default();
     let mut reload_mercy = None;
+    let mut reported = HashSet::new();
     for opt in &collected.opts {
         match opt.kind {
             RawKind::Option(def) => apply(&mut s, def, opt, &mut reload_mercy)?,
-            RawKind::Custom if strict => {
-                return Err(ConfigError::UnknownKey {
-                    name: opt.key.clone(),
-                    at: opt.at.clone(),
-                })
+            RawKind::Custom => {
+                check_custom(opt, strict, &collected.referenced)?;
+                if reported.insert(opt.key.as_str()) {
+                    s.notices.push(format!(
+                        "custom option '{}' (from {}) kept for uwsgi.opt",
+                        opt.key, opt.at
+                    ));
+                }
             }
-            RawKind::Custom if !collected.referenced.contains(&opt.key) => {
-                return Err(ConfigError::UnusedKey {
-                    name: opt.key.clone(),
-                    at: opt.at.clone(),
-                    hint: closest_option(&opt.key)
-                        .map(|n| format!("; did you mean '{n}'?"))
-                        .unwrap_or_default(),
-                })
-            }
-            RawKind::Custom | RawKind::Placeholder => {}
+            RawKind::Placeholder => {}
         }
     }
     s.processes.reload_mercy = reload_mercy.unwrap_or(s.processes.worker_reload_mercy);
@@ -200,30 +201,35 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
-/// The defined option (or alias) closest to `key` within two edits, for typo hints.
-fn closest_option(key: &str) -> Option<&'static str> {
-    crate::defs::OPTIONS
-        .iter()
-        .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
-        .map(|n| (edit_distance(key, n), n))
-        .filter(|(d, _)| *d <= (key.len() / 4).clamp(1, 2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-/// Levenshtein distance over bytes (option names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+/// Whether the custom key `opt` may stay: never under `strict`; not when its name is close
+/// to an option's (a typo) unless the configuration uses it as `%(key)`.
+fn check_custom(
+    opt: &RawOpt,
+    strict: bool,
+    referenced: &HashSet<String>,
+) -> Result<(), ConfigError> {
+    let meant = near_option(&opt.key);
+    if strict {
+        return Err(ConfigError::UnknownKey {
+            name: opt.key.clone(),
+            at: opt.at.clone(),
+            hint: match meant {
+                Some(m) => format!("; did you mean '{m}'?"),
+                None => format!(
+                    "; declare values for the app with `set-placeholder = {}=VALUE`",
+                    opt.key
+                ),
+            },
+        });
     }
-    prev[b.len()]
+    match meant {
+        Some(meant) if !referenced.contains(&opt.key) => Err(ConfigError::NearOption {
+            name: opt.key.clone(),
+            at: opt.at.clone(),
+            meant: meant.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Applies one supported option to `s`.
@@ -258,6 +264,15 @@ fn apply(
         "socket-timeout" => s.requests.socket_timeout = v.seconds()?,
         "http-header-timeout" => s.requests.header_timeout = v.seconds()?,
         "http-keepalive-timeout" => s.requests.keepalive_timeout = v.seconds()?,
+        "http-keepalive" => {
+            if !v.boolean() {
+                s.warnings.push(format!(
+                    "'{}' (from {}) cannot be turned off: HTTP sockets always keep HTTP/1.1 \
+                     connections alive (idle ones close after http-keepalive-timeout)",
+                    opt.key, opt.at
+                ));
+            }
+        }
         "post-buffering" => s.requests.post_buffering = as_usize(v.size(0, u64::MAX)?),
         "limit-post" => s.requests.limit_post = v.size(0, u64::MAX)?,
         "max-vars" => s.requests.max_vars = as_usize(v.number(1, 32767)?),

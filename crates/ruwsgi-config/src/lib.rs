@@ -19,6 +19,9 @@
 //! # Where ruwsgi differs from uWSGI
 //! - Options uWSGI has but ruwsgi lacks ([`Status::NotYet`]) are errors from any source:
 //!   silently dropping `harakiri` or `reload-on-rss` would remove a protection.
+//! - An unknown key in a config file or in `set` is kept for `uwsgi.opt` and reported in
+//!   [`Settings::notices`], as in uWSGI, unless its name is close to an option's
+//!   ([`defs::near_option`]): that is taken for a typo and refused.
 //! - `UWSGI_*` variables that name no option are skipped with a warning in
 //!   [`Settings::warnings`]; uWSGI-internal ones (`UWSGI_RELOADS`, ...) silently.
 //! - `$()`, `@()` and `%()` in config paths and `set` are expanded when they are read, so

@@ -2,7 +2,8 @@
 //!
 //! Order of sources, as in uWSGI: `UWSGI_*` environment variables, then the command line,
 //! with config files expanded where they are named. `--help` and `--version` stop
-//! collection at once; `--show-config` validates everything and returns the ini text.
+//! collection at once; `--show-config` validates everything and returns the resolved options
+//! as ini text.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -50,10 +51,12 @@ pub fn load(args: Vec<OsString>, env: Vec<(String, String)>) -> Result<Command, 
         Some(Halt::Version) => return Ok(Command::Version(help::version_text())),
         None => {}
     }
-    let show = collected.show_config;
+    let shown = collected
+        .show_config
+        .then(|| help::show_config_text(&collected.opts));
     let settings = hiargs::build(collected)?;
-    if show {
-        return Ok(Command::ShowConfig(help::show_config_text(&settings.opt)));
+    if let Some(text) = shown {
+        return Ok(Command::ShowConfig(text));
     }
     Ok(Command::Run(Box::new(settings)))
 }

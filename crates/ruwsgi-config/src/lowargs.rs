@@ -6,7 +6,8 @@
 //! the command-line ones, and `set` defines its placeholder at once. Substitution of `$()`,
 //! `@()` and `%()` happens in [`Collector::finish`], after everything is collected, except for
 //! the immediate options (config paths, `set`) which are expanded against what was collected
-//! so far. Unknown keys are an error on the command line but placeholders in files.
+//! so far. Unknown names are an error on the command line; an unknown key in a file or in
+//! `set key=value` is collected as [`RawKind::Custom`] and judged by [`crate::hiargs`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,9 +25,11 @@ pub const MAX_INCLUDE_DEPTH: usize = 10;
 pub enum RawKind {
     /// A defined option.
     Option(&'static OptionDef),
-    /// A placeholder defined by `set`/`set-placeholder`.
+    /// A name declared with `set-placeholder`: never an option, never judged.
     Placeholder,
-    /// An unknown key in a config file (a placeholder too, an error under `strict`).
+    /// An unknown key in a config file or in `set key=value`: a value for the app (in
+    /// `uwsgi.opt`) and for `%(key)`; [`crate::hiargs`] refuses it when its name is close to
+    /// an option's, or under `strict`.
     Custom,
 }
 
@@ -89,18 +92,17 @@ pub struct Collected {
     pub halt: Option<Halt>,
     /// Whether `show-config` was asked for.
     pub show_config: bool,
-    /// Names used as `%(name)` in values expanded after collection.
+    /// Names used as `%(name)` anywhere in the configuration.
     pub referenced: std::collections::HashSet<String>,
 }
 
 /// Where a pushed key comes from, which decides what an unknown key means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
-    /// A config file or the environment: unknown keys are custom placeholders.
-    File,
-    /// The key part of `set key=value`: unknown keys are placeholders.
-    Set,
-    /// `set-placeholder`: always a placeholder.
+    /// A key that may name an option (a config file, the environment, the command line, the
+    /// key of `set key=value`): an unknown one is [`RawKind::Custom`].
+    Key,
+    /// The key of `set-placeholder`: always a placeholder, never an option.
     Placeholder,
 }
 
@@ -164,7 +166,7 @@ impl<'a> Collector<'a> {
                 continue;
             }
             let at = Source::Env { var: var.clone() };
-            self.push(name, Some(value.clone()), at, Origin::File)?;
+            self.push(name, Some(value.clone()), at, Origin::Key)?;
             if self.out.halt.is_some() {
                 break;
             }
@@ -194,10 +196,10 @@ impl<'a> Collector<'a> {
                 let value = match (def.kind.arg(), inline) {
                     (_, Some(v)) => Some(v),
                     (Arg::None, None) => None,
-                    (Arg::Optional, None) => take_if(args, &mut i, looks_like_mode),
+                    (Arg::Optional, None) => take_if(args, &mut i, def.kind),
                     (Arg::Required, None) => Some(take_required(args, &mut i, name, &at)?),
                 };
-                self.push(name.to_string(), value, at, Origin::File)?;
+                self.push(name.to_string(), value, at, Origin::Key)?;
             } else {
                 let shorts: Vec<char> = arg[1..].chars().collect();
                 let mut j = 0;
@@ -212,10 +214,10 @@ impl<'a> Collector<'a> {
                             j = shorts.len();
                             Some(rest)
                         }
-                        Arg::Optional => take_if(args, &mut i, looks_like_mode),
+                        Arg::Optional => take_if(args, &mut i, def.kind),
                         Arg::Required => Some(take_required(args, &mut i, def.name, &at)?),
                     };
-                    self.push(def.name.to_string(), value, at.clone(), Origin::File)?;
+                    self.push(def.name.to_string(), value, at.clone(), Origin::Key)?;
                 }
             }
         }
@@ -240,7 +242,7 @@ impl<'a> Collector<'a> {
                 index,
             });
         };
-        self.push(option.to_string(), Some(arg.to_string()), at, Origin::File)
+        self.push(option.to_string(), Some(arg.to_string()), at, Origin::Key)
     }
 
     /// Adds one option and performs its immediate effect.
@@ -257,8 +259,8 @@ impl<'a> Collector<'a> {
         };
         let Some(def) = def else {
             let kind = match origin {
-                Origin::File => RawKind::Custom,
-                _ => RawKind::Placeholder,
+                Origin::Key => RawKind::Custom,
+                Origin::Placeholder => RawKind::Placeholder,
             };
             self.record(key, value, at, kind, false);
             return Ok(());
@@ -304,7 +306,7 @@ impl<'a> Collector<'a> {
                 };
                 let (k, v) = (k.trim().to_string(), v.trim().to_string());
                 let inner = if def.name == "set" {
-                    Origin::Set
+                    Origin::Key
                 } else {
                     Origin::Placeholder
                 };
@@ -340,7 +342,8 @@ impl<'a> Collector<'a> {
     }
 
     /// All substitutions against what has been collected so far (for immediate options).
-    fn expand_now(&self, value: &str, at: &Source) -> Result<String, ConfigError> {
+    fn expand_now(&mut self, value: &str, at: &Source) -> Result<String, ConfigError> {
+        note_references(&mut self.out.referenced, value);
         expand_value(value, self.env, &self.out.opts, at)
     }
 
@@ -426,7 +429,7 @@ impl<'a> Collector<'a> {
                 path: PathBuf::from(&path),
                 line: entry.line,
             };
-            self.push(entry.key, Some(value), at, Origin::File)?;
+            self.push(entry.key, Some(value), at, Origin::Key)?;
         }
         self.stack.pop();
         Ok(())
@@ -444,19 +447,23 @@ impl<'a> Collector<'a> {
                 continue;
             }
             let Some(value) = &opt.value else { continue };
-            let mut rest = value.as_str();
-            while let Some(start) = rest.find("%(") {
-                rest = &rest[start + 2..];
-                if let Some(end) = rest.find(')') {
-                    self.out.referenced.insert(rest[..end].to_string());
-                    rest = &rest[end + 1..];
-                }
-            }
+            note_references(&mut self.out.referenced, value);
             let new = expand_value(value, self.env, &self.out.opts, &opt.at)?;
             self.out.opts[i].value = Some(new);
             self.out.opts[i].expanded = true;
         }
         Ok(self.out)
+    }
+}
+
+/// Adds the names `value` uses as `%(name)` to `referenced`.
+fn note_references(referenced: &mut std::collections::HashSet<String>, value: &str) {
+    let mut rest = value;
+    while let Some(start) = rest.find("%(") {
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find(')') else { break };
+        referenced.insert(rest[..end].to_string());
+        rest = &rest[end + 1..];
     }
 }
 
@@ -524,15 +531,11 @@ fn take_required(
     Ok(v)
 }
 
-fn take_if(args: &[String], i: &mut usize, accept: fn(&str) -> bool) -> Option<String> {
-    let v = args.get(*i).filter(|a| accept(a))?.clone();
+/// The next word as the optional value of an option of `kind`, when it looks like one.
+fn take_if(args: &[String], i: &mut usize, kind: Kind) -> Option<String> {
+    let v = args.get(*i).filter(|a| kind.takes_word(a))?.clone();
     *i += 1;
     Some(v)
-}
-
-/// `660`, `0660`: the next word is taken as an optional mode only when it looks like one.
-fn looks_like_mode(s: &str) -> bool {
-    (3..=4).contains(&s.len()) && s.bytes().all(|b| (b'0'..=b'7').contains(&b))
 }
 
 /// `pkg.mod:callable`.
@@ -559,7 +562,10 @@ mod tests {
         assert!(!looks_like_module("pkg.mod"));
         assert!(!looks_like_module(":3031"));
         assert!(!looks_like_module("1.2:3"));
-        assert!(looks_like_mode("660") && looks_like_mode("0660"));
-        assert!(!looks_like_mode("--master") && !looks_like_mode("8080"));
+        assert!(Kind::Mode.takes_word("660") && Kind::Mode.takes_word("0660"));
+        assert!(!Kind::Mode.takes_word("--master") && !Kind::Mode.takes_word("8080"));
+        assert!(Kind::Switch.takes_word("1") && Kind::Switch.takes_word("0"));
+        assert!(!Kind::Switch.takes_word("app.py") && !Kind::Switch.takes_word("-1"));
+        assert!(!Kind::Switch.takes_word("") && !Kind::Flag.takes_word("1"));
     }
 }

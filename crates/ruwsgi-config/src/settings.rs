@@ -262,6 +262,9 @@ pub struct Settings {
     /// Non-fatal problems found while loading (missing ini section, ignored `UWSGI_*`
     /// variables, `master = false`); the binary logs them at startup.
     pub warnings: Vec<String>,
+    /// Facts worth one line at startup that are not problems: each custom key (a key that
+    /// names no option, kept for `uwsgi.opt`), once, with where it was first written.
+    pub notices: Vec<String>,
 }
 
 /// What every language plugin may read of the server's settings (its own section comes

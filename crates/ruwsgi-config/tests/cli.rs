@@ -342,9 +342,127 @@ fn help_version_show_config() {
     else {
         panic!("show-config")
     };
-    let expected =
-        format!("[uwsgi]\n; ini = {ini}\nprocesses = 2\nset-ph = my-key=x\nmy-key = x\nmaster = true\nsocket = :1\n");
+    let expected = format!(
+        "[uwsgi]\n; ini = {ini}\nprocesses = 2\nset-placeholder = my-key=x\nmaster = true\n\
+         socket = :1\n"
+    );
     assert_eq!(text, expected);
+}
+
+fn show_config(args: &[&str], env: &[(&str, &str)]) -> String {
+    match try_load(args, env) {
+        Ok(Command::ShowConfig(text)) => text,
+        other => panic!("expected ShowConfig, got {other:?}"),
+    }
+}
+
+#[test]
+fn show_config_prints_resolved_values_that_load_back() {
+    let d = TempDir::new();
+    let dir = d.path().to_string_lossy().into_owned();
+    d.write("base.ini", "[uwsgi]\nthreads = 4\n");
+    let ini = d.write(
+        "site.ini",
+        "[uwsgi]\nproject = shop\nbase = %d\nprocess = 3\nset = name=web\n\
+         set-ph = port=8080\nset = processes=%(process)\nini = %(base)base.ini\n\
+         http-socket = 127.0.0.1:%(port)\nchdir = %(base)%(project)\n\
+         procname-prefix = %(name)-%n-\nenv = HOME_DIR=$(HOME_DIR)\nenv = PCT=100%%d\n\
+         pidfile = /run/%(project).pid\nlog-format = %(addr) %(uri)\nacc-custom = %n-value\n\
+         chmod-socket\n",
+    );
+    let args = ["--ini", ini.as_str(), "-M", "--vacuum", "--show-config"];
+    let env = [("HOME_DIR", "/home/x")];
+    let text = show_config(&args, &env);
+    assert_eq!(
+        text,
+        format!(
+            "[uwsgi]\n; ini = {ini}\nproject = shop\nbase = {dir}/\n\
+             set-placeholder = process=3\nname = web\nset-placeholder = port=8080\n\
+             processes = 3\n; ini = {dir}/base.ini\nthreads = 4\n\
+             http-socket = 127.0.0.1:8080\nchdir = {dir}/shop\nprocname-prefix = web-site-\n\
+             env = HOME_DIR=/home/x\nenv = PCT=100%%d\npidfile = /run/shop.pid\n\
+             log-format = %(addr) %(uri)\nacc-custom = site-value\nchmod-socket\n\
+             master = true\nvacuum = true\n"
+        )
+    );
+    // Loaded back (from another directory, without the environment), it gives the same
+    // settings, and the only `%(` left are the request-log variables.
+    assert_eq!(text.matches("%(").count(), 2);
+    let other = TempDir::new();
+    let shown = other.write("shown.ini", &text);
+    let a = run_env(&args[..4], &env);
+    let b = run(&["--ini", &shown]);
+    assert_eq!(a.processes.workers, 3);
+    assert_eq!(
+        (a.processes.workers, a.processes.threads, a.processes.vacuum),
+        (b.processes.workers, b.processes.threads, b.processes.vacuum)
+    );
+    assert_eq!(a.sockets.bind, b.sockets.bind);
+    assert_eq!(a.sockets.chmod_socket, b.sockets.chmod_socket);
+    assert_eq!(a.processes.chdir, b.processes.chdir);
+    assert_eq!(a.processes.env, b.processes.env);
+    assert_eq!(a.processes.env[1].1, "PCT=100%d".split_once('=').unwrap().1);
+    assert_eq!(a.processes.procname_prefix, b.processes.procname_prefix);
+    assert_eq!(a.processes.pidfile, b.processes.pidfile);
+    assert_eq!(a.logging.log_format, b.logging.log_format);
+    let custom = |s: &ruwsgi_config::Settings| {
+        opts(s)
+            .into_iter()
+            .filter(|(k, _)| *k == "acc-custom" || *k == "project" || *k == "name")
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(custom(&a), custom(&b));
+    // Printing the loaded-back file again changes nothing but the first comment.
+    let again = show_config(&["--ini", &shown, "--show-config"], &[]);
+    assert_eq!(
+        again.replacen(&format!("; ini = {shown}\n"), "", 1),
+        text.replacen(&format!("; ini = {ini}\n"), "", 1).replacen(
+            &format!("; ini = {dir}/base.ini\n"),
+            "",
+            1
+        )
+    );
+}
+
+#[test]
+fn http_keepalive_is_accepted() {
+    for args in [
+        &["--http-keepalive"][..],
+        &["--http-keepalive", "1"],
+        &["--http-keepalive=1"],
+        &["--http-keepalive", "5", "-p", "2"],
+    ] {
+        let s = run(args);
+        assert!(s.warnings.is_empty(), "{args:?}: {:?}", s.warnings);
+    }
+    assert_eq!(
+        run(&["--http-keepalive", "5", "-p", "2"]).processes.workers,
+        2
+    );
+    // The next word is only taken when it is a number.
+    let s = run(&["--http-keepalive", "app.py"]);
+    assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
+    assert_eq!(opts(&s)[0], ("http-keepalive", None));
+    let d = TempDir::new();
+    let ini = d.write(
+        "k.ini",
+        "[uwsgi]\nhttp-keepalive = 1\nhttp-keepalive\nhttp-keepalive = true\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert!(s.warnings.is_empty() && s.notices.is_empty());
+    let ini = d.write("off.ini", "[uwsgi]\nhttp-keepalive = 0\n");
+    let s = run(&["--ini", &ini]);
+    assert_eq!(s.warnings.len(), 1);
+    assert!(
+        s.warnings[0].starts_with(&format!(
+            "'http-keepalive' (from {ini}:2) cannot be turned off"
+        )),
+        "{:?}",
+        s.warnings
+    );
+    let s = run_env(&[], &[("UWSGI_HTTP_KEEPALIVE", "1")]);
+    assert!(s.warnings.is_empty());
 }
 
 #[test]

@@ -67,6 +67,35 @@ fn unknown_command_line_options() {
 }
 
 #[test]
+fn unknown_command_line_options_stay_errors() {
+    // A name that would be a fine custom key in a file is still no option on the command
+    // line, and neither is a near miss.
+    assert_eq!(
+        err(&["--acc-custom", "1"]),
+        "unknown option '--acc-custom' (from command line argument 1)"
+    );
+    assert_eq!(
+        err(&["--http_socket", ":1"]),
+        "unknown option '--http_socket' (from command line argument 1)"
+    );
+}
+
+#[test]
+fn near_miss_errors_point_at_the_key() {
+    let d = TempDir::new();
+    let ini = d.write("app.ini", "[uwsgi]\nsocket = :1\n\nharakri = 5\n");
+    let e = match try_load(&["--ini", &ini], &[]) {
+        Err(e) => e,
+        Ok(_) => panic!(),
+    };
+    assert_eq!(
+        e.source_location().map(ToString::to_string),
+        Some(format!("{ini}:4"))
+    );
+    assert!(e.to_string().contains("did you mean 'harakiri'?"), "{e}");
+}
+
+#[test]
 fn unknown_bare_argument_and_stdin() {
     assert!(err(&["whatever"]).starts_with("don't know what to do with argument 'whatever'"));
     assert!(err(&["-"]).contains("standard input"));

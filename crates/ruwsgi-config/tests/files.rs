@@ -27,6 +27,12 @@ fn ini_bare_key_and_opt_list() {
     );
     assert_eq!(s.config_files, [PathBuf::from(&ini)]);
     assert!(s.warnings.is_empty());
+    assert_eq!(
+        s.notices,
+        [format!(
+            "custom option 'my-custom' (from {ini}:6) kept for uwsgi.opt"
+        )]
+    );
 }
 
 #[test]
@@ -107,14 +113,118 @@ fn yaml_file() {
 }
 
 #[test]
-fn unused_unknown_key_is_a_typo_error() {
+fn custom_keys_are_kept_for_uwsgi_opt_and_noticed_once() {
     let d = TempDir::new();
-    let ini = d.write("typo.ini", "[uwsgi]\nsocket = :1\nprocesess = 2\n");
-    let err = err(&["--ini", &ini]);
-    assert!(err.contains("unknown option 'procesess'"), "{err}");
-    assert!(err.contains("typo.ini:3"), "{err}");
-    assert!(err.contains("did you mean 'processes'?"), "{err}");
-    assert!(err.contains("set-placeholder = procesess=VALUE"), "{err}");
+    let ini = d.write(
+        "app.ini",
+        "[uwsgi]\nsocket = :1\nacc-custom = %n-value\nhost = db.local\nname = shop\n\
+         secret = s3\nacc-custom = again\napp = x\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert_eq!(
+        opts(&s)[2..],
+        [
+            ("acc-custom", Some("app-value")),
+            ("host", Some("db.local")),
+            ("name", Some("shop")),
+            ("secret", Some("s3")),
+            ("acc-custom", Some("again")),
+            ("app", Some("x")),
+        ]
+    );
+    let notice = |key: &str, line: usize| {
+        format!("custom option '{key}' (from {ini}:{line}) kept for uwsgi.opt")
+    };
+    assert_eq!(
+        s.notices,
+        [
+            notice("acc-custom", 3),
+            notice("host", 4),
+            notice("name", 5),
+            notice("secret", 6),
+            notice("app", 8),
+        ]
+    );
+    assert!(s.warnings.is_empty());
+}
+
+#[test]
+fn near_misses_of_options_are_errors() {
+    let d = TempDir::new();
+    for (line, meant) in [
+        ("harakri = 5", "harakiri"),
+        ("process = 2", "processes"),
+        ("http_socket = :8080", "http-socket"),
+        ("Processes = 2", "processes"),
+        ("procesess = 2", "processes"),
+        ("wsgi_file = app.py", "wsgi-file"),
+    ] {
+        let ini = d.write("typo.ini", &format!("[uwsgi]\nsocket = :1\n{line}\n"));
+        let key = line.split(" =").next().unwrap();
+        assert_eq!(
+            err(&["--ini", &ini]),
+            format!(
+                "unknown option '{key}' (from {ini}:3): did you mean '{meant}'? (a value for the \
+                 app whose name is this close to an option's must be declared with \
+                 `set-placeholder = {key}=VALUE`)"
+            )
+        );
+    }
+    // In YAML and JSON too.
+    let y = d.write("typo.yaml", "uwsgi:\n  socket: :1\n  threds: 2\n");
+    assert!(err(&["--yaml", &y]).starts_with(&format!(
+        "unknown option 'threds' (from {y}:3): did you mean 'threads'?"
+    )));
+    let j = d.write("typo.json", r#"{"uwsgi": {"pidfle": "/x.pid"}}"#);
+    assert!(err(&["--json", &j]).contains("did you mean 'pidfile'?"));
+}
+
+#[test]
+fn near_miss_used_as_a_placeholder_is_custom() {
+    let d = TempDir::new();
+    let ini = d.write(
+        "p.ini",
+        "[uwsgi]\nprocess = web\nprocname-prefix = %(process)-\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert_eq!(s.processes.procname_prefix.as_deref(), Some("web-"));
+    assert_eq!(
+        s.notices,
+        [format!(
+            "custom option 'process' (from {ini}:2) kept for uwsgi.opt"
+        )]
+    );
+    // Used by an immediate option (a config path) counts as well.
+    d.write("inc.ini", "[uwsgi]\nthreads = 3\n");
+    let ini = d.write("q.ini", "[uwsgi]\nchdri = inc\nini = %d%(chdri).ini\n");
+    assert_eq!(run(&["--ini", &ini]).processes.threads, 3);
+}
+
+#[test]
+fn set_follows_the_same_rule() {
+    let s = run(&["--set", "acc-custom=1", "-S", "threads=2"]);
+    assert_eq!(s.processes.threads, 2);
+    assert_eq!(
+        s.notices,
+        ["custom option 'acc-custom' (from command line argument 1) kept for uwsgi.opt"]
+    );
+    assert!(err(&["--set", "process=2"]).starts_with(
+        "unknown option 'process' (from command line argument 1): did you mean 'processes'?"
+    ));
+    let d = TempDir::new();
+    let ini = d.write("s.ini", "[uwsgi]\n\nset = harakri=5\n");
+    assert!(err(&["--ini", &ini]).starts_with(&format!(
+        "unknown option 'harakri' (from {ini}:3): did you mean 'harakiri'?"
+    )));
+    // set-placeholder declares any name, silently.
+    let s = run(&["--set-placeholder", "process=2", "--set-ph", "Processes=3"]);
+    assert_eq!(s.processes.workers, 1);
+    assert!(s.notices.is_empty());
+    assert_eq!(
+        opts(&s)[1],
+        ("process", Some("2")),
+        "placeholders are in uwsgi.opt"
+    );
 }
 
 #[test]
@@ -157,11 +267,34 @@ fn strict_rejects_unknown_keys() {
         "s.ini",
         "[uwsgi]\nstrict = true\nprocesses = 2\nprocess = 3\n",
     );
-    let e = err(&["--ini", &ini]);
     assert_eq!(
-        e,
-        format!("unknown option 'process' (from {ini}:4) in strict mode")
+        err(&["--ini", &ini]),
+        format!(
+            "unknown option 'process' (from {ini}:4) in strict mode; did you mean 'processes'?"
+        )
     );
-    let ini = d.write("ok.ini", "[uwsgi]\nstrict\nset = foo=bar\n");
-    run(&["--ini", &ini]);
+    let ini = d.write(
+        "c.ini",
+        "[uwsgi]\nacc-custom = 1\nx = %(acc-custom)\nstrict\n",
+    );
+    assert_eq!(
+        err(&["--ini", &ini]),
+        format!(
+            "unknown option 'acc-custom' (from {ini}:2) in strict mode; declare values for the \
+             app with `set-placeholder = acc-custom=VALUE`"
+        )
+    );
+    let ini = d.write("set.ini", "[uwsgi]\nstrict\nset = foo=bar\n");
+    assert!(err(&["--ini", &ini]).starts_with(&format!(
+        "unknown option 'foo' (from {ini}:3) in strict mode"
+    )));
+    assert!(err(&["--strict", "--set", "foo=bar"]).contains("in strict mode"));
+    let ini = d.write(
+        "ok.ini",
+        "[uwsgi]\nstrict\nset-placeholder = foo=bar\nset = threads=2\nprocname-prefix = %(foo)\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert_eq!(s.processes.procname_prefix.as_deref(), Some("bar"));
+    assert_eq!(s.processes.threads, 2);
+    assert!(s.notices.is_empty());
 }

@@ -58,6 +58,9 @@ fn run(settings: Settings) -> i32 {
     for w in &settings.warnings {
         log_line(&format!("ruwsgi: warning: {w}"));
     }
+    for n in &settings.notices {
+        log_line(&format!("ruwsgi: {n}"));
+    }
     if settings.sockets.bind.is_empty() {
         log_line(
             "ruwsgi: no socket configured: give --http-socket ADDR or --socket ADDR \
