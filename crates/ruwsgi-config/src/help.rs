@@ -82,6 +82,10 @@ pub fn help_text() -> String {
     }
     out.push_str(&line);
     out.push('\n');
+    out.push_str(
+        "Every other uWSGI option (its core and plugins) is refused the same way; a config-file\n\
+         key that is no uWSGI option is kept for uwsgi.opt and logged as a custom option.\n",
+    );
     out
 }
 

@@ -11,6 +11,8 @@
 //!   the command line and config files, with substitutions.
 //! - [`formats`]: ini, YAML (subset), JSON and TOML readers.
 //! - [`subst`]: `%x` magic variables, `$(ENV)`, `@(file)`, `%(placeholder)`.
+//! - [`uwsgi_names`]: every uWSGI option name, so one ruwsgi lacks is refused, not kept as a
+//!   custom key.
 //! - [`hiargs`]: the high layer, validating values into [`Settings`].
 //! - [`settings`]: [`Settings`], the validated typed view every other crate reads.
 //! - [`help`]: `--help` (generated from the table), `--version`, `--show-config`.
@@ -38,6 +40,7 @@ mod load;
 pub mod lowargs;
 pub mod settings;
 pub mod subst;
+pub mod uwsgi_names;
 
 pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};

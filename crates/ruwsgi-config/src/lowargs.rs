@@ -9,6 +9,7 @@
 //! so far. Unknown names are an error on the command line; an unknown key in a file or in
 //! `set key=value` is collected as [`RawKind::Custom`] and judged by [`crate::hiargs`].
 
+use crate::uwsgi_names::is_uwsgi_option;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -258,6 +259,9 @@ impl<'a> Collector<'a> {
             _ => defs::lookup(&key),
         };
         let Some(def) = def else {
+            if origin == Origin::Key && is_uwsgi_option(&key) {
+                return Err(ConfigError::NotImplemented { name: key, at });
+            }
             let kind = match origin {
                 Origin::Key => RawKind::Custom,
                 Origin::Placeholder => RawKind::Placeholder,
@@ -499,6 +503,12 @@ fn cli_def(
     at: &Source,
 ) -> Result<&'static OptionDef, ConfigError> {
     match def {
+        None if is_uwsgi_option(written.trim_start_matches('-')) => {
+            Err(ConfigError::NotImplemented {
+                name: written.trim_start_matches('-').to_string(),
+                at: at.clone(),
+            })
+        }
         None => Err(ConfigError::UnknownOption {
             name: written.to_string(),
             at: at.clone(),

@@ -1,6 +1,6 @@
 //! Errors name the option, the value and where it came from.
 
-use crate::util::{err, try_load, TempDir};
+use crate::util::{err, run, try_load, TempDir};
 
 #[test]
 fn invalid_values_with_locations() {
@@ -48,6 +48,29 @@ fn not_yet_options() {
         Ok(_) => panic!(),
     };
     assert!(e.contains("environment variable UWSGI_DAEMONIZE"), "{e}");
+}
+
+/// uWSGI options outside ruwsgi's table are not taken for custom keys: an operator who wrote
+/// `add-header` or `thunder-lock` must not lose it silently.
+#[test]
+fn every_uwsgi_option_name_is_refused_not_kept() {
+    let d = TempDir::new();
+    let ini = d.write("app.ini", "[uwsgi]\nsocket = :1\nadd-header = X-A: b\n");
+    assert_eq!(
+        err(&["--ini", &ini]),
+        format!(
+            "option 'add-header' (from {ini}:3) is a uWSGI option ruwsgi does not implement yet"
+        )
+    );
+    assert!(err(&["--thunder-lock"]).starts_with("option 'thunder-lock' (from command line"));
+    assert!(err(&["--set", "memory-report=1"]).starts_with("option 'memory-report'"));
+    // A key that is no uWSGI option is still a custom key.
+    let ini = d.write(
+        "ok.ini",
+        "[uwsgi]\nsocket = :1\nadd-headers-of-my-app = 1\n",
+    );
+    let s = run(&["--ini", &ini]);
+    assert!(s.opt.iter().any(|(k, _)| k == "add-headers-of-my-app"));
 }
 
 #[test]
