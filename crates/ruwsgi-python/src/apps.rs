@@ -1,6 +1,9 @@
 //! Loading WSGI apps (`wsgi-file`, `module`, `mount`) and choosing one per request.
 //!
-//! Apps are keyed by mountpoint, `""` being the default. A file is executed as the module
+//! Apps are keyed by mountpoint, `""` being the default. A mountpoint keeps its spelling for
+//! `SCRIPT_NAME` (`/foo/` stays `/foo/`, as uWSGI passes it) but is matched without its
+//! trailing `/`, at a path-segment boundary: `/foo/` serves `/foo`, `/foo/` and `/foo/x`
+//! (`PATH_INFO` `""`, `/`, `/x`), never `/foox`. A file is executed as the module
 //! `uwsgi_file_<mangled path>` (as uWSGI names it) with its directory put on `sys.path`; a
 //! module spec is `pkg.mod:callable` or `pkg.mod` plus the `callable` option. Import errors
 //! are logged with their traceback and reported as a one-line `PluginError::AppLoad`.
@@ -17,10 +20,33 @@ use crate::runtime;
 
 /// One loaded app.
 pub(crate) struct App {
-    /// Without a trailing `/`; `""` for the default app.
+    /// As configured (`/foo/`); `""` for the default app. Becomes `SCRIPT_NAME` as is.
     pub mountpoint: String,
+    /// What requests are matched against: the mountpoint without one trailing `/` (so `/`
+    /// names the default app, `""`).
+    pub key: String,
     /// The WSGI callable.
     pub callable: Py<PyAny>,
+}
+
+impl App {
+    /// The app mounted at `mountpoint` (as written).
+    pub fn new(mountpoint: &str, callable: Py<PyAny>) -> App {
+        App {
+            mountpoint: mountpoint.to_string(),
+            key: mountpoint
+                .strip_suffix('/')
+                .unwrap_or(mountpoint)
+                .to_string(),
+            callable,
+        }
+    }
+}
+
+/// The matching form of a `SCRIPT_NAME`, as [`App::key`] is of a mountpoint: one trailing
+/// `/` removed.
+fn script_name_key(sn: &[u8]) -> &[u8] {
+    sn.strip_suffix(b"/").unwrap_or(sn)
 }
 
 /// Every loaded app, longest mountpoint first (so the first prefix match is the longest).
@@ -38,6 +64,7 @@ impl Apps {
                 .iter()
                 .map(|a| App {
                     mountpoint: a.mountpoint.clone(),
+                    key: a.key.clone(),
                     callable: a.callable.clone_ref(py),
                 })
                 .collect(),
@@ -45,11 +72,7 @@ impl Apps {
     }
 
     pub fn insert(&mut self, app: App) {
-        if let Some(old) = self
-            .list
-            .iter_mut()
-            .find(|a| a.mountpoint == app.mountpoint)
-        {
+        if let Some(old) = self.list.iter_mut().find(|a| a.key == app.key) {
             runtime::log(&format!(
                 "replacing the app already mounted at {:?}",
                 app.mountpoint
@@ -58,29 +81,29 @@ impl Apps {
         } else {
             self.list.push(app);
         }
-        self.list
-            .sort_by_key(|a| std::cmp::Reverse(a.mountpoint.len()));
+        self.list.sort_by_key(|a| std::cmp::Reverse(a.key.len()));
     }
 
-    /// The app for a request: `SCRIPT_NAME` naming a mountpoint exactly, else (with
-    /// `manage-script-name`) the longest mountpoint prefixing `PATH_INFO` at a segment
+    /// The app for a request: `SCRIPT_NAME` naming a mountpoint (trailing `/` or not), else
+    /// (with `manage-script-name`) the longest mountpoint prefixing `PATH_INFO` at a segment
     /// boundary, else the default app. Returns its index and, for a `PATH_INFO` match, the
-    /// length of the prefix to move into `SCRIPT_NAME`.
+    /// length of the `PATH_INFO` prefix the mountpoint replaces.
     pub fn select(&self, vars: &Vars, manage_script_name: bool) -> Option<(usize, Option<usize>)> {
         if let [only] = self.list.as_slice() {
-            if only.mountpoint.is_empty() {
+            if only.key.is_empty() {
                 return Some((0, None));
             }
         }
         if let Some(sn) = vars.get(b"SCRIPT_NAME").filter(|s| !s.is_empty()) {
-            if let Some(i) = self.list.iter().position(|a| a.mountpoint.as_bytes() == sn) {
+            let sn = script_name_key(sn);
+            if let Some(i) = self.list.iter().position(|a| a.key.as_bytes() == sn) {
                 return Some((i, None));
             }
         }
         if manage_script_name {
             let path = vars.get(b"PATH_INFO").unwrap_or_default();
             for (i, a) in self.list.iter().enumerate() {
-                let mp = a.mountpoint.as_bytes();
+                let mp = a.key.as_bytes();
                 if mp.is_empty() {
                     continue;
                 }
@@ -91,13 +114,9 @@ impl Apps {
         }
         self.list
             .iter()
-            .position(|a| a.mountpoint.is_empty())
+            .position(|a| a.key.is_empty())
             .map(|i| (i, None))
     }
-}
-
-fn normalize_mountpoint(mp: &str) -> String {
-    mp.trim_end_matches('/').to_string()
 }
 
 /// Module name uWSGI gives an executed file: every non-alphanumeric byte becomes `_`.
@@ -210,17 +229,11 @@ pub(crate) fn load_all(py: Python<'_>, settings: &PythonSettings) -> Result<Apps
     let mut apps = Apps::default();
     if let Some(file) = &settings.wsgi_file {
         let callable = load_file(py, file, &settings.callable)?;
-        apps.insert(App {
-            mountpoint: String::new(),
-            callable,
-        });
+        apps.insert(App::new("", callable));
     }
     if let Some(spec) = &settings.module {
         let callable = load_module(py, spec, &settings.callable)?;
-        apps.insert(App {
-            mountpoint: String::new(),
-            callable,
-        });
+        apps.insert(App::new("", callable));
     }
     for (mp, spec) in &settings.mounts {
         let callable = if is_file_spec(spec) {
@@ -228,10 +241,7 @@ pub(crate) fn load_all(py: Python<'_>, settings: &PythonSettings) -> Result<Apps
         } else {
             load_module(py, spec, &settings.callable)?
         };
-        apps.insert(App {
-            mountpoint: normalize_mountpoint(mp),
-            callable,
-        });
+        apps.insert(App::new(mp, callable));
     }
     Ok(apps)
 }

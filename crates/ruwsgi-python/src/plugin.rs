@@ -130,10 +130,7 @@ fn user_applications(
             continue;
         };
         if v.is_callable() {
-            apps.insert(App {
-                mountpoint: mountpoint.trim_end_matches('/').to_string(),
-                callable: v.unbind(),
-            });
+            apps.insert(App::new(&mountpoint, v.unbind()));
         } else {
             runtime::log(&format!(
                 "uwsgi.applications[{mountpoint:?}] is not callable, ignored"
