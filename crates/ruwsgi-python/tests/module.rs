@@ -128,6 +128,43 @@ def application(environ, start_response):
     assert_eq!(body, "0::3:1 1:/other/:2:0", "{logs:#?}");
 }
 
+/// With one core, the core's wait for clients releases the interpreter: a thread the app
+/// started keeps running while the worker is idle.
+#[test]
+fn app_threads_run_while_a_single_core_waits() {
+    let app = r#"
+import threading
+count = 0
+stop = threading.Event()
+def tick():
+    global count
+    while not stop.wait(0.01):
+        count += 1
+threading.Thread(target=tick, daemon=True).start()
+def application(environ, start_response):
+    if environ['PATH_INFO'] == '/stop':
+        stop.set()
+    start_response('200 OK', [])
+    return [str(count).encode()]
+"#;
+    let (advanced, logs) = with_core_logs(settings_for(app), |core, _| {
+        let count = |core: &mut dyn ruwsgi_plugin::Core, path: &[u8]| {
+            let mut io = FakeIo::new(b"");
+            serve(core, &vars(&[("PATH_INFO", path)]), &mut io, 0);
+            io.body_str().parse::<u64>().unwrap()
+        };
+        let before = count(core, b"/");
+        core.blocking(&mut || std::thread::sleep(std::time::Duration::from_millis(500)));
+        let after = count(core, b"/stop");
+        after - before
+    });
+    // 50 ticks in an idle 500 ms; a held interpreter would allow none or one.
+    assert!(
+        advanced > 20,
+        "the app thread ticked {advanced} times; {logs:#?}"
+    );
+}
+
 #[test]
 fn request_functions_outside_a_request_raise() {
     let _g = serial();
