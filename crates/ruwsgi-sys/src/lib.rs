@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 pub mod fork;
+pub mod localtime;
 pub mod log;
 pub mod mmap;
 pub mod process;
