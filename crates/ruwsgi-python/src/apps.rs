@@ -1,12 +1,22 @@
 //! Loading WSGI apps (`wsgi-file`, `module`, `mount`) and choosing one per request.
 //!
-//! Apps are keyed by mountpoint, `""` being the default. A file is executed as the module
+//! Apps are keyed by mountpoint, `""` being the default. A mountpoint keeps its spelling for
+//! `SCRIPT_NAME` (`/foo/` stays `/foo/`, as uWSGI passes it) but is matched without its
+//! trailing `/`, at a path-segment boundary: `/foo/` serves `/foo`, `/foo/` and `/foo/x`
+//! (`PATH_INFO` `""`, `/`, `/x`), never `/foox`. A file is executed as the module
 //! `uwsgi_file_<mangled path>` (as uWSGI names it) with its directory put on `sys.path`; a
 //! module spec is `pkg.mod:callable` or `pkg.mod` plus the `callable` option. Import errors
 //! are logged with their traceback and reported as a one-line `PluginError::AppLoad`.
+//!
+//! Each app also has its process-wide facts and counters ([`AppShared`]) for
+//! `uwsgi.workers()`. Counters are kept per core and summed when read, so a request costs a
+//! plain increment on its own core's counter and no locked instruction.
 
 use std::ffi::CString;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
@@ -15,72 +25,188 @@ use ruwsgi_plugin::{PluginError, Vars};
 
 use crate::runtime;
 
+/// One app's counters as one core keeps them.
+#[derive(Debug, Default)]
+pub(crate) struct CoreAppStats {
+    requests: AtomicU64,
+    exceptions: AtomicU64,
+}
+
+impl CoreAppStats {
+    /// Only the owning core writes, so a load and a store (no read-modify-write) is exact;
+    /// atomics only make the reads from `uwsgi.workers()` on other threads sound.
+    fn bump(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// A request was routed to the app.
+    pub fn request(&self) {
+        Self::bump(&self.requests);
+    }
+
+    /// The app raised (or answered invalidly).
+    pub fn exception(&self) {
+        Self::bump(&self.exceptions);
+    }
+}
+
+/// What this process knows of one app, shared by every core (`uwsgi.workers()`).
+#[derive(Debug)]
+pub(crate) struct AppShared {
+    /// Load order in this process, from 0.
+    pub id: usize,
+    /// As configured.
+    pub mountpoint: String,
+    /// Whole seconds the load took.
+    pub startup_time: u64,
+    /// Address of the callable object (its `id()`).
+    pub callable: usize,
+    /// Each core's counters for this app. A core adds its own when it starts and
+    /// `uwsgi.workers()` sums them: the lock is never taken per request.
+    cores: Mutex<Vec<Arc<CoreAppStats>>>,
+}
+
+impl AppShared {
+    /// `(requests, exceptions)` over every core of this process.
+    pub fn totals(&self) -> (u64, u64) {
+        let cores = self.cores.lock().unwrap_or_else(|e| e.into_inner());
+        cores.iter().fold((0, 0), |(r, e), c| {
+            (
+                r + c.requests.load(Ordering::Relaxed),
+                e + c.exceptions.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    fn new_core(&self) -> Arc<CoreAppStats> {
+        let stats = Arc::new(CoreAppStats::default());
+        self.cores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats.clone());
+        stats
+    }
+}
+
 /// One loaded app.
 pub(crate) struct App {
-    /// Without a trailing `/`; `""` for the default app.
+    /// As configured (`/foo/`); `""` for the default app. Becomes `SCRIPT_NAME` as is.
     pub mountpoint: String,
+    /// What requests are matched against: the mountpoint without one trailing `/` (so `/`
+    /// names the default app, `""`).
+    pub key: String,
     /// The WSGI callable.
     pub callable: Py<PyAny>,
+    /// The process-wide facts and counters.
+    pub shared: Arc<AppShared>,
+    /// This core's counters (in the loaded list itself: a spare that is never counted).
+    pub stats: Arc<CoreAppStats>,
+}
+
+impl App {
+    /// App `id`, mounted at `mountpoint` (as written), whose load took `startup`.
+    fn new(id: usize, mountpoint: &str, callable: Py<PyAny>, startup: Duration) -> App {
+        let shared = AppShared {
+            id,
+            mountpoint: mountpoint.to_string(),
+            startup_time: startup.as_secs(),
+            callable: callable.as_ptr() as usize,
+            cores: Mutex::new(Vec::new()),
+        };
+        App {
+            mountpoint: mountpoint.to_string(),
+            key: mountpoint_key(mountpoint).to_string(),
+            callable,
+            shared: Arc::new(shared),
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// The matching form of a mountpoint: one trailing `/` removed.
+fn mountpoint_key(mp: &str) -> &str {
+    mp.strip_suffix('/').unwrap_or(mp)
+}
+
+/// The matching form of a `SCRIPT_NAME`, as [`mountpoint_key`] is of a mountpoint.
+fn script_name_key(sn: &[u8]) -> &[u8] {
+    sn.strip_suffix(b"/").unwrap_or(sn)
 }
 
 /// Every loaded app, longest mountpoint first (so the first prefix match is the longest).
 #[derive(Default)]
 pub(crate) struct Apps {
     pub list: Vec<App>,
+    /// Apps inserted so far (the next id).
+    loaded: usize,
 }
 
 impl Apps {
-    /// Copies of the references, for a core.
-    pub fn clone_ref(&self, py: Python<'_>) -> Apps {
+    /// Copies of the references for a new core, with counters of its own.
+    pub fn for_core(&self, py: Python<'_>) -> Apps {
         Apps {
             list: self
                 .list
                 .iter()
                 .map(|a| App {
                     mountpoint: a.mountpoint.clone(),
+                    key: a.key.clone(),
                     callable: a.callable.clone_ref(py),
+                    shared: a.shared.clone(),
+                    stats: a.shared.new_core(),
                 })
                 .collect(),
+            loaded: self.loaded,
         }
     }
 
-    pub fn insert(&mut self, app: App) {
-        if let Some(old) = self
-            .list
-            .iter_mut()
-            .find(|a| a.mountpoint == app.mountpoint)
-        {
+    /// Mount `callable` at `mountpoint` (as written; its load took `startup`), replacing,
+    /// and taking the id of, an app mounted at the same place.
+    pub fn insert(&mut self, mountpoint: &str, callable: Py<PyAny>, startup: Duration) {
+        let key = mountpoint_key(mountpoint);
+        let old = self.list.iter().position(|a| a.key == key);
+        let id = old.map_or(self.loaded, |i| self.list[i].shared.id);
+        let app = App::new(id, mountpoint, callable, startup);
+        if let Some(i) = old {
             runtime::log(&format!(
                 "replacing the app already mounted at {:?}",
                 app.mountpoint
             ));
-            *old = app;
+            self.list[i] = app;
         } else {
+            self.loaded += 1;
             self.list.push(app);
         }
-        self.list
-            .sort_by_key(|a| std::cmp::Reverse(a.mountpoint.len()));
+        self.list.sort_by_key(|a| std::cmp::Reverse(a.key.len()));
     }
 
-    /// The app for a request: `SCRIPT_NAME` naming a mountpoint exactly, else (with
-    /// `manage-script-name`) the longest mountpoint prefixing `PATH_INFO` at a segment
+    /// Make these apps the ones `uwsgi.workers()` shows for this process.
+    pub fn publish(&self) {
+        let mut shown: Vec<_> = self.list.iter().map(|a| a.shared.clone()).collect();
+        shown.sort_by_key(|a| a.id);
+        *PUBLISHED.write().unwrap_or_else(|e| e.into_inner()) = shown;
+    }
+
+    /// The app for a request: `SCRIPT_NAME` naming a mountpoint (trailing `/` or not), else
+    /// (with `manage-script-name`) the longest mountpoint prefixing `PATH_INFO` at a segment
     /// boundary, else the default app. Returns its index and, for a `PATH_INFO` match, the
-    /// length of the prefix to move into `SCRIPT_NAME`.
+    /// length of the `PATH_INFO` prefix the mountpoint replaces.
     pub fn select(&self, vars: &Vars, manage_script_name: bool) -> Option<(usize, Option<usize>)> {
         if let [only] = self.list.as_slice() {
-            if only.mountpoint.is_empty() {
+            if only.key.is_empty() {
                 return Some((0, None));
             }
         }
         if let Some(sn) = vars.get(b"SCRIPT_NAME").filter(|s| !s.is_empty()) {
-            if let Some(i) = self.list.iter().position(|a| a.mountpoint.as_bytes() == sn) {
+            let sn = script_name_key(sn);
+            if let Some(i) = self.list.iter().position(|a| a.key.as_bytes() == sn) {
                 return Some((i, None));
             }
         }
         if manage_script_name {
             let path = vars.get(b"PATH_INFO").unwrap_or_default();
             for (i, a) in self.list.iter().enumerate() {
-                let mp = a.mountpoint.as_bytes();
+                let mp = a.key.as_bytes();
                 if mp.is_empty() {
                     continue;
                 }
@@ -91,13 +217,18 @@ impl Apps {
         }
         self.list
             .iter()
-            .position(|a| a.mountpoint.is_empty())
+            .position(|a| a.key.is_empty())
             .map(|i| (i, None))
     }
 }
 
-fn normalize_mountpoint(mp: &str) -> String {
-    mp.trim_end_matches('/').to_string()
+/// The apps of this process as `uwsgi.workers()` shows them; written when apps load (in the
+/// master, or in a worker with lazy apps), read by that module function.
+static PUBLISHED: RwLock<Vec<Arc<AppShared>>> = RwLock::new(Vec::new());
+
+/// The apps of this process, in load order.
+pub(crate) fn published() -> Vec<Arc<AppShared>> {
+    PUBLISHED.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Module name uWSGI gives an executed file: every non-alphanumeric byte becomes `_`.
@@ -209,29 +340,23 @@ fn is_file_spec(spec: &str) -> bool {
 pub(crate) fn load_all(py: Python<'_>, settings: &PythonSettings) -> Result<Apps, PluginError> {
     let mut apps = Apps::default();
     if let Some(file) = &settings.wsgi_file {
+        let started = Instant::now();
         let callable = load_file(py, file, &settings.callable)?;
-        apps.insert(App {
-            mountpoint: String::new(),
-            callable,
-        });
+        apps.insert("", callable, started.elapsed());
     }
     if let Some(spec) = &settings.module {
+        let started = Instant::now();
         let callable = load_module(py, spec, &settings.callable)?;
-        apps.insert(App {
-            mountpoint: String::new(),
-            callable,
-        });
+        apps.insert("", callable, started.elapsed());
     }
     for (mp, spec) in &settings.mounts {
+        let started = Instant::now();
         let callable = if is_file_spec(spec) {
             load_file(py, Path::new(spec), &settings.callable)?
         } else {
             load_module(py, spec, &settings.callable)?
         };
-        apps.insert(App {
-            mountpoint: normalize_mountpoint(mp),
-            callable,
-        });
+        apps.insert(mp, callable, started.elapsed());
     }
     Ok(apps)
 }

@@ -3,7 +3,8 @@
 //! Measured (pyo3-embedding-notes §3): the environ is most of a request's Python-side cost.
 //! So the constant entries (`wsgi.version`, `wsgi.errors`, `wsgi.file_wrapper`, ...) live in
 //! a presized template that `PyDict_Copy` clones with its capacity (no resize while the vars
-//! go in); keys are interned strings from a per-core cache; values are decoded as latin-1,
+//! go in; presizing needs a private CPython call, so it is gated by version: `TemplateAlloc`);
+//! keys are interned strings from a per-core cache; values are decoded as latin-1,
 //! as PEP 3333 asks. Clients send the same vars in the same order request after request, so
 //! each var position remembers its last key and value: a repeated key or value costs a
 //! `memcmp` and a reference count instead of a hash lookup or a new string.
@@ -21,25 +22,77 @@ const MAX_CACHED_KEYS: usize = 512;
 const MAX_POSITIONS: usize = 64;
 /// Longer values are decoded every time rather than remembered.
 const MAX_CACHED_VALUE: usize = 256;
-/// Entries the template dict is sized for: constants plus a typical request's vars.
-const PRESIZE: isize = 48;
 
-#[allow(unsafe_code)]
-unsafe extern "C" {
-    /// A dict with room for `minused` entries before any resize. Exported by libpython
-    /// (`cpython/dictobject.h`) though not wrapped by pyo3-ffi; the embedding notes measured
-    /// the template-copy design with it.
-    fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+/// How the template dict is allocated: the only difference is speed, never content.
+// A build takes one variant, per its cfg; the tests build both everywhere.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TemplateAlloc {
+    /// `_PyDict_NewPresized(48)`: copies start with room for a whole request.
+    Presized,
+    /// `PyDict_New()`: a copy of the small template grows its table once or twice while the
+    /// vars go in (601 → 727 ns for 25 inserts, pyo3-embedding-notes §3).
+    Plain,
 }
 
-/// An empty dict with room for [`PRESIZE`] entries.
-#[allow(unsafe_code)]
-fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    // SAFETY: we are attached; the call returns a new reference to a dict or NULL with an
-    // exception set, which `from_owned_ptr_or_err` takes over.
-    unsafe {
-        let ptr = _PyDict_NewPresized(PRESIZE);
-        Bound::from_owned_ptr_or_err(py, ptr).map(|b| b.cast_into_unchecked())
+/// `_PyDict_NewPresized` is private CPython API that pyo3-ffi does not wrap. It is declared
+/// with `PyAPI_FUNC` in `cpython/dictobject.h`, hence exported by libpython, in every CPython
+/// this crate was checked against: 3.8 to 3.13 (headers and `nm -D` of each libpython).
+/// Newer versions, the limited API and the other implementations are not known to have it,
+/// so they take the public `PyDict_New`; the gate is PyO3's version cfgs (see `build.rs`).
+/// (No public call presizes a dict: filling one with placeholders and deleting them leaves
+/// dummy slots, and `PyDict_Copy` of such a dict takes its slow path, sized by the live
+/// entries again, so the per-request copies would not inherit the room.)
+#[cfg(not(any(Py_3_14, Py_LIMITED_API, PyPy, GraalPy, RustPython)))]
+mod alloc {
+    use pyo3::prelude::*;
+    use pyo3::types::PyDict;
+
+    pub(crate) const TEMPLATE_ALLOC: super::TemplateAlloc = super::TemplateAlloc::Presized;
+
+    /// Entries the template dict is sized for: constants plus a typical request's vars.
+    const PRESIZE: pyo3::ffi::Py_ssize_t = 48;
+
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        /// A dict with room for `minused` entries before any resize.
+        fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+    }
+
+    /// An empty dict with room for [`PRESIZE`] entries.
+    #[allow(unsafe_code)]
+    pub(super) fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        // SAFETY: we are attached; on the versions this module is compiled for the function
+        // exists with this signature (see above) and returns a new reference to a dict, or
+        // NULL with an exception set, which `from_owned_ptr_or_err` takes over.
+        unsafe {
+            let ptr = _PyDict_NewPresized(PRESIZE);
+            Bound::from_owned_ptr_or_err(py, ptr).map(|b| b.cast_into_unchecked())
+        }
+    }
+}
+
+/// The public fallback where `_PyDict_NewPresized` cannot be shown to exist.
+#[cfg(any(Py_3_14, Py_LIMITED_API, PyPy, GraalPy, RustPython))]
+mod alloc {
+    use pyo3::prelude::*;
+    use pyo3::types::PyDict;
+
+    pub(crate) const TEMPLATE_ALLOC: super::TemplateAlloc = super::TemplateAlloc::Plain;
+
+    /// A plain empty dict (no presizing API to call).
+    pub(super) fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        Ok(PyDict::new(py))
+    }
+}
+
+pub(crate) use alloc::TEMPLATE_ALLOC;
+
+/// An empty template dict made the `how` way (the plain way is always available).
+fn template_dict(py: Python<'_>, how: TemplateAlloc) -> PyResult<Bound<'_, PyDict>> {
+    match how {
+        TemplateAlloc::Presized => alloc::presized_dict(py),
+        TemplateAlloc::Plain => Ok(PyDict::new(py)),
     }
 }
 
@@ -148,9 +201,18 @@ pub(crate) struct EnvironBuilder {
 }
 
 impl EnvironBuilder {
-    /// Build the template and the key cache.
+    /// Build the template (allocated the [`TEMPLATE_ALLOC`] way) and the key cache.
     pub fn new(py: Python<'_>, c: EnvironConsts<'_>) -> PyResult<Self> {
-        let t = presized_dict(py)?;
+        Self::with_alloc(py, c, TEMPLATE_ALLOC)
+    }
+
+    /// As [`new`](Self::new), with the template allocated the `how` way.
+    pub(crate) fn with_alloc(
+        py: Python<'_>,
+        c: EnvironConsts<'_>,
+        how: TemplateAlloc,
+    ) -> PyResult<Self> {
+        let t = template_dict(py, how)?;
         t.set_item(intern(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
         t.set_item(intern(py, "wsgi.errors"), c.errors.bind(py))?;
         t.set_item(intern(py, "wsgi.run_once"), PyBool::new(py, false))?;
@@ -269,4 +331,76 @@ impl EnvironBuilder {
 
 fn intern<'py>(py: Python<'py>, s: &str) -> Bound<'py, PyString> {
     PyString::intern(py, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyList;
+
+    fn consts(py: Python<'_>) -> EnvironConsts<'static> {
+        EnvironConsts {
+            multithread: false,
+            multiprocess: true,
+            core: None,
+            errors: PyList::empty(py).into_any().unbind(),
+            file_wrapper: None,
+            version: b"2.0.30",
+            node: b"host",
+        }
+    }
+
+    /// The build's cfg and the interpreter the tests run on agree on which way is taken.
+    #[test]
+    fn template_alloc_follows_the_python_version() {
+        Python::initialize();
+        Python::attach(|py| {
+            let v = py.version_info();
+            let cpython = py
+                .import("sys")
+                .and_then(|s| s.getattr("implementation"))
+                .and_then(|i| i.getattr("name"))
+                .and_then(|n| n.extract::<String>())
+                .is_ok_and(|n| n == "cpython");
+            let known = cpython && (v.major, v.minor) >= (3, 8) && (v.major, v.minor) <= (3, 13);
+            let want = if known {
+                TemplateAlloc::Presized
+            } else {
+                TemplateAlloc::Plain
+            };
+            assert_eq!(TEMPLATE_ALLOC, want, "python {}.{}", v.major, v.minor);
+        });
+    }
+
+    /// Both allocations are compiled in every build and produce the same environ.
+    #[test]
+    fn presized_and_plain_templates_build_the_same_environ() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut vars = Vars::new();
+            for i in 0..40 {
+                vars.push(format!("HTTP_X_{i}").as_bytes(), b"v\xe9");
+            }
+            vars.push(b"PATH_INFO", b"/a/b");
+            let input = PyList::empty(py).into_any();
+            let mut built = Vec::new();
+            for how in [TemplateAlloc::Presized, TemplateAlloc::Plain] {
+                let mut b = EnvironBuilder::with_alloc(py, consts(py), how).unwrap();
+                // Twice: the second build goes through the remembered positions.
+                let _ = b.build(py, &vars, "http", &input, None).unwrap();
+                let env = b
+                    .build(py, &vars, "https", &input, Some((b"/m/", b"/b")))
+                    .unwrap();
+                // 7 constants, the 41 vars, scheme, input, SCRIPT_NAME.
+                assert_eq!(env.len(), 7 + 41 + 3, "{how:?}");
+                let get = |k: &str| env.get_item(k).unwrap().unwrap().extract::<String>();
+                assert_eq!(get("HTTP_X_39").unwrap(), "v\u{e9}");
+                assert_eq!(get("SCRIPT_NAME").unwrap(), "/m/");
+                assert_eq!(get("PATH_INFO").unwrap(), "/b");
+                assert_eq!(get("wsgi.url_scheme").unwrap(), "https");
+                built.push(env);
+            }
+            assert!(built[0].eq(&built[1]).unwrap());
+        });
+    }
 }

@@ -6,6 +6,7 @@
 //! request. Every `Py` reference is created and dropped while attached.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -13,7 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
 use ruwsgi_config::{PluginView, PythonSettings};
 use ruwsgi_plugin::{Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole};
 
-use crate::apps::{self, App, Apps};
+use crate::apps::{self, Apps};
 use crate::response::{StartResponse, Writer};
 use crate::wsgi::PyCore;
 use crate::{interp, module, runtime};
@@ -130,10 +131,8 @@ fn user_applications(
             continue;
         };
         if v.is_callable() {
-            apps.insert(App {
-                mountpoint: mountpoint.trim_end_matches('/').to_string(),
-                callable: v.unbind(),
-            });
+            // Defined by another app's import: no load time of its own.
+            apps.insert(&mountpoint, v.unbind(), Duration::ZERO);
         } else {
             runtime::log(&format!(
                 "uwsgi.applications[{mountpoint:?}] is not callable, ignored"
@@ -212,6 +211,7 @@ impl LanguagePlugin for PythonPlugin {
                 }
             };
             let n = apps.list.len();
+            apps.publish();
             let old = self
                 .loaded
                 .write()

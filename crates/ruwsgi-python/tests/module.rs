@@ -74,6 +74,97 @@ fn module_attributes_and_functions() {
     assert_eq!(host().procname.lock().unwrap().as_deref(), Some("renamed"));
 }
 
+/// `uwsgi.workers()[i]['apps']` of the calling worker: one dict per app in load order, with
+/// uWSGI's keys and types and this process's per-app counters.
+#[test]
+fn workers_lists_own_apps_with_counters() {
+    let main = write_app(
+        r#"
+import uwsgi
+INT_KEYS = ('id', 'modifier1', 'startup_time', 'interpreter', 'callable', 'requests',
+            'exceptions')
+def application(environ, start_response):
+    if environ['PATH_INFO'] == '/fail':
+        raise RuntimeError('boom')
+    (me,) = [w for w in uwsgi.workers() if w['id'] == uwsgi.worker_id()]
+    out = []
+    for a in me['apps']:
+        assert sorted(a) == sorted(INT_KEYS + ('mountpoint', 'chdir')), a
+        assert all(type(a[k]) is int for k in INT_KEYS), a
+        assert type(a['mountpoint']) is bytes and a['chdir'] == b'', a
+        assert a['modifier1'] == 0 and a['interpreter'] != 0, a
+        if a['id'] == 0:
+            assert a['callable'] == id(application), a
+        out.append('%d:%s:%d:%d' % (a['id'], a['mountpoint'].decode(), a['requests'],
+                                     a['exceptions']))
+    start_response('200 OK', [])
+    return [' '.join(out).encode()]
+"#,
+    );
+    let other = write_app(
+        r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [b'other']
+"#,
+    );
+    let settings = python_settings(ruwsgi_config::PythonSettings {
+        wsgi_file: Some(main),
+        mounts: vec![("/other/".into(), other.to_string_lossy().into())],
+        manage_script_name: true,
+        ..Default::default()
+    });
+    let (body, logs) = with_core_logs(settings, |core, _| {
+        for path in [&b"/a"[..], b"/fail", b"/other/x", b"/other"] {
+            let mut io = FakeIo::new(b"");
+            serve(core, &vars(&[("PATH_INFO", path)]), &mut io, 0);
+        }
+        let mut io = FakeIo::new(b"");
+        let out = serve(core, &vars(&[("PATH_INFO", b"/b")]), &mut io, 0);
+        assert!(!out.exception);
+        io.body_str()
+    });
+    // The request asking counts itself, as in uWSGI.
+    assert_eq!(body, "0::3:1 1:/other/:2:0", "{logs:#?}");
+}
+
+/// With one core, the core's wait for clients releases the interpreter: a thread the app
+/// started keeps running while the worker is idle.
+#[test]
+fn app_threads_run_while_a_single_core_waits() {
+    let app = r#"
+import threading
+count = 0
+stop = threading.Event()
+def tick():
+    global count
+    while not stop.wait(0.01):
+        count += 1
+threading.Thread(target=tick, daemon=True).start()
+def application(environ, start_response):
+    if environ['PATH_INFO'] == '/stop':
+        stop.set()
+    start_response('200 OK', [])
+    return [str(count).encode()]
+"#;
+    let (advanced, logs) = with_core_logs(settings_for(app), |core, _| {
+        let count = |core: &mut dyn ruwsgi_plugin::Core, path: &[u8]| {
+            let mut io = FakeIo::new(b"");
+            serve(core, &vars(&[("PATH_INFO", path)]), &mut io, 0);
+            io.body_str().parse::<u64>().unwrap()
+        };
+        let before = count(core, b"/");
+        core.blocking(&mut || std::thread::sleep(std::time::Duration::from_millis(500)));
+        let after = count(core, b"/stop");
+        after - before
+    });
+    // 50 ticks in an idle 500 ms; a held interpreter would allow none or one.
+    assert!(
+        advanced > 20,
+        "the app thread ticked {advanced} times; {logs:#?}"
+    );
+}
+
 #[test]
 fn request_functions_outside_a_request_raise() {
     let _g = serial();

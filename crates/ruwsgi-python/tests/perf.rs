@@ -38,3 +38,26 @@ def application(environ, start_response):
         assert_eq!(io.body_str(), "Hello World");
     });
 }
+
+/// What the event loop pays per turn to release the interpreter around its wait (run in
+/// release, as above, with `perf_blocking_turn`).
+#[test]
+#[ignore]
+fn perf_blocking_turn() {
+    let app = r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [b'']
+"#;
+    with_core(settings_for(app), |core, _| {
+        let n = 1_000_000;
+        for round in 0..3 {
+            let t = Instant::now();
+            for _ in 0..n {
+                core.blocking(&mut || {});
+            }
+            let ns = t.elapsed().as_nanos() as f64 / n as f64;
+            println!("round {round}: {ns:.0} ns per release and re-acquire");
+        }
+    });
+}

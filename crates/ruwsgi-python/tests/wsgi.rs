@@ -375,9 +375,53 @@ def application(environ, start_response):
         };
         assert_eq!(get(b"/foo/x"), "foo:/foo|/x");
         assert_eq!(get(b"/foo"), "foo:/foo|");
-        assert_eq!(get(b"/foo/bar/baz"), "foobar:/foo/bar|/baz");
+        assert_eq!(get(b"/foo/bar/baz"), "foobar:/foo/bar/|/baz");
         assert_eq!(get(b"/foobar"), "default:|/foobar");
         assert_eq!(get(b"/"), "default:|/");
+    });
+}
+
+/// `mount = /foobis/=...`: the mountpoint is `SCRIPT_NAME` exactly as written, and it is
+/// matched without its slash at a segment boundary (uWSGI's manage-script-name).
+#[test]
+fn trailing_slash_mountpoint_keeps_its_slash() {
+    let app = |name: &str| {
+        write_app(&format!(
+            r#"
+def application(environ, start_response):
+    start_response('200 OK', [])
+    return [('{name}:' + environ.get('SCRIPT_NAME', '') + '|' + environ['PATH_INFO']).encode()]
+"#
+        ))
+    };
+    let settings = python_settings(ruwsgi_config::PythonSettings {
+        wsgi_file: Some(app("default")),
+        mounts: vec![
+            ("/foo".into(), app("foo").to_string_lossy().into()),
+            ("/foobis/".into(), app("foobis").to_string_lossy().into()),
+        ],
+        manage_script_name: true,
+        ..Default::default()
+    });
+    with_core(settings, |core, _| {
+        let mut get = |extra: &[(&str, &[u8])]| {
+            let mut io = FakeIo::new(b"");
+            let out = serve(core, &vars(extra), &mut io, 0);
+            assert!(!out.exception);
+            io.body_str()
+        };
+        let path = |p: &'static [u8]| [("PATH_INFO", p)];
+        assert_eq!(get(&path(b"/foobis")), "foobis:/foobis/|");
+        assert_eq!(get(&path(b"/foobis/")), "foobis:/foobis/|/");
+        assert_eq!(get(&path(b"/foobis/resource")), "foobis:/foobis/|/resource");
+        assert_eq!(get(&path(b"/foobisis/")), "default:|/foobisis/");
+        assert_eq!(get(&path(b"/foo/")), "foo:/foo|/");
+        assert_eq!(get(&path(b"/fooanything")), "default:|/fooanything");
+        // A SCRIPT_NAME from the front end names the mount with or without the slash.
+        for sn in [&b"/foobis"[..], b"/foobis/"] {
+            let body = get(&[("SCRIPT_NAME", sn), ("PATH_INFO", b"/r")]);
+            assert_eq!(body, format!("foobis:{}|/r", String::from_utf8_lossy(sn)));
+        }
     });
 }
 

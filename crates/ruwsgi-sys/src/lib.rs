@@ -14,9 +14,11 @@
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
 //! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
+//! - [`localtime`]: local calendar time (`TZ` honoured) for log dates.
 #![allow(unsafe_code)]
 
 pub mod fork;
+pub mod localtime;
 pub mod lock;
 pub mod log;
 pub mod mmap;

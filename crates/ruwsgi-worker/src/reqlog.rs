@@ -2,13 +2,17 @@
 //!
 //! Lines are appended to a per-core buffer and written with one `write` once the oldest
 //! waiting line is [`FLUSH_DELAY`] old (or the buffer passes 16 KiB, or the core stops), so
-//! logging adds no syscall per request or per connection under load. The template is compiled once at start; the date text is rebuilt
-//! at most once per second.
+//! logging adds no syscall per request or per connection under load. The template is
+//! compiled once at start. Dates are the server's local time (`TZ` honoured), as uWSGI
+//! writes them: `ctime` form in the default line, Apache form for `%(ltime)`; their text is
+//! rebuilt at most once per second, so `localtime_r` costs nothing per request.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use ruwsgi_proto::Vars;
+use ruwsgi_sys::localtime::{self, LocalTime};
 
 use crate::decimal::push_u64;
 
@@ -58,32 +62,69 @@ pub struct RequestLog {
     pid: u32,
     worker_id: u32,
     buf: Vec<u8>,
+    /// Which clock the dates are in.
+    zone: Zone,
+    /// The second `date` and `ltime` show.
     date_sec: u64,
+    /// `Sun Nov 22 10:00:00 2026` (`ctime`).
     date: String,
+    /// `22/Nov/2026:10:00:00 +0530`.
+    ltime: String,
     x_forwarded_for: bool,
     /// When the oldest buffered line was written.
     pending_since: Option<Instant>,
 }
 
-const VARS: [&str; 25] = [
+const VARS: [&str; 26] = [
     "uri", "method", "user", "addr", "host", "proto", "status", "size", "rsize", "hsize",
-    "headers", "msecs", "micros", "time", "epoch", "ltime", "pid", "wid", "core", "vars",
+    "headers", "msecs", "micros", "time", "epoch", "ltime", "ctime", "pid", "wid", "core", "vars",
     "pktsize", "cl", "uagent", "referer", "switches",
 ];
+
+/// The clock log dates are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Zone {
+    /// The C library's local time.
+    Local,
+    /// A fixed offset east of UTC in seconds (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Fixed(i32),
+}
 
 impl RequestLog {
     /// A log using `format` (uWSGI `log-format` syntax: `%(var)`) or the default line.
     pub fn new(format: Option<&str>, pid: u32, worker_id: u32, x_forwarded_for: bool) -> Self {
+        // Read TZ now, while the worker starts, not at its first request.
+        localtime::init_timezone();
         RequestLog {
             pieces: format.map(compile),
             pid,
             worker_id,
             buf: Vec::with_capacity(FLUSH_AT + 1024),
+            zone: Zone::Local,
             date_sec: 0,
             date: String::new(),
+            ltime: String::new(),
             x_forwarded_for,
             pending_since: None,
         }
+    }
+
+    /// The same log with dates in `zone`.
+    #[cfg(test)]
+    fn with_zone(mut self, zone: Zone) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    /// Rebuild the date texts for `secs` (once per second).
+    fn set_date(&mut self, secs: u64) {
+        let t = zone_time(self.zone, secs);
+        self.date_sec = secs;
+        self.date.clear();
+        write_ctime(&mut self.date, &t);
+        self.ltime.clear();
+        write_apache_time(&mut self.ltime, &t);
     }
 
     /// True when lines are waiting.
@@ -119,8 +160,7 @@ impl RequestLog {
             self.pending_since = Some(Instant::now());
         }
         if e.started != self.date_sec || self.date.is_empty() {
-            self.date_sec = e.started;
-            self.date = asctime(e.started);
+            self.set_date(e.started);
         }
         let addr = client_addr(e.vars, self.x_forwarded_for);
         match self.pieces.take() {
@@ -206,7 +246,8 @@ impl RequestLog {
             "msecs" => num(b, e.micros / 1000),
             "micros" => num(b, e.micros),
             "time" | "epoch" => num(b, e.started),
-            "ltime" => b.write_all(self.date.as_bytes()),
+            "ltime" => b.write_all(self.ltime.as_bytes()),
+            "ctime" => b.write_all(self.date.as_bytes()),
             "pid" => num(b, u64::from(self.pid)),
             "wid" => num(b, u64::from(self.worker_id)),
             "core" => num(b, u64::from(e.core)),
@@ -255,51 +296,148 @@ fn compile(format: &str) -> Vec<Piece> {
     out
 }
 
-/// `Sun Nov 22 04:00:00 2026` for a unix time (UTC).
-pub fn asctime(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = secs / 86400;
-    let rem = secs % 86400;
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days as i64 + 719_468;
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// The time at `secs` in `zone`; UTC when the C library cannot represent it.
+fn zone_time(zone: Zone, secs: u64) -> LocalTime {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    match zone {
+        Zone::Local => localtime::local_time(secs).unwrap_or_else(|| shifted_utc(secs, 0)),
+        Zone::Fixed(offset) => shifted_utc(secs, offset),
+    }
+}
+
+/// The civil time `offset` seconds east of UTC (proleptic Gregorian).
+fn shifted_utc(secs: i64, offset: i32) -> LocalTime {
+    let local = secs.saturating_add(i64::from(offset));
+    let days = local.div_euclid(86_400);
+    let rem = local.rem_euclid(86_400);
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
+    LocalTime {
+        year: i32::try_from(year).unwrap_or(i32::MAX),
+        month: month as u8,
+        day: day as u8,
+        hour: (rem / 3600) as u8,
+        minute: (rem % 3600 / 60) as u8,
+        second: (rem % 60) as u8,
+        weekday: (days + 4).rem_euclid(7) as u8,
+        utc_offset: offset,
+    }
+}
+
+fn name(names: &[&'static str], index: u8) -> &'static str {
+    names.get(usize::from(index)).copied().unwrap_or("???")
+}
+
+/// `Sun Nov 22 10:00:00 2026`: C's `ctime` layout (the default line's date).
+fn write_ctime(out: &mut String, t: &LocalTime) {
+    let _ = write!(
+        out,
         "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        d,
-        h,
-        m,
-        s,
-        year
-    )
+        name(&DAYS, t.weekday),
+        name(&MONTHS, t.month.wrapping_sub(1)),
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
+    );
+}
+
+/// `22/Nov/2026:10:00:00 +0530`: strftime's `%d/%b/%Y:%H:%M:%S %z` (`%(ltime)`).
+fn write_apache_time(out: &mut String, t: &LocalTime) {
+    let sign = if t.utc_offset < 0 { '-' } else { '+' };
+    let off = t.utc_offset.unsigned_abs() / 60;
+    let _ = write!(
+        out,
+        "{:02}/{}/{}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
+        t.day,
+        name(&MONTHS, t.month.wrapping_sub(1)),
+        t.year,
+        t.hour,
+        t.minute,
+        t.second,
+        off / 60,
+        off % 60
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn dates_at(secs: u64, offset: i32) -> (String, String) {
+        let t = zone_time(Zone::Fixed(offset), secs);
+        let (mut ctime, mut apache) = (String::new(), String::new());
+        write_ctime(&mut ctime, &t);
+        write_apache_time(&mut apache, &t);
+        (ctime, apache)
+    }
+
     #[test]
-    fn dates() {
-        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(asctime(1_795_320_000), "Sun Nov 22 04:00:00 2026");
-        assert_eq!(asctime(951_782_400), "Tue Feb 29 00:00:00 2000");
+    fn dates_in_utc_and_at_offsets() {
+        let d = |secs, off| dates_at(secs, off);
+        assert_eq!(d(0, 0).0, "Thu Jan  1 00:00:00 1970");
+        assert_eq!(d(951_782_400, 0).0, "Tue Feb 29 00:00:00 2000");
+        assert_eq!(
+            d(1_795_320_000, 0),
+            (
+                "Sun Nov 22 04:00:00 2026".into(),
+                "22/Nov/2026:04:00:00 +0000".into()
+            )
+        );
+        // Asia/Kolkata, +05:30.
+        assert_eq!(
+            d(1_795_320_000, 19_800),
+            (
+                "Sun Nov 22 09:30:00 2026".into(),
+                "22/Nov/2026:09:30:00 +0530".into()
+            )
+        );
+        // Newfoundland, -03:30, across midnight and a month.
+        assert_eq!(
+            d(1_795_996_800, -12_600),
+            (
+                "Sun Nov 29 20:30:00 2026".into(),
+                "29/Nov/2026:20:30:00 -0330".into()
+            )
+        );
+        assert_eq!(d(0, -3600).0, "Wed Dec 31 23:00:00 1969");
+    }
+
+    /// The local zone agrees with the C library (whatever TZ the tests run with).
+    #[test]
+    fn local_dates_follow_the_c_library() {
+        let secs = 1_795_320_000;
+        let t = localtime::local_time(secs as i64).unwrap();
+        assert_eq!(zone_time(Zone::Local, secs), t);
+        assert_eq!(dates_at(secs, t.utc_offset).0, {
+            let mut s = String::new();
+            write_ctime(&mut s, &t);
+            s
+        });
     }
 
     #[test]
     fn format_template() {
-        let mut log = RequestLog::new(Some("%(method) %(uri) %(status) %(nope)"), 7, 1, false);
+        let mut log = RequestLog::new(
+            Some("%(method) %(uri) %(status) %(nope) [%(ltime)] %(ctime)"),
+            7,
+            1,
+            false,
+        )
+        .with_zone(Zone::Fixed(19_800));
         let mut v = Vars::new();
         v.push(b"REQUEST_METHOD", b"GET");
         v.push(b"REQUEST_URI", b"/x?y");
@@ -316,12 +454,13 @@ mod tests {
             core: 0,
             started: 1,
         });
-        assert_eq!(log.buf, b"GET /x?y 200 %(nope)\n");
+        let want = "GET /x?y 200 %(nope) [01/Jan/1970:05:30:01 +0530] Thu Jan  1 05:30:01 1970\n";
+        assert_eq!(String::from_utf8_lossy(&log.buf), want);
     }
 
     #[test]
     fn default_line() {
-        let mut log = RequestLog::new(None, 42, 1, false);
+        let mut log = RequestLog::new(None, 42, 1, false).with_zone(Zone::Fixed(0));
         let mut v = Vars::new();
         v.push(b"REQUEST_METHOD", b"POST");
         v.push(b"REQUEST_URI", b"/echo");

@@ -2,13 +2,17 @@
 //!
 //! Everything goes through the process's [`Host`](ruwsgi_plugin::Host); before `init`
 //! published one, identity functions answer 0 and control functions `None`.
+//!
+//! `workers()` lists the apps, with their counters, of the calling worker only: each worker
+//! counts its own apps in its own memory, and the host's shared scoreboard carries no
+//! per-app counters, so other workers' `apps` are empty tuples rather than guesses.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use crate::runtime;
+use crate::{apps, runtime};
 
 #[pyfunction]
 fn masterpid() -> i32 {
@@ -30,10 +34,43 @@ fn total_requests() -> u64 {
     runtime::host().map_or(0, |h| h.total_requests())
 }
 
-/// One dict per worker (§2.12), `status` as bytes.
+/// Address of the interpreter the apps run in (uWSGI shows a pointer too).
+#[allow(unsafe_code)]
+fn interpreter_addr(_py: Python<'_>) -> usize {
+    // SAFETY: attached (`_py`), as PyInterpreterState_Get requires; it only reads the
+    // current thread state's interpreter and never fails while attached.
+    unsafe { pyo3::ffi::PyInterpreterState_Get() as usize }
+}
+
+/// This process's apps (§2.12): `id, modifier1, mountpoint, startup_time, interpreter,
+/// callable, requests, exceptions, chdir`. `chdir` is empty: it is a per-app directory
+/// only dynamic apps (`UWSGI_CHDIR`) have, and apps here come from the configuration.
+fn own_apps(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let interpreter = interpreter_addr(py);
+    let mut dicts = Vec::new();
+    for a in apps::published() {
+        let (requests, exceptions) = a.totals();
+        let d = PyDict::new(py);
+        d.set_item("id", a.id)?;
+        d.set_item("modifier1", 0)?;
+        d.set_item("mountpoint", PyBytes::new(py, a.mountpoint.as_bytes()))?;
+        d.set_item("startup_time", a.startup_time)?;
+        d.set_item("interpreter", interpreter)?;
+        d.set_item("callable", a.callable)?;
+        d.set_item("requests", requests)?;
+        d.set_item("exceptions", exceptions)?;
+        d.set_item("chdir", PyBytes::new(py, b""))?;
+        dicts.push(d);
+    }
+    PyTuple::new(py, dicts)
+}
+
+/// One dict per worker (§2.12), `status` as bytes; `apps` filled for the calling worker.
 #[pyfunction]
 fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-    let infos = runtime::host().map(|h| h.workers()).unwrap_or_default();
+    let host = runtime::host();
+    let infos = host.as_ref().map(|h| h.workers()).unwrap_or_default();
+    let me = host.as_ref().map_or(0, |h| h.worker_id());
     let mut dicts = Vec::with_capacity(infos.len());
     for w in infos {
         let d = PyDict::new(py);
@@ -51,7 +88,11 @@ fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
         d.set_item("respawn_count", w.respawn_count)?;
         d.set_item("tx", w.tx)?;
         d.set_item("avg_rt", w.avg_rt)?;
-        d.set_item("apps", PyTuple::empty(py))?;
+        if me != 0 && w.id == me {
+            d.set_item("apps", own_apps(py)?)?;
+        } else {
+            d.set_item("apps", PyTuple::empty(py))?;
+        }
         dicts.push(d);
     }
     PyTuple::new(py, dicts)
