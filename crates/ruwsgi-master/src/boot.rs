@@ -1,8 +1,13 @@
 //! [`run`]: the boot sequence up to the supervision loop, and the shutdown after it.
 //!
-//! Order (uWSGI's): signals and logging, bind (or adopt) sockets, pidfiles, drop
-//! privileges, scoreboard, plugin init, preload apps, fork the workers, supervise, and at
-//! the end vacuum and say goodbye.
+//! Order: signals, bind (or adopt) sockets, pidfiles, scoreboard, plugin init (the language
+//! runtime starts, no application code runs), drop privileges, preload apps, fork the
+//! children, supervise, and at the end vacuum and say goodbye.
+//!
+//! Design decision: privileges are dropped after the plugin's `init` and before
+//! `load_apps`. The runtime may live where only root can read (an interpreter under
+//! `/root`), so it is started while still privileged; application code never runs as
+//! root. (`logto` is the binary's business: it redirects before its first log line.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,12 +58,8 @@ pub fn run(
         }
     };
     phase(MasterPhase::Booting);
-    if let Some(path) = &settings.logging.logto {
-        ruwsgi_sys::log::redirect_stderr_to(path).map_err(|source| MasterError::Log {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    // The one place `SIGPIPE` is ignored: a write to a closed socket or channel must be an
+    // `EPIPE`, never a dead master; forked children inherit it.
     let _ = signals::ignore(Signal::SIGPIPE);
     let _ = signals::unblock_all();
     let master_pid = ruwsgi_sys::process::pid();
@@ -81,10 +82,6 @@ pub fn run(
         Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
         other => other?,
     }
-    drop_privileges(
-        settings.processes.uid.as_deref(),
-        settings.processes.gid.as_deref(),
-    )?;
 
     phase(MasterPhase::LoadingApps);
     let processes = settings.processes.workers.max(1);
@@ -99,6 +96,10 @@ pub fn run(
     plugin
         .init(settings.plugin_view(), host)
         .map_err(MasterError::PluginInit)?;
+    drop_privileges(
+        settings.processes.uid.as_deref(),
+        settings.processes.gid.as_deref(),
+    )?;
     if !settings.processes.lazy_apps {
         match plugin.load_apps() {
             Ok(n) if n > 0 || !settings.processes.need_app => {}

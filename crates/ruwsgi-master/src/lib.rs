@@ -53,6 +53,7 @@
 //! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
 //! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`
 //! - `ruwsgi: all workers gone, re-executing the master (reload <n>)`
+//! - `ruwsgi: cannot re-exec as uid <uid> (probe failed: <why>): reloading the workers only`
 //! - `ruwsgi: reload done, generation <g> ready`
 //! - `ruwsgi: graceful stop requested (SIGTERM): waiting for workers to finish`
 //! - `ruwsgi: immediate stop requested (SIGINT): killing workers`

@@ -128,10 +128,19 @@ impl Master {
                 }
                 Mode::Reloading { reexec: true } => {
                     if self.alive() == 0 {
-                        let err = self.reexec();
-                        log_line(&format!(
-                            "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
-                        ));
+                        match crate::reexec::probe_reexec(&self.argv, crate::reexec::PROBE_TIMEOUT)
+                        {
+                            Ok(()) => {
+                                let err = self.reexec();
+                                log_line(&format!(
+                                    "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
+                                ));
+                            }
+                            Err(why) => log_line(&format!(
+                                "ruwsgi: cannot re-exec as uid {} (probe failed: {why}): reloading the workers only",
+                                nix::unistd::getuid()
+                            )),
+                        }
                         self.generation += 1;
                         crate::types::set_current_generation(self.generation);
                         self.scoreboard.set_generation(self.generation);

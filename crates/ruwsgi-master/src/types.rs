@@ -36,9 +36,10 @@ pub const EXIT_PANIC: i32 = 70;
 pub enum MasterPhase {
     /// Signals, logging, root checks.
     Booting,
-    /// Binding (or adopting) the sockets, writing pidfiles, dropping privileges.
+    /// Binding (or adopting) the sockets, writing pidfiles.
     Binding,
-    /// Plugin init and, unless `lazy-apps`, loading the apps in the master.
+    /// Plugin init, dropping privileges and, unless `lazy-apps`, loading the apps in the
+    /// master.
     LoadingApps,
     /// Forking the first generation of workers.
     Spawning,

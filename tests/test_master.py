@@ -1,0 +1,80 @@
+"""The master: privileges, reloads, the child command channel, mules."""
+import os
+import pwd
+import grp
+import shutil
+import signal
+import tempfile
+
+import pytest
+import requests
+
+from helpers import wait_until
+
+HELLO_APP = (
+    "def application(environ, start_response):\n"
+    "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+    "    return [b'hello']\n"
+)
+
+
+@pytest.fixture
+def world_dir():
+    """A directory every user can read (outside /root and pytest's 0700 tmp dirs)."""
+    d = tempfile.mkdtemp(prefix="ruwsgi-master-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def write_file(d, name, text):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def proc_ids(pid):
+    """(real uid, effective uid, real gid, effective gid) of pid, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        lines = f.read().splitlines()
+    field = {l.split(":", 1)[0]: l.split(":", 1)[1].split() for l in lines if ":" in l}
+    uid, gid = field["Uid"], field["Gid"]
+    return int(uid[0]), int(uid[1]), int(gid[0]), int(gid[1])
+
+
+# --------------------------------------------------------------------------- privileges
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_uid_gid_drop_after_runtime_start_and_reload(ruwsgi, world_dir):
+    """The interpreter may be unreadable by the target user (it lives under /root here):
+    the runtime starts as root, then privileges drop before the app loads. A reload after
+    the drop cannot re-exec (the new image could not load the runtime): the master says
+    so and replaces the workers only."""
+    nobody = pwd.getpwnam("nobody").pw_uid
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    app = write_file(world_dir, "app.py", HELLO_APP)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--processes", "2",
+                 "--uid", "nobody", "--gid", "nogroup", cwd=world_dir)
+    r = requests.get(srv.url, timeout=5)
+    assert (r.status_code, r.content) == (200, b"hello")
+    before = srv.wait_children(2)
+    for pid in before + [srv.pid]:
+        assert proc_ids(pid) == (nobody, nobody, nogroup, nogroup), pid
+    assert "running ruwsgi as root without uid/gid" not in srv.log_text()
+
+    srv.signal(signal.SIGHUP)
+    srv.wait_log(r"ruwsgi: graceful reload requested \(SIGHUP\)")
+    srv.wait_log(r"ruwsgi: cannot re-exec as uid %d \(probe failed: .+\): "
+                 r"reloading the workers only" % nobody)
+    srv.wait_log(r"ruwsgi: reload done, generation 1 ready")
+    after = wait_until(
+        lambda: (lambda k: k if len(k) == 2 and not set(k) & set(before) else None)(
+            srv.children()), 15, what="two new workers")
+    for pid in after + [srv.pid]:
+        assert proc_ids(pid) == (nobody, nobody, nogroup, nogroup), pid
+    r = requests.get(srv.url, timeout=5)
+    assert (r.status_code, r.content) == (200, b"hello")
+    assert "DAMN" not in srv.log_text(), srv.log_tail()
+    assert srv.stop(signal.SIGTERM) == 0
