@@ -19,6 +19,7 @@ use ruwsgi_sys::{log_line, signals, Signal};
 
 use crate::bind::{bind_all, vacuum, write_pidfiles};
 use crate::error::MasterError;
+use crate::events::Timers;
 use crate::master::{Master, Mode, Slot};
 use crate::reexec::reloads_from_env;
 use crate::signals::SignalSource;
@@ -50,6 +51,7 @@ pub fn run(
         argv,
         reexec_on_reload,
         phase_observer,
+        clock,
     } = config;
     let mut observer = phase_observer;
     let mut phase = |p: MasterPhase| {
@@ -136,6 +138,8 @@ pub fn run(
         generation: reloads,
         reloads,
         master_pid,
+        clock,
+        timers: Timers::new(),
     };
     master.phase(MasterPhase::Spawning);
     for id in 1..=processes as u32 {

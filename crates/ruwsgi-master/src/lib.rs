@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
+//! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
+//!   ([`events::Timers`]) and watched fds ([`events::WatchedFds`]).
 //! - [`throttle`]: the crash-loop ("forkbomb") throttle.
 //! - [`reexec`]: the re-exec environment (`RUWSGI_LISTEN_FDS`, `UWSGI_RELOADS`).
 //! - [`error`]: [`MasterError`] and its exit codes.
@@ -63,6 +65,7 @@
 mod bind;
 mod boot;
 pub mod error;
+pub mod events;
 mod master;
 pub mod reexec;
 pub mod signals;

@@ -1,17 +1,17 @@
 //! The supervisor: boot, then one poll loop that reaps, respawns, reloads and stops.
 //!
 //! Design decision: the master is a plain single-threaded state machine ([`Mode`]) driven
-//! by one `poll` over the signal source with a timeout (1 s while running, 100 ms while
-//! waiting for children to leave), followed each time by a `waitpid(WNOHANG)` sweep and a
-//! deadline check. Nothing blocks elsewhere, so no event can be missed for long and no
-//! thread is ever needed (forks stay safe).
+//! by one `poll` ([`crate::events::wait`]) over the signal source, whose timeout is the
+//! nearest registered deadline ([`Deadline`] in [`crate::events::Timers`]) capped at 1 s
+//! while running and 100 ms while children are leaving; each wake-up is followed by a
+//! `waitpid(WNOHANG)` sweep and the due deadlines. Nothing blocks elsewhere, so no event
+//! can be missed for long and no thread is ever needed (forks stay safe).
 
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use ruwsgi_config::Settings;
 use ruwsgi_plugin::LanguagePlugin;
@@ -19,6 +19,7 @@ use ruwsgi_shm::{Scoreboard, WorkerStatus};
 use ruwsgi_sys::{log_line, Pid, Signal};
 
 use crate::bind::Bound;
+use crate::events::{Clock, Timers, WatchedFds};
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{MasterPhase, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE};
@@ -41,13 +42,20 @@ pub(crate) enum Mode {
     Stopping { code: i32 },
 }
 
+/// What a deadline in the master's [`Timers`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// The child in this slot index gets `SIGKILL` if it is still alive.
+    Kill(usize),
+    /// The respawn throttle's pause ends: empty slots may be filled again.
+    RespawnResume,
+}
+
 /// A stop order sent to one worker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StopOrder {
-    /// When it gets `SIGKILL` if still alive.
+    /// When it gets `SIGKILL` if still alive (also registered as [`Deadline::Kill`]).
     deadline: Instant,
-    /// `SIGKILL` already sent.
-    killed: bool,
 }
 
 /// The master's view of one worker id.
@@ -82,6 +90,10 @@ pub(crate) struct Master {
     pub reloads: u64,
     pub throttle: Throttle,
     pub master_pid: Pid,
+    /// Where time comes from ([`crate::MasterConfig::clock`]).
+    pub clock: Arc<dyn Clock>,
+    /// Every pending deadline of the loop.
+    pub timers: Timers<Deadline>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -107,7 +119,7 @@ impl Master {
                 self.on_command(incoming);
             }
             self.reap();
-            let now = Instant::now();
+            let now = self.clock.now();
             self.enforce_deadlines(now);
             match self.mode {
                 Mode::Running => self.fill_slots(now),
@@ -160,31 +172,24 @@ impl Master {
         self.slots.iter().filter(|s| s.pid.is_some()).count()
     }
 
-    fn poll_timeout(&self, now: Instant) -> Duration {
+    /// The tick while nothing is due: short while children are leaving (their exits are
+    /// also reported by `SIGCHLD`; the tick only bounds a missed one).
+    fn tick(&self) -> Duration {
         let waiting = self
             .slots
             .iter()
             .any(|s| s.pid.is_some() && s.stop.is_some());
-        let mut timeout = if waiting { SHORT_TICK } else { TICK };
-        if matches!(self.mode, Mode::Running | Mode::Reloading { reexec: false }) {
-            if let Some(until) = self.throttle.paused_until() {
-                timeout =
-                    timeout.min(until.saturating_duration_since(now) + Duration::from_millis(1));
-            }
+        if waiting {
+            SHORT_TICK
+        } else {
+            TICK
         }
-        timeout
     }
 
     fn wait_for_events(&mut self) {
-        let timeout = self.poll_timeout(Instant::now());
-        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let timeout = self.timers.timeout(self.clock.now(), self.tick());
         let fds = self.signals.fds();
-        let mut pollfds: Vec<PollFd<'_>> = fds
-            .into_iter()
-            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-            .collect();
-        // EINTR (a signal arrived) is as good as a readiness report.
-        let _ = poll(&mut pollfds, ms);
+        let _ = crate::events::wait(&fds, &WatchedFds::<()>::new(), timeout);
     }
 
     fn on_command(&mut self, incoming: Incoming) {
@@ -272,7 +277,7 @@ impl Master {
     /// Send `sig` to every live worker, with a `SIGKILL` deadline `mercy` from now. Workers
     /// already stopping are left alone unless `resend` (an escalation).
     fn stop_workers(&mut self, sig: Signal, mercy: Duration, resend: bool) {
-        let deadline = Instant::now() + mercy;
+        let deadline = self.clock.now() + mercy;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(pid) = slot.pid else { continue };
             if slot.stop.is_some() && !resend {
@@ -283,10 +288,8 @@ impl Master {
                 Some(order) => order.deadline.min(deadline),
                 None => deadline,
             };
-            slot.stop = Some(StopOrder {
-                deadline,
-                killed: false,
-            });
+            slot.stop = Some(StopOrder { deadline });
+            self.timers.set(Deadline::Kill(index), deadline);
             if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
                 ws.set_status(WorkerStatus::Stopping);
             }
@@ -294,17 +297,23 @@ impl Master {
     }
 
     fn enforce_deadlines(&mut self, now: Instant) {
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let (Some(pid), Some(order)) = (slot.pid, slot.stop.as_mut()) else {
-                continue;
-            };
-            if !order.killed && now >= order.deadline {
-                order.killed = true;
-                log_line(&format!(
-                    "ruwsgi: worker {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
-                    index + 1
-                ));
-                let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
+        for due in self.timers.due(now) {
+            match due {
+                Deadline::Kill(index) => {
+                    let Some(slot) = self.slots.get(index) else {
+                        continue;
+                    };
+                    let (Some(pid), Some(_)) = (slot.pid, slot.stop) else {
+                        continue;
+                    };
+                    log_line(&format!(
+                        "ruwsgi: worker {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                        index + 1
+                    ));
+                    let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
+                }
+                // `fill_slots` asks the throttle again on this same turn.
+                Deadline::RespawnResume => {}
             }
         }
     }
@@ -334,12 +343,16 @@ impl Master {
         if let Some(w) = self.scoreboard.get(id) {
             w.exited();
         }
+        self.timers.cancel(&Deadline::Kill(index));
         let slot = &mut self.slots[index];
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
         if asked {
-            let lived = slot.spawned_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let now = self.clock.now();
+            let lived = slot
+                .spawned_at
+                .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
             log_line(&format!(
                 "worker {id} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
                 describe(&status)
@@ -385,6 +398,7 @@ impl Master {
                 match self.throttle.check(now) {
                     Verdict::Spawn => {}
                     Verdict::Tripped { until } => {
+                        self.timers.set(Deadline::RespawnResume, until);
                         log_line(&format!(
                             "ruwsgi: too many respawns (more than {} in one second): forkbomb-delay, pausing respawns for {:.1} seconds",
                             self.slots.len(),

@@ -7,7 +7,7 @@
 //! `_exit` ([`ruwsgi_sys::process::exit_now`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use ruwsgi_plugin::{ForkOutcome, ProcessRole};
@@ -57,7 +57,7 @@ impl Master {
                 *slot = crate::master::Slot {
                     pid: Some(pid),
                     generation: self.generation,
-                    spawned_at: Some(Instant::now()),
+                    spawned_at: Some(self.clock.now()),
                     stop: None,
                     crashed: false,
                     ever_spawned: true,

@@ -13,6 +13,8 @@ use ruwsgi_config::{Protocol, Settings};
 use ruwsgi_plugin::{Host, LanguagePlugin, ProcessRole};
 use ruwsgi_shm::Scoreboard;
 
+use crate::events::{Clock, SystemClock};
+
 /// A worker exits with this after `max-requests` (or another recycling policy): the master
 /// logs `worker N (pid: P) recycled after R requests` and respawns it at once, unthrottled.
 /// (uWSGI's "reload" exit code.)
@@ -117,10 +119,13 @@ pub struct MasterConfig {
     pub reexec_on_reload: bool,
     /// Phase notifications (tests, stats).
     pub phase_observer: Option<PhaseObserver>,
+    /// Where the master reads time for its deadlines (default [`SystemClock`]; tests give
+    /// a [`crate::events::FakeClock`]).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl MasterConfig {
-    /// Defaults: argv from the environment, re-exec on reload, no observer.
+    /// Defaults: argv from the environment, re-exec on reload, no observer, real clock.
     pub fn new(
         settings: Arc<Settings>,
         plugin: Arc<dyn LanguagePlugin>,
@@ -133,6 +138,7 @@ impl MasterConfig {
             argv: std::env::args_os().collect(),
             reexec_on_reload: true,
             phase_observer: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
