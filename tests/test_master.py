@@ -78,3 +78,50 @@ def test_uid_gid_drop_after_runtime_start_and_reload(ruwsgi, world_dir):
     assert (r.status_code, r.content) == (200, b"hello")
     assert "DAMN" not in srv.log_text(), srv.log_tail()
     assert srv.stop(signal.SIGTERM) == 0
+
+
+# --------------------------------------------------------------------------- channel
+
+RELOAD_APP = (
+    "import os\n"
+    "import uwsgi\n"
+    "def application(environ, start_response):\n"
+    "    if environ['PATH_INFO'] == '/reload':\n"
+    "        uwsgi.reload()\n"
+    "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+    "    return [str(os.getpid()).encode()]\n"
+)
+
+
+def test_uwsgi_reload_goes_through_the_channel(ruwsgi, tmp_path):
+    app = tmp_path / "reload_app.py"
+    app.write_text(RELOAD_APP)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--processes", "1")
+    before = srv.wait_children(1)
+    r = requests.get(srv.url + "/reload", timeout=5)
+    assert r.status_code == 200
+    assert int(r.text) == before[0]
+    srv.wait_log(r"ruwsgi: graceful reload requested \(worker 1\)")
+    srv.wait_log(r"ruwsgi: reload done, generation 1 ready")
+    after = wait_until(
+        lambda: (lambda k: k if len(k) == 1 and k != before else None)(srv.children()),
+        15, what="a new worker")
+    assert int(requests.get(srv.url, timeout=5).text) == after[0]
+    assert "SIGHUP" not in srv.log_text()
+    assert srv.stop(signal.SIGTERM) == 0
+
+
+def test_max_requests_asks_the_master_for_a_replacement(ruwsgi, tmp_path):
+    app = tmp_path / "pid_app.py"
+    app.write_text(RELOAD_APP)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--processes", "1",
+                 "--max-requests", "3", "--min-worker-lifetime", "0", ready_path="/x")
+    first = srv.wait_children(1)[0]
+    pids = [int(requests.get(srv.url, timeout=5).text) for _ in range(2)]
+    assert pids == [first, first]
+    srv.wait_log(r"worker 1 \(pid: %d\) asked to be replaced: stopping it gracefully" % first)
+    srv.wait_log(r"worker 1 \(pid: %d\) recycled after 3 requests" % first)
+    srv.wait_log(r"Respawned ruwsgi worker 1 \(new pid: \d+\)")
+    assert int(requests.get(srv.url, timeout=5).text) != first
+    assert "DAMN" not in srv.log_text()
+    assert srv.stop(signal.SIGTERM) == 0

@@ -19,7 +19,7 @@ use ruwsgi_sys::{log_line, signals, Signal};
 
 use crate::bind::{bind_all, vacuum, write_pidfiles};
 use crate::error::MasterError;
-use crate::events::Timers;
+use crate::events::{Timers, WatchedFds};
 use crate::master::{Master, Mode, Slot};
 use crate::reexec::reloads_from_env;
 use crate::signals::SignalSource;
@@ -140,6 +140,7 @@ pub fn run(
         master_pid,
         clock,
         timers: Timers::new(),
+        watched: WatchedFds::new(),
     };
     master.phase(MasterPhase::Spawning);
     for id in 1..=processes as u32 {

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
+//! - [`channel`]: the command channel each child shares with the master
+//!   ([`channel::request`] from a child).
 //! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
 //!   ([`events::Timers`]) and watched fds ([`events::WatchedFds`]).
 //! - [`throttle`]: the crash-loop ("forkbomb") throttle.
@@ -29,6 +31,14 @@
 //! Workers are expected to treat `SIGHUP` as "stop gracefully" and `SIGTERM`/`SIGINT`/
 //! `SIGQUIT` as "exit now". Every worker gets `PR_SET_PDEATHSIG(SIGKILL)`, so killing the
 //! master with `SIGKILL` takes the workers down and frees the ports.
+//!
+//! # The command channel
+//!
+//! Every child shares a `SOCK_SEQPACKET` socket pair with the master ([`channel`]), made
+//! before its fork and closed when it is reaped. Children send
+//! [`ruwsgi_proto::channel::ChildRequest`]s: reload or stop the instance (`uwsgi.reload()`,
+//! `uwsgi.stop()`), or replace me (a worker at `max-requests`). A child sees end-of-file on
+//! its end when the master is gone.
 //!
 //! # Worker exit codes
 //!
@@ -53,6 +63,10 @@
 //! - `worker <id> (pid: <pid>) stopped (exit status <n> | signal <n>) after <s> seconds`
 //! - `ruwsgi: too many respawns (more than <n> in one second): forkbomb-delay, pausing respawns for <s> seconds`
 //! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
+//!   / `ruwsgi: graceful reload requested (worker <id>)` (a child's `uwsgi.reload()`, over
+//!   its channel; `uwsgi.stop()` logs `graceful stop requested (worker <id>)`)
+//! - `worker <id> (pid: <pid>) asked to be replaced: stopping it gracefully` (max-requests)
+//! - `ruwsgi: dropped a bad message from worker <id>: <why>`
 //! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`
 //! - `ruwsgi: all workers gone, re-executing the master (reload <n>)`
 //! - `ruwsgi: cannot re-exec as uid <uid> (probe failed: <why>): reloading the workers only`
@@ -64,6 +78,7 @@
 
 mod bind;
 mod boot;
+pub mod channel;
 pub mod error;
 pub mod events;
 mod master;

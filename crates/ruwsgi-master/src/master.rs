@@ -18,7 +18,10 @@ use ruwsgi_plugin::LanguagePlugin;
 use ruwsgi_shm::{Scoreboard, WorkerStatus};
 use ruwsgi_sys::{log_line, Pid, Signal};
 
+use ruwsgi_proto::channel::ChildRequest;
+
 use crate::bind::Bound;
+use crate::channel::Received;
 use crate::events::{Clock, Timers, WatchedFds};
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
@@ -51,6 +54,13 @@ pub(crate) enum Deadline {
     RespawnResume,
 }
 
+/// What a watched fd of the master is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// The master's end of the command channel of the child in this slot index.
+    Channel(usize),
+}
+
 /// A stop order sent to one worker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StopOrder {
@@ -69,6 +79,9 @@ pub(crate) struct Slot {
     pub crashed: bool,
     /// Spawned at least once by this master (log "Respawned" instead of "spawned").
     pub ever_spawned: bool,
+    /// Being replaced at its own request ([`ChildRequest::ReloadMe`]): its exit is a
+    /// recycle and it is respawned at once.
+    pub recycle: bool,
 }
 
 /// All the master's state.
@@ -94,6 +107,8 @@ pub(crate) struct Master {
     pub clock: Arc<dyn Clock>,
     /// Every pending deadline of the loop.
     pub timers: Timers<Deadline>,
+    /// Every fd the loop watches besides the signal source's: the children's channels.
+    pub watched: WatchedFds<Watch>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -189,11 +204,77 @@ impl Master {
     fn wait_for_events(&mut self) {
         let timeout = self.timers.timeout(self.clock.now(), self.tick());
         let fds = self.signals.fds();
-        let _ = crate::events::wait(&fds, &WatchedFds::<()>::new(), timeout);
+        let ready = crate::events::wait(&fds, &self.watched, timeout);
+        drop(fds);
+        for watch in ready.fds {
+            match watch {
+                Watch::Channel(index) => self.read_channel(index),
+            }
+        }
+    }
+
+    /// Handle what the child in slot `index` sent; stop watching its channel at EOF.
+    fn read_channel(&mut self, index: usize) {
+        let Some(fd) = self.watched.get(&Watch::Channel(index)) else {
+            return;
+        };
+        let id = index + 1;
+        for received in crate::channel::drain(fd) {
+            match received {
+                Received::Request(request) => self.on_request(index, request),
+                Received::Bad(e) => log_line(&format!(
+                    "ruwsgi: dropped a bad message from worker {id}: {e}"
+                )),
+                Received::Closed => {
+                    self.watched.remove(&Watch::Channel(index));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A request from the child in slot `index`.
+    fn on_request(&mut self, index: usize, request: ChildRequest) {
+        let origin = format!("worker {}", index + 1);
+        match request {
+            ChildRequest::ReloadInstance => self.command(MasterCommand::GracefulReload, &origin),
+            ChildRequest::StopInstance => self.command(MasterCommand::GracefulStop, &origin),
+            ChildRequest::ReloadMe => self.replace(index),
+            other => log_line(&format!(
+                "ruwsgi: ignored an unsupported request from {origin}: {other:?}"
+            )),
+        }
+    }
+
+    /// Replace the child in slot `index` gracefully (it asked, and is already draining):
+    /// `SIGHUP` (a no-op for a draining worker; it makes a child that only asked stop),
+    /// `SIGKILL` after `worker-reload-mercy`, respawned as soon as it is gone. Ignored while
+    /// it is already being stopped (a reload or a stop replaces or ends it anyway).
+    fn replace(&mut self, index: usize) {
+        let Some(slot) = self.slots.get(index) else {
+            return;
+        };
+        let (Some(pid), None) = (slot.pid, slot.stop) else {
+            return;
+        };
+        if matches!(self.mode, Mode::Stopping { .. }) {
+            return;
+        }
+        log_line(&format!(
+            "worker {} (pid: {pid}) asked to be replaced: stopping it gracefully",
+            index + 1
+        ));
+        self.slots[index].recycle = true;
+        let deadline = self.clock.now() + self.settings.processes.worker_reload_mercy;
+        self.stop_slot(index, Signal::SIGHUP, deadline);
     }
 
     fn on_command(&mut self, incoming: Incoming) {
-        let Incoming { command, origin } = incoming;
+        self.command(incoming.command, incoming.origin);
+    }
+
+    /// Act on `command`; `origin` (`SIGHUP`, `worker 1`, ...) is logged.
+    fn command(&mut self, command: MasterCommand, origin: &str) {
         match (command, self.mode) {
             (MasterCommand::ChildEvent, _) => {}
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
@@ -278,21 +359,29 @@ impl Master {
     /// already stopping are left alone unless `resend` (an escalation).
     fn stop_workers(&mut self, sig: Signal, mercy: Duration, resend: bool) {
         let deadline = self.clock.now() + mercy;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let Some(pid) = slot.pid else { continue };
-            if slot.stop.is_some() && !resend {
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if slot.pid.is_none() || (slot.stop.is_some() && !resend) {
                 continue;
             }
-            let _ = ruwsgi_sys::signals::kill(pid, sig);
-            let deadline = match slot.stop {
-                Some(order) => order.deadline.min(deadline),
-                None => deadline,
-            };
-            slot.stop = Some(StopOrder { deadline });
-            self.timers.set(Deadline::Kill(index), deadline);
-            if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
-                ws.set_status(WorkerStatus::Stopping);
-            }
+            self.stop_slot(index, sig, deadline);
+        }
+    }
+
+    /// Send `sig` to the child in slot `index` and make sure it gets `SIGKILL` by
+    /// `deadline` (or by an earlier deadline it already had).
+    fn stop_slot(&mut self, index: usize, sig: Signal, deadline: Instant) {
+        let slot = &mut self.slots[index];
+        let Some(pid) = slot.pid else { return };
+        let _ = ruwsgi_sys::signals::kill(pid, sig);
+        let deadline = match slot.stop {
+            Some(order) => order.deadline.min(deadline),
+            None => deadline,
+        };
+        slot.stop = Some(StopOrder { deadline });
+        self.timers.set(Deadline::Kill(index), deadline);
+        if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
+            ws.set_status(WorkerStatus::Stopping);
         }
     }
 
@@ -344,10 +433,17 @@ impl Master {
             w.exited();
         }
         self.timers.cancel(&Deadline::Kill(index));
+        self.watched.remove(&Watch::Channel(index));
         let slot = &mut self.slots[index];
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
+        if asked && std::mem::take(&mut slot.recycle) {
+            log_line(&format!(
+                "worker {id} (pid: {pid}) recycled after {served} requests"
+            ));
+            return;
+        }
         if asked {
             let now = self.clock.now();
             let lived = slot

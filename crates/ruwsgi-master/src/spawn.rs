@@ -14,7 +14,7 @@ use ruwsgi_plugin::{ForkOutcome, ProcessRole};
 use ruwsgi_sys::process::{exit_now, set_parent_death_signal, set_process_title};
 use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
 
-use crate::master::Master;
+use crate::master::{Master, Watch};
 use crate::signals::MASTER_SIGNALS;
 use crate::types::{Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
@@ -40,11 +40,33 @@ pub(crate) fn unix_now() -> u64 {
 impl Master {
     /// Fork worker `id` into its (empty) slot. Logs the spawn, or the failure.
     pub(crate) fn spawn(&mut self, id: u32) -> Result<Pid, Errno> {
+        let index = id as usize - 1;
+        // A child whose channel cannot be made still runs: it only cannot ask anything.
+        let pair = match crate::channel::pair() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log_line(&format!(
+                    "ruwsgi: cannot create the channel of worker {id}: {e}"
+                ));
+                None
+            }
+        };
         let mask = signals::block_all().ok();
         let plugin = self.plugin.clone();
         let outcome = plugin.around_fork(&mut fork_once);
         if outcome == ForkOutcome::Child {
+            // Close the master's ends of every other child's channel (and of this one), so
+            // that end-of-file on a channel means exactly that its owner is gone.
+            self.watched.clear();
+            if let Some(pair) = pair {
+                drop(pair.master);
+                crate::channel::adopt_child_end(pair.child);
+            }
             self.become_worker(id);
+        }
+        if let (ForkOutcome::Parent(_), Some(pair)) = (outcome, pair) {
+            self.watched.insert(Watch::Channel(index), pair.master);
+            drop(pair.child);
         }
         if let Some(mask) = mask {
             let _ = signals::restore_mask(&mask);
@@ -61,6 +83,7 @@ impl Master {
                     stop: None,
                     crashed: false,
                     ever_spawned: true,
+                    recycle: false,
                 };
                 if respawn {
                     log_line(&format!("Respawned ruwsgi worker {id} (new pid: {pid})"));
@@ -136,6 +159,7 @@ impl Master {
             plugin: self.plugin.clone(),
             generation: self.generation,
             master_pid: self.master_pid.as_raw(),
+            channel: crate::channel::child_channel(),
         };
         let worker_main = &self.worker_main;
         let code = match catch_unwind(AssertUnwindSafe(|| worker_main(start))) {

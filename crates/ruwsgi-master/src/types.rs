@@ -5,7 +5,7 @@
 //! worker returns are interpreted by the master as documented on the constants.
 
 use std::ffi::OsString;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -88,6 +88,10 @@ pub struct WorkerStart {
     pub generation: u64,
     /// The master's pid.
     pub master_pid: i32,
+    /// This process's command channel to the master (also [`crate::channel::child_channel`]):
+    /// readable at end-of-file when the master is gone; requests go the other way
+    /// ([`crate::channel::request`]). `None` if it could not be created.
+    pub channel: Option<BorrowedFd<'static>>,
 }
 
 /// How a worker process runs. The master calls it in the forked child after the parent-death

@@ -20,6 +20,7 @@ use ruwsgi_master::{
 use ruwsgi_plugin::{
     Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, WorkerInfo,
 };
+use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{Pid, Signal, SignalPipe};
 
@@ -131,6 +132,8 @@ pub enum Behaviour {
     RecycleAfter(u64),
     /// Exit 1 at once (a crash loop).
     Crash,
+    /// Serve; after the first request, send this request to the master over the channel.
+    AskAfterFirst(ChildRequest),
 }
 
 /// A minimal worker: accepts on the first listener, answers `200` with its pid as body;
@@ -189,6 +192,10 @@ fn worker_main(start: WorkerStart, behaviour: Behaviour) -> i32 {
             if served >= n {
                 return EXIT_RECYCLE;
             }
+        }
+        if let (Behaviour::AskAfterFirst(request), 1) = (behaviour, served) {
+            let channel = start.channel.expect("a channel to the master");
+            ruwsgi_master::channel::send_request(channel, request).expect("sent");
         }
     }
 }

@@ -127,6 +127,7 @@ fn run(settings: Settings) -> i32 {
             listeners,
             plugin: start.plugin,
             scoreboard: start.scoreboard,
+            channel: start.channel,
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
