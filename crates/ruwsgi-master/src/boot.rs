@@ -18,13 +18,14 @@ use ruwsgi_sys::socket::InheritedListeners;
 use ruwsgi_sys::{log_line, signals, Signal};
 
 use crate::bind::{bind_all, vacuum, write_pidfiles};
+use crate::children::{ChildKind, Slot};
 use crate::error::MasterError;
 use crate::events::{Timers, WatchedFds};
-use crate::master::{Master, Mode, Slot};
+use crate::master::{Master, Mode};
 use crate::reexec::reloads_from_env;
 use crate::signals::SignalSource;
 use crate::throttle::Throttle;
-use crate::types::{MasterConfig, MasterPhase, WorkerMain};
+use crate::types::{MasterConfig, MasterPhase};
 
 /// Claim the sockets a previous image of this master left open.
 #[allow(unsafe_code)] // the one place the master takes ownership of inherited fds (STYLE R6)
@@ -39,15 +40,12 @@ fn inherited_listeners() -> InheritedListeners {
 /// a lazily loaded app is missing under `need-app`); a boot failure is an error whose
 /// [`MasterError::exit_code`] the binary should use. On a preloaded graceful reload this
 /// function does not return: the process re-execs itself.
-pub fn run(
-    config: MasterConfig,
-    worker_main: WorkerMain,
-    signal_source: Box<dyn SignalSource>,
-) -> Result<i32, MasterError> {
+pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result<i32, MasterError> {
     let MasterConfig {
         settings,
         plugin,
         make_host,
+        worker_main,
         argv,
         reexec_on_reload,
         phase_observer,
@@ -133,7 +131,10 @@ pub fn run(
         reexec_on_reload,
         sockets,
         scoreboard,
-        slots: (0..processes).map(|_| Slot::default()).collect(),
+        slots: (1..=processes as u32)
+            .map(|id| Slot::new(ChildKind::Worker, id))
+            .collect(),
+        mule_board: None,
         mode: Mode::Running,
         generation: reloads,
         reloads,
@@ -143,8 +144,8 @@ pub fn run(
         watched: WatchedFds::new(),
     };
     master.phase(MasterPhase::Spawning);
-    for id in 1..=processes as u32 {
-        let _ = master.spawn(id);
+    for index in 0..master.slots.len() {
+        let _ = master.spawn(index);
     }
     master.phase(MasterPhase::Running);
     if reloads > 0 {

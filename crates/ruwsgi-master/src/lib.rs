@@ -1,13 +1,16 @@
-//! The ruwsgi master: binds the sockets, loads the apps, forks the workers, supervises,
-//! reloads and stops them. Single-threaded, no async runtime, no threads, ever (forks stay
-//! safe); one `poll` loop over a [`SignalSource`].
+//! The ruwsgi master: binds the sockets, loads the apps, forks its children (workers, and
+//! mules: [`ChildKind`]), supervises, reloads and stops them. Single-threaded, no async
+//! runtime, no threads, ever (forks stay safe); one `poll` loop over a [`SignalSource`], the
+//! children's channels and its deadlines ([`events`]).
 //!
-//! The binary builds a [`MasterConfig`], a [`WorkerMain`] (which runs the worker crate in
-//! each forked child with a [`WorkerStart`]) and a [`UnixSignals`], then calls [`run`].
+//! The binary builds a [`MasterConfig`] holding each kind's main (a [`WorkerMain`] runs the
+//! worker crate in each forked worker with a [`WorkerStart`]) and a [`UnixSignals`], then
+//! calls [`run`].
 //!
 //! # Layout
 //! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
+//! - [`children`]: [`ChildKind`] (worker, mule, spooler) and each kind's respawn rule.
 //! - [`channel`]: the command channel each child shares with the master
 //!   ([`channel::request`] from a child).
 //! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
@@ -55,10 +58,13 @@
 //! - `*** WARNING: <option> ":<port>" has no host: bound to 127.0.0.1 only; write 0.0.0.0:<port> to listen on every interface ***`
 //! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
 //! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)`
-//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`
-//! - `Respawned ruwsgi worker <id> (new pid: <pid>)`
-//! - `DAMN ! worker <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
-//! - `DAMN ! worker <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
+//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`, `spawned ruwsgi mule <id> (pid: <pid>)`
+//! - `Respawned ruwsgi <kind> <id> (new pid: <pid>)`
+//! - `DAMN ! <kind> <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
+//! - `DAMN ! <kind> <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
+//!
+//! (`<kind>` is `worker`, `mule` or `spooler`; the lines below that say `worker` say the
+//! child's kind too.)
 //! - `worker <id> (pid: <pid>) recycled after <n> requests`
 //! - `worker <id> (pid: <pid>) stopped (exit status <n> | signal <n>) after <s> seconds`
 //! - `ruwsgi: too many respawns (more than <n> in one second): forkbomb-delay, pausing respawns for <s> seconds`
@@ -79,6 +85,7 @@
 mod bind;
 mod boot;
 pub mod channel;
+pub mod children;
 pub mod error;
 pub mod events;
 mod master;
@@ -89,6 +96,7 @@ pub mod throttle;
 pub mod types;
 
 pub use boot::run;
+pub use children::ChildKind;
 pub use error::MasterError;
 pub use ruwsgi_shm::Scoreboard;
 pub use signals::{Incoming, MasterCommand, SignalSource, UnixSignals};

@@ -22,6 +22,7 @@ use ruwsgi_proto::channel::ChildRequest;
 
 use crate::bind::Bound;
 use crate::channel::Received;
+use crate::children::{ChildKind, Slot, StopOrder};
 use crate::events::{Clock, Timers, WatchedFds};
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
@@ -61,29 +62,6 @@ pub(crate) enum Watch {
     Channel(usize),
 }
 
-/// A stop order sent to one worker.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StopOrder {
-    /// When it gets `SIGKILL` if still alive (also registered as [`Deadline::Kill`]).
-    deadline: Instant,
-}
-
-/// The master's view of one worker id.
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    pub pid: Option<Pid>,
-    pub generation: u64,
-    pub spawned_at: Option<Instant>,
-    pub stop: Option<StopOrder>,
-    /// Emptied by an unexpected death: its respawn goes through the throttle.
-    pub crashed: bool,
-    /// Spawned at least once by this master (log "Respawned" instead of "spawned").
-    pub ever_spawned: bool,
-    /// Being replaced at its own request ([`ChildRequest::ReloadMe`]): its exit is a
-    /// recycle and it is respawned at once.
-    pub recycle: bool,
-}
-
 /// All the master's state.
 pub(crate) struct Master {
     pub settings: Arc<Settings>,
@@ -94,7 +72,11 @@ pub(crate) struct Master {
     pub argv: Vec<OsString>,
     pub reexec_on_reload: bool,
     pub sockets: Vec<Bound>,
+    /// The workers' scoreboard.
     pub scoreboard: Scoreboard,
+    /// The mules' scoreboard (same layout, one row per mule), if there are mules.
+    pub mule_board: Option<Scoreboard>,
+    /// Every child: workers first, then mules.
     pub slots: Vec<Slot>,
     pub mode: Mode,
     /// Current generation: new workers get it.
@@ -218,12 +200,12 @@ impl Master {
         let Some(fd) = self.watched.get(&Watch::Channel(index)) else {
             return;
         };
-        let id = index + 1;
         for received in crate::channel::drain(fd) {
             match received {
                 Received::Request(request) => self.on_request(index, request),
                 Received::Bad(e) => log_line(&format!(
-                    "ruwsgi: dropped a bad message from worker {id}: {e}"
+                    "ruwsgi: dropped a bad message from {}: {e}",
+                    self.slots[index].label()
                 )),
                 Received::Closed => {
                     self.watched.remove(&Watch::Channel(index));
@@ -235,7 +217,7 @@ impl Master {
 
     /// A request from the child in slot `index`.
     fn on_request(&mut self, index: usize, request: ChildRequest) {
-        let origin = format!("worker {}", index + 1);
+        let origin = self.slots[index].label();
         match request {
             ChildRequest::ReloadInstance => self.command(MasterCommand::GracefulReload, &origin),
             ChildRequest::StopInstance => self.command(MasterCommand::GracefulStop, &origin),
@@ -261,12 +243,13 @@ impl Master {
             return;
         }
         log_line(&format!(
-            "worker {} (pid: {pid}) asked to be replaced: stopping it gracefully",
-            index + 1
+            "{} (pid: {pid}) asked to be replaced: stopping it gracefully",
+            slot.label()
         ));
+        let sig = slot.kind.stop_signal(false);
         self.slots[index].recycle = true;
         let deadline = self.clock.now() + self.settings.processes.worker_reload_mercy;
-        self.stop_slot(index, Signal::SIGHUP, deadline);
+        self.stop_slot(index, sig, deadline);
     }
 
     fn on_command(&mut self, incoming: Incoming) {
@@ -291,8 +274,8 @@ impl Master {
                 self.mode = Mode::Reloading { reexec };
                 self.phase(MasterPhase::GracefulReload);
                 if brutal {
-                    self.stop_workers(
-                        Signal::SIGTERM,
+                    self.stop_children(
+                        true,
                         self.settings
                             .processes
                             .worker_reload_mercy
@@ -300,11 +283,7 @@ impl Master {
                         true,
                     );
                 } else {
-                    self.stop_workers(
-                        Signal::SIGHUP,
-                        self.settings.processes.worker_reload_mercy,
-                        false,
-                    );
+                    self.stop_children(false, self.settings.processes.worker_reload_mercy, false);
                 }
             }
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
@@ -347,24 +326,35 @@ impl Master {
                 .processes
                 .worker_reload_mercy
                 .min(IMMEDIATE_GRACE);
-            self.stop_workers(Signal::SIGTERM, grace, true);
+            self.stop_children(true, grace, true);
         } else {
             let p = &self.settings.processes;
             let mercy = p.worker_reload_mercy.min(p.reload_mercy);
-            self.stop_workers(Signal::SIGHUP, mercy, false);
+            self.stop_children(false, mercy, false);
         }
     }
 
-    /// Send `sig` to every live worker, with a `SIGKILL` deadline `mercy` from now. Workers
+    /// Stop every live child with its kind's graceful or immediate signal
+    /// ([`ChildKind::stop_signal`]), with a `SIGKILL` deadline `mercy` from now. Children
     /// already stopping are left alone unless `resend` (an escalation).
-    fn stop_workers(&mut self, sig: Signal, mercy: Duration, resend: bool) {
+    fn stop_children(&mut self, immediate: bool, mercy: Duration, resend: bool) {
         let deadline = self.clock.now() + mercy;
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
             if slot.pid.is_none() || (slot.stop.is_some() && !resend) {
                 continue;
             }
+            let sig = slot.kind.stop_signal(immediate);
             self.stop_slot(index, sig, deadline);
+        }
+    }
+
+    /// The scoreboard row of the child in `slot` (spoolers have none yet).
+    pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
+        match slot.kind {
+            ChildKind::Worker => self.scoreboard.get(slot.id),
+            ChildKind::Mule => self.mule_board.as_ref()?.get(slot.id),
+            _ => None,
         }
     }
 
@@ -380,8 +370,8 @@ impl Master {
         };
         slot.stop = Some(StopOrder { deadline });
         self.timers.set(Deadline::Kill(index), deadline);
-        if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
-            ws.set_status(WorkerStatus::Stopping);
+        if let Some(row) = self.board_row(&self.slots[index]) {
+            row.set_status(WorkerStatus::Stopping);
         }
     }
 
@@ -396,8 +386,8 @@ impl Master {
                         continue;
                     };
                     log_line(&format!(
-                        "ruwsgi: worker {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
-                        index + 1
+                        "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                        slot.label()
                     ));
                     let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
                 }
@@ -427,20 +417,25 @@ impl Master {
         let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
             return;
         };
-        let id = index as u32 + 1;
-        let served = self.scoreboard.get(id).map_or(0, |w| w.delta_requests());
-        if let Some(w) = self.scoreboard.get(id) {
-            w.exited();
-        }
+        let (served, kind) = {
+            let slot = &self.slots[index];
+            let row = self.board_row(slot);
+            let served = row.map_or(0, |w| w.delta_requests());
+            if let Some(row) = row {
+                row.exited();
+            }
+            (served, slot.kind)
+        };
         self.timers.cancel(&Deadline::Kill(index));
         self.watched.remove(&Watch::Channel(index));
         let slot = &mut self.slots[index];
+        let label = slot.label();
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
         if asked && std::mem::take(&mut slot.recycle) {
             log_line(&format!(
-                "worker {id} (pid: {pid}) recycled after {served} requests"
+                "{label} (pid: {pid}) recycled after {served} requests"
             ));
             return;
         }
@@ -450,32 +445,35 @@ impl Master {
                 .spawned_at
                 .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
             log_line(&format!(
-                "worker {id} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
+                "{label} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
                 describe(&status)
             ));
             return;
         }
+        let worker = kind == ChildKind::Worker;
         match status {
-            WaitStatus::Exited(_, EXIT_RECYCLE) => {
+            WaitStatus::Exited(_, EXIT_RECYCLE) if worker => {
                 log_line(&format!(
-                    "worker {id} (pid: {pid}) recycled after {served} requests"
+                    "{label} (pid: {pid}) recycled after {served} requests"
                 ));
             }
             WaitStatus::Exited(_, EXIT_NO_APP)
-                if self.settings.processes.lazy_apps && self.settings.processes.need_app =>
+                if worker
+                    && self.settings.processes.lazy_apps
+                    && self.settings.processes.need_app =>
             {
                 log_line(&format!(
-                    "worker {id} (pid: {pid}) could not load the app and need-app is on: stopping the instance"
+                    "{label} (pid: {pid}) could not load the app and need-app is on: stopping the instance"
                 ));
                 self.begin_stop(EXIT_NO_APP, true);
             }
             WaitStatus::Exited(_, code) => {
-                log_line(&format!("DAMN ! worker {id} (pid: {pid}) died with exit status {code} :( trying respawn ..."));
+                log_line(&format!("DAMN ! {label} (pid: {pid}) died with exit status {code} :( trying respawn ..."));
                 self.slots[index].crashed = true;
             }
             WaitStatus::Signaled(_, sig, _) => {
                 log_line(&format!(
-                    "DAMN ! worker {id} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
+                    "DAMN ! {label} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
                     sig as i32
                 ));
                 self.slots[index].crashed = true;
@@ -505,7 +503,7 @@ impl Master {
                     Verdict::Paused { .. } => return,
                 }
             }
-            if self.spawn(index as u32 + 1).is_err() {
+            if self.spawn(index).is_err() {
                 // Logged by `spawn`; retried on the next tick.
                 return;
             }

@@ -6,13 +6,14 @@
 
 use std::ffi::OsString;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use ruwsgi_config::{Protocol, Settings};
 use ruwsgi_plugin::{Host, LanguagePlugin, ProcessRole};
 use ruwsgi_shm::Scoreboard;
 
+use crate::children::ChildKind;
 use crate::events::{Clock, SystemClock};
 
 /// A worker exits with this after `max-requests` (or another recycling policy): the master
@@ -115,6 +116,8 @@ pub struct MasterConfig {
     pub plugin: Arc<dyn LanguagePlugin>,
     /// Builds the host passed to `plugin.init`.
     pub make_host: HostFactory,
+    /// What a worker child runs (required: every instance has workers).
+    pub worker_main: WorkerMain,
     /// The command line to re-exec on reload, captured before anything changed the process
     /// title (which overwrites argv). Defaults to `std::env::args_os()`.
     pub argv: Vec<OsString>,
@@ -134,11 +137,13 @@ impl MasterConfig {
         settings: Arc<Settings>,
         plugin: Arc<dyn LanguagePlugin>,
         make_host: HostFactory,
+        worker_main: WorkerMain,
     ) -> MasterConfig {
         MasterConfig {
             settings,
             plugin,
             make_host,
+            worker_main,
             argv: std::env::args_os().collect(),
             reexec_on_reload: true,
             phase_observer: None,
@@ -147,17 +152,23 @@ impl MasterConfig {
     }
 }
 
-/// 0 in the master, the worker id in a worker. Set once in each child right after fork.
-static WORKER_ID: AtomicU32 = AtomicU32::new(0);
+/// 0 in the master, the child's per-kind id in a child. Set once in each child right after
+/// fork, with [`CHILD_KIND`].
+static CHILD_ID: AtomicU32 = AtomicU32::new(0);
+/// What this child is: 0 master, 1 worker, 2 mule, 3 spooler.
+static CHILD_KIND: AtomicU8 = AtomicU8::new(0);
 /// Generation of this process (the master's current one, or the worker's).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// What this process is, for a [`Host`] implementation (`ProcessRole::Master` until the
-/// master marks a forked child as a worker, before `post_fork`).
+/// master marks a forked child with its kind and id, before `post_fork`). A spooler answers
+/// `Master` until the spooler subsystem gives [`ProcessRole`] its variant.
 pub fn current_role() -> ProcessRole {
-    match WORKER_ID.load(Ordering::Relaxed) {
-        0 => ProcessRole::Master,
-        id => ProcessRole::Worker { id },
+    let id = CHILD_ID.load(Ordering::Relaxed);
+    match CHILD_KIND.load(Ordering::Relaxed) {
+        1 => ProcessRole::Worker { id },
+        2 => ProcessRole::Mule { id },
+        _ => ProcessRole::Master,
     }
 }
 
@@ -167,8 +178,14 @@ pub fn current_generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
-pub(crate) fn set_current_worker(id: u32) {
-    WORKER_ID.store(id, Ordering::Relaxed);
+pub(crate) fn set_current_child(kind: ChildKind, id: u32) {
+    let code = match kind {
+        ChildKind::Worker => 1,
+        ChildKind::Mule => 2,
+        ChildKind::Spooler => 3,
+    };
+    CHILD_ID.store(id, Ordering::Relaxed);
+    CHILD_KIND.store(code, Ordering::Relaxed);
 }
 
 pub(crate) fn set_current_generation(generation: u64) {

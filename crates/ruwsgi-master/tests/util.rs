@@ -282,16 +282,13 @@ impl MasterHandle {
                     Box::new(|sb: &Scoreboard, _fds: &[std::os::fd::RawFd]| {
                         Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>
                     }),
+                    Box::new(move |s| worker_main(s, behaviour)),
                 );
                 config.reexec_on_reload = false;
                 config.phase_observer = Some(Box::new(move |phase| {
                     let _ = nix::unistd::write(&ph_w, format!("{phase:?}\n").as_bytes());
                 }));
-                let code = match ruwsgi_master::run(
-                    config,
-                    Box::new(move |s| worker_main(s, behaviour)),
-                    source,
-                ) {
+                let code = match ruwsgi_master::run(config, source) {
                     Ok(code) => code,
                     Err(e) => {
                         ruwsgi_sys::log_line(&format!("master error: {e}"));

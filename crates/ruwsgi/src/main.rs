@@ -104,17 +104,6 @@ fn run(settings: Settings) -> i32 {
     };
     let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new(settings.python.clone()));
     let prefix = settings.processes.procname_prefix.clone();
-    let config = MasterConfig::new(
-        settings.clone(),
-        plugin,
-        Box::new(move |scoreboard, socket_fds| {
-            Arc::new(ServerHost::new(
-                scoreboard.clone(),
-                prefix,
-                socket_fds.to_vec(),
-            )) as Arc<dyn Host>
-        }),
-    );
     let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
@@ -135,7 +124,19 @@ fn run(settings: Settings) -> i32 {
             WorkerExit::Failed => 1,
         }
     });
-    match ruwsgi_master::run(config, worker_main, Box::new(signals)) {
+    let config = MasterConfig::new(
+        settings.clone(),
+        plugin,
+        Box::new(move |scoreboard, socket_fds| {
+            Arc::new(ServerHost::new(
+                scoreboard.clone(),
+                prefix,
+                socket_fds.to_vec(),
+            )) as Arc<dyn Host>
+        }),
+        worker_main,
+    );
+    match ruwsgi_master::run(config, Box::new(signals)) {
         Ok(code) => code,
         Err(e) => {
             log_line(&format!("ruwsgi: {e}"));
