@@ -125,3 +125,96 @@ def test_max_requests_asks_the_master_for_a_replacement(ruwsgi, tmp_path):
     assert int(requests.get(srv.url, timeout=5).text) != first
     assert "DAMN" not in srv.log_text()
     assert srv.stop(signal.SIGTERM) == 0
+
+
+# --------------------------------------------------------------------------- mules
+
+MULE_SCRIPT = (
+    "import os\n"
+    "import time\n"
+    "import uwsgi\n"
+    "with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mule-%d' % os.getpid()), 'w') as f:\n"
+    "    f.write('%d %d %d' % (uwsgi.mule_id(), uwsgi.worker_id(), os.getpid()))\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
+
+MULE_ID_APP = (
+    "import uwsgi\n"
+    "def application(environ, start_response):\n"
+    "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+    "    return [('%d %d' % (uwsgi.mule_id(), uwsgi.worker_id())).encode()]\n"
+)
+
+
+def spawned_mules(srv, count, start=0):
+    """{mule id: pid} from the first `count` spawn/respawn lines after `start`."""
+    found = {}
+    for m in srv.wait_log(r"(?:spawned ruwsgi mule (\d+) \(pid: (\d+)\)|"
+                          r"Respawned ruwsgi mule (\d+) \(new pid: (\d+)\))",
+                          count=count, start=start):
+        mule_id = m.group(1) or m.group(3)
+        found[int(mule_id)] = int(m.group(2) or m.group(4))
+    return found
+
+
+def mule_reports(d):
+    """{pid: (mule_id, worker_id, pid)} written by running mule scripts."""
+    out = {}
+    for name in os.listdir(d):
+        if name.startswith("mule-"):
+            with open(os.path.join(d, name)) as f:
+                text = f.read()
+            if text:
+                mule_id, worker_id, pid = map(int, text.split())
+                out[pid] = (mule_id, worker_id, pid)
+    return out
+
+
+def test_mules_plain_and_script(ruwsgi, tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(MULE_ID_APP)
+    script = tmp_path / "mule_script.py"
+    script.write_text(MULE_SCRIPT)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--processes", "2",
+                 "--mules", "2", "--mule", script)
+    srv.wait_log(r"master process started \(pid: \d+, generation 0, 2 workers, 3 mules\)")
+    mules = spawned_mules(srv, 3)
+    assert sorted(mules) == [1, 2, 3], mules
+    children = srv.wait_children(5)
+    assert set(mules.values()) <= set(children)
+
+    # only mule 3 runs the script; it sees its own id, and worker_id() 0
+    reports = wait_until(lambda: mule_reports(tmp_path), 10, what="the mule script's report")
+    assert reports == {mules[3]: (3, 0, mules[3])}, reports
+    # a worker sees mule_id() 0
+    assert requests.get(srv.url, timeout=5).text.split()[0] == "0"
+
+    # a killed mule is logged and respawned; a script mule runs its script again
+    for mule_id in (1, 3):
+        mark = srv.log_len()
+        os.kill(mules[mule_id], signal.SIGKILL)
+        srv.wait_log(r"DAMN ! mule %d \(pid: %d\) died, killed by signal 9 :\( trying respawn"
+                     % (mule_id, mules[mule_id]), start=mark)
+        new_pid = spawned_mules(srv, 1, start=mark)[mule_id]
+        assert new_pid != mules[mule_id]
+        mules[mule_id] = new_pid
+    reports = wait_until(lambda: mules[3] in mule_reports(tmp_path) and mule_reports(tmp_path),
+                         10, what="the respawned script's report")
+    assert reports[mules[3]] == (3, 0, mules[3])
+    assert "DAMN ! worker" not in srv.log_text()
+
+    # SIGTERM stops workers and mules (the script mule by its stop signal)
+    kids = srv.children()
+    assert srv.stop(signal.SIGTERM) == 0
+    log = srv.log_text()
+    for mule_id in (1, 2, 3):
+        assert "mule %d (pid: %d) stopped" % (mule_id, mules[mule_id]) in log, log
+    assert "goodbye to ruwsgi." in log
+    for pid in kids:
+        assert not os.path.exists("/proc/%d/status" % pid) or pid_gone(pid), pid
+
+
+def pid_gone(pid):
+    from helpers import pid_alive
+    return not pid_alive(pid)

@@ -46,6 +46,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         plugin,
         make_host,
         worker_main,
+        mule_main,
         argv,
         reexec_on_reload,
         phase_observer,
@@ -85,7 +86,12 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
 
     phase(MasterPhase::LoadingApps);
     let processes = settings.processes.workers.max(1);
+    let mules = settings.processes.mules.len();
     let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
+    let mule_board = match mules {
+        0 => None,
+        n => Some(Scoreboard::new(n).map_err(MasterError::Shm)?),
+    };
     scoreboard.set_master_pid(master_pid.as_raw());
     scoreboard.set_generation(reloads);
     let socket_fds: Vec<_> = sockets
@@ -110,13 +116,21 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
             )),
         }
     }
+    let mule_note = match mules {
+        0 => String::new(),
+        n => format!(", {n} mules"),
+    };
     log_line(&format!(
-        "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers)"
+        "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers{mule_note})"
     ));
+    let slots: Vec<Slot> = (1..=processes as u32)
+        .map(|id| Slot::new(ChildKind::Worker, id))
+        .chain((1..=mules as u32).map(|id| Slot::new(ChildKind::Mule, id)))
+        .collect();
 
     let mut master = Master {
         throttle: Throttle::new(
-            processes,
+            slots.len(),
             settings
                 .processes
                 .forkbomb_delay
@@ -125,16 +139,15 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         settings: Arc::clone(&settings),
         plugin,
         worker_main,
+        mule_main: mule_main.unwrap_or_else(|| Box::new(crate::mule::default_mule_main)),
         signals: signal_source,
         observer,
         argv,
         reexec_on_reload,
         sockets,
         scoreboard,
-        slots: (1..=processes as u32)
-            .map(|id| Slot::new(ChildKind::Worker, id))
-            .collect(),
-        mule_board: None,
+        slots,
+        mule_board,
         mode: Mode::Running,
         generation: reloads,
         reloads,

@@ -11,6 +11,7 @@
 //! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
 //! - [`children`]: [`ChildKind`] (worker, mule, spooler) and each kind's respawn rule.
+//! - [`mule`]: [`mule::MuleStart`], [`mule::MuleMain`] and the default mule main.
 //! - [`channel`]: the command channel each child shares with the master
 //!   ([`channel::request`] from a child).
 //! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
@@ -43,6 +44,13 @@
 //! `uwsgi.stop()`), or replace me (a worker at `max-requests`). A child sees end-of-file on
 //! its end when the master is gone.
 //!
+//! # Mules
+//!
+//! `mules N` / `mule [FILE.py]` add mules after the workers (ids 1.., in option order). A
+//! mule is stopped and replaced like a worker on reloads and stops, and respawned through
+//! the throttle whenever it dies otherwise (a script returning included); see
+//! [`ChildKind`] and [`mule`].
+//!
 //! # Worker exit codes
 //!
 //! [`EXIT_RECYCLE`] (17): recycled (max-requests...), respawned at once, not a crash.
@@ -57,7 +65,8 @@
 //! - `ruwsgi: listening on <real addr> (<option>, fd <n>)` (also for adopted sockets)
 //! - `*** WARNING: <option> ":<port>" has no host: bound to 127.0.0.1 only; write 0.0.0.0:<port> to listen on every interface ***`
 //! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
-//! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)`
+//! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)` (`, <m> mules)`
+//!   when there are mules)
 //! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`, `spawned ruwsgi mule <id> (pid: <pid>)`
 //! - `Respawned ruwsgi <kind> <id> (new pid: <pid>)`
 //! - `DAMN ! <kind> <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
@@ -89,6 +98,7 @@ pub mod children;
 pub mod error;
 pub mod events;
 mod master;
+pub mod mule;
 pub mod reexec;
 pub mod signals;
 mod spawn;

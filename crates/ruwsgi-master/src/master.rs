@@ -24,6 +24,7 @@ use crate::bind::Bound;
 use crate::channel::Received;
 use crate::children::{ChildKind, Slot, StopOrder};
 use crate::events::{Clock, Timers, WatchedFds};
+use crate::mule::MuleMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{MasterPhase, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE};
@@ -67,6 +68,7 @@ pub(crate) struct Master {
     pub settings: Arc<Settings>,
     pub plugin: Arc<dyn LanguagePlugin>,
     pub worker_main: WorkerMain,
+    pub mule_main: MuleMain,
     pub signals: Box<dyn SignalSource>,
     pub observer: Option<PhaseObserver>,
     pub argv: Vec<OsString>,

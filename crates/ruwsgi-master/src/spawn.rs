@@ -17,6 +17,7 @@ use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
 
 use crate::children::{ChildKind, Slot};
 use crate::master::{Master, Watch};
+use crate::mule::MuleStart;
 use crate::signals::MASTER_SIGNALS;
 use crate::types::{Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
@@ -138,6 +139,7 @@ impl Master {
         self.plugin.post_fork(crate::types::current_role());
         let main = AssertUnwindSafe(|| match kind {
             ChildKind::Worker => self.run_worker(id),
+            ChildKind::Mule => self.run_mule(id),
             _ => self.run_other(kind, id),
         });
         let code = match catch_unwind(main) {
@@ -157,6 +159,30 @@ impl Master {
     fn run_other(&mut self, kind: ChildKind, id: u32) -> i32 {
         log_line(&format!("{} {id}: no main for this kind", kind.name()));
         1
+    }
+
+    /// In a mule child: drop the listening sockets (a mule serves no client), then run
+    /// [`crate::MasterConfig::mule_main`].
+    fn run_mule(&mut self, id: u32) -> i32 {
+        self.sockets.clear();
+        let Some(spec) = self.settings.processes.mules.get(id as usize - 1).cloned() else {
+            log_line(&format!("mule {id}: not configured"));
+            return 1;
+        };
+        let Some(scoreboard) = self.mule_board.clone() else {
+            return 1;
+        };
+        let start = MuleStart {
+            id,
+            spec,
+            scoreboard,
+            settings: self.settings.clone(),
+            plugin: self.plugin.clone(),
+            generation: self.generation,
+            master_pid: self.master_pid.as_raw(),
+            channel: crate::channel::child_channel(),
+        };
+        (self.mule_main)(start)
     }
 
     /// In a worker child: load the app if lazy, then run [`crate::WorkerMain`].

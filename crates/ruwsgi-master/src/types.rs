@@ -15,6 +15,7 @@ use ruwsgi_shm::Scoreboard;
 
 use crate::children::ChildKind;
 use crate::events::{Clock, SystemClock};
+use crate::mule::MuleMain;
 
 /// A worker exits with this after `max-requests` (or another recycling policy): the master
 /// logs `worker N (pid: P) recycled after R requests` and respawns it at once, unthrottled.
@@ -118,6 +119,9 @@ pub struct MasterConfig {
     pub make_host: HostFactory,
     /// What a worker child runs (required: every instance has workers).
     pub worker_main: WorkerMain,
+    /// What a mule child runs (`mules`, `mule`); `None` (the default) runs
+    /// [`crate::mule::default_mule_main`].
+    pub mule_main: Option<MuleMain>,
     /// The command line to re-exec on reload, captured before anything changed the process
     /// title (which overwrites argv). Defaults to `std::env::args_os()`.
     pub argv: Vec<OsString>,
@@ -132,7 +136,8 @@ pub struct MasterConfig {
 }
 
 impl MasterConfig {
-    /// Defaults: argv from the environment, re-exec on reload, no observer, real clock.
+    /// Defaults: the default mule main, argv from the environment, re-exec on reload, no
+    /// observer, real clock.
     pub fn new(
         settings: Arc<Settings>,
         plugin: Arc<dyn LanguagePlugin>,
@@ -144,6 +149,7 @@ impl MasterConfig {
             plugin,
             make_host,
             worker_main,
+            mule_main: None,
             argv: std::env::args_os().collect(),
             reexec_on_reload: true,
             phase_observer: None,

@@ -6,4 +6,5 @@
 mod boot;
 mod channel;
 mod lifecycle;
+mod mules;
 mod util;
