@@ -3,7 +3,7 @@
 //!
 //! The master keeps its end (non-blocking, close-on-exec) in its fd registry as
 //! `Watch::Channel(slot)`, closes it when the child is reaped and makes a new pair for the
-//! respawn. The child adopts its end once, right after fork ([`adopt_child_end`]); its
+//! respawn. The child adopts its end once, right after fork (`adopt_child_end`); its
 //! language plugin's host reaches the master through [`request`], and its main loop may
 //! watch [`child_channel`] for the master's end-of-file. Packets are
 //! [`ruwsgi_proto::channel`] messages: one message per packet, so a reader never

@@ -1,4 +1,4 @@
-//! The master's children: their kinds and one [`Slot`] per child process.
+//! The master's children: their kinds and one `Slot` per child process.
 //!
 //! Design decision: every child, whatever its kind, lives in one slot vector (workers first,
 //! then mules), so the loop's deadlines and channels are keyed by one slot index; the kind
