@@ -192,7 +192,7 @@ impl WorkerShared {
                 "...The work of process {} is done (max requests reached ({served} >= {limit})). Seeya!",
                 std::process::id()
             ));
-            if !self.ask_replace() {
+            if self.channel.is_some() && !self.ask_replace() {
                 log_line(&format!(
                     "worker {}: cannot ask the master for a replacement, exiting anyway",
                     self.id
