@@ -467,6 +467,21 @@ pub static OPTIONS: &[OptionDef] = &[
         "exit 22 when no app could be loaded",
     ),
     opt(
+        "mules",
+        Int,
+        Proc,
+        "0",
+        "add this many mules (background processes waiting for signals and messages)",
+    ),
+    opt(
+        "mule",
+        List,
+        Proc,
+        "",
+        "add a mule: FILE.py runs that script in it (respawned when it returns); \
+         an empty value or true adds a plain mule",
+    ),
+    opt(
         "procname-prefix",
         Str,
         Proc,
@@ -657,8 +672,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("locks", Int, "user locks"),
     later("spooler", List, "the spooler").short('Q'),
     later("spooler-processes", Int, "spooler processes"),
-    later("mule", List, "a mule process"),
-    later("mules", Int, "mule processes"),
     later("farm", List, "a mule farm"),
     later("stats", Str, "the stats server").aka(&["stats-server"]),
     later("stats-http", Flag, "stats over HTTP"),

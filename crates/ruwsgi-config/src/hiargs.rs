@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
-use crate::settings::{OptValue, Protocol, Settings, SocketSpec};
+use crate::settings::{MuleSpec, OptValue, Protocol, Settings, SocketSpec};
 
 /// Plugin names accepted by `plugins` (all built in).
 fn builtin_plugin(name: &str) -> bool {
@@ -153,6 +153,23 @@ fn expected_range(min: u64, max: u64) -> String {
     } else {
         format!("a number from {min} to {max}")
     }
+}
+
+/// `mule`: empty or a true flag value adds a plain mule, a false one adds none, a
+/// `pkg.mod:callable` is refused (not supported yet), anything else is a script path.
+fn mule_spec(v: &Val<'_>) -> Result<Option<MuleSpec>, ConfigError> {
+    let t = v.text();
+    let flag_word = ["1", "0", "true", "false", "on", "off", "yes", "no"]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w));
+    if t.is_empty() || flag_word {
+        return Ok(v.boolean().then_some(MuleSpec::Plain));
+    }
+    let callable = !t.contains('/') && !t.ends_with(".py") && t.contains(':');
+    if callable {
+        return Err(v.invalid("a script path (pkg.mod:callable mules are not supported yet)"));
+    }
+    Ok(Some(MuleSpec::Script(PathBuf::from(t))))
 }
 
 fn as_usize(n: u64) -> usize {
@@ -306,6 +323,13 @@ fn apply(
         "uid" => s.processes.uid = Some(v.required("a user name or number")?),
         "gid" => s.processes.gid = Some(v.required("a group name or number")?),
         "need-app" => s.processes.need_app = v.boolean(),
+        "mules" => {
+            let n = as_usize(v.number(0, 1024)?);
+            s.processes
+                .mules
+                .extend(std::iter::repeat_n(MuleSpec::Plain, n));
+        }
+        "mule" => s.processes.mules.extend(mule_spec(&v)?),
         "procname-prefix" => s.processes.procname_prefix = Some(v.string()),
         "auto-procname" => s.processes.auto_procname = v.boolean(),
         // ---- python ----

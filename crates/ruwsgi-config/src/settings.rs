@@ -110,6 +110,16 @@ impl Default for RequestSettings {
     }
 }
 
+/// What one mule runs (`mules`, `mule`), in option order: mule ids follow it from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MuleSpec {
+    /// Waits for signals and messages (`mules N`, or `mule` with an empty/true value).
+    Plain,
+    /// Runs this script as `__main__` (`mule = file.py`); when it returns, the mule exits
+    /// and is respawned.
+    Script(PathBuf),
+}
+
 /// The master's section: processes, their lifecycle and identity.
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
@@ -157,6 +167,8 @@ pub struct ProcessSettings {
     pub chdir: Option<PathBuf>,
     /// `env`: `KEY=VALUE` set in the process environment before loading apps.
     pub env: Vec<(String, String)>,
+    /// `mules` and `mule`, in option order.
+    pub mules: Vec<MuleSpec>,
 }
 
 impl Default for ProcessSettings {
@@ -184,6 +196,7 @@ impl Default for ProcessSettings {
             auto_procname: false,
             chdir: None,
             env: Vec::new(),
+            mules: Vec::new(),
         }
     }
 }

@@ -470,3 +470,30 @@ fn double_dash_ends_options() {
     let s = run(&["-p", "2", "--", "app.py"]);
     assert_eq!(s.python.wsgi_file, Some(PathBuf::from("app.py")));
 }
+
+#[test]
+fn mules_and_mule_add_mules_in_option_order() {
+    use ruwsgi_config::MuleSpec;
+    let s = run(&[
+        "--mules",
+        "2",
+        "--mule",
+        "worker.py",
+        "--mule=",
+        "--mule=false",
+        "--mule=/srv/jobs/cron.py",
+    ]);
+    assert_eq!(
+        s.processes.mules,
+        [
+            MuleSpec::Plain,
+            MuleSpec::Plain,
+            MuleSpec::Script(PathBuf::from("worker.py")),
+            MuleSpec::Plain,
+            MuleSpec::Script(PathBuf::from("/srv/jobs/cron.py")),
+        ]
+    );
+    assert!(run(&[]).processes.mules.is_empty());
+    let e = crate::util::err(&["--mule", "jobs.main:run"]);
+    assert!(e.contains("not supported yet"), "{e}");
+}

@@ -1,8 +1,13 @@
 //! [`run`]: the boot sequence up to the supervision loop, and the shutdown after it.
 //!
-//! Order (uWSGI's): signals and logging, bind (or adopt) sockets, pidfiles, drop
-//! privileges, scoreboard, plugin init, preload apps, fork the workers, supervise, and at
-//! the end vacuum and say goodbye.
+//! Order: signals, bind (or adopt) sockets, pidfiles, scoreboard, plugin init (the language
+//! runtime starts, no application code runs), drop privileges, preload apps, fork the
+//! children, supervise, and at the end vacuum and say goodbye.
+//!
+//! Design decision: privileges are dropped after the plugin's `init` and before
+//! `load_apps`. The runtime may live where only root can read (an interpreter under
+//! `/root`), so it is started while still privileged; application code never runs as
+//! root. (`logto` is the binary's business: it redirects before its first log line.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +18,14 @@ use ruwsgi_sys::socket::InheritedListeners;
 use ruwsgi_sys::{log_line, signals, Signal};
 
 use crate::bind::{bind_all, vacuum, write_pidfiles};
+use crate::children::{ChildKind, Slot};
 use crate::error::MasterError;
-use crate::master::{Master, Mode, Slot};
+use crate::events::{Timers, WatchedFds};
+use crate::master::{Master, Mode};
 use crate::reexec::reloads_from_env;
 use crate::signals::SignalSource;
 use crate::throttle::Throttle;
-use crate::types::{MasterConfig, MasterPhase, WorkerMain};
+use crate::types::{MasterConfig, MasterPhase};
 
 /// Claim the sockets a previous image of this master left open.
 #[allow(unsafe_code)] // the one place the master takes ownership of inherited fds (STYLE R6)
@@ -33,18 +40,17 @@ fn inherited_listeners() -> InheritedListeners {
 /// a lazily loaded app is missing under `need-app`); a boot failure is an error whose
 /// [`MasterError::exit_code`] the binary should use. On a preloaded graceful reload this
 /// function does not return: the process re-execs itself.
-pub fn run(
-    config: MasterConfig,
-    worker_main: WorkerMain,
-    signal_source: Box<dyn SignalSource>,
-) -> Result<i32, MasterError> {
+pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result<i32, MasterError> {
     let MasterConfig {
         settings,
         plugin,
         make_host,
+        worker_main,
+        mule_main,
         argv,
         reexec_on_reload,
         phase_observer,
+        clock,
     } = config;
     let mut observer = phase_observer;
     let mut phase = |p: MasterPhase| {
@@ -53,12 +59,8 @@ pub fn run(
         }
     };
     phase(MasterPhase::Booting);
-    if let Some(path) = &settings.logging.logto {
-        ruwsgi_sys::log::redirect_stderr_to(path).map_err(|source| MasterError::Log {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    // The one place `SIGPIPE` is ignored: a write to a closed socket or channel must be an
+    // `EPIPE`, never a dead master; forked children inherit it.
     let _ = signals::ignore(Signal::SIGPIPE);
     let _ = signals::unblock_all();
     let master_pid = ruwsgi_sys::process::pid();
@@ -81,14 +83,15 @@ pub fn run(
         Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
         other => other?,
     }
-    drop_privileges(
-        settings.processes.uid.as_deref(),
-        settings.processes.gid.as_deref(),
-    )?;
 
     phase(MasterPhase::LoadingApps);
     let processes = settings.processes.workers.max(1);
+    let mules = settings.processes.mules.len();
     let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
+    let mule_board = match mules {
+        0 => None,
+        n => Some(Scoreboard::new(n).map_err(MasterError::Shm)?),
+    };
     scoreboard.set_master_pid(master_pid.as_raw());
     scoreboard.set_generation(reloads);
     let socket_fds: Vec<_> = sockets
@@ -99,6 +102,10 @@ pub fn run(
     plugin
         .init(settings.plugin_view(), host)
         .map_err(MasterError::PluginInit)?;
+    drop_privileges(
+        settings.processes.uid.as_deref(),
+        settings.processes.gid.as_deref(),
+    )?;
     if !settings.processes.lazy_apps {
         match plugin.load_apps() {
             Ok(n) if n > 0 || !settings.processes.need_app => {}
@@ -109,13 +116,21 @@ pub fn run(
             )),
         }
     }
+    let mule_note = match mules {
+        0 => String::new(),
+        n => format!(", {n} mules"),
+    };
     log_line(&format!(
-        "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers)"
+        "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers{mule_note})"
     ));
+    let slots: Vec<Slot> = (1..=processes as u32)
+        .map(|id| Slot::new(ChildKind::Worker, id))
+        .chain((1..=mules as u32).map(|id| Slot::new(ChildKind::Mule, id)))
+        .collect();
 
     let mut master = Master {
         throttle: Throttle::new(
-            processes,
+            slots.len(),
             settings
                 .processes
                 .forkbomb_delay
@@ -124,21 +139,26 @@ pub fn run(
         settings: Arc::clone(&settings),
         plugin,
         worker_main,
+        mule_main: mule_main.unwrap_or_else(|| Box::new(crate::mule::default_mule_main)),
         signals: signal_source,
         observer,
         argv,
         reexec_on_reload,
         sockets,
         scoreboard,
-        slots: (0..processes).map(|_| Slot::default()).collect(),
+        slots,
+        mule_board,
         mode: Mode::Running,
         generation: reloads,
         reloads,
         master_pid,
+        clock,
+        timers: Timers::new(),
+        watched: WatchedFds::new(),
     };
     master.phase(MasterPhase::Spawning);
-    for id in 1..=processes as u32 {
-        let _ = master.spawn(id);
+    for index in 0..master.slots.len() {
+        let _ = master.spawn(index);
     }
     master.phase(MasterPhase::Running);
     if reloads > 0 {

@@ -13,14 +13,6 @@ use crate::types::EXIT_NO_APP;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MasterError {
-    /// `logto` could not be opened.
-    #[error("cannot open log file {path}: {source}")]
-    Log {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
     /// A socket address cannot be parsed or resolved.
     #[error("invalid {option} address {address:?}: {source}")]
     Address {

@@ -1,13 +1,21 @@
-//! The ruwsgi master: binds the sockets, loads the apps, forks the workers, supervises,
-//! reloads and stops them. Single-threaded, no async runtime, no threads, ever (forks stay
-//! safe); one `poll` loop over a [`SignalSource`].
+//! The ruwsgi master: binds the sockets, loads the apps, forks its children (workers, and
+//! mules: [`ChildKind`]), supervises, reloads and stops them. Single-threaded, no async
+//! runtime, no threads, ever (forks stay safe); one `poll` loop over a [`SignalSource`], the
+//! children's channels and its deadlines ([`events`]).
 //!
-//! The binary builds a [`MasterConfig`], a [`WorkerMain`] (which runs the worker crate in
-//! each forked child with a [`WorkerStart`]) and a [`UnixSignals`], then calls [`run`].
+//! The binary builds a [`MasterConfig`] holding each kind's main (a [`WorkerMain`] runs the
+//! worker crate in each forked worker with a [`WorkerStart`]) and a [`UnixSignals`], then
+//! calls [`run`].
 //!
 //! # Layout
 //! - [`types`]: [`MasterConfig`], [`WorkerStart`], [`Listener`], [`MasterPhase`], exit codes.
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
+//! - [`children`]: [`ChildKind`] (worker, mule, spooler) and each kind's respawn rule.
+//! - [`mule`]: [`mule::MuleStart`], [`mule::MuleMain`] and the default mule main.
+//! - [`channel`]: the command channel each child shares with the master
+//!   ([`channel::request`] from a child).
+//! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
+//!   ([`events::Timers`]) and watched fds ([`events::WatchedFds`]).
 //! - [`throttle`]: the crash-loop ("forkbomb") throttle.
 //! - [`reexec`]: the re-exec environment (`RUWSGI_LISTEN_FDS`, `UWSGI_RELOADS`).
 //! - [`error`]: [`MasterError`] and its exit codes.
@@ -28,6 +36,21 @@
 //! `SIGQUIT` as "exit now". Every worker gets `PR_SET_PDEATHSIG(SIGKILL)`, so killing the
 //! master with `SIGKILL` takes the workers down and frees the ports.
 //!
+//! # The command channel
+//!
+//! Every child shares a `SOCK_SEQPACKET` socket pair with the master ([`channel`]), made
+//! before its fork and closed when it is reaped. Children send
+//! [`ruwsgi_proto::channel::ChildRequest`]s: reload or stop the instance (`uwsgi.reload()`,
+//! `uwsgi.stop()`), or replace me (a worker at `max-requests`). A child sees end-of-file on
+//! its end when the master is gone.
+//!
+//! # Mules
+//!
+//! `mules N` / `mule [FILE.py]` add mules after the workers (ids 1.., in option order). A
+//! mule is stopped and replaced like a worker on reloads and stops, and respawned through
+//! the throttle whenever it dies otherwise (a script returning included); see
+//! [`ChildKind`] and [`mule`].
+//!
 //! # Worker exit codes
 //!
 //! [`EXIT_RECYCLE`] (17): recycled (max-requests...), respawned at once, not a crash.
@@ -42,17 +65,26 @@
 //! - `ruwsgi: listening on <real addr> (<option>, fd <n>)` (also for adopted sockets)
 //! - `*** WARNING: <option> ":<port>" has no host: bound to 127.0.0.1 only; write 0.0.0.0:<port> to listen on every interface ***`
 //! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
-//! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)`
-//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`
-//! - `Respawned ruwsgi worker <id> (new pid: <pid>)`
-//! - `DAMN ! worker <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
-//! - `DAMN ! worker <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
+//! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)` (`, <m> mules)`
+//!   when there are mules)
+//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`, `spawned ruwsgi mule <id> (pid: <pid>)`
+//! - `Respawned ruwsgi <kind> <id> (new pid: <pid>)`
+//! - `DAMN ! <kind> <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
+//! - `DAMN ! <kind> <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
+//!
+//! (`<kind>` is `worker`, `mule` or `spooler`; the lines below that say `worker` say the
+//! child's kind too.)
 //! - `worker <id> (pid: <pid>) recycled after <n> requests`
 //! - `worker <id> (pid: <pid>) stopped (exit status <n> | signal <n>) after <s> seconds`
 //! - `ruwsgi: too many respawns (more than <n> in one second): forkbomb-delay, pausing respawns for <s> seconds`
 //! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
+//!   / `ruwsgi: graceful reload requested (worker <id>)` (a child's `uwsgi.reload()`, over
+//!   its channel; `uwsgi.stop()` logs `graceful stop requested (worker <id>)`)
+//! - `worker <id> (pid: <pid>) asked to be replaced: stopping it gracefully` (max-requests)
+//! - `ruwsgi: dropped a bad message from worker <id>: <why>`
 //! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`
 //! - `ruwsgi: all workers gone, re-executing the master (reload <n>)`
+//! - `ruwsgi: cannot re-exec as uid <uid> (probe failed: <why>): reloading the workers only`
 //! - `ruwsgi: reload done, generation <g> ready`
 //! - `ruwsgi: graceful stop requested (SIGTERM): waiting for workers to finish`
 //! - `ruwsgi: immediate stop requested (SIGINT): killing workers`
@@ -61,8 +93,12 @@
 
 mod bind;
 mod boot;
+pub mod channel;
+pub mod children;
 pub mod error;
+pub mod events;
 mod master;
+pub mod mule;
 pub mod reexec;
 pub mod signals;
 mod spawn;
@@ -70,6 +106,7 @@ pub mod throttle;
 pub mod types;
 
 pub use boot::run;
+pub use children::ChildKind;
 pub use error::MasterError;
 pub use ruwsgi_shm::Scoreboard;
 pub use signals::{Incoming, MasterCommand, SignalSource, UnixSignals};

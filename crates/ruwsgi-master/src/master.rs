@@ -1,24 +1,30 @@
 //! The supervisor: boot, then one poll loop that reaps, respawns, reloads and stops.
 //!
 //! Design decision: the master is a plain single-threaded state machine ([`Mode`]) driven
-//! by one `poll` over the signal source with a timeout (1 s while running, 100 ms while
-//! waiting for children to leave), followed each time by a `waitpid(WNOHANG)` sweep and a
-//! deadline check. Nothing blocks elsewhere, so no event can be missed for long and no
-//! thread is ever needed (forks stay safe).
+//! by one `poll` ([`crate::events::wait`]) over the signal source, whose timeout is the
+//! nearest registered deadline ([`Deadline`] in [`crate::events::Timers`]) capped at 1 s
+//! while running and 100 ms while children are leaving; each wake-up is followed by a
+//! `waitpid(WNOHANG)` sweep and the due deadlines. Nothing blocks elsewhere, so no event
+//! can be missed for long and no thread is ever needed (forks stay safe).
 
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use ruwsgi_config::Settings;
 use ruwsgi_plugin::LanguagePlugin;
 use ruwsgi_shm::{Scoreboard, WorkerStatus};
 use ruwsgi_sys::{log_line, Pid, Signal};
 
+use ruwsgi_proto::channel::ChildRequest;
+
 use crate::bind::Bound;
+use crate::channel::Received;
+use crate::children::{ChildKind, Slot, StopOrder};
+use crate::events::{Clock, Timers, WatchedFds};
+use crate::mule::MuleMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{MasterPhase, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE};
@@ -41,26 +47,20 @@ pub(crate) enum Mode {
     Stopping { code: i32 },
 }
 
-/// A stop order sent to one worker.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StopOrder {
-    /// When it gets `SIGKILL` if still alive.
-    deadline: Instant,
-    /// `SIGKILL` already sent.
-    killed: bool,
+/// What a deadline in the master's [`Timers`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// The child in this slot index gets `SIGKILL` if it is still alive.
+    Kill(usize),
+    /// The respawn throttle's pause ends: empty slots may be filled again.
+    RespawnResume,
 }
 
-/// The master's view of one worker id.
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    pub pid: Option<Pid>,
-    pub generation: u64,
-    pub spawned_at: Option<Instant>,
-    pub stop: Option<StopOrder>,
-    /// Emptied by an unexpected death: its respawn goes through the throttle.
-    pub crashed: bool,
-    /// Spawned at least once by this master (log "Respawned" instead of "spawned").
-    pub ever_spawned: bool,
+/// What a watched fd of the master is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// The master's end of the command channel of the child in this slot index.
+    Channel(usize),
 }
 
 /// All the master's state.
@@ -68,12 +68,17 @@ pub(crate) struct Master {
     pub settings: Arc<Settings>,
     pub plugin: Arc<dyn LanguagePlugin>,
     pub worker_main: WorkerMain,
+    pub mule_main: MuleMain,
     pub signals: Box<dyn SignalSource>,
     pub observer: Option<PhaseObserver>,
     pub argv: Vec<OsString>,
     pub reexec_on_reload: bool,
     pub sockets: Vec<Bound>,
+    /// The workers' scoreboard.
     pub scoreboard: Scoreboard,
+    /// The mules' scoreboard (same layout, one row per mule), if there are mules.
+    pub mule_board: Option<Scoreboard>,
+    /// Every child: workers first, then mules.
     pub slots: Vec<Slot>,
     pub mode: Mode,
     /// Current generation: new workers get it.
@@ -82,6 +87,12 @@ pub(crate) struct Master {
     pub reloads: u64,
     pub throttle: Throttle,
     pub master_pid: Pid,
+    /// Where time comes from ([`crate::MasterConfig::clock`]).
+    pub clock: Arc<dyn Clock>,
+    /// Every pending deadline of the loop.
+    pub timers: Timers<Deadline>,
+    /// Every fd the loop watches besides the signal source's: the children's channels.
+    pub watched: WatchedFds<Watch>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -107,7 +118,7 @@ impl Master {
                 self.on_command(incoming);
             }
             self.reap();
-            let now = Instant::now();
+            let now = self.clock.now();
             self.enforce_deadlines(now);
             match self.mode {
                 Mode::Running => self.fill_slots(now),
@@ -128,10 +139,19 @@ impl Master {
                 }
                 Mode::Reloading { reexec: true } => {
                     if self.alive() == 0 {
-                        let err = self.reexec();
-                        log_line(&format!(
-                            "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
-                        ));
+                        match crate::reexec::probe_reexec(&self.argv, crate::reexec::PROBE_TIMEOUT)
+                        {
+                            Ok(()) => {
+                                let err = self.reexec();
+                                log_line(&format!(
+                                    "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
+                                ));
+                            }
+                            Err(why) => log_line(&format!(
+                                "ruwsgi: cannot re-exec as uid {} (probe failed: {why}): reloading the workers only",
+                                nix::unistd::getuid()
+                            )),
+                        }
                         self.generation += 1;
                         crate::types::set_current_generation(self.generation);
                         self.scoreboard.set_generation(self.generation);
@@ -151,35 +171,95 @@ impl Master {
         self.slots.iter().filter(|s| s.pid.is_some()).count()
     }
 
-    fn poll_timeout(&self, now: Instant) -> Duration {
+    /// The tick while nothing is due: short while children are leaving (their exits are
+    /// also reported by `SIGCHLD`; the tick only bounds a missed one).
+    fn tick(&self) -> Duration {
         let waiting = self
             .slots
             .iter()
             .any(|s| s.pid.is_some() && s.stop.is_some());
-        let mut timeout = if waiting { SHORT_TICK } else { TICK };
-        if matches!(self.mode, Mode::Running | Mode::Reloading { reexec: false }) {
-            if let Some(until) = self.throttle.paused_until() {
-                timeout =
-                    timeout.min(until.saturating_duration_since(now) + Duration::from_millis(1));
-            }
+        if waiting {
+            SHORT_TICK
+        } else {
+            TICK
         }
-        timeout
     }
 
     fn wait_for_events(&mut self) {
-        let timeout = self.poll_timeout(Instant::now());
-        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let timeout = self.timers.timeout(self.clock.now(), self.tick());
         let fds = self.signals.fds();
-        let mut pollfds: Vec<PollFd<'_>> = fds
-            .into_iter()
-            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
-            .collect();
-        // EINTR (a signal arrived) is as good as a readiness report.
-        let _ = poll(&mut pollfds, ms);
+        let ready = crate::events::wait(&fds, &self.watched, timeout);
+        drop(fds);
+        for watch in ready.fds {
+            match watch {
+                Watch::Channel(index) => self.read_channel(index),
+            }
+        }
+    }
+
+    /// Handle what the child in slot `index` sent; stop watching its channel at EOF.
+    fn read_channel(&mut self, index: usize) {
+        let Some(fd) = self.watched.get(&Watch::Channel(index)) else {
+            return;
+        };
+        for received in crate::channel::drain(fd) {
+            match received {
+                Received::Request(request) => self.on_request(index, request),
+                Received::Bad(e) => log_line(&format!(
+                    "ruwsgi: dropped a bad message from {}: {e}",
+                    self.slots[index].label()
+                )),
+                Received::Closed => {
+                    self.watched.remove(&Watch::Channel(index));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A request from the child in slot `index`.
+    fn on_request(&mut self, index: usize, request: ChildRequest) {
+        let origin = self.slots[index].label();
+        match request {
+            ChildRequest::ReloadInstance => self.command(MasterCommand::GracefulReload, &origin),
+            ChildRequest::StopInstance => self.command(MasterCommand::GracefulStop, &origin),
+            ChildRequest::ReloadMe => self.replace(index),
+            other => log_line(&format!(
+                "ruwsgi: ignored an unsupported request from {origin}: {other:?}"
+            )),
+        }
+    }
+
+    /// Replace the child in slot `index` gracefully (it asked, and is already draining):
+    /// `SIGHUP` (a no-op for a draining worker; it makes a child that only asked stop),
+    /// `SIGKILL` after `worker-reload-mercy`, respawned as soon as it is gone. Ignored while
+    /// it is already being stopped (a reload or a stop replaces or ends it anyway).
+    fn replace(&mut self, index: usize) {
+        let Some(slot) = self.slots.get(index) else {
+            return;
+        };
+        let (Some(pid), None) = (slot.pid, slot.stop) else {
+            return;
+        };
+        if matches!(self.mode, Mode::Stopping { .. }) {
+            return;
+        }
+        log_line(&format!(
+            "{} (pid: {pid}) asked to be replaced: stopping it gracefully",
+            slot.label()
+        ));
+        let sig = slot.kind.stop_signal(false);
+        self.slots[index].recycle = true;
+        let deadline = self.clock.now() + self.settings.processes.worker_reload_mercy;
+        self.stop_slot(index, sig, deadline);
     }
 
     fn on_command(&mut self, incoming: Incoming) {
-        let Incoming { command, origin } = incoming;
+        self.command(incoming.command, incoming.origin);
+    }
+
+    /// Act on `command`; `origin` (`SIGHUP`, `worker 1`, ...) is logged.
+    fn command(&mut self, command: MasterCommand, origin: &str) {
         match (command, self.mode) {
             (MasterCommand::ChildEvent, _) => {}
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
@@ -196,8 +276,8 @@ impl Master {
                 self.mode = Mode::Reloading { reexec };
                 self.phase(MasterPhase::GracefulReload);
                 if brutal {
-                    self.stop_workers(
-                        Signal::SIGTERM,
+                    self.stop_children(
+                        true,
                         self.settings
                             .processes
                             .worker_reload_mercy
@@ -205,11 +285,7 @@ impl Master {
                         true,
                     );
                 } else {
-                    self.stop_workers(
-                        Signal::SIGHUP,
-                        self.settings.processes.worker_reload_mercy,
-                        false,
-                    );
+                    self.stop_children(false, self.settings.processes.worker_reload_mercy, false);
                 }
             }
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
@@ -252,50 +328,73 @@ impl Master {
                 .processes
                 .worker_reload_mercy
                 .min(IMMEDIATE_GRACE);
-            self.stop_workers(Signal::SIGTERM, grace, true);
+            self.stop_children(true, grace, true);
         } else {
             let p = &self.settings.processes;
             let mercy = p.worker_reload_mercy.min(p.reload_mercy);
-            self.stop_workers(Signal::SIGHUP, mercy, false);
+            self.stop_children(false, mercy, false);
         }
     }
 
-    /// Send `sig` to every live worker, with a `SIGKILL` deadline `mercy` from now. Workers
+    /// Stop every live child with its kind's graceful or immediate signal
+    /// ([`ChildKind::stop_signal`]), with a `SIGKILL` deadline `mercy` from now. Children
     /// already stopping are left alone unless `resend` (an escalation).
-    fn stop_workers(&mut self, sig: Signal, mercy: Duration, resend: bool) {
-        let deadline = Instant::now() + mercy;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let Some(pid) = slot.pid else { continue };
-            if slot.stop.is_some() && !resend {
+    fn stop_children(&mut self, immediate: bool, mercy: Duration, resend: bool) {
+        let deadline = self.clock.now() + mercy;
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if slot.pid.is_none() || (slot.stop.is_some() && !resend) {
                 continue;
             }
-            let _ = ruwsgi_sys::signals::kill(pid, sig);
-            let deadline = match slot.stop {
-                Some(order) => order.deadline.min(deadline),
-                None => deadline,
-            };
-            slot.stop = Some(StopOrder {
-                deadline,
-                killed: false,
-            });
-            if let Some(ws) = self.scoreboard.get(index as u32 + 1) {
-                ws.set_status(WorkerStatus::Stopping);
-            }
+            let sig = slot.kind.stop_signal(immediate);
+            self.stop_slot(index, sig, deadline);
+        }
+    }
+
+    /// The scoreboard row of the child in `slot` (spoolers have none yet).
+    pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
+        match slot.kind {
+            ChildKind::Worker => self.scoreboard.get(slot.id),
+            ChildKind::Mule => self.mule_board.as_ref()?.get(slot.id),
+            _ => None,
+        }
+    }
+
+    /// Send `sig` to the child in slot `index` and make sure it gets `SIGKILL` by
+    /// `deadline` (or by an earlier deadline it already had).
+    fn stop_slot(&mut self, index: usize, sig: Signal, deadline: Instant) {
+        let slot = &mut self.slots[index];
+        let Some(pid) = slot.pid else { return };
+        let _ = ruwsgi_sys::signals::kill(pid, sig);
+        let deadline = match slot.stop {
+            Some(order) => order.deadline.min(deadline),
+            None => deadline,
+        };
+        slot.stop = Some(StopOrder { deadline });
+        self.timers.set(Deadline::Kill(index), deadline);
+        if let Some(row) = self.board_row(&self.slots[index]) {
+            row.set_status(WorkerStatus::Stopping);
         }
     }
 
     fn enforce_deadlines(&mut self, now: Instant) {
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let (Some(pid), Some(order)) = (slot.pid, slot.stop.as_mut()) else {
-                continue;
-            };
-            if !order.killed && now >= order.deadline {
-                order.killed = true;
-                log_line(&format!(
-                    "ruwsgi: worker {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
-                    index + 1
-                ));
-                let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
+        for due in self.timers.due(now) {
+            match due {
+                Deadline::Kill(index) => {
+                    let Some(slot) = self.slots.get(index) else {
+                        continue;
+                    };
+                    let (Some(pid), Some(_)) = (slot.pid, slot.stop) else {
+                        continue;
+                    };
+                    log_line(&format!(
+                        "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                        slot.label()
+                    ));
+                    let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
+                }
+                // `fill_slots` asks the throttle again on this same turn.
+                Deadline::RespawnResume => {}
             }
         }
     }
@@ -320,44 +419,63 @@ impl Master {
         let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
             return;
         };
-        let id = index as u32 + 1;
-        let served = self.scoreboard.get(id).map_or(0, |w| w.delta_requests());
-        if let Some(w) = self.scoreboard.get(id) {
-            w.exited();
-        }
+        let (served, kind) = {
+            let slot = &self.slots[index];
+            let row = self.board_row(slot);
+            let served = row.map_or(0, |w| w.delta_requests());
+            if let Some(row) = row {
+                row.exited();
+            }
+            (served, slot.kind)
+        };
+        self.timers.cancel(&Deadline::Kill(index));
+        self.watched.remove(&Watch::Channel(index));
         let slot = &mut self.slots[index];
+        let label = slot.label();
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
-        if asked {
-            let lived = slot.spawned_at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        if asked && std::mem::take(&mut slot.recycle) {
             log_line(&format!(
-                "worker {id} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
+                "{label} (pid: {pid}) recycled after {served} requests"
+            ));
+            return;
+        }
+        if asked {
+            let now = self.clock.now();
+            let lived = slot
+                .spawned_at
+                .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            log_line(&format!(
+                "{label} (pid: {pid}) stopped ({}) after {lived:.1} seconds",
                 describe(&status)
             ));
             return;
         }
+        let worker = kind == ChildKind::Worker;
         match status {
-            WaitStatus::Exited(_, EXIT_RECYCLE) => {
+            WaitStatus::Exited(_, EXIT_RECYCLE) if worker => {
                 log_line(&format!(
-                    "worker {id} (pid: {pid}) recycled after {served} requests"
+                    "{label} (pid: {pid}) recycled after {served} requests"
                 ));
             }
             WaitStatus::Exited(_, EXIT_NO_APP)
-                if self.settings.processes.lazy_apps && self.settings.processes.need_app =>
+                if worker
+                    && self.settings.processes.lazy_apps
+                    && self.settings.processes.need_app =>
             {
                 log_line(&format!(
-                    "worker {id} (pid: {pid}) could not load the app and need-app is on: stopping the instance"
+                    "{label} (pid: {pid}) could not load the app and need-app is on: stopping the instance"
                 ));
                 self.begin_stop(EXIT_NO_APP, true);
             }
             WaitStatus::Exited(_, code) => {
-                log_line(&format!("DAMN ! worker {id} (pid: {pid}) died with exit status {code} :( trying respawn ..."));
+                log_line(&format!("DAMN ! {label} (pid: {pid}) died with exit status {code} :( trying respawn ..."));
                 self.slots[index].crashed = true;
             }
             WaitStatus::Signaled(_, sig, _) => {
                 log_line(&format!(
-                    "DAMN ! worker {id} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
+                    "DAMN ! {label} (pid: {pid}) died, killed by signal {} :( trying respawn ...",
                     sig as i32
                 ));
                 self.slots[index].crashed = true;
@@ -376,6 +494,7 @@ impl Master {
                 match self.throttle.check(now) {
                     Verdict::Spawn => {}
                     Verdict::Tripped { until } => {
+                        self.timers.set(Deadline::RespawnResume, until);
                         log_line(&format!(
                             "ruwsgi: too many respawns (more than {} in one second): forkbomb-delay, pausing respawns for {:.1} seconds",
                             self.slots.len(),
@@ -386,7 +505,7 @@ impl Master {
                     Verdict::Paused { .. } => return,
                 }
             }
-            if self.spawn(index as u32 + 1).is_err() {
+            if self.spawn(index).is_err() {
                 // Logged by `spawn`; retried on the next tick.
                 return;
             }

@@ -1,4 +1,5 @@
-//! Forking one worker, and everything the child does before it runs [`crate::WorkerMain`].
+//! Forking one child, and everything it does before it runs its kind's main
+//! ([`crate::WorkerMain`] for workers).
 //!
 //! Design decision: signals are blocked across the fork, so a signal sent to the new child
 //! (a reload broadcast, a terminal's `^C`) can never run the master's handler there and
@@ -7,14 +8,16 @@
 //! `_exit` ([`ruwsgi_sys::process::exit_now`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
-use ruwsgi_plugin::{ForkOutcome, ProcessRole};
+use ruwsgi_plugin::ForkOutcome;
 use ruwsgi_sys::process::{exit_now, set_parent_death_signal, set_process_title};
 use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
 
-use crate::master::Master;
+use crate::children::{ChildKind, Slot};
+use crate::master::{Master, Watch};
+use crate::mule::MuleStart;
 use crate::signals::MASTER_SIGNALS;
 use crate::types::{Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
@@ -38,13 +41,35 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 impl Master {
-    /// Fork worker `id` into its (empty) slot. Logs the spawn, or the failure.
-    pub(crate) fn spawn(&mut self, id: u32) -> Result<Pid, Errno> {
+    /// Fork the child of slot `index` (empty). Logs the spawn, or the failure.
+    pub(crate) fn spawn(&mut self, index: usize) -> Result<Pid, Errno> {
+        let label = self.slots[index].label();
+        // A child whose channel cannot be made still runs: it only cannot ask anything.
+        let pair = match crate::channel::pair() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log_line(&format!(
+                    "ruwsgi: cannot create the channel of {label}: {e}"
+                ));
+                None
+            }
+        };
         let mask = signals::block_all().ok();
         let plugin = self.plugin.clone();
         let outcome = plugin.around_fork(&mut fork_once);
         if outcome == ForkOutcome::Child {
-            self.become_worker(id);
+            // Close the master's ends of every other child's channel (and of this one), so
+            // that end-of-file on a channel means exactly that its owner is gone.
+            self.watched.clear();
+            if let Some(pair) = pair {
+                drop(pair.master);
+                crate::channel::adopt_child_end(pair.child);
+            }
+            self.become_child(index);
+        }
+        if let (ForkOutcome::Parent(_), Some(pair)) = (outcome, pair) {
+            self.watched.insert(Watch::Channel(index), pair.master);
+            drop(pair.child);
         }
         if let Some(mask) = mask {
             let _ = signals::restore_mask(&mask);
@@ -52,49 +77,54 @@ impl Master {
         match outcome {
             ForkOutcome::Parent(raw) => {
                 let pid = Pid::from_raw(raw);
-                let slot = &mut self.slots[id as usize - 1];
+                let slot = &mut self.slots[index];
                 let respawn = slot.ever_spawned;
-                *slot = crate::master::Slot {
+                let (kind, id) = (slot.kind, slot.id);
+                *slot = Slot {
                     pid: Some(pid),
                     generation: self.generation,
-                    spawned_at: Some(Instant::now()),
-                    stop: None,
-                    crashed: false,
+                    spawned_at: Some(self.clock.now()),
                     ever_spawned: true,
+                    ..Slot::new(kind, id)
                 };
                 if respawn {
-                    log_line(&format!("Respawned ruwsgi worker {id} (new pid: {pid})"));
-                } else {
+                    log_line(&format!("Respawned ruwsgi {label} (new pid: {pid})"));
+                } else if kind == ChildKind::Worker {
                     log_line(&format!(
-                        "spawned ruwsgi worker {id} (pid: {pid}, cores: {})",
+                        "spawned ruwsgi {label} (pid: {pid}, cores: {})",
                         self.settings.processes.threads.max(1)
                     ));
+                } else {
+                    log_line(&format!("spawned ruwsgi {label} (pid: {pid})"));
                 }
                 Ok(pid)
             }
             ForkOutcome::Failed(errno) => {
                 let errno = Errno::from_raw(errno);
-                log_line(&format!("ruwsgi: fork() failed for worker {id}: {errno}"));
+                log_line(&format!("ruwsgi: fork() failed for {label}: {errno}"));
                 Err(errno)
             }
             ForkOutcome::Child => unreachable!("the child never gets here"),
         }
     }
 
-    /// In the child: set the process up as worker `id`, run the worker, exit.
-    fn become_worker(&mut self, id: u32) -> ! {
-        crate::types::set_current_worker(id);
+    /// In the child: set the process up as the child of slot `index`, run its kind's main,
+    /// exit.
+    fn become_child(&mut self, index: usize) -> ! {
+        let (kind, id) = (self.slots[index].kind, self.slots[index].id);
+        let label = self.slots[index].label();
+        crate::types::set_current_child(kind, id);
         if set_parent_death_signal(Signal::SIGKILL, self.master_pid).is_err() {
-            log_line(&format!("worker {id}: cannot set the parent-death signal"));
+            log_line(&format!("{label}: cannot set the parent-death signal"));
         }
         self.signals.close_in_child();
         self.observer = None;
         let _ = signals::reset_default(&MASTER_SIGNALS);
         let _ = signals::ignore(Signal::SIGPIPE);
         let _ = signals::unblock_all();
-        self.scoreboard
-            .worker(id)
-            .spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
+        if let Some(row) = self.board_row(&self.slots[index]) {
+            row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
+        }
         if self.settings.processes.auto_procname
             || self.settings.processes.procname_prefix.is_some()
         {
@@ -104,9 +134,59 @@ impl Master {
                 .procname_prefix
                 .as_deref()
                 .unwrap_or("");
-            set_process_title(&format!("{prefix}ruwsgi worker {id}"));
+            set_process_title(&format!("{prefix}ruwsgi {label}"));
         }
-        self.plugin.post_fork(ProcessRole::Worker { id });
+        self.plugin.post_fork(crate::types::current_role());
+        let main = AssertUnwindSafe(|| match kind {
+            ChildKind::Worker => self.run_worker(id),
+            ChildKind::Mule => self.run_mule(id),
+            _ => self.run_other(kind, id),
+        });
+        let code = match catch_unwind(main) {
+            Ok(code) => {
+                self.plugin.at_exit();
+                code
+            }
+            Err(_) => {
+                log_line(&format!("{label}: panicked, exiting"));
+                EXIT_PANIC
+            }
+        };
+        exit_now(code)
+    }
+
+    /// A child of a kind this master cannot run yet.
+    fn run_other(&mut self, kind: ChildKind, id: u32) -> i32 {
+        log_line(&format!("{} {id}: no main for this kind", kind.name()));
+        1
+    }
+
+    /// In a mule child: drop the listening sockets (a mule serves no client), then run
+    /// [`crate::MasterConfig::mule_main`].
+    fn run_mule(&mut self, id: u32) -> i32 {
+        self.sockets.clear();
+        let Some(spec) = self.settings.processes.mules.get(id as usize - 1).cloned() else {
+            log_line(&format!("mule {id}: not configured"));
+            return 1;
+        };
+        let Some(scoreboard) = self.mule_board.clone() else {
+            return 1;
+        };
+        let start = MuleStart {
+            id,
+            spec,
+            scoreboard,
+            settings: self.settings.clone(),
+            plugin: self.plugin.clone(),
+            generation: self.generation,
+            master_pid: self.master_pid.as_raw(),
+            channel: crate::channel::child_channel(),
+        };
+        (self.mule_main)(start)
+    }
+
+    /// In a worker child: load the app if lazy, then run [`crate::WorkerMain`].
+    fn run_worker(&mut self, id: u32) -> i32 {
         if self.settings.processes.lazy_apps {
             let loaded = self.plugin.load_apps();
             let ok = matches!(loaded, Ok(n) if n > 0);
@@ -136,18 +216,8 @@ impl Master {
             plugin: self.plugin.clone(),
             generation: self.generation,
             master_pid: self.master_pid.as_raw(),
+            channel: crate::channel::child_channel(),
         };
-        let worker_main = &self.worker_main;
-        let code = match catch_unwind(AssertUnwindSafe(|| worker_main(start))) {
-            Ok(code) => {
-                self.plugin.at_exit();
-                code
-            }
-            Err(_) => {
-                log_line(&format!("worker {id}: panicked, exiting"));
-                EXIT_PANIC
-            }
-        };
-        exit_now(code)
+        (self.worker_main)(start)
     }
 }

@@ -5,13 +5,17 @@
 //! worker returns are interpreted by the master as documented on the constants.
 
 use std::ffi::OsString;
-use std::os::fd::{OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use ruwsgi_config::{Protocol, Settings};
 use ruwsgi_plugin::{Host, LanguagePlugin, ProcessRole};
 use ruwsgi_shm::Scoreboard;
+
+use crate::children::ChildKind;
+use crate::events::{Clock, SystemClock};
+use crate::mule::MuleMain;
 
 /// A worker exits with this after `max-requests` (or another recycling policy): the master
 /// logs `worker N (pid: P) recycled after R requests` and respawns it at once, unthrottled.
@@ -36,9 +40,10 @@ pub const EXIT_PANIC: i32 = 70;
 pub enum MasterPhase {
     /// Signals, logging, root checks.
     Booting,
-    /// Binding (or adopting) the sockets, writing pidfiles, dropping privileges.
+    /// Binding (or adopting) the sockets, writing pidfiles.
     Binding,
-    /// Plugin init and, unless `lazy-apps`, loading the apps in the master.
+    /// Plugin init, dropping privileges and, unless `lazy-apps`, loading the apps in the
+    /// master.
     LoadingApps,
     /// Forking the first generation of workers.
     Spawning,
@@ -85,6 +90,10 @@ pub struct WorkerStart {
     pub generation: u64,
     /// The master's pid.
     pub master_pid: i32,
+    /// This process's command channel to the master (also [`crate::channel::child_channel`]):
+    /// readable at end-of-file when the master is gone; requests go the other way
+    /// ([`crate::channel::request`]). `None` if it could not be created.
+    pub channel: Option<BorrowedFd<'static>>,
 }
 
 /// How a worker process runs. The master calls it in the forked child after the parent-death
@@ -108,6 +117,11 @@ pub struct MasterConfig {
     pub plugin: Arc<dyn LanguagePlugin>,
     /// Builds the host passed to `plugin.init`.
     pub make_host: HostFactory,
+    /// What a worker child runs (required: every instance has workers).
+    pub worker_main: WorkerMain,
+    /// What a mule child runs (`mules`, `mule`); `None` (the default) runs
+    /// [`crate::mule::default_mule_main`].
+    pub mule_main: Option<MuleMain>,
     /// The command line to re-exec on reload, captured before anything changed the process
     /// title (which overwrites argv). Defaults to `std::env::args_os()`.
     pub argv: Vec<OsString>,
@@ -116,37 +130,51 @@ pub struct MasterConfig {
     pub reexec_on_reload: bool,
     /// Phase notifications (tests, stats).
     pub phase_observer: Option<PhaseObserver>,
+    /// Where the master reads time for its deadlines (default [`SystemClock`]; tests give
+    /// a [`crate::events::FakeClock`]).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl MasterConfig {
-    /// Defaults: argv from the environment, re-exec on reload, no observer.
+    /// Defaults: the default mule main, argv from the environment, re-exec on reload, no
+    /// observer, real clock.
     pub fn new(
         settings: Arc<Settings>,
         plugin: Arc<dyn LanguagePlugin>,
         make_host: HostFactory,
+        worker_main: WorkerMain,
     ) -> MasterConfig {
         MasterConfig {
             settings,
             plugin,
             make_host,
+            worker_main,
+            mule_main: None,
             argv: std::env::args_os().collect(),
             reexec_on_reload: true,
             phase_observer: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
-/// 0 in the master, the worker id in a worker. Set once in each child right after fork.
-static WORKER_ID: AtomicU32 = AtomicU32::new(0);
+/// 0 in the master, the child's per-kind id in a child. Set once in each child right after
+/// fork, with [`CHILD_KIND`].
+static CHILD_ID: AtomicU32 = AtomicU32::new(0);
+/// What this child is: 0 master, 1 worker, 2 mule, 3 spooler.
+static CHILD_KIND: AtomicU8 = AtomicU8::new(0);
 /// Generation of this process (the master's current one, or the worker's).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// What this process is, for a [`Host`] implementation (`ProcessRole::Master` until the
-/// master marks a forked child as a worker, before `post_fork`).
+/// master marks a forked child with its kind and id, before `post_fork`). A spooler answers
+/// `Master` until the spooler subsystem gives [`ProcessRole`] its variant.
 pub fn current_role() -> ProcessRole {
-    match WORKER_ID.load(Ordering::Relaxed) {
-        0 => ProcessRole::Master,
-        id => ProcessRole::Worker { id },
+    let id = CHILD_ID.load(Ordering::Relaxed);
+    match CHILD_KIND.load(Ordering::Relaxed) {
+        1 => ProcessRole::Worker { id },
+        2 => ProcessRole::Mule { id },
+        _ => ProcessRole::Master,
     }
 }
 
@@ -156,8 +184,14 @@ pub fn current_generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
-pub(crate) fn set_current_worker(id: u32) {
-    WORKER_ID.store(id, Ordering::Relaxed);
+pub(crate) fn set_current_child(kind: ChildKind, id: u32) {
+    let code = match kind {
+        ChildKind::Worker => 1,
+        ChildKind::Mule => 2,
+        ChildKind::Spooler => 3,
+    };
+    CHILD_ID.store(id, Ordering::Relaxed);
+    CHILD_KIND.store(code, Ordering::Relaxed);
 }
 
 pub(crate) fn set_current_generation(generation: u64) {

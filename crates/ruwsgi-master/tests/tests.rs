@@ -4,5 +4,7 @@
 //! Every test holds `util::FORK_MTX` (STYLE R14).
 
 mod boot;
+mod channel;
 mod lifecycle;
+mod mules;
 mod util;

@@ -20,6 +20,7 @@ use ruwsgi_master::{
 use ruwsgi_plugin::{
     Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, WorkerSnapshot,
 };
+use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{Pid, Signal, SignalPipe};
 
@@ -131,6 +132,8 @@ pub enum Behaviour {
     RecycleAfter(u64),
     /// Exit 1 at once (a crash loop).
     Crash,
+    /// Serve; after the first request, send this request to the master over the channel.
+    AskAfterFirst(ChildRequest),
 }
 
 /// A minimal worker: accepts on the first listener, answers `200` with its pid as body;
@@ -189,6 +192,10 @@ fn worker_main(start: WorkerStart, behaviour: Behaviour) -> i32 {
             if served >= n {
                 return EXIT_RECYCLE;
             }
+        }
+        if let (Behaviour::AskAfterFirst(request), 1) = (behaviour, served) {
+            let channel = start.channel.expect("a channel to the master");
+            ruwsgi_master::channel::send_request(channel, request).expect("sent");
         }
     }
 }
@@ -275,16 +282,13 @@ impl MasterHandle {
                     Box::new(|sb: &Scoreboard, _fds: &[std::os::fd::RawFd]| {
                         Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>
                     }),
+                    Box::new(move |s| worker_main(s, behaviour)),
                 );
                 config.reexec_on_reload = false;
                 config.phase_observer = Some(Box::new(move |phase| {
                     let _ = nix::unistd::write(&ph_w, format!("{phase:?}\n").as_bytes());
                 }));
-                let code = match ruwsgi_master::run(
-                    config,
-                    Box::new(move |s| worker_main(s, behaviour)),
-                    source,
-                ) {
+                let code = match ruwsgi_master::run(config, source) {
                     Ok(code) => code,
                     Err(e) => {
                         ruwsgi_sys::log_line(&format!("master error: {e}"));

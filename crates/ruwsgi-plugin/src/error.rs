@@ -74,4 +74,12 @@ pub enum PluginError {
     /// No app is configured or loaded and `need-app` is on.
     #[error("no app loaded")]
     NoApp,
+    /// The plugin does not implement this capability.
+    #[error("the {plugin} plugin does not support {feature}")]
+    Unsupported {
+        /// Plugin name.
+        plugin: &'static str,
+        /// What was asked (`mule scripts`).
+        feature: &'static str,
+    },
 }

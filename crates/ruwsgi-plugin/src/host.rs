@@ -13,6 +13,11 @@ pub enum ProcessRole {
         /// 1-based worker id.
         id: u32,
     },
+    /// Mule `id` (1..=mules): a process for background work, outside the request path.
+    Mule {
+        /// 1-based mule id.
+        id: u32,
+    },
 }
 
 /// Services the server offers every plugin, in every process.
@@ -36,9 +41,12 @@ pub trait Host: Send + Sync {
             _ => 0,
         }
     }
-    /// 1..M in mules, 0 elsewhere (there are no mules yet).
+    /// 1..M in mules, 0 elsewhere.
     fn mule_id(&self) -> u32 {
-        0
+        match self.role() {
+            ProcessRole::Mule { id } => id,
+            _ => 0,
+        }
     }
     /// Requests completed by all workers.
     fn total_requests(&self) -> u64;

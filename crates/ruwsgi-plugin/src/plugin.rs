@@ -1,5 +1,6 @@
 //! What a language implements.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use ruwsgi_config::PluginView;
@@ -34,7 +35,8 @@ pub struct Outcome {
 /// Order of calls: [`init`](Self::init) in the master, then [`load_apps`](Self::load_apps)
 /// in the master (preload) or in each worker after fork (lazy), [`around_fork`](Self::around_fork)
 /// for every fork, [`post_fork`](Self::post_fork) in each child, then
-/// [`run_core`](Self::run_core) once per core thread, and [`at_exit`](Self::at_exit) when a
+/// [`run_core`](Self::run_core) once per core thread in workers (or [`run_mule`](Self::run_mule)
+/// in a mule that runs a script), and [`at_exit`](Self::at_exit) when a
 /// process leaves.
 pub trait LanguagePlugin: Send + Sync {
     /// Short name (`python`).
@@ -55,6 +57,16 @@ pub trait LanguagePlugin: Send + Sync {
     fn run_core(&self, core_id: u16, body: &mut dyn FnMut(&mut dyn Core));
     /// The process is leaving: user `atexit` hooks.
     fn at_exit(&self);
+    /// In a mule (after [`post_fork`](Self::post_fork)): run `script` as the main program
+    /// and return the mule's exit code once it returns (the master then respawns the
+    /// mule). The default: this plugin has no mule support.
+    fn run_mule(&self, script: &Path) -> Result<i32, PluginError> {
+        let _ = script;
+        Err(PluginError::Unsupported {
+            plugin: self.name(),
+            feature: "mule scripts",
+        })
+    }
 }
 
 /// One core: serves one request at a time on the thread that created it.

@@ -8,10 +8,12 @@
 //! - [`vars`]: [`Vars`], the flat CGI variable list both protocols produce.
 //! - [`uwsgi`]: the uwsgi binary protocol: packet header, vars blocks, RPC arrays.
 //! - [`http`]: strict HTTP/1.1 request heads, targets, chunked bodies, response checks.
+//! - [`channel`]: the packets children and the master exchange over their command channel.
 //!
 //! Both parsers are fuzzed by the `fuzz/` package at the repository root.
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod http;
 pub mod uwsgi;
 pub mod vars;

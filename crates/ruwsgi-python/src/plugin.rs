@@ -5,9 +5,11 @@
 //! cores, which copy the references they need when they start, so no lock is taken per
 //! request. Every `Py` reference is created and dropped while attached.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use pyo3::exceptions::PySystemExit;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
@@ -276,5 +278,46 @@ impl LanguagePlugin for PythonPlugin {
 
     fn at_exit(&self) {
         self.call_module_hook("atexit");
+    }
+
+    fn run_mule(&self, script: &Path) -> Result<i32, PluginError> {
+        let name = script.display().to_string();
+        let source = std::fs::read_to_string(script).map_err(|e| PluginError::AppLoad {
+            app: name.clone(),
+            message: format!("cannot read the mule script: {e}"),
+        })?;
+        Python::attach(|py| match run_main_script(py, script, &name, &source) {
+            Ok(()) => Ok(0),
+            Err(e) if e.is_instance_of::<PySystemExit>(py) => Ok(exit_code(py, &e)),
+            Err(e) => {
+                runtime::log(&format!("mule script {name} raised:"));
+                runtime::log_exception(py, &e);
+                Ok(1)
+            }
+        })
+    }
+}
+
+/// Run `source` (read from `script`) as `__main__`, its directory first on `sys.path`, as
+/// `python script.py` would.
+fn run_main_script(py: Python<'_>, script: &Path, name: &str, source: &str) -> PyResult<()> {
+    if let Some(dir) = script.parent().filter(|d| !d.as_os_str().is_empty()) {
+        apps::add_sys_path_front(py, &dir.to_string_lossy())?;
+    }
+    let builtins = py.import("builtins")?;
+    let code = builtins.call_method1("compile", (source, name, "exec"))?;
+    let main = py.import("__main__")?;
+    let globals = main.dict();
+    globals.set_item("__file__", name)?;
+    builtins.call_method1("exec", (code, globals))?;
+    Ok(())
+}
+
+/// The exit code a `SystemExit` asks for: its int code, 0 for `None`, else 1.
+fn exit_code(py: Python<'_>, e: &PyErr) -> i32 {
+    match e.value(py).getattr("code") {
+        Ok(code) if code.is_none() => 0,
+        Ok(code) => code.extract::<i32>().unwrap_or(1),
+        Err(_) => 1,
     }
 }

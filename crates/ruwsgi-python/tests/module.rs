@@ -287,3 +287,43 @@ fn fork_runs_python_hooks_in_both_processes() {
         }
     });
 }
+
+#[test]
+fn run_mule_runs_a_script_as_main_and_returns_its_exit_code() {
+    let app = "def application(e, s):\n    s('200 OK', [])\n    return [b'']\n";
+    let dir = std::env::temp_dir().join(format!("ruwsgi-mule-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let ok = script(
+        "ok.py",
+        "import uwsgi\nuwsgi.log('mule main: %s %s' % (__name__, __file__.endswith('ok.py')))\n",
+    );
+    let exits = script("exits.py", "import sys\nsys.exit(3)\n");
+    let raises = script("raises.py", "raise ValueError('mule broke')\n");
+    let missing = dir.join("missing.py");
+    let (codes, logs) = with_core_logs(settings_for(app), |_core, plugin| {
+        [&ok, &exits, &raises, &missing].map(|p| plugin.run_mule(p).map_err(|e| e.to_string()))
+    });
+    assert_eq!(codes[0], Ok(0));
+    assert_eq!(codes[1], Ok(3));
+    assert_eq!(codes[2], Ok(1));
+    assert!(
+        codes[3]
+            .as_ref()
+            .is_err_and(|e| e.contains("cannot read the mule script")),
+        "{codes:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l == "mule main: __main__ True"),
+        "{logs:#?}"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("ValueError: mule broke")),
+        "{logs:#?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

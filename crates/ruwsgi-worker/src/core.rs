@@ -34,6 +34,7 @@ use crate::worker::{StopKind, WorkerShared};
 const LISTENER_BASE: u64 = 1 << 62;
 const WAKE_TOKEN: u64 = 1 << 61;
 const SIGNAL_TOKEN: u64 = (1 << 61) + 1;
+const CHANNEL_TOKEN: u64 = (1 << 61) + 2;
 /// Largest trailer section accepted on chunked request bodies.
 const MAX_TRAILERS: usize = 8 * 1024;
 /// How long a fresh connection may still take to send its first request once the worker
@@ -164,6 +165,9 @@ impl<'a> CoreLoop<'a> {
             if let Some(sig) = &shared.signals {
                 epoll.add(sig.fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNAL_TOKEN))?;
             }
+            if let Some(channel) = shared.channel {
+                epoll.add(channel, EpollEvent::new(EpollFlags::EPOLLIN, CHANNEL_TOKEN))?;
+            }
         }
         // Room for the longest request line (8 KiB), a head of buffer-size bytes, and a
         // post-buffered body.
@@ -256,6 +260,12 @@ impl<'a> CoreLoop<'a> {
                     // The stop state is checked at the top of the loop.
                 } else if token == SIGNAL_TOKEN {
                     self.shared.handle_signals();
+                } else if token == CHANNEL_TOKEN {
+                    if !self.shared.handle_channel() {
+                        if let Some(channel) = self.shared.channel {
+                            let _ = self.epoll.delete(channel);
+                        }
+                    }
                 } else {
                     self.on_readable(core, token as usize);
                 }

@@ -2,9 +2,11 @@
 //!
 //! The stop state is one atomic read by every core at the top of its loop; changing it also
 //! writes an eventfd that every core watches (one-shot), so a core asleep in `epoll_wait`
-//! notices at once. Signals reach the process through a self-pipe that only core 0 watches.
+//! notices at once. Signals reach the process through a self-pipe that only core 0 watches,
+//! and so does the command channel to the master (its end-of-file means the master is gone).
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +33,10 @@ pub struct WorkerArgs {
     pub plugin: Arc<dyn LanguagePlugin>,
     /// The shared scoreboard.
     pub scoreboard: Scoreboard,
+    /// The command channel to the master (a `SOCK_SEQPACKET` socket), if it has one: a
+    /// worker that reaches `max-requests` asks the master to replace it through it, and
+    /// its end-of-file means the master is gone.
+    pub channel: Option<BorrowedFd<'static>>,
 }
 
 /// Why a worker's serve loop ended.
@@ -71,6 +77,11 @@ pub struct WorkerShared {
     pub(crate) wake: EventFd,
     /// Signal self-pipe, watched by core 0.
     pub(crate) signals: Option<SignalPipe>,
+    /// Command channel to the master, watched by core 0; any core may send on it (one
+    /// packet per `send`, so concurrent senders never interleave).
+    pub(crate) channel: Option<BorrowedFd<'static>>,
+    /// The master was asked to replace this worker (sent once).
+    replace_asked: AtomicBool,
     spawned: Instant,
 }
 
@@ -113,8 +124,58 @@ impl WorkerShared {
         }
     }
 
-    /// Start a graceful recycle once `max-requests` is reached and the worker lived long
-    /// enough.
+    /// Read what the master sent (core 0, when the channel is readable). Returns false at
+    /// end-of-file: the master is gone, this worker stops gracefully and the caller stops
+    /// watching the channel.
+    pub(crate) fn handle_channel(&self) -> bool {
+        let Some(fd) = self.channel else { return false };
+        let mut buf = [0u8; ruwsgi_proto::channel::MAX_MESSAGE + 1];
+        loop {
+            match nix::sys::socket::recv(
+                fd.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) | Err(nix::errno::Errno::ECONNRESET) => {
+                    log_line(&format!(
+                        "worker {}: the master is gone, stopping gracefully",
+                        self.id
+                    ));
+                    self.begin_stop(StopKind::Graceful);
+                    return false;
+                }
+                // Nothing flows from the master to workers yet: drop it.
+                Ok(n) => log_line(&format!(
+                    "worker {}: dropped an unexpected {n}-byte message from the master",
+                    self.id
+                )),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Ask the master to replace this worker; false if there is no channel or the send
+    /// failed.
+    fn ask_replace(&self) -> bool {
+        let Some(fd) = self.channel else { return false };
+        let packet = ruwsgi_proto::channel::ChildRequest::ReloadMe.encode();
+        loop {
+            match nix::sys::socket::send(
+                fd.as_raw_fd(),
+                &packet,
+                nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            ) {
+                Ok(_) => return true,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Once `max-requests` is reached and the worker lived long enough: stop accepting,
+    /// finish the requests in flight, and ask the master to replace this worker (it then
+    /// bounds the drain with `worker-reload-mercy` and respawns the slot as a recycle).
     pub(crate) fn check_recycle(&self, served: u64) {
         let s = &self.settings;
         if s.processes.max_requests == 0 || self.stop_kind() != StopKind::Running {
@@ -124,10 +185,19 @@ impl WorkerShared {
             + u64::from(self.id.saturating_sub(1)) * s.processes.max_requests_delta;
         if served >= limit && self.spawned.elapsed() >= s.processes.min_worker_lifetime {
             self.exit.store(1, Ordering::Release);
+            if self.replace_asked.swap(true, Ordering::AcqRel) {
+                return;
+            }
             log_line(&format!(
                 "...The work of process {} is done (max requests reached ({served} >= {limit})). Seeya!",
                 std::process::id()
             ));
+            if self.channel.is_some() && !self.ask_replace() {
+                log_line(&format!(
+                    "worker {}: cannot ask the master for a replacement, exiting anyway",
+                    self.id
+                ));
+            }
             self.begin_stop(StopKind::Graceful);
         }
     }
@@ -171,6 +241,8 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         exit: AtomicU8::new(0),
         wake,
         signals,
+        channel: args.channel,
+        replace_asked: AtomicBool::new(false),
         spawned: Instant::now(),
     };
     let plugin = args.plugin;

@@ -1,7 +1,9 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
-//! shared scoreboard, logging, and requests to the master.
+//! shared scoreboard, logging, and requests to the master (over the child's command
+//! channel; the master itself, which has none, signals its own pid).
 
 use ruwsgi_plugin::{Host, ProcessRole, WorkerSnapshot};
+use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
 
@@ -30,6 +32,19 @@ impl ServerHost {
     fn signal_master(&self, sig: Signal) -> bool {
         let pid = self.masterpid();
         pid > 0 && ruwsgi_sys::signals::kill(Pid::from_raw(pid), sig).is_ok()
+    }
+
+    /// Send `request` over this child's channel; in the master (no channel) fall back to
+    /// the signal with the same meaning.
+    fn ask_master(&self, request: ChildRequest, fallback: Signal) -> bool {
+        match ruwsgi_master::channel::request(request) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => self.signal_master(fallback),
+            Err(e) => {
+                log_line(&format!("ruwsgi: cannot reach the master: {e}"));
+                false
+            }
+        }
     }
 }
 
@@ -70,10 +85,10 @@ impl Host for ServerHost {
     }
 
     fn reload(&self) -> bool {
-        self.signal_master(Signal::SIGHUP)
+        self.ask_master(ChildRequest::ReloadInstance, Signal::SIGHUP)
     }
 
     fn stop(&self) -> bool {
-        self.signal_master(Signal::SIGTERM)
+        self.ask_master(ChildRequest::StopInstance, Signal::SIGTERM)
     }
 }

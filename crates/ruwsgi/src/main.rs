@@ -18,7 +18,7 @@ use ruwsgi_master::{
 };
 use ruwsgi_plugin::{Host, LanguagePlugin};
 use ruwsgi_python::PythonPlugin;
-use ruwsgi_sys::{log_line, Signal};
+use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
 
 use crate::host::ServerHost;
@@ -48,7 +48,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The master asks before re-executing itself whether this binary can still start as the
+/// current user: start the language runtime with the instance's settings (as the boot
+/// would), check it loaded no library the running master did not, bind nothing, load no
+/// app; exit 0, or 1 with the reason as the last stderr line.
+fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
+    let plugin = PythonPlugin::new(settings.python.clone());
+    let host: Arc<dyn Host> = Arc::new(ServerHost::new(
+        ruwsgi_shm::Scoreboard::on_heap(1),
+        None,
+        Vec::new(),
+    ));
+    let started = plugin
+        .init(settings.plugin_view(), host)
+        .map_err(|e| e.to_string())
+        .and_then(|()| ruwsgi_master::reexec::check_probe_libraries(expected_libraries));
+    match started {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ruwsgi: re-exec probe: {e}");
+            1
+        }
+    }
+}
+
 fn run(settings: Settings) -> i32 {
+    if let Some(expected) = std::env::var_os(ruwsgi_master::reexec::REEXEC_PROBE_ENV) {
+        return reexec_probe(&settings, &expected.to_string_lossy());
+    }
+    // The one place `logto` is applied: before the first log line (the configuration
+    // warnings below), so everything the master and its children write goes to the file.
     if let Some(path) = &settings.logging.logto {
         if let Err(e) = ruwsgi_sys::log::redirect_stderr_to(path) {
             eprintln!("ruwsgi: cannot open logto file '{}': {e}", path.display());
@@ -68,9 +97,6 @@ fn run(settings: Settings) -> i32 {
         );
         return 1;
     }
-    if let Err(e) = ruwsgi_sys::signals::ignore(Signal::SIGPIPE) {
-        log_line(&format!("ruwsgi: cannot ignore SIGPIPE: {e}"));
-    }
     let settings = Arc::new(settings);
     let signals = match UnixSignals::install(&settings) {
         Ok(s) => s,
@@ -81,17 +107,6 @@ fn run(settings: Settings) -> i32 {
     };
     let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new(settings.python.clone()));
     let prefix = settings.processes.procname_prefix.clone();
-    let config = MasterConfig::new(
-        settings.clone(),
-        plugin,
-        Box::new(move |scoreboard, socket_fds| {
-            Arc::new(ServerHost::new(
-                scoreboard.clone(),
-                prefix,
-                socket_fds.to_vec(),
-            )) as Arc<dyn Host>
-        }),
-    );
     let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
@@ -104,6 +119,7 @@ fn run(settings: Settings) -> i32 {
             listeners,
             plugin: start.plugin,
             scoreboard: start.scoreboard,
+            channel: start.channel,
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -111,7 +127,19 @@ fn run(settings: Settings) -> i32 {
             WorkerExit::Failed => 1,
         }
     });
-    match ruwsgi_master::run(config, worker_main, Box::new(signals)) {
+    let config = MasterConfig::new(
+        settings.clone(),
+        plugin,
+        Box::new(move |scoreboard, socket_fds| {
+            Arc::new(ServerHost::new(
+                scoreboard.clone(),
+                prefix,
+                socket_fds.to_vec(),
+            )) as Arc<dyn Host>
+        }),
+        worker_main,
+    );
+    match ruwsgi_master::run(config, Box::new(signals)) {
         Ok(code) => code,
         Err(e) => {
             log_line(&format!("ruwsgi: {e}"));
