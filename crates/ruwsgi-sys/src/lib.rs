@@ -17,6 +17,7 @@
 
 pub mod fork;
 pub mod log;
+pub mod memory;
 pub mod mmap;
 pub mod process;
 pub mod signals;
