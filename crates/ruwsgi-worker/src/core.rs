@@ -18,7 +18,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use ruwsgi_config::Protocol;
 use ruwsgi_plugin::{Core, Request};
 use ruwsgi_proto::http::{self, BodyFraming, ChunkedDecoder, HeaderSpan, Version};
-use ruwsgi_proto::uwsgi::{self, Parsed};
+use ruwsgi_proto::uwsgi;
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log::log_line;
 
@@ -26,10 +26,12 @@ use crate::body::BodyState;
 use crate::buffer::{BufPool, ReadBuf};
 use crate::io::ConnIo;
 use crate::reqlog::{LogEntry, RequestLog};
-use crate::request::{http_vars, sanitize_uwsgi_vars};
+use crate::request::http_vars;
 use crate::response::{Response, ResponseContext};
 use crate::stream::{Peer, PeerText, Stream};
 use crate::worker::{StopKind, WorkerShared};
+
+mod uwsgi_packets;
 
 const LISTENER_BASE: u64 = 1 << 62;
 const WAKE_TOKEN: u64 = 1 << 61;
@@ -524,79 +526,6 @@ impl<'a> CoreLoop<'a> {
         self.serve(core, idx, serve)
     }
 
-    fn try_uwsgi(&mut self, core: &mut dyn Core, idx: usize) -> Step {
-        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-            return Step::Closed;
-        };
-        let (header, consumed) =
-            match uwsgi::parse_packet(c.rbuf.data(), &self.uwsgi_limits, &mut self.vars) {
-                Ok(Parsed::Complete { header, consumed }) => (header, consumed),
-                Ok(Parsed::Incomplete) => return Step::Wait,
-                Err(e) => {
-                    log_line(&format!(
-                        "ruwsgi: invalid uwsgi packet from {}: {e}; closing",
-                        peer_text(&c.peer)
-                    ));
-                    self.close(idx);
-                    return Step::Closed;
-                }
-            };
-        if header.modifier1 != 0 && header.modifier1 != 30 {
-            log_line(&format!(
-                "-- unavailable modifier requested: {} (from {}) --",
-                header.modifier1,
-                peer_text(&c.peer)
-            ));
-            self.close(idx);
-            return Step::Closed;
-        }
-        let trusted =
-            c.peer.is_local() || matches!(c.peer, Peer::Tcp(a) if self.trusted.contains(&a.ip()));
-        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer_text, trusted);
-        if meta.dynamic_vars && !c.warned {
-            c.warned = true;
-            log_line(&format!(
-                "ruwsgi: ignoring dynamic-app variables (UWSGI_FILE, UWSGI_SETENV, ...) from {}",
-                peer_text(&c.peer)
-            ));
-        }
-        if header.modifier1 == 30 {
-            strip_script_name(&mut self.vars, &mut self.scratch);
-        }
-        let s = &self.shared.settings;
-        if meta.bad_length {
-            c.rbuf.consume(consumed);
-            self.reject(idx, 400, "invalid CONTENT_LENGTH");
-            return Step::Closed;
-        }
-        let body = match meta.content_length {
-            None | Some(0) => BodyState::Empty,
-            Some(n) if s.requests.limit_post > 0 && n > s.requests.limit_post => {
-                c.rbuf.consume(consumed);
-                self.reject(idx, 413, "request body larger than limit-post");
-                return Step::Closed;
-            }
-            Some(n) => BodyState::Length { remaining: n },
-        };
-        c.rbuf.consume(consumed);
-        let serve = Serve {
-            scheme: if meta.https { "https" } else { "http" },
-            modifier1: header.modifier1,
-            modifier2: header.modifier2,
-            body,
-            ctx: ResponseContext {
-                http11: meta.http11,
-                head_only: meta.head_only,
-                keep_alive: false,
-                chunked_ok: false,
-                connection_header: false,
-                timeout: s.requests.socket_timeout,
-            },
-            expect_continue: false,
-        };
-        self.serve(core, idx, serve)
-    }
-
     fn serve(&mut self, core: &mut dyn Core, idx: usize, mut serve: Serve) -> Step {
         let shared = self.shared;
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
@@ -687,19 +616,6 @@ fn drain_buffered(body: &mut BodyState, rbuf: &mut ReadBuf) -> bool {
         }
     }
     false
-}
-
-/// modifier1 30: remove the `SCRIPT_NAME` prefix from `PATH_INFO`.
-fn strip_script_name(vars: &mut Vars, scratch: &mut Vec<u8>) {
-    let (Some(script), Some(path)) = (vars.get(b"SCRIPT_NAME"), vars.get(b"PATH_INFO")) else {
-        return;
-    };
-    if !script.is_empty() && path.starts_with(script) {
-        scratch.clear();
-        scratch.extend_from_slice(&path[script.len()..]);
-        vars.remove(b"PATH_INFO");
-        vars.push(b"PATH_INFO", scratch);
-    }
 }
 
 fn peer_text(p: &Peer) -> String {

@@ -1,0 +1,203 @@
+"""Worker hardening: uwsgi modifier dispatch, empty packets, many listeners, running out of
+file descriptors, limit-post on chunked bodies, and memory given back after a flood.
+
+Every wait is bounded by a deadline and every load loop by a count and a time budget.
+"""
+import os
+import resource
+import socket
+import struct
+import time
+
+import pytest
+
+from helpers import (
+    APPS, ServerProcess, connect, http_request, raw_exchange, server_bin, uwsgi_exchange,
+    uwsgi_packet, wait_until,
+)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+FAULT_APP = APPS / "fault.py"
+
+# An app that reads the whole request body and answers 200 whatever happened; /strict lets
+# the read error escape instead.
+BODY_APP = '''
+def application(environ, start_response):
+    inp = environ["wsgi.input"]
+    n, err = 0, ""
+    try:
+        while True:
+            block = inp.read(4096)
+            if not block:
+                break
+            n += len(block)
+    except Exception as e:
+        if environ.get("PATH_INFO") == "/strict":
+            raise
+        err = type(e).__name__
+    body = ("read %d %s" % (n, err)).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+# --------------------------------------------------------------------------- helpers
+
+def cpu_seconds(pids):
+    """utime + stime of `pids` (seconds), from /proc/PID/stat; vanished pids count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
+def open_half_sent(target, count, budget, connect_timeout=2.0):
+    """Open up to `count` connections that each send only a request line (no end of head).
+    Stops early when `budget` seconds are spent. Returns the open sockets."""
+    socks = []
+    deadline = time.monotonic() + budget
+    while len(socks) < count and time.monotonic() < deadline:
+        try:
+            s = socket.create_connection(target, timeout=connect_timeout)
+            s.sendall(b"GET / HTTP/1.1\r\n")
+        except OSError:
+            continue
+        socks.append(s)
+    return socks
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+class NofileLimit:
+    """Raise this process's soft RLIMIT_NOFILE (children inherit it); restore on exit."""
+
+    def __init__(self, want):
+        self.want = want
+
+    def __enter__(self):
+        self.old = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft, hard = self.old
+        new = self.want if hard == resource.RLIM_INFINITY else min(self.want, hard)
+        if new < self.want:
+            pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, self.want))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, new), hard))
+        return self
+
+    def __exit__(self, *exc):
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.old)
+
+
+def local_non_loopback_ip():
+    """An IPv4 address of this host that is not loopback (a route lookup, nothing sent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.123", 9))
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+def assert_uwsgi_alive(srv, target):
+    r = uwsgi_exchange(target, "/")
+    assert r.status == 200 and r.body == b"OK", (r, srv.log_tail())
+
+
+@pytest.fixture(scope="module")
+def usrv(tmp_path_factory):
+    from conftest import Factory
+    f = Factory(tmp_path_factory.mktemp("hardening_uwsgi"))
+    srv = f("--socket", "127.0.0.1:0", "--wsgi-file", FAULT_APP, "--master", "--processes", "1")
+    srv.start_workers = set(srv.wait_children(1))
+    yield srv
+    try:
+        assert "DAMN" not in srv.log_text(), srv.log_tail()
+        assert set(srv.children()) == srv.start_workers, "the worker was restarted"
+    finally:
+        f.cleanup()
+
+
+# --------------------------------------------------------------------------- uwsgi dispatch
+
+@pytest.mark.parametrize("modifier1", [0, 30], ids=["wsgi", "wsgi-path-info"])
+def test_zero_length_uwsgi_packet_closed_without_reply(usrv, modifier1):
+    start = usrv.log_len()
+    r = raw_exchange(usrv.uwsgi.target, struct.pack("<BHB", modifier1, 0, 0), timeout=5)
+    assert r.closed and r.data == b"", r
+    usrv.wait_log(r"empty uwsgi packet \(modifier1 %d, no vars\) from 127\.0\.0\.1:\d+; closing"
+                  % modifier1, timeout=5, start=start)
+    assert_uwsgi_alive(usrv, usrv.uwsgi.target)
+
+
+@pytest.mark.parametrize("modifier1,body,modifier2", [
+    (110, b"", 17),                                            # raise signal 17
+    (111, b"somekey", 0),                                      # cache get
+    (173, struct.pack("<H", 5) + b"hello" + struct.pack("<H", 5) + b"world", 0),   # rpc
+], ids=["signal", "cache", "rpc"])
+def test_subsystem_packets_from_trusted_peer_unavailable(usrv, modifier1, body, modifier2):
+    start = usrv.log_len()
+    pkt = struct.pack("<BHB", modifier1, len(body), modifier2) + body
+    r = raw_exchange(usrv.uwsgi.target, pkt, timeout=5)
+    assert r.closed and r.data == b"", r
+    usrv.wait_log(r"^-- unavailable modifier requested: %d \(from 127\.0\.0\.1:\d+\) --$"
+                  % modifier1, timeout=5, start=start)
+    assert "empty uwsgi packet" not in usrv.log_text()[start:]
+    assert_uwsgi_alive(usrv, usrv.uwsgi.target)
+
+
+@pytest.mark.parametrize("modifier1", [5, 72, 100, 101, 224, 255])
+def test_unregistered_modifiers_unavailable(usrv, modifier1):
+    start = usrv.log_len()
+    pkt = uwsgi_packet([("PATH_INFO", "/")], modifier1=modifier1)
+    r = raw_exchange(usrv.uwsgi.target, pkt, timeout=5)
+    assert r.closed and r.data == b"", r
+    usrv.wait_log(r"^-- unavailable modifier requested: %d \(from 127\.0\.0\.1:\d+\) --$"
+                  % modifier1, timeout=5, start=start)
+    assert_uwsgi_alive(usrv, usrv.uwsgi.target)
+
+
+def test_subsystem_packets_from_untrusted_peer_refused(ruwsgi):
+    ip = local_non_loopback_ip()
+    if ip is None:
+        pytest.skip("this host has no non-loopback IPv4 address to connect from")
+    srv = ruwsgi("--socket", "0.0.0.0:0", "--wsgi-file", FAULT_APP, "--master",
+                 "--processes", "1")
+    target = (ip, srv.uwsgi.port)
+    for modifier1, name in ((110, "signal"), (111, "cache"), (173, "RPC")):
+        start = srv.log_len()
+        r = raw_exchange(target, struct.pack("<BHB", modifier1, 3, 0) + b"key", timeout=5)
+        assert r.closed and r.data == b"", r
+        srv.wait_log(r"refused %s packet \(modifier1 %d\) from untrusted peer %s:\d+; closing"
+                     % (name, modifier1, ip.replace(".", r"\.")), timeout=5, start=start)
+        assert "unavailable modifier" not in srv.log_text()[start:]
+    # A normal request from the same peer is still served.
+    assert_uwsgi_alive(srv, target)
