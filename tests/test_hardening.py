@@ -201,3 +201,64 @@ def test_subsystem_packets_from_untrusted_peer_refused(ruwsgi):
         assert "unavailable modifier" not in srv.log_text()[start:]
     # A normal request from the same peer is still served.
     assert_uwsgi_alive(srv, target)
+
+
+# --------------------------------------------------------------------------- listeners
+
+def test_more_than_64_listeners_all_accept(ruwsgi):
+    n = 70
+    args = []
+    for _ in range(n):
+        args += ["--http-socket", "127.0.0.1:0"]
+    # wait_ready probes every listener once: listener 64 used to alias onto listener 0.
+    srv = ruwsgi(*args, "--wsgi-file", FAULT_APP, "--master", "--processes", "1",
+                 timeout=60)
+    assert len(srv.listeners) == n
+    for lst in srv.listeners[60:] + srv.listeners[:2]:
+        r = http_request(lst.target, "GET", "/pid", timeout=5)
+        assert r.status == 200, (lst, r)
+
+
+# --------------------------------------------------------------------------- fd exhaustion
+
+def test_accept_pauses_when_out_of_file_descriptors(ruwsgi, tmp_path):
+    if not os.path.exists("/usr/bin/prlimit"):
+        pytest.skip("prlimit is not installed")
+    srv = ServerProcess(
+        ["--nofile=64:64", server_bin(), "--http-socket", "127.0.0.1:0", "--listen", "512",
+         "--wsgi-file", FAULT_APP, "--master", "--processes", "2"],
+        tmp_path / "lowfd", bin="/usr/bin/prlimit", name="lowfd")
+    ruwsgi.servers.append(srv)
+    srv.wait_ready(timeout=30)
+    workers = srv.wait_children(2)
+    socks = []
+    try:
+        socks = open_half_sent(srv.http.target, 200, budget=20)
+        assert len(socks) >= 150, "only %d connections opened" % len(socks)
+        srv.wait_log(r"Too many open files", timeout=10)
+        # Let the first pauses pass, then measure a steady stretch.
+        time.sleep(0.5)
+        pids = [srv.pid] + workers
+        cpu0, log0, t0 = cpu_seconds(pids), srv.log_path.stat().st_size, time.monotonic()
+        time.sleep(3.0)
+        cpu1, log1, t1 = cpu_seconds(pids), srv.log_path.stat().st_size, time.monotonic()
+        share = (cpu1 - cpu0) / (t1 - t0)
+        assert share < 0.30, "server used %.0f%% of a core while out of fds; log:\n%s" % (
+            share * 100, srv.log_tail(20))
+        assert log1 - log0 < 100_000, "log grew %d bytes in %.1fs" % (log1 - log0, t1 - t0)
+        text = srv.log_text()
+        assert "pausing accepts for" in text, srv.log_tail(20)
+        assert text.count("Too many open files") < 200, srv.log_tail(20)
+    finally:
+        close_all(socks)
+    # Connections closed: the workers get their fds back and accept again by themselves.
+    def served():
+        try:
+            return http_request(srv.http.target, "GET", "/", timeout=2).status == 200
+        except OSError:
+            return False
+    wait_until(served, timeout=15, interval=0.1, what="a request served after the fd drought")
+    for _ in range(10):
+        assert http_request(srv.http.target, "GET", "/", timeout=5).status == 200
+    assert set(srv.children()) == set(workers), "workers were restarted"
+    assert srv.stop() == 0

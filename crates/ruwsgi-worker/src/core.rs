@@ -8,6 +8,10 @@
 //! request costs one `read` and one `writev` when it fits the buffers.
 //!
 //! Timeouts are deadlines checked by a sweep once a second, never a timer per request.
+//!
+//! When `accept` fails for lack of resources (no free fd, no kernel memory) the listener is
+//! taken out of this core's epoll for a pause that doubles from 10 ms to 1 s, so a core never
+//! spins on a listener it cannot serve; the wait timeout honours the pause's end.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -22,6 +26,7 @@ use ruwsgi_proto::uwsgi;
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log::log_line;
 
+use crate::accept::{self, AcceptPauses};
 use crate::body::BodyState;
 use crate::buffer::{BufPool, ReadBuf};
 use crate::io::ConnIo;
@@ -95,6 +100,8 @@ pub struct CoreLoop<'a> {
     uwsgi_limits: uwsgi::Limits,
     trusted: Vec<IpAddr>,
     accepting: bool,
+    /// Listeners this core stopped watching after `accept` ran out of resources.
+    pauses: AcceptPauses,
     served: u64,
     next_sweep: Instant,
     clock: Clock,
@@ -148,14 +155,8 @@ impl<'a> CoreLoop<'a> {
     pub fn new(id: u16, shared: &'a WorkerShared) -> std::io::Result<CoreLoop<'a>> {
         let s = &shared.settings;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        for (i, l) in shared.listeners.iter().enumerate() {
-            epoll.add(
-                l.as_fd(),
-                EpollEvent::new(
-                    EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
-                    LISTENER_BASE + i as u64,
-                ),
-            )?;
+        for i in 0..shared.listeners.len() {
+            watch_listener(&epoll, shared, i)?;
         }
         epoll.add(
             shared.wake.as_fd(),
@@ -208,6 +209,7 @@ impl<'a> CoreLoop<'a> {
                 .filter_map(|p| p.parse().ok())
                 .collect(),
             accepting: true,
+            pauses: AcceptPauses::new(shared.listeners.len()),
             served: 0,
             next_sweep: Instant::now() + Duration::from_secs(1),
             clock: Clock::new(),
@@ -230,10 +232,13 @@ impl<'a> CoreLoop<'a> {
             }
             // The last reading is at most one loop turn old: enough for a 20 ms flush.
             let now = self.clock.now;
-            let wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
+            let mut wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
                 Some(left) => left.as_millis().clamp(1, 1000) as u16,
                 None => 1000,
             };
+            if let Some(t) = self.pauses.resume_at() {
+                wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
+            }
             let epoll = &self.epoll;
             let evs = &mut events;
             let mut n = 0usize;
@@ -249,11 +254,10 @@ impl<'a> CoreLoop<'a> {
             let now = self.clock.tick();
             // Connections first, new clients last: a core takes a new connection only once
             // the requests it already holds are served.
-            let mut ready_listeners = 0u64;
             for ev in &events[..n] {
                 let token = ev.data();
                 if token >= LISTENER_BASE {
-                    ready_listeners |= 1 << ((token - LISTENER_BASE) % 64);
+                    // Accepted in the second pass below.
                 } else if token == WAKE_TOKEN {
                     // The stop state is checked at the top of the loop.
                 } else if token == SIGNAL_TOKEN {
@@ -262,15 +266,30 @@ impl<'a> CoreLoop<'a> {
                     self.on_readable(core, token as usize);
                 }
             }
-            if self.shared.stop_kind() != StopKind::Running {
-                // A stop that arrived during this turn: leave queued clients to the
-                // workers that stay (or the next generation).
-                ready_listeners = 0;
-            }
-            for index in 0..self.shared.listeners.len().min(64) {
-                if ready_listeners & (1 << index) != 0 {
-                    self.accept(core, index);
+            // A stop that arrived during this turn: leave queued clients to the workers that
+            // stay (or the next generation). Each listener appears at most once per wait, so
+            // a second pass over the events needs no set of ready listeners.
+            if self.shared.stop_kind() == StopKind::Running {
+                for ev in &events[..n] {
+                    let token = ev.data();
+                    if token >= LISTENER_BASE {
+                        self.accept(core, (token - LISTENER_BASE) as usize);
+                    }
                 }
+            }
+            if self.pauses.resume_at().is_some_and(|t| now >= t) {
+                let (epoll, shared) = (&self.epoll, self.shared);
+                self.pauses
+                    .resume_due(now, |i| match watch_listener(epoll, shared, i) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log_line(&format!(
+                                "ruwsgi: cannot resume accepting on {}: {e}",
+                                shared.listeners[i].name
+                            ));
+                            false
+                        }
+                    });
             }
             if now >= self.next_sweep {
                 self.next_sweep = now + Duration::from_secs(1);
@@ -285,9 +304,11 @@ impl<'a> CoreLoop<'a> {
 
     fn stop_accepting(&mut self) {
         self.accepting = false;
+        // Paused listeners are already out of the set (their delete fails harmlessly).
         for l in &self.shared.listeners {
             let _ = self.epoll.delete(l.as_fd());
         }
+        self.pauses.clear();
         let grace = Instant::now() + DRAIN_GRACE;
         for i in 0..self.conns.len() {
             let Some(c) = &mut self.conns[i] else {
@@ -313,7 +334,9 @@ impl<'a> CoreLoop<'a> {
         if !self.accepting {
             return;
         }
-        let listener = &self.shared.listeners[index];
+        let Some(listener) = self.shared.listeners.get(index) else {
+            return;
+        };
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
             Err(e)
@@ -325,13 +348,11 @@ impl<'a> CoreLoop<'a> {
                 return
             }
             Err(e) => {
-                log_line(&format!(
-                    "ruwsgi: accept() on {} failed: {e}",
-                    listener.name
-                ));
+                self.accept_failed(index, &e);
                 return;
             }
         };
+        self.pauses.succeeded(index);
         let conn = Conn {
             stream,
             peer_text: peer.text(),
@@ -361,6 +382,35 @@ impl<'a> CoreLoop<'a> {
         if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
             log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
             self.close(slot);
+        }
+    }
+
+    /// `accept` failed. For lack of resources (no free fd, no kernel memory) the listener
+    /// would stay ready and the loop would spin on it: take it out of this core's epoll for
+    /// a growing pause, logging once per pause. Other errors concern one connection only.
+    fn accept_failed(&mut self, index: usize, e: &std::io::Error) {
+        let listener = &self.shared.listeners[index];
+        let Some(errno) = accept::exhaustion(e) else {
+            log_line(&format!(
+                "ruwsgi: accept() on {} failed: {e}",
+                listener.name
+            ));
+            return;
+        };
+        let paused = self.pauses.fail(index, self.clock.now);
+        log_line(&format!(
+            "ruwsgi: accept() on {} failed: {} ({} times); pausing accepts for {} ms",
+            listener.name,
+            errno.desc(),
+            paused.failures,
+            paused.length.as_millis()
+        ));
+        if let Err(e) = self.epoll.delete(listener.as_fd()) {
+            log_line(&format!(
+                "ruwsgi: cannot pause accepting on {}: {e}",
+                listener.name
+            ));
+            self.pauses.cancel(index);
         }
     }
 
@@ -616,6 +666,24 @@ fn drain_buffered(body: &mut BodyState, rbuf: &mut ReadBuf) -> bool {
         }
     }
     false
+}
+
+/// Register listener `index` in `epoll` (one waiter woken per connection).
+fn watch_listener(epoll: &Epoll, shared: &WorkerShared, index: usize) -> nix::Result<()> {
+    epoll.add(
+        shared.listeners[index].as_fd(),
+        EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+            LISTENER_BASE + index as u64,
+        ),
+    )
+}
+
+/// `d` in whole milliseconds, rounded up (so a wait never ends just before a deadline),
+/// within the loop's 1..=1000 ms wait range.
+fn ceil_millis(d: Duration) -> u16 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    ms.clamp(1, 1000) as u16
 }
 
 fn peer_text(p: &Peer) -> String {

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`worker`]: [`run`], the cores of one process, its stop state and signals.
 //! - [`core`]: one core's event loop, keep-alive and timeouts.
+//! - [`accept`]: pausing a listener when `accept` runs out of fds or memory.
 //! - [`dispatch`]: which handler a uwsgi packet goes to, by its `modifier1`.
 //! - [`request`]: HTTP head or uwsgi packet → CGI variables, with peer trust rules.
 //! - [`body`]: request bodies (Content-Length, chunked) pulled by the app.
@@ -17,6 +18,7 @@
 //! - [`buffer`], [`stream`]: read buffers, sockets.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod body;
 pub mod buffer;
 pub mod core;
