@@ -262,3 +262,67 @@ def test_accept_pauses_when_out_of_file_descriptors(ruwsgi, tmp_path):
         assert http_request(srv.http.target, "GET", "/", timeout=5).status == 200
     assert set(srv.children()) == set(workers), "workers were restarted"
     assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- limit-post
+
+@pytest.fixture
+def body_server(ruwsgi, tmp_path):
+    app = tmp_path / "body_app.py"
+    app.write_text(BODY_APP)
+    return ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--master",
+                  "--processes", "1", "--limit-post", "1024", "--socket-timeout", "10")
+
+
+def chunked_head(path="/"):
+    return ("POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" % path).encode()
+
+
+def chunks(sizes):
+    out = b""
+    for n in sizes:
+        out += b"%x\r\n" % n + b"c" * n + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def test_chunked_body_within_limit_read_whole(body_server):
+    r = raw_exchange(body_server.http.target, chunked_head() + chunks([512, 512]), timeout=5)
+    assert r.status == 200 and r.body == b"read 1024 ", r
+
+
+@pytest.mark.parametrize("path", ["/", "/strict"], ids=["app-catches", "app-raises"])
+def test_chunked_body_over_limit_gets_413_and_close(body_server, path):
+    start = body_server.log_len()
+    r = raw_exchange(body_server.http.target, chunked_head(path) + chunks([512] * 8), timeout=5)
+    assert r.status == 413 and r.closed, r
+    assert r.statuses == [413], r
+    assert r.header("Connection") == b"close", r
+    body_server.wait_log(r"rejected request from 127\.0\.0\.1:\d+: request body larger than "
+                         r"limit-post -> 413", timeout=5, start=start)
+    assert http_request(body_server.http.target, "GET", "/").status == 200
+
+
+def test_huge_chunk_size_refused_at_once(body_server):
+    s = connect(body_server.http.target, timeout=5)
+    try:
+        t0 = time.monotonic()
+        # One chunk header announcing 2^64-1 bytes, then silence (the socket stays open).
+        s.sendall(chunked_head() + b"FFFFFFFFFFFFFFFF\r\n")
+        data = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+        elapsed = time.monotonic() - t0
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 413 "), data
+    assert elapsed < 2.0, "413 took %.1fs (socket-timeout is 10s)" % elapsed
+    assert http_request(body_server.http.target, "GET", "/").status == 200
+
+
+def test_content_length_over_limit_still_413(body_server):
+    r = raw_exchange(body_server.http.target,
+                     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", timeout=5)
+    assert r.status == 413 and r.closed, r

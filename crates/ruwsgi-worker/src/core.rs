@@ -542,7 +542,6 @@ impl<'a> CoreLoop<'a> {
             BodyFraming::Chunked => BodyState::Chunked {
                 decoder: Box::new(ChunkedDecoder::new(MAX_TRAILERS)),
                 pending: (0, 0),
-                total: 0,
             },
         };
         let http11 = head.version == Version::Http11;
@@ -610,8 +609,19 @@ impl<'a> CoreLoop<'a> {
         let outcome = core.handle(&req, &mut io);
         let disconnected = io.disconnected;
         if !disconnected && !self.resp.head_sent() && !self.resp.broken {
-            // The plugin left without answering: never leave the client hanging.
-            self.resp.send_error(500, &mut c.stream, &serve.ctx);
+            if serve.body.over_limit() {
+                // The body outgrew limit-post before the app's head went out: whatever the
+                // app answered was held back; the client gets the 413 and a close.
+                log_line(&format!(
+                    "ruwsgi: rejected request from {}: request body larger than limit-post -> 413",
+                    peer_text(&c.peer)
+                ));
+                serve.ctx.keep_alive = false;
+                self.resp.send_error(413, &mut c.stream, &serve.ctx);
+            } else {
+                // The plugin left without answering: never leave the client hanging.
+                self.resp.send_error(500, &mut c.stream, &serve.ctx);
+            }
         }
         let body_done = serve.body.is_complete() || drain_buffered(&mut serve.body, &mut c.rbuf);
         let close = outcome.close
