@@ -326,3 +326,38 @@ def test_content_length_over_limit_still_413(body_server):
     r = raw_exchange(body_server.http.target,
                      b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", timeout=5)
     assert r.status == 413 and r.closed, r
+
+
+# --------------------------------------------------------------------------- memory
+
+def test_idle_worker_gives_memory_back_after_flood(ruwsgi):
+    flood = 3000
+    with NofileLimit(flood + 1024):
+        srv = ruwsgi("--http-socket", "127.0.0.1:0", "--listen", "4096",
+                     "--wsgi-file", FAULT_APP, "--master", "--processes", "1")
+        worker = srv.wait_children(1)[0]
+        for _ in range(50):
+            assert http_request(srv.http.target, "GET", "/", timeout=5).status == 200
+        idle = rss_kb(worker)
+        base_fds = fd_count(worker)
+        socks = []
+        try:
+            socks = open_half_sent(srv.http.target, flood, budget=40)
+            assert len(socks) >= flood * 0.9, "only %d connections opened" % len(socks)
+            wait_until(lambda: fd_count(worker) >= base_fds + len(socks) - 10, timeout=20,
+                       what="the worker to hold the flood's connections")
+            peak = rss_kb(worker)
+        finally:
+            close_all(socks)
+        # The flood must have cost something, or the test proves nothing.
+        assert peak - idle > 15 * 1024, "peak RSS %d KiB vs idle %d KiB" % (peak, idle)
+        wait_until(lambda: fd_count(worker) <= base_fds + 5, timeout=20,
+                   what="the worker to close the flood's connections")
+        try:
+            wait_until(lambda: rss_kb(worker) < idle + 10 * 1024, timeout=10, interval=0.2,
+                       what="RSS back near idle")
+        except AssertionError:
+            raise AssertionError("worker RSS %d KiB after the flood (idle %d, peak %d)"
+                                 % (rss_kb(worker), idle, peak))
+        assert http_request(srv.http.target, "GET", "/", timeout=5).status == 200
+        assert srv.stop() == 0

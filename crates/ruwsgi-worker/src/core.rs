@@ -7,7 +7,9 @@
 //! only once a request head is complete. In sync mode the handler runs on this thread, so a
 //! request costs one `read` and one `writev` when it fits the buffers.
 //!
-//! Timeouts are deadlines checked by a sweep once a second, never a timer per request.
+//! Timeouts are deadlines checked by a sweep once a second, never a timer per request. The
+//! sweep also gives back what a burst of connections left behind (spare read buffers, free
+//! heap pages), so nothing of that is paid per request.
 //!
 //! When `accept` fails for lack of resources (no free fd, no kernel memory) the listener is
 //! taken out of this core's epoll for a pause that doubles from 10 ms to 1 s, so a core never
@@ -46,6 +48,10 @@ const MAX_TRAILERS: usize = 8 * 1024;
 /// How long a fresh connection may still take to send its first request once the worker
 /// started a graceful stop.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Spare read buffers kept through an idle sweep are bounded by this many bytes in total.
+const SPARE_BUFFER_BYTES: usize = 1 << 20;
+/// Freed heap past which a sweep asks the allocator to return free pages to the kernel.
+const HEAP_TRIM_BYTES: usize = 2 << 20;
 
 /// One client connection.
 struct Conn {
@@ -476,6 +482,31 @@ impl<'a> CoreLoop<'a> {
             } else {
                 self.close(i);
             }
+        }
+        self.give_back_memory();
+    }
+
+    /// Free what a past burst of connections left: spare read buffers unused for a whole
+    /// sweep interval (beyond a small reserve), trailing empty connection slots, and then,
+    /// if that freed a lot, the allocator's free pages. Nothing here runs per request.
+    fn give_back_memory(&mut self) {
+        let keep = (SPARE_BUFFER_BYTES / self.pool.buffer_size().max(1)).clamp(4, 64);
+        self.pool.trim(keep);
+        let before = self.conns.len();
+        while matches!(self.conns.last(), Some(None)) {
+            self.conns.pop();
+        }
+        if self.conns.len() < before {
+            let len = self.conns.len();
+            self.free.retain(|&i| i < len);
+            if self.conns.capacity() > 2 * len + 64 {
+                self.conns.shrink_to(len + len / 2 + 16);
+                self.free.shrink_to(self.free.len() + 16);
+            }
+        }
+        if self.pool.released() >= HEAP_TRIM_BYTES {
+            self.pool.reset_released();
+            ruwsgi_sys::memory::release_free_heap();
         }
     }
 
