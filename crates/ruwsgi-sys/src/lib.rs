@@ -21,6 +21,7 @@ pub mod fork;
 pub mod localtime;
 pub mod lock;
 pub mod log;
+pub mod memory;
 pub mod mmap;
 pub mod process;
 pub mod signals;

@@ -4,6 +4,11 @@
 //! connection's buffer first and the socket second, waiting at most `socket-timeout` for each
 //! byte to arrive. A body that ends early or breaks its framing yields an error on that
 //! read and on every later one, so it can never pass for a complete, shorter body.
+//!
+//! `limit-post` on chunked bodies is checked against what the body *claims*: each chunk's
+//! declared size counts as soon as its size line is read, so an oversized chunk is refused
+//! before any of its data is waited for. The refusal is remembered ([`BodyState::over_limit`])
+//! so the worker can answer 413 in place of the app's response.
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
@@ -31,8 +36,6 @@ pub enum BodyState {
         decoder: Box<ChunkedDecoder>,
         /// Decoded bytes not yet handed out, as absolute offsets into the read buffer.
         pending: (usize, usize),
-        /// Decoded body bytes so far (for `limit-post`).
-        total: u64,
     },
     /// Reading failed; the same error is reported again.
     Failed(FailKind),
@@ -47,6 +50,8 @@ pub enum FailKind {
     Framing(&'static str),
     /// No bytes within the timeout.
     Timeout,
+    /// The body (as announced so far) is larger than `limit-post`.
+    TooLarge,
     /// Socket error.
     Io,
 }
@@ -57,6 +62,7 @@ impl FailKind {
             FailKind::Truncated => BodyError::Truncated,
             FailKind::Framing(m) => BodyError::Framing(m),
             FailKind::Timeout => BodyError::Timeout,
+            FailKind::TooLarge => BodyError::Framing("request body exceeds limit-post"),
             FailKind::Io => BodyError::Io(io::Error::other("connection error")),
         }
     }
@@ -66,6 +72,11 @@ impl BodyState {
     /// True when every body byte was consumed (the connection can serve another request).
     pub fn is_complete(&self) -> bool {
         matches!(self, BodyState::Empty)
+    }
+
+    /// True once reading stopped because the body outgrew `limit-post`.
+    pub fn over_limit(&self) -> bool {
+        matches!(self, BodyState::Failed(FailKind::TooLarge))
     }
 
     /// Bytes still expected, if the framing says.
@@ -115,25 +126,15 @@ impl BodyState {
                 }
                 r
             }
-            BodyState::Chunked {
-                decoder,
-                pending,
-                total,
-            } => match read_chunked(decoder, pending, out, rbuf, stream, timeout) {
-                Ok(0) => {
-                    *self = BodyState::Empty;
-                    Ok(0)
-                }
-                Ok(n) => {
-                    *total += n as u64;
-                    if limit_post > 0 && *total > limit_post {
-                        Err(FailKind::Framing("request body exceeds limit-post"))
-                    } else {
-                        Ok(n)
+            BodyState::Chunked { decoder, pending } => {
+                match read_chunked(decoder, pending, out, rbuf, stream, timeout, limit_post) {
+                    Ok(0) => {
+                        *self = BodyState::Empty;
+                        Ok(0)
                     }
+                    r => r,
                 }
-                Err(e) => Err(e),
-            },
+            }
         };
         result.map_err(|kind| {
             *self = BodyState::Failed(kind);
@@ -195,6 +196,8 @@ fn read_length(
     }
 }
 
+/// Decode chunked body bytes into `out`. With `limit_post` > 0, a size line that takes the
+/// announced body past it fails the read at once, before its chunk's data is read.
 fn read_chunked(
     decoder: &mut ChunkedDecoder,
     pending: &mut (usize, usize),
@@ -202,6 +205,7 @@ fn read_chunked(
     rbuf: &mut ReadBuf,
     stream: &mut Stream,
     timeout: Duration,
+    limit_post: u64,
 ) -> Result<usize, FailKind> {
     loop {
         if pending.0 < pending.1 {
@@ -215,6 +219,11 @@ fn read_chunked(
             .decode(rbuf.data())
             .map_err(|_| FailKind::Framing("bad chunk framing"))?;
         rbuf.consume(consumed);
+        if limit_post > 0
+            && decoder.body_len().saturating_add(decoder.chunk_remaining()) > limit_post
+        {
+            return Err(FailKind::TooLarge);
+        }
         match step {
             ChunkStep::Data((from, to)) => {
                 // The data bytes stay where they are until the next fill, and a fill only

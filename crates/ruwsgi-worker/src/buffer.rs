@@ -3,7 +3,9 @@
 //! Bytes arrive here from the socket; the head parser looks at them in place, body reads
 //! drain them before touching the socket again, and pipelined requests simply stay for the
 //! next round. Buffers are recycled through a small per-core pool, so a busy core stops
-//! allocating once it has seen its peak number of connections.
+//! allocating once it has seen its peak number of connections. The pool gives back spares
+//! that sat unused for a whole trim interval ([`BufPool::trim`], once a second), so a past
+//! burst of connections does not pin its memory for the life of the worker.
 
 use std::io::{self, Read};
 
@@ -124,11 +126,19 @@ impl ReadBuf {
     }
 }
 
+/// Most spare buffers a pool holds; buffers returned beyond this are freed at once.
+const MAX_SPARE: usize = 256;
+
 /// Recycled read buffers of one size.
 #[derive(Debug)]
 pub struct BufPool {
     cap: usize,
     free: Vec<ReadBuf>,
+    /// The fewest spares the pool held since the last trim: that many were not needed at
+    /// any moment of the interval, so they can go.
+    low_water: usize,
+    /// Bytes of buffers freed since the last [`BufPool::reset_released`].
+    released: usize,
 }
 
 impl BufPool {
@@ -137,22 +147,66 @@ impl BufPool {
         BufPool {
             cap,
             free: Vec::new(),
+            low_water: 0,
+            released: 0,
         }
+    }
+
+    /// The size of each buffer.
+    pub fn buffer_size(&self) -> usize {
+        self.cap
+    }
+
+    /// Spare buffers held now.
+    pub fn spare(&self) -> usize {
+        self.free.len()
     }
 
     /// A cleared buffer.
     pub fn get(&mut self) -> ReadBuf {
-        self.free
+        let b = self
+            .free
             .pop()
-            .unwrap_or_else(|| ReadBuf::with_capacity(self.cap))
+            .unwrap_or_else(|| ReadBuf::with_capacity(self.cap));
+        self.low_water = self.low_water.min(self.free.len());
+        b
     }
 
-    /// Return a buffer for reuse (at most 256 are kept).
+    /// Return a buffer for reuse (at most 256 spares are kept; beyond that it is freed).
     pub fn put(&mut self, mut b: ReadBuf) {
-        if self.free.len() < 256 {
+        if self.free.len() < MAX_SPARE {
             b.clear();
             self.free.push(b);
+        } else {
+            self.released += self.cap;
         }
+    }
+
+    /// Free the spares no one needed since the last trim, keeping at least `keep` of them.
+    /// Meant to run on a slow tick (once a second): a spare goes only after a whole interval
+    /// unused, so a steady flow of new connections keeps its buffers.
+    pub fn trim(&mut self, keep: usize) {
+        let idle = self.low_water.min(self.free.len());
+        let excess = idle.min(self.free.len().saturating_sub(keep));
+        if excess > 0 {
+            self.free.truncate(self.free.len() - excess);
+            self.released += excess * self.cap;
+            if self.free.capacity() > 2 * self.free.len().max(keep) {
+                self.free.shrink_to(self.free.len().max(keep));
+            }
+        }
+        self.low_water = self.free.len();
+    }
+
+    /// Bytes of buffers freed (by [`BufPool::trim`] or by a full pool) since the last
+    /// [`BufPool::reset_released`].
+    pub fn released(&self) -> usize {
+        self.released
+    }
+
+    /// Start counting freed bytes from zero.
+    pub fn reset_released(&mut self) {
+        self.released = 0;
     }
 }
 
@@ -174,5 +228,50 @@ mod tests {
         assert_eq!(b.take_into(&mut out), 4);
         assert_eq!(&out, b"defg");
         assert_eq!(b.data(), b"hij");
+    }
+
+    #[test]
+    fn pool_trims_only_spares_unused_for_a_whole_interval() {
+        let mut pool = BufPool::new(100);
+        let held: Vec<ReadBuf> = (0..40).map(|_| pool.get()).collect();
+        assert_eq!(pool.spare(), 0);
+        for b in held {
+            pool.put(b);
+        }
+        assert_eq!(pool.spare(), 40);
+        // The 40 were in use during this interval: nothing goes yet.
+        pool.trim(4);
+        assert_eq!((pool.spare(), pool.released()), (40, 0));
+        // Next interval: 10 taken and given back; 30 were never needed.
+        let held: Vec<ReadBuf> = (0..10).map(|_| pool.get()).collect();
+        for b in held {
+            pool.put(b);
+        }
+        pool.trim(4);
+        assert_eq!((pool.spare(), pool.released()), (10, 3000));
+        // Idle: down to the reserve, never below it.
+        pool.trim(4);
+        assert_eq!((pool.spare(), pool.released()), (4, 3600));
+        pool.trim(4);
+        assert_eq!(pool.spare(), 4);
+        pool.reset_released();
+        assert_eq!(pool.released(), 0);
+    }
+
+    #[test]
+    fn pool_frees_what_it_cannot_hold() {
+        let mut pool = BufPool::new(10);
+        let held: Vec<ReadBuf> = (0..MAX_SPARE + 5).map(|_| pool.get()).collect();
+        for b in held {
+            pool.put(b);
+        }
+        assert_eq!(pool.spare(), MAX_SPARE);
+        assert_eq!(pool.released(), 50);
+        // A reused buffer comes back cleared.
+        let mut b = pool.get();
+        let mut src: &[u8] = b"abc";
+        b.fill_from(&mut src).unwrap();
+        pool.put(b);
+        assert!(pool.get().is_empty());
     }
 }

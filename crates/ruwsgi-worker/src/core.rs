@@ -7,7 +7,13 @@
 //! only once a request head is complete. In sync mode the handler runs on this thread, so a
 //! request costs one `read` and one `writev` when it fits the buffers.
 //!
-//! Timeouts are deadlines checked by a sweep once a second, never a timer per request.
+//! Timeouts are deadlines checked by a sweep once a second, never a timer per request. The
+//! sweep also gives back what a burst of connections left behind (spare read buffers, free
+//! heap pages), so nothing of that is paid per request.
+//!
+//! When `accept` fails for lack of resources (no free fd, no kernel memory) the listener is
+//! taken out of this core's epoll for a pause that doubles from 10 ms to 1 s, so a core never
+//! spins on a listener it cannot serve; the wait timeout honours the pause's end.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -18,18 +24,21 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use ruwsgi_config::Protocol;
 use ruwsgi_plugin::{Core, Request};
 use ruwsgi_proto::http::{self, BodyFraming, ChunkedDecoder, HeaderSpan, Version};
-use ruwsgi_proto::uwsgi::{self, Parsed};
+use ruwsgi_proto::uwsgi;
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log::log_line;
 
+use crate::accept::{self, AcceptPauses};
 use crate::body::BodyState;
 use crate::buffer::{BufPool, ReadBuf};
 use crate::io::ConnIo;
 use crate::reqlog::{LogEntry, RequestLog};
-use crate::request::{http_vars, sanitize_uwsgi_vars};
+use crate::request::http_vars;
 use crate::response::{Response, ResponseContext};
 use crate::stream::{Peer, PeerText, Stream};
 use crate::worker::{StopKind, WorkerShared};
+
+mod uwsgi_packets;
 
 const LISTENER_BASE: u64 = 1 << 62;
 const WAKE_TOKEN: u64 = 1 << 61;
@@ -40,6 +49,10 @@ const MAX_TRAILERS: usize = 8 * 1024;
 /// How long a fresh connection may still take to send its first request once the worker
 /// started a graceful stop.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Spare read buffers kept through an idle sweep are bounded by this many bytes in total.
+const SPARE_BUFFER_BYTES: usize = 1 << 20;
+/// Freed heap past which a sweep asks the allocator to return free pages to the kernel.
+const HEAP_TRIM_BYTES: usize = 2 << 20;
 
 /// One client connection.
 struct Conn {
@@ -94,6 +107,8 @@ pub struct CoreLoop<'a> {
     uwsgi_limits: uwsgi::Limits,
     trusted: Vec<IpAddr>,
     accepting: bool,
+    /// Listeners this core stopped watching after `accept` ran out of resources.
+    pauses: AcceptPauses,
     served: u64,
     next_sweep: Instant,
     clock: Clock,
@@ -147,14 +162,8 @@ impl<'a> CoreLoop<'a> {
     pub fn new(id: u16, shared: &'a WorkerShared) -> std::io::Result<CoreLoop<'a>> {
         let s = &shared.settings;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        for (i, l) in shared.listeners.iter().enumerate() {
-            epoll.add(
-                l.as_fd(),
-                EpollEvent::new(
-                    EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
-                    LISTENER_BASE + i as u64,
-                ),
-            )?;
+        for i in 0..shared.listeners.len() {
+            watch_listener(&epoll, shared, i)?;
         }
         epoll.add(
             shared.wake.as_fd(),
@@ -210,6 +219,7 @@ impl<'a> CoreLoop<'a> {
                 .filter_map(|p| p.parse().ok())
                 .collect(),
             accepting: true,
+            pauses: AcceptPauses::new(shared.listeners.len()),
             served: 0,
             next_sweep: Instant::now() + Duration::from_secs(1),
             clock: Clock::new(),
@@ -232,10 +242,13 @@ impl<'a> CoreLoop<'a> {
             }
             // The last reading is at most one loop turn old: enough for a 20 ms flush.
             let now = self.clock.now;
-            let wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
+            let mut wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
                 Some(left) => left.as_millis().clamp(1, 1000) as u16,
                 None => 1000,
             };
+            if let Some(t) = self.pauses.resume_at() {
+                wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
+            }
             let epoll = &self.epoll;
             let evs = &mut events;
             let mut n = 0usize;
@@ -251,11 +264,10 @@ impl<'a> CoreLoop<'a> {
             let now = self.clock.tick();
             // Connections first, new clients last: a core takes a new connection only once
             // the requests it already holds are served.
-            let mut ready_listeners = 0u64;
             for ev in &events[..n] {
                 let token = ev.data();
                 if token >= LISTENER_BASE {
-                    ready_listeners |= 1 << ((token - LISTENER_BASE) % 64);
+                    // Accepted in the second pass below.
                 } else if token == WAKE_TOKEN {
                     // The stop state is checked at the top of the loop.
                 } else if token == SIGNAL_TOKEN {
@@ -270,15 +282,30 @@ impl<'a> CoreLoop<'a> {
                     self.on_readable(core, token as usize);
                 }
             }
-            if self.shared.stop_kind() != StopKind::Running {
-                // A stop that arrived during this turn: leave queued clients to the
-                // workers that stay (or the next generation).
-                ready_listeners = 0;
-            }
-            for index in 0..self.shared.listeners.len().min(64) {
-                if ready_listeners & (1 << index) != 0 {
-                    self.accept(core, index);
+            // A stop that arrived during this turn: leave queued clients to the workers that
+            // stay (or the next generation). Each listener appears at most once per wait, so
+            // a second pass over the events needs no set of ready listeners.
+            if self.shared.stop_kind() == StopKind::Running {
+                for ev in &events[..n] {
+                    let token = ev.data();
+                    if token >= LISTENER_BASE {
+                        self.accept(core, (token - LISTENER_BASE) as usize);
+                    }
                 }
+            }
+            if self.pauses.resume_at().is_some_and(|t| now >= t) {
+                let (epoll, shared) = (&self.epoll, self.shared);
+                self.pauses
+                    .resume_due(now, |i| match watch_listener(epoll, shared, i) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log_line(&format!(
+                                "ruwsgi: cannot resume accepting on {}: {e}",
+                                shared.listeners[i].name
+                            ));
+                            false
+                        }
+                    });
             }
             if now >= self.next_sweep {
                 self.next_sweep = now + Duration::from_secs(1);
@@ -293,9 +320,11 @@ impl<'a> CoreLoop<'a> {
 
     fn stop_accepting(&mut self) {
         self.accepting = false;
+        // Paused listeners are already out of the set (their delete fails harmlessly).
         for l in &self.shared.listeners {
             let _ = self.epoll.delete(l.as_fd());
         }
+        self.pauses.clear();
         let grace = Instant::now() + DRAIN_GRACE;
         for i in 0..self.conns.len() {
             let Some(c) = &mut self.conns[i] else {
@@ -321,7 +350,9 @@ impl<'a> CoreLoop<'a> {
         if !self.accepting {
             return;
         }
-        let listener = &self.shared.listeners[index];
+        let Some(listener) = self.shared.listeners.get(index) else {
+            return;
+        };
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
             Err(e)
@@ -333,13 +364,11 @@ impl<'a> CoreLoop<'a> {
                 return
             }
             Err(e) => {
-                log_line(&format!(
-                    "ruwsgi: accept() on {} failed: {e}",
-                    listener.name
-                ));
+                self.accept_failed(index, &e);
                 return;
             }
         };
+        self.pauses.succeeded(index);
         let conn = Conn {
             stream,
             peer_text: peer.text(),
@@ -369,6 +398,35 @@ impl<'a> CoreLoop<'a> {
         if let Err(e) = self.epoll.add(conn.stream.as_fd(), ev) {
             log_line(&format!("ruwsgi: cannot watch a new connection: {e}"));
             self.close(slot);
+        }
+    }
+
+    /// `accept` failed. For lack of resources (no free fd, no kernel memory) the listener
+    /// would stay ready and the loop would spin on it: take it out of this core's epoll for
+    /// a growing pause, logging once per pause. Other errors concern one connection only.
+    fn accept_failed(&mut self, index: usize, e: &std::io::Error) {
+        let listener = &self.shared.listeners[index];
+        let Some(errno) = accept::exhaustion(e) else {
+            log_line(&format!(
+                "ruwsgi: accept() on {} failed: {e}",
+                listener.name
+            ));
+            return;
+        };
+        let paused = self.pauses.fail(index, self.clock.now);
+        log_line(&format!(
+            "ruwsgi: accept() on {} failed: {} ({} times); pausing accepts for {} ms",
+            listener.name,
+            errno.desc(),
+            paused.failures,
+            paused.length.as_millis()
+        ));
+        if let Err(e) = self.epoll.delete(listener.as_fd()) {
+            log_line(&format!(
+                "ruwsgi: cannot pause accepting on {}: {e}",
+                listener.name
+            ));
+            self.pauses.cancel(index);
         }
     }
 
@@ -435,6 +493,31 @@ impl<'a> CoreLoop<'a> {
                 self.close(i);
             }
         }
+        self.give_back_memory();
+    }
+
+    /// Free what a past burst of connections left: spare read buffers unused for a whole
+    /// sweep interval (beyond a small reserve), trailing empty connection slots, and then,
+    /// if that freed a lot, the allocator's free pages. Nothing here runs per request.
+    fn give_back_memory(&mut self) {
+        let keep = (SPARE_BUFFER_BYTES / self.pool.buffer_size().max(1)).clamp(4, 64);
+        self.pool.trim(keep);
+        let before = self.conns.len();
+        while matches!(self.conns.last(), Some(None)) {
+            self.conns.pop();
+        }
+        if self.conns.len() < before {
+            let len = self.conns.len();
+            self.free.retain(|&i| i < len);
+            if self.conns.capacity() > 2 * len + 64 {
+                self.conns.shrink_to(len + len / 2 + 16);
+                self.free.shrink_to(self.free.len() + 16);
+            }
+        }
+        if self.pool.released() >= HEAP_TRIM_BYTES {
+            self.pool.reset_released();
+            ruwsgi_sys::memory::release_free_heap();
+        }
     }
 
     /// Answer with a server-generated error and close.
@@ -500,7 +583,6 @@ impl<'a> CoreLoop<'a> {
             BodyFraming::Chunked => BodyState::Chunked {
                 decoder: Box::new(ChunkedDecoder::new(MAX_TRAILERS)),
                 pending: (0, 0),
-                total: 0,
             },
         };
         let http11 = head.version == Version::Http11;
@@ -530,79 +612,6 @@ impl<'a> CoreLoop<'a> {
                 timeout: s.requests.socket_timeout,
             },
             expect_continue: head.expect_continue && http11,
-        };
-        self.serve(core, idx, serve)
-    }
-
-    fn try_uwsgi(&mut self, core: &mut dyn Core, idx: usize) -> Step {
-        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-            return Step::Closed;
-        };
-        let (header, consumed) =
-            match uwsgi::parse_packet(c.rbuf.data(), &self.uwsgi_limits, &mut self.vars) {
-                Ok(Parsed::Complete { header, consumed }) => (header, consumed),
-                Ok(Parsed::Incomplete) => return Step::Wait,
-                Err(e) => {
-                    log_line(&format!(
-                        "ruwsgi: invalid uwsgi packet from {}: {e}; closing",
-                        peer_text(&c.peer)
-                    ));
-                    self.close(idx);
-                    return Step::Closed;
-                }
-            };
-        if header.modifier1 != 0 && header.modifier1 != 30 {
-            log_line(&format!(
-                "-- unavailable modifier requested: {} (from {}) --",
-                header.modifier1,
-                peer_text(&c.peer)
-            ));
-            self.close(idx);
-            return Step::Closed;
-        }
-        let trusted =
-            c.peer.is_local() || matches!(c.peer, Peer::Tcp(a) if self.trusted.contains(&a.ip()));
-        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer_text, trusted);
-        if meta.dynamic_vars && !c.warned {
-            c.warned = true;
-            log_line(&format!(
-                "ruwsgi: ignoring dynamic-app variables (UWSGI_FILE, UWSGI_SETENV, ...) from {}",
-                peer_text(&c.peer)
-            ));
-        }
-        if header.modifier1 == 30 {
-            strip_script_name(&mut self.vars, &mut self.scratch);
-        }
-        let s = &self.shared.settings;
-        if meta.bad_length {
-            c.rbuf.consume(consumed);
-            self.reject(idx, 400, "invalid CONTENT_LENGTH");
-            return Step::Closed;
-        }
-        let body = match meta.content_length {
-            None | Some(0) => BodyState::Empty,
-            Some(n) if s.requests.limit_post > 0 && n > s.requests.limit_post => {
-                c.rbuf.consume(consumed);
-                self.reject(idx, 413, "request body larger than limit-post");
-                return Step::Closed;
-            }
-            Some(n) => BodyState::Length { remaining: n },
-        };
-        c.rbuf.consume(consumed);
-        let serve = Serve {
-            scheme: if meta.https { "https" } else { "http" },
-            modifier1: header.modifier1,
-            modifier2: header.modifier2,
-            body,
-            ctx: ResponseContext {
-                http11: meta.http11,
-                head_only: meta.head_only,
-                keep_alive: false,
-                chunked_ok: false,
-                connection_header: false,
-                timeout: s.requests.socket_timeout,
-            },
-            expect_continue: false,
         };
         self.serve(core, idx, serve)
     }
@@ -641,8 +650,19 @@ impl<'a> CoreLoop<'a> {
         let outcome = core.handle(&req, &mut io);
         let disconnected = io.disconnected;
         if !disconnected && !self.resp.head_sent() && !self.resp.broken {
-            // The plugin left without answering: never leave the client hanging.
-            self.resp.send_error(500, &mut c.stream, &serve.ctx);
+            if serve.body.over_limit() {
+                // The body outgrew limit-post before the app's head went out: whatever the
+                // app answered was held back; the client gets the 413 and a close.
+                log_line(&format!(
+                    "ruwsgi: rejected request from {}: request body larger than limit-post -> 413",
+                    peer_text(&c.peer)
+                ));
+                serve.ctx.keep_alive = false;
+                self.resp.send_error(413, &mut c.stream, &serve.ctx);
+            } else {
+                // The plugin left without answering: never leave the client hanging.
+                self.resp.send_error(500, &mut c.stream, &serve.ctx);
+            }
         }
         let body_done = serve.body.is_complete() || drain_buffered(&mut serve.body, &mut c.rbuf);
         let close = outcome.close
@@ -699,17 +719,22 @@ fn drain_buffered(body: &mut BodyState, rbuf: &mut ReadBuf) -> bool {
     false
 }
 
-/// modifier1 30: remove the `SCRIPT_NAME` prefix from `PATH_INFO`.
-fn strip_script_name(vars: &mut Vars, scratch: &mut Vec<u8>) {
-    let (Some(script), Some(path)) = (vars.get(b"SCRIPT_NAME"), vars.get(b"PATH_INFO")) else {
-        return;
-    };
-    if !script.is_empty() && path.starts_with(script) {
-        scratch.clear();
-        scratch.extend_from_slice(&path[script.len()..]);
-        vars.remove(b"PATH_INFO");
-        vars.push(b"PATH_INFO", scratch);
-    }
+/// Register listener `index` in `epoll` (one waiter woken per connection).
+fn watch_listener(epoll: &Epoll, shared: &WorkerShared, index: usize) -> nix::Result<()> {
+    epoll.add(
+        shared.listeners[index].as_fd(),
+        EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+            LISTENER_BASE + index as u64,
+        ),
+    )
+}
+
+/// `d` in whole milliseconds, rounded up (so a wait never ends just before a deadline),
+/// within the loop's 1..=1000 ms wait range.
+fn ceil_millis(d: Duration) -> u16 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    ms.clamp(1, 1000) as u16
 }
 
 fn peer_text(p: &Peer) -> String {

@@ -1,4 +1,9 @@
 //! [`ConnIo`]: the worker's implementation of the plugin's `RequestIo` for one request.
+//!
+//! One rule overrides the app: once the request body outgrew `limit-post` while no byte of
+//! the response head was sent, the app's response (status, headers, body, files) is held
+//! back and dropped, and the worker answers 413 after the app returns. The app still sees
+//! its body read fail; it just cannot answer as if the body had been fine.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -31,6 +36,14 @@ pub struct ConnIo<'a> {
     pub expect_continue: bool,
     /// `disconnect()` was called.
     pub disconnected: bool,
+}
+
+impl ConnIo<'_> {
+    /// The body was refused for `limit-post` before the head went out: the app's response
+    /// is discarded and the worker answers 413 instead.
+    fn refusing(&self) -> bool {
+        self.body.over_limit() && !self.resp.head_sent()
+    }
 }
 
 impl RequestIo for ConnIo<'_> {
@@ -66,16 +79,25 @@ impl RequestIo for ConnIo<'_> {
     }
 
     fn start(&mut self, status: &[u8]) -> Result<(), ResponseError> {
+        if self.refusing() {
+            return Ok(());
+        }
         self.resp.start(status, &self.ctx)
     }
 
     fn header(&mut self, name: &[u8], value: &[u8]) -> Result<(), ResponseError> {
+        if self.refusing() {
+            return Ok(());
+        }
         self.resp.header(name, value)
     }
 
     fn write(&mut self, data: &[u8]) -> Result<(), ResponseError> {
         if self.disconnected {
             return Err(ResponseError::Io(std::io::ErrorKind::NotConnected.into()));
+        }
+        if self.refusing() {
+            return Ok(());
         }
         self.resp.write(data, self.stream, &self.ctx)
     }
@@ -89,6 +111,9 @@ impl RequestIo for ConnIo<'_> {
         if self.disconnected {
             return Err(ResponseError::Io(std::io::ErrorKind::NotConnected.into()));
         }
+        if self.refusing() {
+            return Ok(0);
+        }
         self.resp.send_file(fd, offset, len, self.stream, &self.ctx)
     }
 
@@ -96,11 +121,15 @@ impl RequestIo for ConnIo<'_> {
         if self.disconnected {
             return Err(ResponseError::Io(std::io::ErrorKind::NotConnected.into()));
         }
+        if self.refusing() {
+            return Ok(());
+        }
         self.resp.flush(self.stream, &self.ctx)
     }
 
     fn finish(&mut self) -> Result<(), ResponseError> {
-        if self.disconnected {
+        if self.disconnected || self.refusing() {
+            // Refusing: the worker sends the 413 once the plugin returns.
             return Ok(());
         }
         self.resp.finish(self.stream, &self.ctx)

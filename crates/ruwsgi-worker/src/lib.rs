@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`worker`]: [`run`], the cores of one process, its stop state and signals.
 //! - [`core`]: one core's event loop, keep-alive and timeouts.
+//! - [`accept`]: pausing a listener when `accept` runs out of fds or memory.
+//! - [`dispatch`]: which handler a uwsgi packet goes to, by its `modifier1`.
 //! - [`request`]: HTTP head or uwsgi packet → CGI variables, with peer trust rules.
 //! - [`body`]: request bodies (Content-Length, chunked) pulled by the app.
 //! - [`response`]: status and header validation, framing, `sendfile`.
@@ -16,10 +18,12 @@
 //! - [`buffer`], [`stream`]: read buffers, sockets.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod body;
 pub mod buffer;
 pub mod core;
 pub mod decimal;
+pub mod dispatch;
 pub mod io;
 pub mod reqlog;
 pub mod request;

@@ -179,6 +179,18 @@ impl ChunkedDecoder {
         self.body_len
     }
 
+    /// Data bytes the current chunk still announces: its declared size minus what was
+    /// already decoded, and 0 outside chunk data. Known as soon as the size line is read, so
+    /// `body_len() + chunk_remaining()` is the body size claimed so far, and a size limit can
+    /// refuse an oversized chunk before any of its data arrives.
+    pub fn chunk_remaining(&self) -> u64 {
+        if self.state == State::Data {
+            self.size
+        } else {
+            0
+        }
+    }
+
     /// True once the whole body, trailers included, was decoded.
     pub fn is_done(&self) -> bool {
         self.state == State::Done

@@ -806,6 +806,24 @@ fn chunked_max_size_chunk_header() {
     assert_eq!(d.decode(line), Ok((20, ChunkStep::Data((18, 20)))));
     assert_eq!(d.decode(b""), Ok((0, ChunkStep::NeedMore)));
     assert_eq!(d.body_len(), 2);
+    assert_eq!(d.chunk_remaining(), u64::MAX - 2);
+}
+
+#[test]
+fn chunk_remaining_is_known_at_the_size_line() {
+    let mut d = ChunkedDecoder::new(64);
+    assert_eq!(d.chunk_remaining(), 0);
+    assert_eq!(d.decode(b"1"), Ok((1, ChunkStep::NeedMore)));
+    // Digits still being read: nothing announced yet.
+    assert_eq!(d.chunk_remaining(), 0);
+    assert_eq!(d.decode(b"0\r\n"), Ok((3, ChunkStep::NeedMore)));
+    assert_eq!((d.body_len(), d.chunk_remaining()), (0, 16));
+    assert_eq!(d.decode(b"0123456789"), Ok((10, ChunkStep::Data((0, 10)))));
+    assert_eq!((d.body_len(), d.chunk_remaining()), (10, 6));
+    assert_eq!(d.decode(b"abcdef\r\n"), Ok((6, ChunkStep::Data((0, 6)))));
+    assert_eq!((d.body_len(), d.chunk_remaining()), (16, 0));
+    assert_eq!(d.decode(b"\r\n0\r\n\r\n"), Ok((7, ChunkStep::Done)));
+    assert_eq!(d.chunk_remaining(), 0);
 }
 
 #[test]

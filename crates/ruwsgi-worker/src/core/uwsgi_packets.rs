@@ -1,0 +1,192 @@
+//! The uwsgi-protocol side of a core: routing packets by `modifier1`, and turning WSGI
+//! request packets into a request for [`CoreLoop::serve`].
+//!
+//! The routing table itself is [`crate::dispatch`]; this file applies it to a connection:
+//! a packet is routed as soon as its 4-byte header is readable, so nothing is buffered for
+//! a packet that will be refused, and subsystem packets reach
+//! [`CoreLoop::serve_subsystem`] only from trusted peers.
+
+use std::net::IpAddr;
+
+use ruwsgi_plugin::Core;
+use ruwsgi_proto::uwsgi::{self, PacketHeader, Parsed};
+use ruwsgi_proto::Vars;
+use ruwsgi_sys::log::log_line;
+
+use super::{peer_text, CoreLoop, Serve, Step};
+use crate::body::BodyState;
+use crate::dispatch::{self, Route, Subsystem};
+use crate::request::sanitize_uwsgi_vars;
+use crate::response::ResponseContext;
+use crate::stream::Peer;
+
+impl CoreLoop<'_> {
+    /// A uwsgi packet: route it by its modifier1 as soon as the header is readable.
+    pub(super) fn try_uwsgi(&mut self, core: &mut dyn Core, idx: usize) -> Step {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let Some(header) = uwsgi::parse_header(c.rbuf.data()) else {
+            return Step::Wait;
+        };
+        match dispatch::route(header.modifier1) {
+            Route::Wsgi { strip_script_name } => {
+                if header.is_empty() {
+                    // No vars at all: nothing to run an app for (uWSGI closes too).
+                    log_line(&format!(
+                        "ruwsgi: empty uwsgi packet (modifier1 {}, no vars) from {}; closing",
+                        header.modifier1,
+                        peer_text(&c.peer)
+                    ));
+                    self.close(idx);
+                    return Step::Closed;
+                }
+                self.try_wsgi_packet(core, idx, strip_script_name)
+            }
+            Route::Subsystem(sub) => {
+                if !is_trusted(&c.peer, &self.trusted) {
+                    log_line(&format!(
+                        "ruwsgi: refused {} packet (modifier1 {}) from untrusted peer {}; closing",
+                        sub.name(),
+                        header.modifier1,
+                        peer_text(&c.peer)
+                    ));
+                    self.close(idx);
+                    return Step::Closed;
+                }
+                match uwsgi::parse_frame(c.rbuf.data(), self.uwsgi_limits.buffer_size) {
+                    Ok(Some(_)) => self.serve_subsystem(idx, sub, header),
+                    Ok(None) => Step::Wait,
+                    Err(e) => {
+                        log_line(&format!(
+                            "ruwsgi: invalid uwsgi packet from {}: {e}; closing",
+                            peer_text(&c.peer)
+                        ));
+                        self.close(idx);
+                        Step::Closed
+                    }
+                }
+            }
+            Route::Unavailable => {
+                self.unavailable_modifier(idx, header);
+                Step::Closed
+            }
+        }
+    }
+
+    /// The dispatch point for complete subsystem packets from trusted peers (the whole
+    /// packet, `header.packet_len()` bytes, is at the front of the read buffer).
+    ///
+    /// No subsystem has a handler in the worker yet, so each is answered as uWSGI answers a
+    /// modifier no plugin registered.
+    fn serve_subsystem(&mut self, idx: usize, sub: Subsystem, header: PacketHeader) -> Step {
+        match sub {
+            Subsystem::Signal | Subsystem::Cache | Subsystem::Rpc => {
+                self.unavailable_modifier(idx, header);
+                Step::Closed
+            }
+        }
+    }
+
+    /// Log `-- unavailable modifier requested: N --` (with the peer) and close without a
+    /// reply: the uwsgi protocol has no error packet.
+    fn unavailable_modifier(&mut self, idx: usize, header: PacketHeader) {
+        let Some(c) = self.conns.get(idx).and_then(Option::as_ref) else {
+            return;
+        };
+        log_line(&format!(
+            "-- unavailable modifier requested: {} (from {}) --",
+            header.modifier1,
+            peer_text(&c.peer)
+        ));
+        self.close(idx);
+    }
+
+    /// A WSGI request packet (modifier1 0 or 30) with a non-empty vars block.
+    fn try_wsgi_packet(
+        &mut self,
+        core: &mut dyn Core,
+        idx: usize,
+        strip_script_name: bool,
+    ) -> Step {
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let trusted = is_trusted(&c.peer, &self.trusted);
+        let (header, consumed) =
+            match uwsgi::parse_packet(c.rbuf.data(), &self.uwsgi_limits, &mut self.vars) {
+                Ok(Parsed::Complete { header, consumed }) => (header, consumed),
+                Ok(Parsed::Incomplete) => return Step::Wait,
+                Err(e) => {
+                    log_line(&format!(
+                        "ruwsgi: invalid uwsgi packet from {}: {e}; closing",
+                        peer_text(&c.peer)
+                    ));
+                    self.close(idx);
+                    return Step::Closed;
+                }
+            };
+        let meta = sanitize_uwsgi_vars(&mut self.vars, &c.peer_text, trusted);
+        if meta.dynamic_vars && !c.warned {
+            c.warned = true;
+            log_line(&format!(
+                "ruwsgi: ignoring dynamic-app variables (UWSGI_FILE, UWSGI_SETENV, ...) from {}",
+                peer_text(&c.peer)
+            ));
+        }
+        if strip_script_name {
+            strip_script_name_prefix(&mut self.vars, &mut self.scratch);
+        }
+        let s = &self.shared.settings;
+        if meta.bad_length {
+            c.rbuf.consume(consumed);
+            self.reject(idx, 400, "invalid CONTENT_LENGTH");
+            return Step::Closed;
+        }
+        let body = match meta.content_length {
+            None | Some(0) => BodyState::Empty,
+            Some(n) if s.requests.limit_post > 0 && n > s.requests.limit_post => {
+                c.rbuf.consume(consumed);
+                self.reject(idx, 413, "request body larger than limit-post");
+                return Step::Closed;
+            }
+            Some(n) => BodyState::Length { remaining: n },
+        };
+        c.rbuf.consume(consumed);
+        let serve = Serve {
+            scheme: if meta.https { "https" } else { "http" },
+            modifier1: header.modifier1,
+            modifier2: header.modifier2,
+            body,
+            ctx: ResponseContext {
+                http11: meta.http11,
+                head_only: meta.head_only,
+                keep_alive: false,
+                chunked_ok: false,
+                connection_header: false,
+                timeout: s.requests.socket_timeout,
+            },
+            expect_continue: false,
+        };
+        self.serve(core, idx, serve)
+    }
+}
+
+/// modifier1 30: remove the `SCRIPT_NAME` prefix from `PATH_INFO`.
+fn strip_script_name_prefix(vars: &mut Vars, scratch: &mut Vec<u8>) {
+    let (Some(script), Some(path)) = (vars.get(b"SCRIPT_NAME"), vars.get(b"PATH_INFO")) else {
+        return;
+    };
+    if !script.is_empty() && path.starts_with(script) {
+        scratch.clear();
+        scratch.extend_from_slice(&path[script.len()..]);
+        vars.remove(b"PATH_INFO");
+        vars.push(b"PATH_INFO", scratch);
+    }
+}
+
+/// Unix sockets, loopback and `uwsgi-trusted-peers` may claim client identity and use the
+/// subsystems.
+fn is_trusted(peer: &Peer, trusted: &[IpAddr]) -> bool {
+    peer.is_local() || matches!(peer, Peer::Tcp(a) if trusted.contains(&a.ip()))
+}
