@@ -291,3 +291,21 @@ def test_show_config_round_trip(ruwsgi, tmp_path):
     assert requests.get(srv.url + "/processes", timeout=5).text == "b'2'"
     srv.wait_children(2)
     assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--uid", "no-such-user-xyz"],
+    ["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--gid", "no-such-group-xyz"],
+    ["--http-socket", "192.0.2.1:80", "--wsgi-file", HELLO],
+    ["--http-socket", "127.0.0.1:0", "--wsgi-file", "/no/such/app.py"],
+    ["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--pidfile", "/no/such/dir/p.pid"],
+    ["--http-socket", "127.0.0.1:0", "--wsgi-file", HELLO, "--logto", "/no/such/dir/log"],
+    ["--wsgi-file", HELLO],
+    ["--processes", "abc"],
+], ids=["uid", "gid", "bind", "no-app", "pidfile", "logto", "no-socket", "bad-value"])
+def test_startup_errors_end_with_a_newline(args):
+    """Every start-up failure exits non-zero with its message on a line of its own."""
+    r = run_binary(args)
+    assert r.returncode != 0, (r.returncode, r.stderr)
+    assert r.stderr.strip(), "no message"
+    assert r.stderr.endswith("\n"), repr(r.stderr[-200:])
