@@ -4,40 +4,27 @@
 //!
 //! A plain mule waits on its signals and its channel to the master and exits cleanly on
 //! any stop signal or when the master is gone; the signal framework will give it work. A
-//! script mule runs its file through the language plugin ([`LanguagePlugin::run_mule`]);
+//! script mule runs its file through the language plugin ([`ruwsgi_plugin::LanguagePlugin::run_mule`]);
 //! when the script returns the mule exits and the master respawns it. Stop signals keep
 //! their default action while a script runs, so a reload or a stop ends a script mule at
 //! once, as uWSGI does.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::Arc;
-
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
-use ruwsgi_config::{MuleSpec, Settings};
-use ruwsgi_plugin::LanguagePlugin;
-use ruwsgi_shm::Scoreboard;
+use ruwsgi_config::MuleSpec;
 use ruwsgi_sys::{log_line, Signal, SignalPipe};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// Everything a mule process starts with. Built in the forked child.
+use crate::types::ChildStart;
+
+/// Everything a mule process starts with: what every child gets (its scoreboard is the
+/// mules' one), plus what it runs.
 pub struct MuleStart {
-    /// 1-based mule id (`uwsgi.mule_id()`).
-    pub id: u32,
+    /// Identity, scoreboard, settings, plugin and channel.
+    pub child: ChildStart,
     /// What it runs.
     pub spec: MuleSpec,
-    /// The mules' scoreboard; this mule's row is `scoreboard.worker(id)`.
-    pub scoreboard: Scoreboard,
-    /// The instance's settings.
-    pub settings: Arc<Settings>,
-    /// The language plugin (already `post_fork`ed).
-    pub plugin: Arc<dyn LanguagePlugin>,
-    /// Reload generation this mule belongs to.
-    pub generation: u64,
-    /// The master's pid.
-    pub master_pid: i32,
-    /// This process's command channel to the master (see [`crate::WorkerStart::channel`]).
-    pub channel: Option<BorrowedFd<'static>>,
 }
 
 /// How a mule process runs; its return value is the child's exit code.
@@ -46,11 +33,11 @@ pub type MuleMain = Box<dyn Fn(MuleStart) -> i32>;
 /// The master's mule main: a plain mule's wait loop, or the script through the plugin.
 pub fn default_mule_main(start: MuleStart) -> i32 {
     match &start.spec {
-        MuleSpec::Plain => plain_mule(start.id, start.channel),
-        MuleSpec::Script(script) => match start.plugin.run_mule(script) {
+        MuleSpec::Plain => plain_mule(start.child.id, start.child.channel),
+        MuleSpec::Script(script) => match start.child.plugin.run_mule(script) {
             Ok(code) => code,
             Err(e) => {
-                log_line(&format!("mule {}: {e}", start.id));
+                log_line(&format!("mule {}: {e}", start.child.id));
                 1
             }
         },

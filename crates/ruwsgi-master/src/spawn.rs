@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use ruwsgi_plugin::ForkOutcome;
+use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::process::{exit_now, set_parent_death_signal, set_process_title};
 use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
 
@@ -19,7 +20,7 @@ use crate::children::{ChildKind, Slot};
 use crate::master::{Master, Watch};
 use crate::mule::MuleStart;
 use crate::signals::MASTER_SIGNALS;
-use crate::types::{Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
+use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
 /// The fork itself, run inside the plugin's fork wrapper.
 #[allow(unsafe_code)] // the master's one fork site (STYLE R6/R8)
@@ -173,14 +174,8 @@ impl Master {
             return 1;
         };
         let start = MuleStart {
-            id,
+            child: self.child_start(id, scoreboard),
             spec,
-            scoreboard,
-            settings: self.settings.clone(),
-            plugin: self.plugin.clone(),
-            generation: self.generation,
-            master_pid: self.master_pid.as_raw(),
-            channel: crate::channel::child_channel(),
         };
         (self.mule_main)(start)
     }
@@ -209,15 +204,22 @@ impl Master {
             })
             .collect();
         let start = WorkerStart {
-            id,
+            child: self.child_start(id, self.scoreboard.clone()),
             listeners,
-            scoreboard: self.scoreboard.clone(),
+        };
+        (self.worker_main)(start)
+    }
+
+    /// What every child kind starts with, as child `id` on `scoreboard`.
+    fn child_start(&self, id: u32, scoreboard: Scoreboard) -> ChildStart {
+        ChildStart {
+            id,
+            scoreboard,
             settings: self.settings.clone(),
             plugin: self.plugin.clone(),
             generation: self.generation,
             master_pid: self.master_pid.as_raw(),
             channel: crate::channel::child_channel(),
-        };
-        (self.worker_main)(start)
+        }
     }
 }

@@ -74,19 +74,18 @@ pub struct Listener {
     pub option: &'static str,
 }
 
-/// Everything a worker process starts with. Built in the forked child.
-pub struct WorkerStart {
-    /// 1-based worker id.
+/// What every child (worker, mule) starts with, whatever its kind. Built in the forked
+/// child.
+pub struct ChildStart {
+    /// 1-based id within its kind (`uwsgi.worker_id()`, `uwsgi.mule_id()`).
     pub id: u32,
-    /// The instance's listening sockets, owned by this process.
-    pub listeners: Vec<Listener>,
-    /// The shared scoreboard; the worker updates `scoreboard.worker(id)`.
+    /// Its kind's scoreboard; this child's row is `scoreboard.worker(id)`.
     pub scoreboard: Scoreboard,
     /// The instance's settings.
     pub settings: Arc<Settings>,
-    /// The language plugin (already `post_fork`ed, apps loaded).
+    /// The language plugin (already `post_fork`ed).
     pub plugin: Arc<dyn LanguagePlugin>,
-    /// Reload generation this worker belongs to.
+    /// Reload generation this child belongs to.
     pub generation: u64,
     /// The master's pid.
     pub master_pid: i32,
@@ -94,6 +93,14 @@ pub struct WorkerStart {
     /// readable at end-of-file when the master is gone; requests go the other way
     /// ([`crate::channel::request`]). `None` if it could not be created.
     pub channel: Option<BorrowedFd<'static>>,
+}
+
+/// Everything a worker process starts with: what every child gets, plus the listeners.
+pub struct WorkerStart {
+    /// Identity, scoreboard, settings, plugin (apps loaded) and channel.
+    pub child: ChildStart,
+    /// The instance's listening sockets, owned by this process.
+    pub listeners: Vec<Listener>,
 }
 
 /// How a worker process runs. The master calls it in the forked child after the parent-death

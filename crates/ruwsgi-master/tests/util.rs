@@ -149,7 +149,7 @@ fn worker_main(start: WorkerStart, behaviour: Behaviour) -> i32 {
         Signal::SIGQUIT,
     ])
     .expect("worker signals");
-    let slot = start.scoreboard.worker(start.id);
+    let slot = start.child.scoreboard.worker(start.child.id);
     slot.set_accepting(true);
     let listener = TcpListener::from(start.listeners.into_iter().next().expect("a listener").fd);
     let mut served = 0u64;
@@ -194,7 +194,7 @@ fn worker_main(start: WorkerStart, behaviour: Behaviour) -> i32 {
             }
         }
         if let (Behaviour::AskAfterFirst(request), 1) = (behaviour, served) {
-            let channel = start.channel.expect("a channel to the master");
+            let channel = start.child.channel.expect("a channel to the master");
             ruwsgi_master::channel::send_request(channel, request).expect("sent");
         }
     }

@@ -114,12 +114,12 @@ fn run(settings: Settings) -> i32 {
             .map(|l| ListenSocket::new(l.fd, l.is_unix, l.protocol, l.name))
             .collect();
         let exit = ruwsgi_worker::run(WorkerArgs {
-            id: start.id,
-            settings: start.settings,
+            id: start.child.id,
+            settings: start.child.settings,
             listeners,
-            plugin: start.plugin,
-            scoreboard: start.scoreboard,
-            channel: start.channel,
+            plugin: start.child.plugin,
+            scoreboard: start.child.scoreboard,
+            channel: start.child.channel,
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
