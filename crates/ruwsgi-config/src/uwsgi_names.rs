@@ -1,5 +1,6 @@
 //! The names of every option uWSGI 2.0 accepts (its core and the plugins built into the
-//! PyPI package), as `uwsgi --help` lists them.
+//! PyPI package), as `uwsgi --help` lists them, plus the HTTPS/SSL ones of an SSL-enabled
+//! build (`https`, `https2`, `https-export-cert`, `https-socket`, `ssl-socket`).
 //!
 //! ruwsgi keeps an unknown config-file key as a custom value for `uwsgi.opt`; a key in this
 //! list is no custom value but a uWSGI option ruwsgi lacks, and is refused like the
@@ -394,6 +395,10 @@ static NAMES: &[&str] = &[
     "http-zerg",
     "http11-socket",
     "httprouter",
+    "https",
+    "https-export-cert",
+    "https-socket",
+    "https2",
     "idle",
     "if-dir",
     "if-directory",
@@ -786,6 +791,7 @@ static NAMES: &[&str] = &[
     "spooler-pyimport",
     "spooler-python-import",
     "spooler-quiet",
+    "ssl-socket",
     "st",
     "start-unsubscribed",
     "start_response-nodelay",
@@ -969,6 +975,7 @@ mod tests {
             "NAMES must stay sorted"
         );
         for name in [
+            "https",
             "add-header",
             "thunder-lock",
             "memory-report",
