@@ -4,8 +4,10 @@ import calendar
 import os
 import re
 import textwrap
+import threading
 import time
 
+import pytest
 import requests
 
 from helpers import wait_until
@@ -63,6 +65,7 @@ def test_trailing_slash_mountpoint_keeps_its_slash(ruwsgi, tmp_path):
 
 WORKERS_APP = textwrap.dedent("""\
     import json
+    import time
     import uwsgi
 
     def plain(value):
@@ -77,6 +80,8 @@ WORKERS_APP = textwrap.dedent("""\
     def application(environ, start_response):
         if environ['PATH_INFO'] == '/fail':
             raise RuntimeError('counted as an exception')
+        if environ['PATH_INFO'] == '/slow':
+            time.sleep(0.5)
         body = {'worker_id': uwsgi.worker_id(), 'callable': id(application),
                 'workers': plain(uwsgi.workers())}
         start_response('200 OK', [('Content-Type', 'application/json')])
@@ -87,12 +92,12 @@ APP_INT_KEYS = ("id", "modifier1", "startup_time", "interpreter", "callable", "r
                 "exceptions")
 
 
-def start_workers_server(ruwsgi, tmp_path, processes):
+def start_workers_server(ruwsgi, tmp_path, processes, *extra):
     main = write(tmp_path / "workers_app.py", WORKERS_APP)
     other = write(tmp_path / "other_app.py", SCRIPT_APP % "other")
     return ruwsgi("--http-socket", "127.0.0.1:0", "--master", "--processes", processes,
                   "--wsgi-file", main, "--mount", "/other/=%s" % other,
-                  "--manage-script-name", ready_path="/other/")
+                  "--manage-script-name", *extra, ready_path="/other/")
 
 
 def own_apps(facts):
@@ -129,17 +134,71 @@ def test_workers_lists_apps_with_counters(ruwsgi, tmp_path):
     assert delta == [(2 + 1 + 1, 1), (2, 0)], (before, apps)
 
 
-def test_other_workers_apps_are_not_shared(ruwsgi, tmp_path):
-    srv = start_workers_server(ruwsgi, tmp_path, 2)
+def app_entries(facts, wid):
+    """Worker `wid`'s apps as `facts` (one response) shows them: main app, other app."""
+    (w,) = [w for w in facts["workers"] if w["id"] == wid]
+    apps = w["apps"]
+    assert [a["mountpoint"] for a in apps] == [{"bytes": ""}, {"bytes": "/other/"}], w
+    assert [a["id"] for a in apps] == [0, 1], w
+    return apps
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preload", "lazy-apps"])
+def test_other_workers_apps_are_visible(ruwsgi, tmp_path, lazy):
+    """Every worker's apps, with that worker's own counters, as uWSGI shows them: each
+    response lists both workers' apps, and the main app's request count of each worker is
+    what that worker answered (plus at most the one request still in flight)."""
+    srv = start_workers_server(ruwsgi, tmp_path, 2, *(["--lazy-apps"] if lazy else []))
     srv.wait_children(2)
+    served = {1: 0, 2: 0}  # main-app requests each worker answered
+    # Worker X answered while the other had served some: X's view of it was checked.
+    seen_other = {1: False, 2: False}
+
+    def check(facts, counted=True):
+        me = facts["worker_id"]
+        served[me] += 1
+        for wid in (1, 2):
+            main, _ = app_entries(facts, wid)
+            # Only the slow request can be answered, or in flight, and not yet counted here.
+            if counted:
+                assert served[wid] <= main["requests"] <= served[wid] + 1, (wid, served, facts)
+            assert main["exceptions"] == 0, facts
+            assert main["interpreter"] != 0, facts
+            # Addresses are each worker's own: with preloaded apps both are the object
+            # forked from the master; with lazy apps only the answering worker's is known.
+            if wid == me or not lazy:
+                assert main["callable"] == facts["callable"], (wid, facts)
+        if counted and served[3 - me] > 0:
+            seen_other[me] = True
+
+    # A worker busy in a slow request accepts nothing meanwhile, so the requests sent then
+    # reach the other one; repeat until each worker has shown the other's served requests.
+    deadline = time.monotonic() + 60
+    while not all(seen_other.values()):
+        assert time.monotonic() < deadline, (served, seen_other)
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(get_json(srv, "/slow")))
+        t.start()
+        while t.is_alive():
+            check(get_json(srv, "/"))
+        t.join()
+        assert len(slow) == 1
+        # Its view was taken while requests to the other worker went on: counted, not checked.
+        check(slow[0], counted=False)
+
+    # Nothing in flight now: counts are exact, and an exception is counted by its worker.
+    try:
+        # ruwsgi answers 500; uWSGI closes the connection.
+        requests.get(srv.url + "/fail", timeout=10)
+    except requests.ConnectionError:
+        pass
     facts = get_json(srv, "/")
-    assert sorted(w["id"] for w in facts["workers"]) == [1, 2]
-    for w in facts["workers"]:
-        if w["id"] == facts["worker_id"]:
-            assert [a["mountpoint"] for a in w["apps"]] == [{"bytes": ""}, {"bytes": "/other/"}]
-        else:
-            # Per-app counters live in each worker's own memory: not shown for others.
-            assert w["apps"] == [], w
+    served[facts["worker_id"]] += 1
+    mains = [app_entries(facts, wid)[0] for wid in (1, 2)]
+    assert sum(m["exceptions"] for m in mains) == 1, facts
+    failed = [m["exceptions"] for m in mains].index(1) + 1
+    served[failed] += 1
+    assert [m["requests"] for m in mains] == [served[1], served[2]], (served, facts)
 
 
 # --------------------------------------------------------------------------- app threads

@@ -1,6 +1,12 @@
 //! The server as a plugin sees it.
+//!
+//! Besides the services of [`Host`], a plugin reaches the shared scoreboard
+//! ([`Host::scoreboard`]) to publish its apps in its worker's slot and count requests per app
+//! there, so every process sees every worker's apps.
 
-pub use ruwsgi_shm::{WorkerSnapshot, WorkerStatus};
+pub use ruwsgi_shm::{
+    AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+};
 
 /// Which kind of process is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,14 @@ pub trait Host: Send + Sync {
     fn total_requests(&self) -> u64;
     /// Every worker's counters, in id order (a copy of the shared scoreboard).
     fn workers(&self) -> Vec<WorkerSnapshot>;
+    /// The shared scoreboard (a cheap handle), where a plugin running in worker `id`
+    /// publishes its apps and counts their requests: [`Scoreboard::get`] gives the
+    /// [`WorkerSlot`], then [`WorkerSlot::publish_apps`] once before serving and
+    /// [`WorkerSlot::count_app_request`] per request. `None` when the host has none (test
+    /// hosts); the plugin then counts nothing.
+    fn scoreboard(&self) -> Option<Scoreboard> {
+        None
+    }
     /// Write one line to the server log (a newline is added).
     fn log(&self, line: &str);
     /// Set this process's title.

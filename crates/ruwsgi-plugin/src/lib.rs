@@ -8,8 +8,9 @@
 //! # Layout
 //! - [`plugin`]: [`LanguagePlugin`] and [`Core`], what a language implements.
 //! - [`io`]: [`RequestIo`], what the worker offers a request in flight.
-//! - [`host`]: [`Host`], the server as a plugin sees it, [`ProcessRole`], and the worker
-//!   counters it reports ([`WorkerSnapshot`], from `ruwsgi-shm`).
+//! - [`host`]: [`Host`], the server as a plugin sees it, [`ProcessRole`], the worker
+//!   counters it reports ([`WorkerSnapshot`], from `ruwsgi-shm`), and the scoreboard types a
+//!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -19,7 +20,10 @@ pub mod io;
 pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
-pub use host::{Host, ProcessRole, WorkerSnapshot, WorkerStatus};
+pub use host::{
+    AppInfo, AppSnapshot, Host, ProcessRole, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus,
+    Writers, MAX_APPS,
+};
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
 pub use ruwsgi_proto::Vars;

@@ -8,88 +8,29 @@
 //! module spec is `pkg.mod:callable` or `pkg.mod` plus the `callable` option. Import errors
 //! are logged with their traceback and reported as a one-line `PluginError::AppLoad`.
 //!
-//! Each app also has its process-wide facts and counters ([`AppShared`]) for
-//! `uwsgi.workers()`. Counters are kept per core and summed when read, so a request costs a
-//! plain increment on its own core's counter and no locked instruction.
+//! The apps `uwsgi.workers()` shows live in the shared scoreboard, in this worker's slot: the
+//! first core to start publishes them there ([`publish_once`]) and every request bumps its
+//! app's counter through [`AppCounters`], so every process sees every worker's apps. An app's
+//! index in that table is its load order (`id`), which is dense: a replaced app keeps its id.
 
 use std::ffi::CString;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
 use ruwsgi_config::PythonSettings;
-use ruwsgi_plugin::{PluginError, Vars};
+use ruwsgi_plugin::{
+    AppInfo, PluginError, ProcessRole, Scoreboard, Vars, WorkerSlot, Writers, MAX_APPS,
+};
 
 use crate::runtime;
 
-/// One app's counters as one core keeps them.
-#[derive(Debug, Default)]
-pub(crate) struct CoreAppStats {
-    requests: AtomicU64,
-    exceptions: AtomicU64,
-}
-
-impl CoreAppStats {
-    /// Only the owning core writes, so a load and a store (no read-modify-write) is exact;
-    /// atomics only make the reads from `uwsgi.workers()` on other threads sound.
-    fn bump(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-
-    /// A request was routed to the app.
-    pub fn request(&self) {
-        Self::bump(&self.requests);
-    }
-
-    /// The app raised (or answered invalidly).
-    pub fn exception(&self) {
-        Self::bump(&self.exceptions);
-    }
-}
-
-/// What this process knows of one app, shared by every core (`uwsgi.workers()`).
-#[derive(Debug)]
-pub(crate) struct AppShared {
-    /// Load order in this process, from 0.
-    pub id: usize,
-    /// As configured.
-    pub mountpoint: String,
-    /// Whole seconds the load took.
-    pub startup_time: u64,
-    /// Address of the callable object (its `id()`).
-    pub callable: usize,
-    /// Each core's counters for this app. A core adds its own when it starts and
-    /// `uwsgi.workers()` sums them: the lock is never taken per request.
-    cores: Mutex<Vec<Arc<CoreAppStats>>>,
-}
-
-impl AppShared {
-    /// `(requests, exceptions)` over every core of this process.
-    pub fn totals(&self) -> (u64, u64) {
-        let cores = self.cores.lock().unwrap_or_else(|e| e.into_inner());
-        cores.iter().fold((0, 0), |(r, e), c| {
-            (
-                r + c.requests.load(Ordering::Relaxed),
-                e + c.exceptions.load(Ordering::Relaxed),
-            )
-        })
-    }
-
-    fn new_core(&self) -> Arc<CoreAppStats> {
-        let stats = Arc::new(CoreAppStats::default());
-        self.cores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(stats.clone());
-        stats
-    }
-}
-
 /// One loaded app.
 pub(crate) struct App {
+    /// Load order in this process, from 0: the app's index in the worker's table.
+    pub id: usize,
     /// As configured (`/foo/`); `""` for the default app. Becomes `SCRIPT_NAME` as is.
     pub mountpoint: String,
     /// What requests are matched against: the mountpoint without one trailing `/` (so `/`
@@ -97,28 +38,19 @@ pub(crate) struct App {
     pub key: String,
     /// The WSGI callable.
     pub callable: Py<PyAny>,
-    /// The process-wide facts and counters.
-    pub shared: Arc<AppShared>,
-    /// This core's counters (in the loaded list itself: a spare that is never counted).
-    pub stats: Arc<CoreAppStats>,
+    /// Whole seconds the load took.
+    pub startup_time: u64,
 }
 
 impl App {
     /// App `id`, mounted at `mountpoint` (as written), whose load took `startup`.
     fn new(id: usize, mountpoint: &str, callable: Py<PyAny>, startup: Duration) -> App {
-        let shared = AppShared {
-            id,
-            mountpoint: mountpoint.to_string(),
-            startup_time: startup.as_secs(),
-            callable: callable.as_ptr() as usize,
-            cores: Mutex::new(Vec::new()),
-        };
         App {
+            id,
             mountpoint: mountpoint.to_string(),
             key: mountpoint_key(mountpoint).to_string(),
             callable,
-            shared: Arc::new(shared),
-            stats: Arc::default(),
+            startup_time: startup.as_secs(),
         }
     }
 }
@@ -142,18 +74,18 @@ pub(crate) struct Apps {
 }
 
 impl Apps {
-    /// Copies of the references for a new core, with counters of its own.
+    /// Copies of the references for a new core.
     pub fn for_core(&self, py: Python<'_>) -> Apps {
         Apps {
             list: self
                 .list
                 .iter()
                 .map(|a| App {
+                    id: a.id,
                     mountpoint: a.mountpoint.clone(),
                     key: a.key.clone(),
                     callable: a.callable.clone_ref(py),
-                    shared: a.shared.clone(),
-                    stats: a.shared.new_core(),
+                    startup_time: a.startup_time,
                 })
                 .collect(),
             loaded: self.loaded,
@@ -165,7 +97,7 @@ impl Apps {
     pub fn insert(&mut self, mountpoint: &str, callable: Py<PyAny>, startup: Duration) {
         let key = mountpoint_key(mountpoint);
         let old = self.list.iter().position(|a| a.key == key);
-        let id = old.map_or(self.loaded, |i| self.list[i].shared.id);
+        let id = old.map_or(self.loaded, |i| self.list[i].id);
         let app = App::new(id, mountpoint, callable, startup);
         if let Some(i) = old {
             runtime::log(&format!(
@@ -180,11 +112,27 @@ impl Apps {
         self.list.sort_by_key(|a| std::cmp::Reverse(a.key.len()));
     }
 
-    /// Make these apps the ones `uwsgi.workers()` shows for this process.
-    pub fn publish(&self) {
-        let mut shown: Vec<_> = self.list.iter().map(|a| a.shared.clone()).collect();
-        shown.sort_by_key(|a| a.id);
-        *PUBLISHED.write().unwrap_or_else(|e| e.into_inner()) = shown;
+    /// Publish these apps, in id order, in `slot` (this worker's), as running in the
+    /// interpreter at `interpreter`.
+    fn publish(&self, slot: &WorkerSlot, interpreter: usize) {
+        let mut by_id: Vec<&App> = self.list.iter().collect();
+        by_id.sort_by_key(|a| a.id);
+        let infos: Vec<AppInfo<'_>> = by_id
+            .iter()
+            .map(|a| AppInfo {
+                mountpoint: a.mountpoint.as_bytes(),
+                startup_time: a.startup_time,
+                interpreter,
+                callable: a.callable.as_ptr() as usize,
+            })
+            .collect();
+        let shown = slot.publish_apps(&infos);
+        if shown < infos.len() {
+            runtime::log(&format!(
+                "{} apps loaded: uwsgi.workers() shows and counts the first {MAX_APPS}",
+                infos.len()
+            ));
+        }
     }
 
     /// The app for a request: `SCRIPT_NAME` naming a mountpoint (trailing `/` or not), else
@@ -222,13 +170,69 @@ impl Apps {
     }
 }
 
-/// The apps of this process as `uwsgi.workers()` shows them; written when apps load (in the
-/// master, or in a worker with lazy apps), read by that module function.
-static PUBLISHED: RwLock<Vec<Arc<AppShared>>> = RwLock::new(Vec::new());
+/// Where a core counts its requests per app: this worker's slot of the scoreboard. Cloned
+/// into each core when it starts, so a request costs no host call and no lock, only the
+/// slot lookup and the counter's load and store (or `fetch_add` with several cores).
+pub(crate) struct AppCounters {
+    board: Scoreboard,
+    worker: u32,
+    writers: Writers,
+}
 
-/// The apps of this process, in load order.
-pub(crate) fn published() -> Vec<Arc<AppShared>> {
-    PUBLISHED.read().unwrap_or_else(|e| e.into_inner()).clone()
+impl AppCounters {
+    /// A request was routed to app `id`.
+    pub fn request(&self, id: usize) {
+        if let Some(slot) = self.board.get(self.worker) {
+            slot.count_app_request(id, self.writers);
+        }
+    }
+
+    /// A request of app `id` ended in an exception (or an invalid response).
+    pub fn exception(&self, id: usize) {
+        if let Some(slot) = self.board.get(self.worker) {
+            slot.count_app_exception(id, self.writers);
+        }
+    }
+}
+
+/// Address of the interpreter the apps run in (uWSGI shows a pointer too).
+#[allow(unsafe_code)]
+fn interpreter_addr(_py: Python<'_>) -> usize {
+    // SAFETY: attached (`_py`), as PyInterpreterState_Get requires; it only reads the
+    // current thread state's interpreter and never fails while attached.
+    unsafe { pyo3::ffi::PyInterpreterState_Get() as usize }
+}
+
+/// Called by every core of a worker as it starts: the first publishes `apps` in this
+/// worker's slot (counters at zero; `published` is the load's own flag, so a worker forked
+/// from a master that loaded them publishes in its own process), and each gets the counters
+/// it bumps per request. `None` outside a worker or when the host has no scoreboard.
+pub(crate) fn publish_once(
+    py: Python<'_>,
+    apps: &Apps,
+    published: &Once,
+    cores: usize,
+) -> Option<AppCounters> {
+    let host = runtime::host()?;
+    let ProcessRole::Worker { id } = host.role() else {
+        return None;
+    };
+    let board = host.scoreboard()?;
+    let slot = board.get(id)?;
+    let interpreter = interpreter_addr(py);
+    // No Python inside: the publisher must never give the interpreter up, or a core that
+    // took it meanwhile would wait here attached while the publisher waits for it.
+    published.call_once(|| apps.publish(slot, interpreter));
+    let writers = if cores > 1 {
+        Writers::Several
+    } else {
+        Writers::One
+    };
+    Some(AppCounters {
+        board,
+        worker: id,
+        writers,
+    })
 }
 
 /// Module name uWSGI gives an executed file: every non-alphanumeric byte becomes `_`.

@@ -10,7 +10,8 @@
 //! # Layout
 //! - `plugin`: [`PythonPlugin`], the `LanguagePlugin` implementation.
 //! - `interp`: `PyConfig` initialisation, venv, `env`, `chdir`, `sys.path`.
-//! - `apps`: loading `wsgi-file` / `module` / `mount` apps, choosing one per request.
+//! - `apps`: loading `wsgi-file` / `module` / `mount` apps, choosing one per request,
+//!   publishing them and counting their requests in the worker's scoreboard slot.
 //! - `wsgi`: the core: the request call, body iteration, `close()`, errors → 500.
 //! - `environ`: the per-core environ template and the per-request build.
 //! - `context`: the request in flight on this thread, as the Python objects reach it.

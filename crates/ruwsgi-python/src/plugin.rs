@@ -6,7 +6,7 @@
 //! request. Every `Py` reference is created and dropped while attached.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
 use pyo3::exceptions::PySystemExit;
@@ -40,6 +40,10 @@ pub(crate) struct Shared {
 /// What `load_apps` produced.
 pub(crate) struct Loaded {
     pub apps: Apps,
+    /// Run once by the first core of a worker to publish `apps` in its scoreboard slot
+    /// (`apps::publish_once`). Preloaded apps are loaded in the master, which never runs
+    /// it, so each forked worker starts with it not yet run and publishes in its own process.
+    pub published: Once,
     /// `uwsgi.after_req_hook`, looked up once right after the apps loaded.
     pub after_req_hook: Option<Py<PyAny>>,
 }
@@ -213,13 +217,13 @@ impl LanguagePlugin for PythonPlugin {
                 }
             };
             let n = apps.list.len();
-            apps.publish();
             let old = self
                 .loaded
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .replace(Arc::new(Loaded {
                     apps,
+                    published: Once::new(),
                     after_req_hook,
                 }));
             drop((old, shared));

@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use ruwsgi_config::UWSGI_API_VERSION;
 use ruwsgi_plugin::{Core, Outcome, Request, RequestIo, ResponseError};
 
-use crate::apps::Apps;
+use crate::apps::{self, AppCounters, Apps};
 use crate::context::{self, RequestState};
 use crate::environ::{EnvironBuilder, EnvironConsts};
 use crate::errors_stream::ErrorsStream;
@@ -39,6 +39,8 @@ pub(crate) struct PyCore<'py> {
     py: Python<'py>,
     environ: EnvironBuilder,
     apps: Apps,
+    /// This worker's per-app counters in the scoreboard (`None` outside a worker).
+    counters: Option<AppCounters>,
     start_response: Bound<'py, StartResponse>,
     after_req_hook: Option<Bound<'py, PyAny>>,
     /// The `uwsgi` module's dict, to publish `uwsgi.env` (single-core workers only).
@@ -75,10 +77,12 @@ impl<'py> PyCore<'py> {
         )?;
         let module = shared.module.bind(py);
         let module_dict = (threads == 1).then(|| module.dict());
+        let counters = loaded.and_then(|l| apps::publish_once(py, &l.apps, &l.published, threads));
         Ok(PyCore {
             py,
             environ,
             apps: loaded.map(|l| l.apps.for_core(py)).unwrap_or_default(),
+            counters,
             start_response: shared.start_response.bind(py).clone(),
             after_req_hook: loaded
                 .and_then(|l| l.after_req_hook.as_ref().map(|h| h.bind(py).clone())),
@@ -365,7 +369,10 @@ impl Core for PyCore<'_> {
             };
         };
         // Counted before the call, so the app sees its own request in `uwsgi.workers()`.
-        self.apps.list[idx].stats.request();
+        let app_id = self.apps.list[idx].id;
+        if let Some(c) = &self.counters {
+            c.request(app_id);
+        }
         let generation = context::next_generation();
         let state = RequestState {
             generation,
@@ -376,7 +383,9 @@ impl Core for PyCore<'_> {
         let (fault, st) = context::scope(io, state, || self.run_app(idx, split, req, generation));
         let outcome = self.complete(io, fault, st);
         if outcome.exception {
-            self.apps.list[idx].stats.exception();
+            if let Some(c) = &self.counters {
+                c.exception(app_id);
+            }
         }
         if let Some(hook) = &self.after_req_hook {
             runtime::call_hook(self.py, "after_req_hook", hook);

@@ -74,31 +74,35 @@ fn module_attributes_and_functions() {
     assert_eq!(host().procname.lock().unwrap().as_deref(), Some("renamed"));
 }
 
-/// `uwsgi.workers()[i]['apps']` of the calling worker: one dict per app in load order, with
-/// uWSGI's keys and types and this process's per-app counters.
+/// `uwsgi.workers()[i]['apps']`: one dict per app in load order, with uWSGI's keys and
+/// types, for the calling worker (its apps as this core published them, with their
+/// counters) and for another worker (what it published in its own scoreboard slot).
 #[test]
-fn workers_lists_own_apps_with_counters() {
+fn workers_lists_every_workers_apps_with_counters() {
     let main = write_app(
         r#"
 import uwsgi
 INT_KEYS = ('id', 'modifier1', 'startup_time', 'interpreter', 'callable', 'requests',
             'exceptions')
-def application(environ, start_response):
-    if environ['PATH_INFO'] == '/fail':
-        raise RuntimeError('boom')
-    (me,) = [w for w in uwsgi.workers() if w['id'] == uwsgi.worker_id()]
+def show(w):
     out = []
-    for a in me['apps']:
+    for a in w['apps']:
         assert sorted(a) == sorted(INT_KEYS + ('mountpoint', 'chdir')), a
         assert all(type(a[k]) is int for k in INT_KEYS), a
         assert type(a['mountpoint']) is bytes and a['chdir'] == b'', a
         assert a['modifier1'] == 0 and a['interpreter'] != 0, a
-        if a['id'] == 0:
-            assert a['callable'] == id(application), a
         out.append('%d:%s:%d:%d' % (a['id'], a['mountpoint'].decode(), a['requests'],
                                      a['exceptions']))
+    return ' '.join(out)
+def application(environ, start_response):
+    if environ['PATH_INFO'] == '/fail':
+        raise RuntimeError('boom')
+    (me,) = [w for w in uwsgi.workers() if w['id'] == uwsgi.worker_id()]
+    (other,) = [w for w in uwsgi.workers() if w['id'] != uwsgi.worker_id()]
+    assert me['apps'][0]['callable'] == id(application), me
+    assert other['apps'][0]['callable'] == 0xca11, other
     start_response('200 OK', [])
-    return [' '.join(out).encode()]
+    return [('%s | %s' % (show(me), show(other))).encode()]
 "#,
     );
     let other = write_app(
@@ -115,6 +119,19 @@ def application(environ, start_response):
         ..Default::default()
     });
     let (body, logs) = with_core_logs(settings, |core, _| {
+        // Worker 2, as another process would fill its slot.
+        let h = host();
+        let w2 = h.board.worker(2);
+        w2.publish_apps(&[ruwsgi_plugin::AppInfo {
+            mountpoint: b"/w2",
+            startup_time: 0,
+            interpreter: 0x1e7,
+            callable: 0xca11,
+        }]);
+        for _ in 0..5 {
+            w2.count_app_request(0, ruwsgi_plugin::Writers::One);
+        }
+        w2.count_app_exception(0, ruwsgi_plugin::Writers::One);
         for path in [&b"/a"[..], b"/fail", b"/other/x", b"/other"] {
             let mut io = FakeIo::new(b"");
             serve(core, &vars(&[("PATH_INFO", path)]), &mut io, 0);
@@ -125,7 +142,7 @@ def application(environ, start_response):
         io.body_str()
     });
     // The request asking counts itself, as in uWSGI.
-    assert_eq!(body, "0::3:1 1:/other/:2:0", "{logs:#?}");
+    assert_eq!(body, "0::3:1 1:/other/:2:0 | 0:/w2:5:1", "{logs:#?}");
 }
 
 /// With one core, the core's wait for clients releases the interpreter: a thread the app

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use ruwsgi_config::{PythonSettings, Settings};
 use ruwsgi_plugin::{
     BodyError, Core, Host, LanguagePlugin, Outcome, ProcessRole, Request, RequestIo, ResponseError,
-    Vars, WorkerSnapshot, WorkerStatus,
+    Scoreboard, Vars, WorkerSnapshot,
 };
 use ruwsgi_python::PythonPlugin;
 
@@ -29,10 +29,24 @@ pub fn host() -> Arc<FakeHost> {
     HOST.get_or_init(|| Arc::new(FakeHost::default())).clone()
 }
 
-#[derive(Default)]
+/// Worker 1 of two, over a scoreboard on the heap: the plugin publishes and counts its apps
+/// in slot 1, and a test may fill slot 2 as another worker would.
 pub struct FakeHost {
     pub logs: Mutex<Vec<String>>,
     pub procname: Mutex<Option<String>>,
+    pub board: Scoreboard,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        let board = Scoreboard::on_heap(2);
+        board.worker(1).spawned(100, 1);
+        FakeHost {
+            logs: Mutex::default(),
+            procname: Mutex::default(),
+            board,
+        }
+    }
 }
 
 impl FakeHost {
@@ -56,13 +70,10 @@ impl Host for FakeHost {
         7
     }
     fn workers(&self) -> Vec<WorkerSnapshot> {
-        vec![WorkerSnapshot {
-            id: 1,
-            pid: 100,
-            requests: 3,
-            status: WorkerStatus::Idle,
-            ..WorkerSnapshot::default()
-        }]
+        self.board.snapshot()
+    }
+    fn scoreboard(&self) -> Option<Scoreboard> {
+        Some(self.board.clone())
     }
     fn log(&self, line: &str) {
         self.logs.lock().unwrap().push(line.to_string());

@@ -11,8 +11,9 @@
 //! - [`region`]: [`Region`] (a header plus an array over one region), [`ShmSafe`],
 //!   [`ShmPlain`], [`impl_shm!`] and [`RegionError`].
 //! - [`lock`]: [`RobustMutex`] and [`ShmMutex`], locks that survive the death of a holder.
-//! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker) and
-//!   [`WorkerSnapshot`], the plain copy the stats and the plugin host read.
+//! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker, each with its
+//!   table of up to [`MAX_APPS`] apps) and [`WorkerSnapshot`] / [`AppSnapshot`], the plain
+//!   copies the stats and the plugin host read.
 
 pub mod lock;
 pub mod region;
@@ -20,7 +21,10 @@ pub mod scoreboard;
 
 pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
 pub use region::{Region, RegionError, ShmPlain, ShmSafe};
-pub use scoreboard::{Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus};
+pub use scoreboard::{
+    AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+    MAX_MOUNTPOINT,
+};
 
 #[cfg(test)]
 mod testing;

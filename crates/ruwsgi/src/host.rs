@@ -1,6 +1,7 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
-//! shared scoreboard, logging, and requests to the master (over the child's command
-//! channel; the master itself, which has none, signals its own pid).
+//! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
+//! logging, and requests to the master (over the child's command channel; the master
+//! itself, which has none, signals its own pid).
 
 use ruwsgi_plugin::{Host, ProcessRole, WorkerSnapshot};
 use ruwsgi_proto::channel::ChildRequest;
@@ -70,6 +71,10 @@ impl Host for ServerHost {
 
     fn workers(&self) -> Vec<WorkerSnapshot> {
         self.scoreboard.snapshot()
+    }
+
+    fn scoreboard(&self) -> Option<Scoreboard> {
+        Some(self.scoreboard.clone())
     }
 
     fn log(&self, line: &str) {

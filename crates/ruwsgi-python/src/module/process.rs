@@ -3,16 +3,18 @@
 //! Everything goes through the process's [`Host`](ruwsgi_plugin::Host); before `init`
 //! published one, identity functions answer 0 and control functions `None`.
 //!
-//! `workers()` lists the apps, with their counters, of the calling worker only: each worker
-//! counts its own apps in its own memory, and the host's shared scoreboard carries no
-//! per-app counters, so other workers' `apps` are empty tuples rather than guesses.
+//! `workers()` lists every worker's apps with their counters, read from the shared scoreboard
+//! where each worker publishes its apps (from its own process, so with `lazy-apps` the
+//! addresses are each worker's own) and counts their requests. A worker that has not
+//! published yet (or a host without a scoreboard) shows an empty tuple.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use ruwsgi_plugin::AppSnapshot;
 
-use crate::{apps, runtime};
+use crate::runtime;
 
 #[pyfunction]
 fn masterpid() -> i32 {
@@ -34,43 +36,31 @@ fn total_requests() -> u64 {
     runtime::host().map_or(0, |h| h.total_requests())
 }
 
-/// Address of the interpreter the apps run in (uWSGI shows a pointer too).
-#[allow(unsafe_code)]
-fn interpreter_addr(_py: Python<'_>) -> usize {
-    // SAFETY: attached (`_py`), as PyInterpreterState_Get requires; it only reads the
-    // current thread state's interpreter and never fails while attached.
-    unsafe { pyo3::ffi::PyInterpreterState_Get() as usize }
-}
-
-/// This process's apps (§2.12): `id, modifier1, mountpoint, startup_time, interpreter,
+/// One worker's apps (§2.12): `id, modifier1, mountpoint, startup_time, interpreter,
 /// callable, requests, exceptions, chdir`. `chdir` is empty: it is a per-app directory
 /// only dynamic apps (`UWSGI_CHDIR`) have, and apps here come from the configuration.
-fn own_apps(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-    let interpreter = interpreter_addr(py);
-    let mut dicts = Vec::new();
-    for a in apps::published() {
-        let (requests, exceptions) = a.totals();
+fn apps_tuple<'py>(py: Python<'py>, apps: &[AppSnapshot]) -> PyResult<Bound<'py, PyTuple>> {
+    let mut dicts = Vec::with_capacity(apps.len());
+    for a in apps {
         let d = PyDict::new(py);
         d.set_item("id", a.id)?;
         d.set_item("modifier1", 0)?;
-        d.set_item("mountpoint", PyBytes::new(py, a.mountpoint.as_bytes()))?;
+        d.set_item("mountpoint", PyBytes::new(py, &a.mountpoint))?;
         d.set_item("startup_time", a.startup_time)?;
-        d.set_item("interpreter", interpreter)?;
+        d.set_item("interpreter", a.interpreter)?;
         d.set_item("callable", a.callable)?;
-        d.set_item("requests", requests)?;
-        d.set_item("exceptions", exceptions)?;
+        d.set_item("requests", a.requests)?;
+        d.set_item("exceptions", a.exceptions)?;
         d.set_item("chdir", PyBytes::new(py, b""))?;
         dicts.push(d);
     }
     PyTuple::new(py, dicts)
 }
 
-/// One dict per worker (§2.12), `status` as bytes; `apps` filled for the calling worker.
+/// One dict per worker (§2.12), `status` as bytes, `apps` as each worker published them.
 #[pyfunction]
 fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
-    let host = runtime::host();
-    let infos = host.as_ref().map(|h| h.workers()).unwrap_or_default();
-    let me = host.as_ref().map_or(0, |h| h.worker_id());
+    let infos = runtime::host().map(|h| h.workers()).unwrap_or_default();
     let mut dicts = Vec::with_capacity(infos.len());
     for w in infos {
         let d = PyDict::new(py);
@@ -88,11 +78,7 @@ fn workers(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
         d.set_item("respawn_count", w.respawn_count)?;
         d.set_item("tx", w.tx)?;
         d.set_item("avg_rt", w.avg_rt)?;
-        if me != 0 && w.id == me {
-            d.set_item("apps", own_apps(py)?)?;
-        } else {
-            d.set_item("apps", PyTuple::empty(py))?;
-        }
+        d.set_item("apps", apps_tuple(py, &w.apps)?)?;
         dicts.push(d);
     }
     PyTuple::new(py, dicts)

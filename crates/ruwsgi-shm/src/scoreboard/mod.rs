@@ -6,7 +6,9 @@
 //! request start); readers use `Acquire` there. Each slot has a single writer at a time: its
 //! worker while it runs, the master between the worker's exit and its respawn.
 //! `total_requests` is the sum of every slot's `requests` (each survives respawns), which
-//! keeps the per-request path to the worker's own slot. The layout is a
+//! keeps the per-request path to the worker's own slot. After the hot counters, on lines of
+//! its own, each slot holds the worker's app table (`apps`: up to [`MAX_APPS`] apps with
+//! their counters), so every process sees every worker's apps. The layout is a
 //! [`Region<Header, WorkerSlot>`](crate::Region); this module has no unsafe code.
 
 use std::io;
@@ -15,6 +17,11 @@ use std::sync::Arc;
 
 use crate::impl_shm;
 use crate::region::Region;
+
+mod apps;
+
+use apps::AppTable;
+pub use apps::{AppInfo, AppSnapshot, Writers, MAX_APPS, MAX_MOUNTPOINT};
 
 /// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,9 +83,10 @@ struct Header {
 }
 impl_shm!(ShmSafe for Header { master_pid, generation });
 
-/// One worker's counters in shared memory. Every method is a handful of atomic operations.
+/// One worker's counters in shared memory. Every method but the app table's publish and read
+/// is a handful of atomic operations.
 #[repr(C, align(128))]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerSlot {
     pid: AtomicI32,
     status: AtomicU8,
@@ -98,16 +106,21 @@ pub struct WorkerSlot {
     harakiri_deadline: AtomicU64,
     rss: AtomicU64,
     vsz: AtomicU64,
+    /// The worker's apps; written by the worker (publish, per-app counters), starting on the
+    /// cache line after the fields above so they keep their line to themselves.
+    apps: AppTable,
 }
 impl_shm!(ShmSafe for WorkerSlot {
     pid, status, accepting, spawns, requests, delta_requests, exceptions, running_time_us,
-    last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz,
+    last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz, apps,
 });
 
 impl WorkerSlot {
     /// A new process took this slot (called in the child right after fork): pid,
-    /// `last_spawn`, respawn count (from the second spawn on), `delta_requests` = 0, idle.
+    /// `last_spawn`, respawn count (from the second spawn on), `delta_requests` = 0, idle,
+    /// and no apps until it publishes its own.
     pub fn spawned(&self, pid: i32, now_unix: u64) {
+        self.apps.clear();
         self.spawns.fetch_add(1, Relaxed);
         self.delta_requests.store(0, Relaxed);
         self.request_start_us.store(0, Relaxed);
@@ -232,6 +245,29 @@ impl WorkerSlot {
         self.vsz.store(vsz, Relaxed);
     }
 
+    /// Publish this worker's apps, in id order (the first [`MAX_APPS`]), with their counters
+    /// at zero; returns how many were published. Called by the plugin in the worker process
+    /// before it serves, once per process life: a reader overlapping it retries.
+    pub fn publish_apps(&self, apps: &[AppInfo<'_>]) -> usize {
+        self.apps.publish(apps)
+    }
+
+    /// A request was routed to app `app` (its index in the published list; ignored past
+    /// [`MAX_APPS`]). `writers` says whether other threads of this worker bump too.
+    pub fn count_app_request(&self, app: usize, writers: Writers) {
+        self.apps.request(app, writers);
+    }
+
+    /// A request of app `app` ended in an exception; as [`Self::count_app_request`].
+    pub fn count_app_exception(&self, app: usize, writers: Writers) {
+        self.apps.exception(app, writers);
+    }
+
+    /// The worker's published apps with their counters (allocates only when it has some).
+    pub fn apps(&self) -> Vec<AppSnapshot> {
+        self.apps.read()
+    }
+
     /// A plain copy of the counters.
     pub fn snapshot(&self, id: u32) -> WorkerSnapshot {
         WorkerSnapshot {
@@ -250,6 +286,7 @@ impl WorkerSlot {
             tx: self.tx(),
             avg_rt: self.avg_rt_us(),
             request_start_us: self.request_start_us(),
+            apps: self.apps(),
         }
     }
 }
@@ -288,6 +325,9 @@ pub struct WorkerSnapshot {
     pub avg_rt: u64,
     /// Start of the current request (µs since the epoch), 0 when idle.
     pub request_start_us: u64,
+    /// The worker's published apps, in id order, with their counters; empty (no
+    /// allocation) until the worker publishes, and for plugins without apps.
+    pub apps: Vec<AppSnapshot>,
 }
 
 /// The scoreboard's layout: the header, then one slot per worker.

@@ -1,4 +1,6 @@
-//! Scoreboard counters on the heap, and one fork across a real shared mapping.
+//! Scoreboard counters and app tables on the heap, and forks across a real shared mapping.
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::*;
 
@@ -72,6 +74,212 @@ fn slots_do_not_share_cache_lines() {
         std::mem::size_of::<Header>() % std::mem::align_of::<WorkerSlot>(),
         0
     );
+    // The per-request counters keep the first line; the app table starts on the next.
+    assert_eq!(std::mem::offset_of!(WorkerSlot, apps), 128);
+}
+
+fn app(mountpoint: &[u8], callable: usize) -> AppInfo<'_> {
+    AppInfo {
+        mountpoint,
+        startup_time: 2,
+        interpreter: 0xfeed,
+        callable,
+    }
+}
+
+#[test]
+fn apps_are_published_counted_and_read() {
+    let sb = Scoreboard::on_heap(2);
+    let w = sb.worker(1);
+    assert!(w.apps().is_empty());
+    assert!(sb.snapshot()[0].apps.is_empty());
+    assert_eq!(w.publish_apps(&[app(b"", 10), app(b"/other/", 20)]), 2);
+    for _ in 0..3 {
+        w.count_app_request(0, Writers::One);
+    }
+    w.count_app_exception(0, Writers::One);
+    w.count_app_request(1, Writers::Several);
+    w.count_app_exception(1, Writers::Several);
+    // Past the table: ignored, not a panic.
+    w.count_app_request(MAX_APPS, Writers::One);
+    w.count_app_exception(usize::MAX, Writers::Several);
+    let expected = vec![
+        AppSnapshot {
+            id: 0,
+            mountpoint: Vec::new(),
+            startup_time: 2,
+            interpreter: 0xfeed,
+            callable: 10,
+            requests: 3,
+            exceptions: 1,
+        },
+        AppSnapshot {
+            id: 1,
+            mountpoint: b"/other/".to_vec(),
+            startup_time: 2,
+            interpreter: 0xfeed,
+            callable: 20,
+            requests: 1,
+            exceptions: 1,
+        },
+    ];
+    assert_eq!(w.apps(), expected);
+    let snap = sb.snapshot();
+    assert_eq!(snap[0].apps, expected);
+    assert!(snap[1].apps.is_empty(), "worker 2 published nothing");
+
+    // A republish replaces the list and zeroes the counters.
+    assert_eq!(w.publish_apps(&[app(b"/x", 30)]), 1);
+    let apps = w.apps();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(
+        (apps[0].callable, apps[0].requests, apps[0].exceptions),
+        (30, 0, 0)
+    );
+
+    // A new process in the slot shows no apps until it publishes its own.
+    w.spawned(7, 1);
+    assert!(w.apps().is_empty());
+}
+
+#[test]
+fn app_tables_have_bounds() {
+    let sb = Scoreboard::on_heap(1);
+    let w = sb.worker(1);
+    let long = vec![b'm'; MAX_MOUNTPOINT + 10];
+    let names: Vec<Vec<u8>> = (0..MAX_APPS + 3)
+        .map(|i| format!("/{i}").into_bytes())
+        .collect();
+    let mut apps: Vec<AppInfo<'_>> = names.iter().map(|n| app(n, 1)).collect();
+    apps[0].mountpoint = &long;
+    assert_eq!(w.publish_apps(&apps), MAX_APPS);
+    let read = w.apps();
+    assert_eq!(read.len(), MAX_APPS);
+    assert_eq!(read[0].mountpoint, &long[..MAX_MOUNTPOINT]);
+    assert_eq!(
+        read[MAX_APPS - 1].mountpoint,
+        format!("/{}", MAX_APPS - 1).as_bytes()
+    );
+    assert_eq!(read[MAX_APPS - 1].id, MAX_APPS - 1);
+    assert_eq!(w.publish_apps(&[]), 0);
+    assert!(w.apps().is_empty());
+}
+
+/// Several cores bumping through `Writers::Several` lose no count.
+#[test]
+fn several_writers_lose_no_count() {
+    let sb = Scoreboard::on_heap(1);
+    sb.worker(1).publish_apps(&[app(b"", 1)]);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..10_000 {
+                    sb.worker(1).count_app_request(0, Writers::Several);
+                }
+            });
+        }
+    });
+    assert_eq!(sb.worker(1).apps()[0].requests, 40_000);
+}
+
+/// A reader overlapping republishes never mixes two lists: each list's mountpoints and
+/// callables agree.
+#[test]
+fn a_read_never_mixes_two_publishes() {
+    let sb = Scoreboard::on_heap(1);
+    let w = sb.worker(1);
+    let first = [app(b"/first/a", 1), app(b"/first/b", 1)];
+    let second = [app(b"/second", 2)];
+    w.publish_apps(&first);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let published = std::sync::atomic::AtomicUsize::new(0);
+    /// Stops the writer however the reader's loop ends (a failed assertion included), so
+    /// the scope can join it.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Relaxed);
+        }
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut turn = 0usize;
+            while !stop.load(Relaxed) {
+                w.publish_apps(if turn % 2 == 0 { &second } else { &first });
+                turn += 1;
+                published.store(turn, Relaxed);
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        let deadline = std::time::Instant::now() + crate::testing::LONG;
+        // Read for as long as the writer takes to publish 50,000 times.
+        while published.load(Relaxed) < 50_000 && std::time::Instant::now() < deadline {
+            let apps = w.apps();
+            match apps.len() {
+                // Every try overlapped a publish: allowed, never a mix.
+                0 => {}
+                1 => assert_eq!(
+                    (apps[0].mountpoint.as_slice(), apps[0].callable),
+                    (&b"/second"[..], 2)
+                ),
+                2 => {
+                    for a in &apps {
+                        assert!(
+                            a.mountpoint.starts_with(b"/first/") && a.callable == 1,
+                            "{apps:?}"
+                        );
+                    }
+                }
+                n => panic!("{n} apps: {apps:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+#[allow(unsafe_code)] // fork
+fn a_forked_child_publishes_apps_the_parent_reads() {
+    let _forks = crate::testing::fork_lock();
+    let sb = Scoreboard::new(2).unwrap();
+    // SAFETY: the child only performs atomic loads and stores into the shared mapping
+    // (publishing reads the borrowed app list, allocates nothing) and `_exit`s; it takes no
+    // lock, so other test threads cannot wedge it.
+    match unsafe { ruwsgi_sys::fork() }.unwrap() {
+        ruwsgi_sys::ForkResult::Child => {
+            let slot = sb.worker(2);
+            slot.spawned(4243, 9);
+            slot.publish_apps(&[app(b"", 0xa0), app(b"/child/", 0xb0)]);
+            slot.count_app_request(1, Writers::One);
+            slot.count_app_request(1, Writers::Several);
+            slot.count_app_exception(1, Writers::One);
+            slot.count_app_request(0, Writers::One);
+            ruwsgi_sys::process::exit_now(0);
+        }
+        ruwsgi_sys::ForkResult::Parent { child } => {
+            let status = crate::testing::wait_exit(child, crate::testing::LONG);
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            let snap = sb.snapshot();
+            assert!(snap[0].apps.is_empty());
+            let apps = &snap[1].apps;
+            let seen: Vec<_> = apps
+                .iter()
+                .map(|a| {
+                    (
+                        a.id,
+                        a.mountpoint.as_slice(),
+                        a.callable,
+                        a.requests,
+                        a.exceptions,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                seen,
+                [(0, &b""[..], 0xa0, 1, 0), (1, &b"/child/"[..], 0xb0, 2, 1)]
+            );
+            assert_eq!(apps[1].interpreter, 0xfeed);
+        }
+    }
 }
 
 #[test]
