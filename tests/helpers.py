@@ -703,3 +703,16 @@ class Nginx:
                     pass
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+def local_non_loopback_ip():
+    """An IPv4 address of this host that is not loopback (a route lookup, nothing sent)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("192.0.2.123", 9))
+        ip = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip

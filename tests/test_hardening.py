@@ -12,8 +12,8 @@ import time
 import pytest
 
 from helpers import (
-    APPS, ServerProcess, connect, http_request, raw_exchange, server_bin, uwsgi_exchange,
-    uwsgi_packet, wait_until,
+    APPS, ServerProcess, connect, http_request, local_non_loopback_ip, raw_exchange, server_bin,
+    uwsgi_exchange, uwsgi_packet, wait_until,
 )
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -112,19 +112,6 @@ class NofileLimit:
 
     def __exit__(self, *exc):
         resource.setrlimit(resource.RLIMIT_NOFILE, self.old)
-
-
-def local_non_loopback_ip():
-    """An IPv4 address of this host that is not loopback (a route lookup, nothing sent)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.connect(("192.0.2.123", 9))
-        ip = s.getsockname()[0]
-    except OSError:
-        return None
-    finally:
-        s.close()
-    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
 def assert_uwsgi_alive(srv, target):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from helpers import (free_port, http_request, raw_exchange, uwsgi_exchange, uwsgi_packet,
+from helpers import (free_port, local_non_loopback_ip, http_request, raw_exchange, uwsgi_exchange, uwsgi_packet,
                      uwsgi_request_vars, wait_until)
 
 
@@ -77,10 +77,20 @@ def test_s7_trusted_loopback_peer_may_set_remote_addr(ruwsgi, fault_app):
     assert json.loads(r.body)["REMOTE_ADDR"] == "1.2.3.4"
 
 
-@pytest.mark.skip(reason="needs a non-loopback uwsgi peer (a network-namespace test host); "
-                         "the trusted-peer filter is covered by ruwsgi-worker unit tests")
-def test_s7_untrusted_peer_remote_addr_replaced():
-    pass
+def test_s7_untrusted_peer_remote_addr_replaced(ruwsgi, fault_app):
+    """A peer that is neither loopback nor a unix socket nor listed in uwsgi-trusted-peers
+    cannot pose as another client: REMOTE_ADDR is the real peer address."""
+    ip = local_non_loopback_ip()
+    if ip is None:
+        pytest.skip("this host has no non-loopback IPv4 address to connect from")
+    srv = ruwsgi("--socket", "0.0.0.0:0", "--wsgi-file", fault_app)
+    r = uwsgi_exchange((ip, srv.uwsgi.port), "/env", remote_addr="1.2.3.4")
+    assert json.loads(r.body)["REMOTE_ADDR"] == ip
+    # Listed in uwsgi-trusted-peers, the same peer is believed.
+    srv2 = ruwsgi("--socket", "0.0.0.0:0", "--wsgi-file", fault_app,
+                  "--uwsgi-trusted-peers", ip)
+    r = uwsgi_exchange((ip, srv2.uwsgi.port), "/env", remote_addr="1.2.3.4")
+    assert json.loads(r.body)["REMOTE_ADDR"] == "1.2.3.4"
 
 
 @pytest.mark.parametrize("path", ["/badheader", "/badheadername", "/badstatus", "/nulheader"])
