@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +28,16 @@ def server_bin():
     if FLAVOR == "uwsgi":
         return os.environ.get("UWSGI_BIN", str(VENV / "bin" / "uwsgi"))
     return os.environ.get("RUWSGI_BIN", str(REPO / "target" / "release" / "ruwsgi"))
+
+
+def uwsgi_bin():
+    """Real uWSGI, for tests that run it next to ruwsgi: UWSGI_BIN, else pyuwsgi's `uwsgi`
+    in .venv, else the one next to the Python running the tests (another checkout's venv)."""
+    if os.environ.get("UWSGI_BIN"):
+        return os.environ["UWSGI_BIN"]
+    own = VENV / "bin" / "uwsgi"
+    beside = Path(sys.executable).parent / "uwsgi"
+    return str(own if own.exists() or not beside.exists() else beside)
 
 
 def site_packages():
@@ -357,6 +368,26 @@ def uwsgi_exchange(addr, path="/", body=b"", timeout=5.0, **kw):
     return raw_exchange(addr, pkt + body, timeout=timeout)
 
 
+def uwsgi_array(items):
+    """A uwsgi array (RPC requests): each item as [u16 LE length][bytes]."""
+    out = b""
+    for it in items:
+        it = it.encode("latin-1") if isinstance(it, str) else it
+        out += struct.pack("<H", len(it)) + it
+    return out
+
+
+def rpc_packet(name, *args, modifier2=0):
+    """A modifier1 173 (RPC) request calling `name(*args)`."""
+    body = uwsgi_array((name,) + args)
+    return struct.pack("<BHB", 173, len(body), modifier2) + body
+
+
+def rpc_exchange(addr, name, *args, modifier2=0, timeout=5.0):
+    """Send one RPC request and read until the peer closes (RawResult)."""
+    return raw_exchange(addr, rpc_packet(name, *args, modifier2=modifier2), timeout=timeout)
+
+
 # --------------------------------------------------------------------------- server process
 
 class Listener:
@@ -603,6 +634,26 @@ class ServerProcess:
         self._log.close()
 
 
+def start_uwsgi(args, workdir, name="uwsgi", n_sockets=None, timeout=30.0, ready=True,
+                ready_path="/", env=None):
+    """Start real uWSGI (uwsgi_bin()) with `args` as a ServerProcess and, unless ready=False,
+    wait until every socket answers a request. `--die-on-term` is added so SIGTERM stops it
+    (uWSGI 2.0 reloads on SIGTERM otherwise). Callers stop it with .stop() or .kill()."""
+    b = uwsgi_bin()
+    if not os.path.exists(b):
+        raise AssertionError("real uWSGI not found at %s: run `bash scripts/setup.sh` "
+                             "(or set UWSGI_BIN)" % b)
+    srv = ServerProcess(["--die-on-term"] + [str(a) for a in args], workdir, bin=b, env=env,
+                        n_sockets=n_sockets, name=name)
+    if ready:
+        try:
+            srv.wait_ready(timeout=timeout, path=ready_path)
+        except BaseException:
+            srv.kill()
+            raise
+    return srv
+
+
 def run_binary(args, timeout=30, cwd=None, env=None):
     """Run the server binary to completion (for --help, --version, config errors)."""
     e = dict(os.environ)
@@ -633,13 +684,18 @@ http {{
     client_max_body_size 128m;
     server {{
         listen 127.0.0.1:{port};
-        location / {{
+{locations}
+    }}
+}}
+"""
+
+# The default: everything goes to the upstream as ordinary requests.
+NGINX_DEFAULT_LOCATIONS = """\
+        location / {
             include {params};
             uwsgi_pass {upstream};
             uwsgi_read_timeout 30s;
-        }}
-    }}
-}}
+        }
 """
 
 
@@ -651,16 +707,25 @@ def nginx_bin():
 
 
 class Nginx:
-    def __init__(self, upstream, workdir):
-        """upstream: '127.0.0.1:PORT' or a unix socket path."""
+    def __init__(self, upstream, workdir, locations=None):
+        """upstream: '127.0.0.1:PORT' or a unix socket path.
+
+        locations: None for the default `location /` that passes every request to the
+        upstream, or nginx `location` blocks to use instead (NGINX_DEFAULT_LOCATIONS can be
+        part of them). In that text `{upstream}` becomes the upstream as `uwsgi_pass` wants
+        it and `{params}` the path of nginx's uwsgi_params file; nothing else is touched, so
+        the blocks keep their own braces as written."""
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         if not upstream.startswith("unix:") and upstream.startswith("/"):
             upstream = "unix:" + upstream
         self.port = free_port()
+        params = "/etc/nginx/uwsgi_params"
+        locs = NGINX_DEFAULT_LOCATIONS if locations is None else locations
+        locs = locs.replace("{upstream}", upstream).replace("{params}", params)
         conf = NGINX_CONF.format(
             user="user root;\n" if os.geteuid() == 0 else "",
-            d=self.dir, port=self.port, upstream=upstream, params="/etc/nginx/uwsgi_params")
+            d=self.dir, port=self.port, locations=locs.rstrip("\n"))
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(conf)
         self._log = open(self.dir / "stderr.log", "wb")
