@@ -122,11 +122,9 @@ fn large_reply_head_round_trips() {
 fn bad_replies() {
     assert_eq!(parse_reply_head(*b"HTTP"), Err(RpcError::NotAReply(b'H')));
     let mut dict = Vec::new();
-    for (k, v) in [(&b"CONTENT_LENGTH"[..], &b"12x"[..])] {
-        dict.extend_from_slice(&(k.len() as u16).to_le_bytes());
-        dict.extend_from_slice(k);
-        dict.extend_from_slice(&(v.len() as u16).to_le_bytes());
-        dict.extend_from_slice(v);
+    for item in [&b"CONTENT_LENGTH"[..], b"12x"] {
+        dict.extend_from_slice(&(item.len() as u16).to_le_bytes());
+        dict.extend_from_slice(item);
     }
     assert_eq!(large_reply_length(&dict), Err(RpcError::BadLength));
     assert_eq!(large_reply_length(b""), Err(RpcError::BadLength));
