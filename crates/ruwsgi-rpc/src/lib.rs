@@ -27,6 +27,7 @@ use std::time::Duration;
 
 pub use client::{CallError, Client};
 pub use registry::{RegisterError, Registry};
+pub use ruwsgi_proto::rpc::{MAX_ARGS, MAX_NAME};
 
 /// Default size of the function table (`rpc-max`).
 pub const DEFAULT_MAX: usize = 64;
@@ -138,5 +139,15 @@ impl Rpc {
 impl Default for Rpc {
     fn default() -> Self {
         Rpc::new(DEFAULT_MAX, Duration::from_secs(4))
+    }
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rpc")
+            .field("functions", &self.registry.list().len())
+            .field("max", &self.registry.capacity())
+            .field("timeout", &self.client.timeout())
+            .finish()
     }
 }

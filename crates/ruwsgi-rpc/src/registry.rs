@@ -32,6 +32,9 @@ pub enum RegisterError {
     /// This kind of process may not register (mules and spoolers only call).
     #[error("only the master and the workers can register RPC functions")]
     NotAllowed,
+    /// The host has no RPC subsystem.
+    #[error("the RPC subsystem is not available")]
+    Unavailable,
 }
 
 struct Entry {

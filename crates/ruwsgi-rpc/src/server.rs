@@ -16,6 +16,8 @@
 //! either kind read both as "no result", and the empty reply keeps the connection usable.
 //! A packet that cannot be decoded gets no answer and the connection is closed.
 
+use std::fmt::Display;
+
 use ruwsgi_proto::rpc::{self, Call, Mode};
 use ruwsgi_proto::uwsgi::{self, PacketHeader};
 use ruwsgi_proto::Vars;
@@ -43,13 +45,13 @@ impl Answer {
     }
 }
 
-/// Answer one call packet. `peer` names the caller in log lines; `vars` is scratch space for
-/// the HTTP bridge's vars block.
+/// Answer one call packet (`header` and its `body`). `peer` names the caller in log lines;
+/// `vars` is scratch space for the HTTP bridge's vars block.
 pub fn answer(
     registry: &Registry,
     header: PacketHeader,
     body: &[u8],
-    peer: &str,
+    peer: &dyn Display,
     vars: &mut Vars,
 ) -> Answer {
     let mode = rpc::Mode::from_modifier2(header.modifier2);
@@ -87,7 +89,7 @@ pub fn answer(
 }
 
 /// Run the call; `None` when there is no result (logged when that is an error).
-fn run(registry: &Registry, call: &Call<'_>, peer: &str) -> Option<Vec<u8>> {
+fn run(registry: &Registry, call: &Call<'_>, peer: &dyn Display) -> Option<Vec<u8>> {
     match registry.call(call.name, &call.args) {
         Reply::Result(r) => Some(r),
         Reply::NoResult => None,
@@ -108,7 +110,7 @@ fn run(registry: &Registry, call: &Call<'_>, peer: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn http_bridge(registry: &Registry, body: &[u8], peer: &str, vars: &mut Vars) -> Answer {
+fn http_bridge(registry: &Registry, body: &[u8], peer: &dyn Display, vars: &mut Vars) -> Answer {
     let limits = uwsgi::Limits {
         buffer_size: uwsgi::MAX_DATASIZE,
         max_vars: 1024,
@@ -185,7 +187,7 @@ mod tests {
             modifier2,
             ..uwsgi::parse_header(&packet).unwrap()
         };
-        answer(r, header, &packet[4..], "test", &mut Vars::new())
+        answer(r, header, &packet[4..], &"test", &mut Vars::new())
     }
 
     #[test]
@@ -231,11 +233,11 @@ mod tests {
             modifier2: 0,
         };
         assert_eq!(
-            answer(&r, header, &[9, 0, b'a'], "t", &mut Vars::new()),
+            answer(&r, header, &[9, 0, b'a'], &"t", &mut Vars::new()),
             Answer::close_silently()
         );
         assert_eq!(
-            answer(&r, header, &[], "t", &mut Vars::new()),
+            answer(&r, header, &[], &"t", &mut Vars::new()),
             Answer::close_silently()
         );
     }
@@ -254,7 +256,7 @@ mod tests {
             datasize: body.len() as u16,
             modifier2: 2,
         };
-        answer(r, header, &body, "t", &mut Vars::new())
+        answer(r, header, &body, &"t", &mut Vars::new())
     }
 
     #[test]
