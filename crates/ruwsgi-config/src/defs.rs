@@ -105,18 +105,21 @@ pub enum Category {
     Logging,
     /// Configuration loading and program commands.
     Config,
+    /// The uWSGI API subsystems apps use (RPC, ...).
+    Api,
     /// Subsystems ruwsgi does not implement yet.
     Other,
 }
 
 impl Category {
     /// All categories in `--help` order.
-    pub const ALL: [Category; 6] = [
+    pub const ALL: [Category; 7] = [
         Category::Sockets,
         Category::Processes,
         Category::Python,
         Category::Logging,
         Category::Config,
+        Category::Api,
         Category::Other,
     ];
 
@@ -128,6 +131,7 @@ impl Category {
             Category::Python => "Python",
             Category::Logging => "Logging",
             Category::Config => "Configuration and commands",
+            Category::Api => "uWSGI API subsystems",
             Category::Other => "Other",
         }
     }
@@ -223,7 +227,9 @@ impl OptionDef {
     }
 }
 
-use Category::{Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Sockets as Sock};
+use Category::{
+    Api, Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Sockets as Sock,
+};
 use Kind::*;
 
 /// Every option, supported ones first, in `--help` order within each category.
@@ -467,6 +473,13 @@ pub static OPTIONS: &[OptionDef] = &[
         "exit 22 when no app could be loaded",
     ),
     opt(
+        "rpc-max",
+        Int,
+        Api,
+        "64",
+        "RPC functions each process can register (uwsgi.register_rpc)",
+    ),
+    opt(
         "mules",
         Int,
         Proc,
@@ -695,7 +708,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("enable-metrics", Flag, "the metrics subsystem"),
     later("sharedarea", Str, "a shared area").short('A'),
     later("queue", Int, "the shared queue"),
-    later("rpc-max", Int, "RPC functions"),
     later("attach-daemon", List, "external daemons"),
     later("py-autoreload", Seconds, "reload on Python module changes"),
     later("honour-range", Flag, "HTTP Range support"),

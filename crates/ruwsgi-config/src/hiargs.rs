@@ -309,6 +309,7 @@ fn apply(
         "threads" => s.processes.threads = as_usize(v.number(1, 65535)?),
         "enable-threads" => s.processes.enable_threads = v.boolean(),
         "lazy-apps" | "lazy" => s.processes.lazy_apps = v.boolean(),
+        "rpc-max" => s.api.rpc_max = as_usize(v.number(1, 65536)?),
         "max-requests" => s.processes.max_requests = v.number(0, u64::MAX)?,
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,

@@ -46,8 +46,8 @@ pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};
 pub use load::{load, Command};
 pub use settings::{
-    LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings, Protocol, PythonSettings,
-    RequestSettings, Settings, SocketSettings, SocketSpec,
+    ApiSettings, LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings, Protocol,
+    PythonSettings, RequestSettings, Settings, SocketSettings, SocketSpec,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

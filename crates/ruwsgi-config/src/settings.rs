@@ -254,6 +254,19 @@ pub struct LogSettings {
     pub log_x_forwarded_for: bool,
 }
 
+/// The uWSGI API subsystems (read by the binary when it creates them).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `rpc-max`: RPC functions each process can register (default 64).
+    pub rpc_max: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { rpc_max: 64 }
+    }
+}
+
 /// Fully validated settings of one instance, by consumer.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -267,6 +280,8 @@ pub struct Settings {
     pub logging: LogSettings,
     /// The Python plugin's section.
     pub python: PythonSettings,
+    /// The uWSGI API subsystems.
+    pub api: ApiSettings,
     /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
     /// True). Repeated options appear once per occurrence.
     pub opt: Vec<(String, OptValue)>,

@@ -4,6 +4,9 @@
 //! ([`Host::scoreboard`]) to publish its apps in its worker's slot and count requests per app
 //! there, so every process sees every worker's apps.
 
+use std::sync::Arc;
+
+pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
 pub use ruwsgi_shm::{
     AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
@@ -74,4 +77,49 @@ pub trait Host: Send + Sync {
     fn reload(&self) -> bool;
     /// Ask the master to stop; false if the signal could not be sent.
     fn stop(&self) -> bool;
+
+    /// The RPC subsystem of this instance (`None` for hosts without one, such as test
+    /// hosts). The methods below are the API over it.
+    fn rpc(&self) -> Option<&Rpc> {
+        None
+    }
+
+    /// Register `function` as RPC function `name` in this process (`argc` is recorded, not
+    /// enforced). Only the master (apps imported before fork: every worker inherits it) and
+    /// workers (that worker only) may register.
+    fn register_rpc(
+        &self,
+        name: &[u8],
+        argc: u8,
+        function: Arc<dyn RpcFunction>,
+    ) -> Result<(), RegisterError> {
+        if !matches!(
+            self.role(),
+            ProcessRole::Master | ProcessRole::Worker { .. }
+        ) {
+            return Err(RegisterError::NotAllowed);
+        }
+        self.rpc()
+            .ok_or(RegisterError::Unavailable)?
+            .register(name, argc, function)
+    }
+
+    /// Call RPC function `name` of this process: its result, or `None` (unknown function,
+    /// no result, or a failure, which is logged).
+    fn rpc_call(&self, name: &[u8], args: &[&[u8]]) -> Option<Vec<u8>> {
+        self.rpc()?.call_local(name, args)
+    }
+
+    /// Call RPC function `name` on `node` (`host:port` or a unix socket path): its result,
+    /// or `None` (no result, or a failure, which is logged), within `socket-timeout`.
+    fn rpc_remote(&self, node: &str, name: &[u8], args: &[&[u8]]) -> Option<Vec<u8>> {
+        self.rpc()?.call_remote(node, name, args)
+    }
+
+    /// The RPC function names registered in this process, in registration order.
+    fn rpc_list(&self) -> Vec<Vec<u8>> {
+        self.rpc().map_or_else(Vec::new, |r| {
+            r.registry().list().into_iter().map(|(n, _)| n).collect()
+        })
+    }
 }

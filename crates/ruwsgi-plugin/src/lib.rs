@@ -10,7 +10,9 @@
 //! - [`io`]: [`RequestIo`], what the worker offers a request in flight.
 //! - [`host`]: [`Host`], the server as a plugin sees it, [`ProcessRole`], the worker
 //!   counters it reports ([`WorkerSnapshot`], from `ruwsgi-shm`), and the scoreboard types a
-//!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]).
+//!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]),
+//!   and the uWSGI API subsystems it reaches through the host: RPC ([`Rpc`],
+//!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -21,9 +23,11 @@ pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
-    AppInfo, AppSnapshot, Host, ProcessRole, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus,
-    Writers, MAX_APPS,
+    AppInfo, AppSnapshot, Host, ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard,
+    WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
 pub use ruwsgi_proto::Vars;
+/// The RPC subsystem's crate (limits, client and server details).
+pub use ruwsgi_rpc as rpc;

@@ -8,6 +8,7 @@
 //! - [`vars`]: [`Vars`], the flat CGI variable list both protocols produce.
 //! - [`uwsgi`]: the uwsgi binary protocol: packet header, vars blocks, RPC arrays.
 //! - [`http`]: strict HTTP/1.1 request heads, targets, chunked bodies, response checks.
+//! - [`rpc`]: RPC calls and replies (modifier1 173).
 //! - [`channel`]: the packets children and the master exchange over their command channel.
 //!
 //! Both parsers are fuzzed by the `fuzz/` package at the repository root.
@@ -15,6 +16,7 @@
 
 pub mod channel;
 pub mod http;
+pub mod rpc;
 pub mod uwsgi;
 pub mod vars;
 

@@ -738,8 +738,5 @@ fn ceil_millis(d: Duration) -> u16 {
 }
 
 fn peer_text(p: &Peer) -> String {
-    match p {
-        Peer::Tcp(a) => a.to_string(),
-        Peer::Unix => String::from("unix socket peer"),
-    }
+    p.to_string()
 }

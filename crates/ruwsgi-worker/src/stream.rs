@@ -98,6 +98,15 @@ pub enum Peer {
     Unix,
 }
 
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(a) => a.fmt(f),
+            Peer::Unix => f.write_str("unix socket peer"),
+        }
+    }
+}
+
 impl Peer {
     /// True for unix peers and loopback addresses.
     pub fn is_local(&self) -> bool {

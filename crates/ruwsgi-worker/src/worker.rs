@@ -14,6 +14,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::Signal;
 use ruwsgi_config::Settings;
 use ruwsgi_plugin::LanguagePlugin;
+use ruwsgi_rpc::Rpc;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::log::log_line;
 use ruwsgi_sys::signals::SignalPipe;
@@ -37,6 +38,8 @@ pub struct WorkerArgs {
     /// worker that reaches `max-requests` asks the master to replace it through it, and
     /// its end-of-file means the master is gone.
     pub channel: Option<BorrowedFd<'static>>,
+    /// The RPC subsystem: modifier1 173 packets call this process's functions.
+    pub rpc: Arc<Rpc>,
 }
 
 /// Why a worker's serve loop ended.
@@ -67,6 +70,8 @@ pub struct WorkerShared {
     pub(crate) settings: Arc<Settings>,
     pub(crate) listeners: Vec<ListenSocket>,
     pub(crate) scoreboard: Scoreboard,
+    /// The RPC subsystem (this process's functions).
+    pub(crate) rpc: Arc<Rpc>,
     /// Requests this process served (all cores), for `max-requests`.
     pub(crate) requests: AtomicU64,
     /// A [`StopKind`]; only ever increases.
@@ -236,6 +241,7 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         settings: args.settings,
         listeners: args.listeners,
         scoreboard: args.scoreboard,
+        rpc: args.rpc,
         requests: AtomicU64::new(0),
         stop: AtomicU8::new(0),
         exit: AtomicU8::new(0),

@@ -1,9 +1,11 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
-use ruwsgi_plugin::{Host, ProcessRole, WorkerSnapshot};
+use std::sync::Arc;
+
+use ruwsgi_plugin::{Host, ProcessRole, Rpc, WorkerSnapshot};
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
@@ -18,15 +20,24 @@ pub struct ServerHost {
     prefix: String,
     /// The listening sockets' fds (inherited unchanged by the workers).
     socket_fds: Vec<i32>,
+    /// The RPC subsystem (the worker serves 173 packets from the same one).
+    rpc: Arc<Rpc>,
 }
 
 impl ServerHost {
-    /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`.
-    pub fn new(scoreboard: Scoreboard, prefix: Option<String>, socket_fds: Vec<i32>) -> ServerHost {
+    /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`,
+    /// with the instance's `rpc`.
+    pub fn new(
+        scoreboard: Scoreboard,
+        prefix: Option<String>,
+        socket_fds: Vec<i32>,
+        rpc: Arc<Rpc>,
+    ) -> ServerHost {
         ServerHost {
             scoreboard,
             prefix: prefix.unwrap_or_default(),
             socket_fds,
+            rpc,
         }
     }
 
@@ -95,5 +106,9 @@ impl Host for ServerHost {
 
     fn stop(&self) -> bool {
         self.ask_master(ChildRequest::StopInstance, Signal::SIGTERM)
+    }
+
+    fn rpc(&self) -> Option<&Rpc> {
+        Some(&self.rpc)
     }
 }

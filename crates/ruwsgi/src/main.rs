@@ -16,7 +16,7 @@ use ruwsgi_config::{Command, Settings};
 use ruwsgi_master::{
     MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
 };
-use ruwsgi_plugin::{Host, LanguagePlugin};
+use ruwsgi_plugin::{Host, LanguagePlugin, Rpc};
 use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
@@ -58,6 +58,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         ruwsgi_shm::Scoreboard::on_heap(1),
         None,
         Vec::new(),
+        Arc::new(Rpc::default()),
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -107,7 +108,14 @@ fn run(settings: Settings) -> i32 {
     };
     let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new(settings.python.clone()));
     let prefix = settings.processes.procname_prefix.clone();
-    let worker_main: WorkerMain = Box::new(|start: WorkerStart| -> i32 {
+    // Created before any app code runs, so functions registered at import time (in the
+    // master) are inherited by every child.
+    let rpc = Arc::new(Rpc::new(
+        settings.api.rpc_max,
+        settings.requests.socket_timeout,
+    ));
+    let worker_rpc = rpc.clone();
+    let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
             .into_iter()
@@ -120,6 +128,7 @@ fn run(settings: Settings) -> i32 {
             plugin: start.child.plugin,
             scoreboard: start.child.scoreboard,
             channel: start.child.channel,
+            rpc: worker_rpc.clone(),
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -135,6 +144,7 @@ fn run(settings: Settings) -> i32 {
                 scoreboard.clone(),
                 prefix,
                 socket_fds.to_vec(),
+                rpc,
             )) as Arc<dyn Host>
         }),
         worker_main,

@@ -3,12 +3,13 @@
 //! Registered with `append_to_inittab!` before the interpreter starts, so `import uwsgi` works
 //! in the master, in workers and in Rust tests alike. Each area of the API lives in its own
 //! file and adds itself through an `init_pymodule(m)` function; areas to come (cache,
-//! signals, rpc, locks, async, spooler) plug in the same way. Values that depend on the
+//! signals, locks, async, spooler) plug in the same way, as RPC (`rpc.rs`) did. Values that depend on the
 //! configuration are set by [`configure`] once `init` knows the settings.
 
 mod info;
 mod process;
 mod request;
+mod rpc;
 
 use pyo3::prelude::*;
 
@@ -21,5 +22,6 @@ pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     info::init_pymodule(m)?;
     process::init_pymodule(m)?;
     request::init_pymodule(m)?;
+    rpc::init_pymodule(m)?;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! a packet that will be refused, and subsystem packets reach
 //! [`CoreLoop::serve_subsystem`] only from trusted peers.
 
+use std::io::IoSlice;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 
 use ruwsgi_plugin::Core;
 use ruwsgi_proto::uwsgi::{self, PacketHeader, Parsed};
@@ -18,7 +20,8 @@ use crate::body::BodyState;
 use crate::dispatch::{self, Route, Subsystem};
 use crate::request::sanitize_uwsgi_vars;
 use crate::response::ResponseContext;
-use crate::stream::Peer;
+use crate::stream::{write_all_vectored, Peer};
+use crate::worker::StopKind;
 
 impl CoreLoop<'_> {
     /// A uwsgi packet: route it by its modifier1 as soon as the header is readable.
@@ -77,15 +80,70 @@ impl CoreLoop<'_> {
     /// The dispatch point for complete subsystem packets from trusted peers (the whole
     /// packet, `header.packet_len()` bytes, is at the front of the read buffer).
     ///
-    /// No subsystem has a handler in the worker yet, so each is answered as uWSGI answers a
+    /// Subsystems without a handler in the worker yet are answered as uWSGI answers a
     /// modifier no plugin registered.
     fn serve_subsystem(&mut self, idx: usize, sub: Subsystem, header: PacketHeader) -> Step {
         match sub {
-            Subsystem::Signal | Subsystem::Cache | Subsystem::Rpc => {
+            Subsystem::Rpc => self.serve_rpc(idx, header),
+            Subsystem::Signal | Subsystem::Cache => {
                 self.unavailable_modifier(idx, header);
                 Step::Closed
             }
         }
+    }
+
+    /// An RPC call (modifier1 173): run the function from this process's table and write
+    /// the answer. Counted as a request in the scoreboard (and for `max-requests`), not
+    /// written to the request log. A standard call keeps the connection for the next one.
+    fn serve_rpc(&mut self, idx: usize, header: PacketHeader) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let started = self.clock.tick();
+        let slot = shared.scoreboard.worker(shared.id);
+        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let len = header.packet_len();
+        let answer = ruwsgi_rpc::server::answer(
+            shared.rpc.registry(),
+            header,
+            &c.rbuf.data()[uwsgi::HEADER_LEN..len],
+            &c.peer,
+            &mut self.vars,
+        );
+        c.rbuf.consume(len);
+        let timeout = shared.settings.requests.socket_timeout;
+        let mut bufs = [IoSlice::new(&answer.head), IoSlice::new(&answer.body)];
+        let written = if answer.head.is_empty() && answer.body.is_empty() {
+            Ok(0)
+        } else {
+            write_all_vectored(&mut c.stream, &mut bufs, timeout)
+        };
+        let ended = self.clock.tick();
+        let micros = ended.saturating_duration_since(started).as_micros() as u64;
+        slot.request_finished(micros, *written.as_ref().unwrap_or(&0), false);
+        self.served += 1;
+        c.served += 1;
+        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.check_recycle(worker_requests);
+        if let Err(e) = &written {
+            log_line(&format!(
+                "ruwsgi: cannot send the RPC reply to {}: {e}",
+                c.peer
+            ));
+        }
+        let keep = written.is_ok() && !answer.close && shared.stop_kind() == StopKind::Running;
+        if !keep {
+            self.close(idx);
+            return Step::Closed;
+        }
+        c.deadline = ended
+            + if c.rbuf.is_empty() {
+                shared.settings.requests.keepalive_timeout
+            } else {
+                shared.settings.requests.header_timeout
+            };
+        Step::Served
     }
 
     /// Log `-- unavailable modifier requested: N --` (with the peer) and close without a
