@@ -10,7 +10,7 @@ the call returned:
         &alen=N appends one more argument of N pattern bytes; &nargs=K appends K arguments
         b"0", b"1", ...; &empty=1 appends an empty argument (b"").
     GET /?op=call&fn=NAME&a=ARG                  uwsgi.call(NAME, *ARGS)
-    GET /?op=seq&node=ADDR&n=200                 n calls of hello(str(i)) in a row; JSON
+    GET /?op=seq&node=ADDR&n=200&tag=T           n calls of hello(T + str(i)) in a row; JSON
                                                  {"ok": count of right answers, "bad": [...]}
     GET /?op=list                                uwsgi.rpc_list(), JSON of the names
     anything else                                200 "rpc node ready" (readiness probe)
@@ -142,10 +142,11 @@ def application(environ, start_response):
         return _call(start_response, lambda: uwsgi.call(fn, *args))
     if op == "seq":
         node, n = _node(q), int(_one(q, "n", "200"))
+        tag = (_one(q, "tag") or "").encode("latin-1")
         ok, bad = 0, []
         t0 = time.monotonic()
         for i in range(n):
-            arg = b"%d" % i
+            arg = tag + b"%d" % i
             got = uwsgi.rpc(node, b"hello", arg)
             if got == b"hello " + arg:
                 ok += 1
