@@ -260,3 +260,12 @@ def test_remote_calls_to_itself_over_a_unix_socket(ruwsgi, tmp_path):
     for _ in range(3):
         r, _ = eval(get(srv, "/remote?%s&hello&u" % sock))
         assert r == b"hello u"
+
+
+def test_uwsgidecorators_rpc(ruwsgi):
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--socket", "127.0.0.1:0", "--wsgi-file",
+                 APPS / "rpcdecorated.py", "--master", "--processes", "1", site=True)
+    assert get(srv, "/") == b"decorated:x,y"
+    with connect(srv.uwsgi.target) as s:
+        s.sendall(call_packet(b"decorated", b"remote"))
+        assert read_reply(s) == (0, b"decorated:remote")
