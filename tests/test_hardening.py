@@ -148,8 +148,7 @@ def test_zero_length_uwsgi_packet_closed_without_reply(usrv, modifier1):
 @pytest.mark.parametrize("modifier1,body,modifier2", [
     (110, b"", 17),                                            # raise signal 17
     (111, b"somekey", 0),                                      # cache get
-    (173, struct.pack("<H", 5) + b"hello" + struct.pack("<H", 5) + b"world", 0),   # rpc
-], ids=["signal", "cache", "rpc"])
+], ids=["signal", "cache"])
 def test_subsystem_packets_from_trusted_peer_unavailable(usrv, modifier1, body, modifier2):
     start = usrv.log_len()
     pkt = struct.pack("<BHB", modifier1, len(body), modifier2) + body

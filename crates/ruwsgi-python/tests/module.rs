@@ -1,7 +1,7 @@
 //! The `uwsgi` module: attributes, process functions, hooks, and the fork wrapper.
 
 use ruwsgi_config::{OptValue, ProcessSettings, RequestSettings, Settings};
-use ruwsgi_plugin::{ForkOutcome, LanguagePlugin, ProcessRole};
+use ruwsgi_plugin::{ForkOutcome, Host, LanguagePlugin, ProcessRole};
 
 use pyo3::prelude::*;
 
@@ -343,4 +343,54 @@ fn run_mule_runs_a_script_as_main_and_returns_its_exit_code() {
         "{logs:#?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const RPC_APP: &str = r#"
+import uwsgi
+def py_upper(*args):
+    return b" ".join(a.upper() for a in args)
+assert uwsgi.register_rpc("py_upper", py_upper) is True
+def application(environ, start_response):
+    # a function registered in Rust, called from Python
+    r = uwsgi.call(b"rust_len", b"abc", b"de")
+    start_response('200 OK', [])
+    return [r]
+"#;
+
+/// The RPC table is the host's: a function registered from Python is callable through the
+/// Rust API (as a Rust-native or Lua plugin would call it), and one registered in Rust is
+/// callable from Python, with bytes in and out both ways.
+#[test]
+fn rpc_functions_cross_between_rust_and_python() {
+    let h = host();
+    let rust_len: std::sync::Arc<dyn ruwsgi_plugin::RpcFunction> =
+        std::sync::Arc::new(|args: &[&[u8]]| {
+            Ok(Some(
+                args.iter()
+                    .map(|a| a.len().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+                    .into_bytes(),
+            ))
+        });
+    h.register_rpc(b"rust_len", 0, rust_len).unwrap();
+    let ((out, body, from_rust), logs) = with_core_logs(settings_for(RPC_APP), |core, _| {
+        let mut io = FakeIo::new(b"");
+        let out = serve(core, &vars(&[]), &mut io, 0);
+        // called from Rust while the core holds the interpreter, as a worker answering a
+        // 173 packet does
+        let from_rust = h.rpc_call(b"py_upper", &[b"ab", b"cd"]);
+        (out, io.body_str(), from_rust)
+    });
+    assert!(!out.exception, "{logs:#?}");
+    assert_eq!(body, "3,2");
+    assert_eq!(from_rust.as_deref(), Some(&b"AB CD"[..]));
+    let names = h.rpc_list();
+    assert!(names.contains(&b"py_upper".to_vec()) && names.contains(&b"rust_len".to_vec()));
+    // and from a thread that does not hold the interpreter
+    let h2 = h.clone();
+    let r = std::thread::spawn(move || h2.rpc_call(b"py_upper", &[b"x"]))
+        .join()
+        .unwrap();
+    assert_eq!(r.as_deref(), Some(&b"X"[..]));
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use ruwsgi_config::{PythonSettings, Settings};
 use ruwsgi_plugin::{
     BodyError, Core, Host, LanguagePlugin, Outcome, ProcessRole, Request, RequestIo, ResponseError,
-    Scoreboard, Vars, WorkerSnapshot,
+    Rpc, Scoreboard, Vars, WorkerSnapshot,
 };
 use ruwsgi_python::PythonPlugin;
 
@@ -35,6 +35,7 @@ pub struct FakeHost {
     pub logs: Mutex<Vec<String>>,
     pub procname: Mutex<Option<String>>,
     pub board: Scoreboard,
+    pub rpc: Rpc,
 }
 
 impl Default for FakeHost {
@@ -45,6 +46,7 @@ impl Default for FakeHost {
             logs: Mutex::default(),
             procname: Mutex::default(),
             board,
+            rpc: Rpc::default(),
         }
     }
 }
@@ -86,6 +88,9 @@ impl Host for FakeHost {
     }
     fn stop(&self) -> bool {
         false
+    }
+    fn rpc(&self) -> Option<&Rpc> {
+        Some(&self.rpc)
     }
 }
 
