@@ -353,6 +353,8 @@ def test_local_calls(fleet, kind):
     assert ask(caller, op="call", fn="hello", a="x")[0].value == b"hello x"
     assert ask(caller, op="rpc", fn="hello", a="x")[0].value == b"hello x"      # node None
     assert ask(caller, op="call", fn="big", a="100000")[0].value == pattern(100000)
+    # no array is parsed for a local call: an empty argument reaches the function
+    assert ask(caller, op="call", fn="echo_args", a=["a", "", "c"])[0].value == b"3:a||c"
     assert ask(caller, op="call", fn="nope")[0].value is None
     assert ask(caller, op="call", fn="nothing")[0].value is None
     out = json.loads(ask(caller, op="list")[0].body)
