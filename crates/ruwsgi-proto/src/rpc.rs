@@ -225,16 +225,36 @@ pub fn large_reply_length(dict: &[u8]) -> Result<u64, RpcError> {
         .ok_or(RpcError::BadLength)
 }
 
-/// Append an HTTP-bridge response head: `HTTP/1.0 <status>`, `Content-Type`,
+/// Append an HTTP-bridge response head: `<protocol> <status>`, `Content-Type`,
 /// `Content-Length` and the blank line. The body (of `body_len` bytes) follows.
-pub fn encode_http_head(status: &str, content_type: &[u8], body_len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"HTTP/1.0 ");
+pub fn encode_http_head(
+    protocol: &[u8],
+    status: &str,
+    content_type: &[u8],
+    body_len: usize,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(protocol);
+    out.push(b' ');
     out.extend_from_slice(status.as_bytes());
     out.extend_from_slice(b"\r\nContent-Type: ");
     out.extend_from_slice(content_type);
     out.extend_from_slice(b"\r\nContent-Length: ");
     out.extend_from_slice(body_len.to_string().as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// The HTTP bridge's status-line protocol: the request's `SERVER_PROTOCOL` when it is
+/// `HTTP/<digit>.<digit>`, else `HTTP/1.0`.
+pub fn http_protocol(server_protocol: Option<&[u8]>) -> &[u8] {
+    match server_protocol {
+        Some(p @ [b'H', b'T', b'T', b'P', b'/', major, b'.', minor])
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            p
+        }
+        _ => b"HTTP/1.0",
+    }
 }
 
 /// The HTTP bridge's `Content-Type`: the request's `Accept` when it names one type (not

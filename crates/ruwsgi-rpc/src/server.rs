@@ -121,33 +121,40 @@ fn http_bridge(registry: &Registry, body: &[u8], peer: &dyn Display, vars: &mut 
         ));
         return Answer::close_silently();
     }
+    let protocol = rpc::http_protocol(vars.get(b"SERVER_PROTOCOL"));
     let path = vars.get(b"PATH_INFO").unwrap_or_default();
     let call = match rpc::parse_http_path(path) {
         Ok(Some(call)) => call,
-        Ok(None) => return http_error("500 Internal Server Error", "no RPC function named"),
+        Ok(None) => {
+            return http_error(
+                protocol,
+                "500 Internal Server Error",
+                "no RPC function named",
+            )
+        }
         Err(e) => {
             log_line(&format!("ruwsgi: invalid RPC (HTTP) path from {peer}: {e}"));
-            return http_error("500 Internal Server Error", "invalid RPC call");
+            return http_error(protocol, "500 Internal Server Error", "invalid RPC call");
         }
     };
     match run(registry, &call, peer) {
         Some(result) => {
             let mut head = Vec::with_capacity(96);
             let content_type = rpc::http_content_type(vars.get(b"HTTP_ACCEPT"));
-            rpc::encode_http_head("200 OK", content_type, result.len(), &mut head);
+            rpc::encode_http_head(protocol, "200 OK", content_type, result.len(), &mut head);
             Answer {
                 head,
                 body: result,
                 close: true,
             }
         }
-        None => http_error("404 Not Found", "no result"),
+        None => http_error(protocol, "404 Not Found", "no result"),
     }
 }
 
-fn http_error(status: &str, text: &str) -> Answer {
+fn http_error(protocol: &[u8], status: &str, text: &str) -> Answer {
     let mut head = Vec::with_capacity(96);
-    rpc::encode_http_head(status, b"text/plain", text.len(), &mut head);
+    rpc::encode_http_head(protocol, status, b"text/plain", text.len(), &mut head);
     Answer {
         head,
         body: text.as_bytes().to_vec(),
@@ -245,6 +252,9 @@ mod tests {
     fn http(r: &Registry, path: &[u8], accept: Option<&[u8]>) -> Answer {
         let mut v = Vars::new();
         v.push(b"REQUEST_METHOD", b"GET");
+        if accept.is_some() {
+            v.push(b"SERVER_PROTOCOL", b"HTTP/1.1");
+        }
         v.push(b"PATH_INFO", path);
         if let Some(a) = accept {
             v.push(b"HTTP_ACCEPT", a);
@@ -265,11 +275,12 @@ mod tests {
         let a = http(&r, b"/hello/x/y", Some(b"text/plain"));
         assert_eq!(
             a.head,
-            b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\n"
         );
         assert_eq!(a.body, b"hello x y");
         assert!(a.close);
         let a = http(&r, b"/hello", Some(b"*/*"));
+        assert!(a.head.starts_with(b"HTTP/1.1 200 OK\r\n"));
         assert!(String::from_utf8_lossy(&a.head).contains("application/binary"));
         assert!(http(&r, b"/missing", None)
             .head

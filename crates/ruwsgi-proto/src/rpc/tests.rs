@@ -135,6 +135,7 @@ fn bad_replies() {
 fn http_head_and_content_type() {
     let mut out = Vec::new();
     encode_http_head(
+        http_protocol(None),
         "200 OK",
         http_content_type(Some(b"text/plain")),
         3,
@@ -147,4 +148,13 @@ fn http_head_and_content_type() {
     assert_eq!(http_content_type(Some(b"*/*")), b"application/binary");
     assert_eq!(http_content_type(None), b"application/binary");
     assert_eq!(http_content_type(Some(b"a\r\nX: y")), b"application/binary");
+}
+
+#[test]
+fn http_protocol_follows_the_request() {
+    assert_eq!(http_protocol(Some(b"HTTP/1.1")), b"HTTP/1.1");
+    assert_eq!(http_protocol(Some(b"HTTP/2.0")), b"HTTP/2.0");
+    assert_eq!(http_protocol(None), b"HTTP/1.0");
+    assert_eq!(http_protocol(Some(b"HTTP/1.1\r\nX: y")), b"HTTP/1.0");
+    assert_eq!(http_protocol(Some(b"FOO")), b"HTTP/1.0");
 }
