@@ -7,14 +7,15 @@
 //!
 //! Connections are kept per node and reused: a call costs one write and one read instead of
 //! a connect and a close. Reuse is made safe three ways:
-//! - before a kept connection is used it is checked with a non-blocking peek; one the node
-//!   closed (or that holds stray bytes) is dropped. A node found to close every connection
-//!   right after replying (uWSGI does) is then called on fresh connections only;
 //! - if a kept connection fails before the first byte of the reply arrives, the node never
 //!   ran the call (it had closed the connection), so the call is sent again once, on a fresh
-//!   connection. A fresh connection is never retried;
+//!   connection. A fresh connection is never retried. A node found to close connections
+//!   right after replying (uWSGI does) is then called on fresh connections only;
+//! - a connection kept idle for a while (more than [`CHECK_AFTER`]) is first checked with a
+//!   non-blocking peek, and dropped if the node closed it or sent stray bytes, so a call does
+//!   not start on a connection the node timed out long ago;
 //! - the pool belongs to one process: a child that inherited its parent's connections
-//!   through fork drops them unused.
+//!   through fork (ruwsgi's or the application's) drops them unused.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -35,6 +36,10 @@ const IDLE_PER_NODE: usize = 16;
 /// A kept connection found closed this soon after its last reply means the node closes
 /// every connection after replying.
 const CLOSES_AFTER_REPLY: Duration = Duration::from_secs(2);
+/// A connection idle longer than this is checked before it is used again.
+pub const CHECK_AFTER: Duration = Duration::from_secs(1);
+/// Room for the reply's header and, most of the time, all of its result.
+const FIRST_READ: usize = 16 * 1024;
 
 /// Why a remote call gave no result.
 #[derive(thiserror::Error, Debug)]
@@ -197,7 +202,8 @@ struct Node {
 }
 
 struct Pool {
-    pid: u32,
+    /// The fork generation the connections belong to.
+    generation: u64,
     nodes: HashMap<String, Node>,
 }
 
@@ -220,7 +226,7 @@ impl Client {
         Client {
             timeout: timeout.max(Duration::from_millis(1)),
             pool: Mutex::new(Pool {
-                pid: std::process::id(),
+                generation: ruwsgi_sys::fork::generation(),
                 nodes: HashMap::new(),
             }),
         }
@@ -243,19 +249,24 @@ impl Client {
         let mut request =
             Vec::with_capacity(8 + name.len() + args.iter().map(|a| a.len() + 2).sum::<usize>());
         rpc::encode_call(name, args, &mut request)?;
-        let deadline = Instant::now() + self.timeout;
-        let mut kept = self.take(node);
+        let now = Instant::now();
+        let deadline = now + self.timeout;
+        let mut kept = self.take(node, now);
         loop {
-            let fresh = kept.is_none();
-            let mut conn = match kept.take() {
-                Some(c) => c,
+            let reused = kept.take();
+            let since = reused.as_ref().map(|k| k.since);
+            let mut conn = match reused {
+                Some(k) => k.conn,
                 None => self.connect(node, deadline)?,
             };
             if let Err(err) = send(&mut conn, &request) {
-                if fresh {
-                    return Err(io_error(node, err));
+                match since {
+                    None => return Err(io_error(node, err)),
+                    Some(since) => {
+                        self.closed_by_node(node, since);
+                        continue;
+                    }
                 }
-                continue;
             }
             match read_reply(&mut conn, node, deadline) {
                 Ok((result, reusable)) => {
@@ -264,20 +275,36 @@ impl Client {
                     }
                     return Ok(result);
                 }
-                Err(ReadFail::Early(err)) if !fresh && is_closed(&err) => continue,
+                Err(ReadFail::Early(err)) if since.is_some() && is_closed(&err) => {
+                    self.closed_by_node(node, since.unwrap_or(now));
+                    continue;
+                }
                 Err(ReadFail::Early(err)) => return Err(io_error(node, err)),
                 Err(ReadFail::Late(e)) => return Err(e),
             }
         }
     }
 
-    /// A kept connection to `node` that is still idle, if any.
-    fn take(&self, node: &str) -> Option<Live> {
+    /// A kept connection turned out closed by the node: soon after its last reply means the
+    /// node closes every connection after replying, so stop keeping them.
+    fn closed_by_node(&self, node: &str, since: Instant) {
+        if since.elapsed() >= CLOSES_AFTER_REPLY {
+            return;
+        }
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let pid = std::process::id();
-        if pool.pid != pid {
+        if let Some(entry) = pool.nodes.get_mut(node) {
+            entry.no_reuse = true;
+            entry.idle.clear();
+        }
+    }
+
+    /// A kept connection to `node`, if any (checked first if it was idle a while).
+    fn take(&self, node: &str, now: Instant) -> Option<Kept> {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = ruwsgi_sys::fork::generation();
+        if pool.generation != generation {
             // Inherited through fork: the parent may still use these connections.
-            pool.pid = pid;
+            pool.generation = generation;
             let inherited = std::mem::take(&mut pool.nodes);
             drop(pool);
             drop(inherited);
@@ -285,12 +312,9 @@ impl Client {
         }
         let entry = pool.nodes.get_mut(node)?;
         while let Some(k) = entry.idle.pop() {
-            if k.conn.conn.is_idle() {
-                return Some(k.conn);
-            }
-            if k.since.elapsed() < CLOSES_AFTER_REPLY {
-                entry.no_reuse = true;
-                entry.idle.clear();
+            let idle = now.saturating_duration_since(k.since);
+            if idle < CHECK_AFTER || k.conn.conn.is_idle() {
+                return Some(k);
             }
         }
         None
@@ -298,7 +322,7 @@ impl Client {
 
     fn give_back(&self, node: &str, conn: Live) {
         let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.pid != std::process::id() {
+        if pool.generation != ruwsgi_sys::fork::generation() {
             return;
         }
         let entry = match pool.nodes.get_mut(node) {
@@ -370,8 +394,26 @@ fn read_reply(
     node: &str,
     deadline: Instant,
 ) -> Result<(Option<Vec<u8>>, bool), ReadFail> {
-    // The header and (most often) the whole result arrive in the first read.
-    let mut first = [0u8; 16 * 1024];
+    // The header and (most often) the whole result arrive in the first read, into a buffer
+    // each thread keeps.
+    thread_local! {
+        static FIRST: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    FIRST.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < FIRST_READ {
+            buf.resize(FIRST_READ, 0);
+        }
+        read_reply_into(conn, node, deadline, &mut buf)
+    })
+}
+
+fn read_reply_into(
+    conn: &mut Live,
+    node: &str,
+    deadline: Instant,
+    first: &mut [u8],
+) -> Result<(Option<Vec<u8>>, bool), ReadFail> {
     let mut got = 0;
     while got < HEADER_LEN {
         match conn.read_by(&mut first[got..], deadline) {

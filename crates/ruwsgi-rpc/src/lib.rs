@@ -40,6 +40,13 @@ pub const DEFAULT_MAX: usize = 64;
 pub trait RpcFunction: Send + Sync {
     /// Run the function.
     fn call(&self, args: &[&[u8]]) -> Result<Option<Vec<u8>>, String>;
+
+    /// The function as `Any`, so that the plugin that registered it can recognise its own
+    /// functions and call them without going through bytes (a Python caller calling a Python
+    /// function passes its objects as they are).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 impl<F> RpcFunction for F

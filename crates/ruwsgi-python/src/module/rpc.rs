@@ -23,27 +23,42 @@ struct PyRpcFunction {
     callable: Py<PyAny>,
 }
 
+impl PyRpcFunction {
+    /// Call with Python arguments: the result as a `bytes` object, or why there is none.
+    fn call_py<'py>(
+        &self,
+        py: Python<'py>,
+        args: Bound<'py, PyTuple>,
+    ) -> Result<Bound<'py, PyBytes>, String> {
+        match self.callable.bind(py).call1(args) {
+            Ok(r) => r.cast_into::<PyBytes>().map_err(|e| {
+                let r = e.into_inner();
+                format!(
+                    "returned {} instead of bytes",
+                    r.get_type()
+                        .name()
+                        .map_or_else(|_| "?".to_string(), |n| n.to_string())
+                )
+            }),
+            Err(e) => {
+                runtime::log_exception(py, &e);
+                Err(format!("'{}' raised an exception", self.name))
+            }
+        }
+    }
+}
+
 impl RpcFunction for PyRpcFunction {
     fn call(&self, args: &[&[u8]]) -> Result<Option<Vec<u8>>, String> {
         Python::attach(|py| {
             let args = PyTuple::new(py, args.iter().map(|a| PyBytes::new(py, a)))
                 .map_err(|e| e.to_string())?;
-            match self.callable.bind(py).call1(args) {
-                Ok(r) => match r.cast::<PyBytes>() {
-                    Ok(b) => Ok(Some(b.as_bytes().to_vec())),
-                    Err(_) => Err(format!(
-                        "returned {} instead of bytes",
-                        r.get_type()
-                            .name()
-                            .map_or_else(|_| "?".to_string(), |n| n.to_string())
-                    )),
-                },
-                Err(e) => {
-                    runtime::log_exception(py, &e);
-                    Err(format!("'{}' raised an exception", self.name))
-                }
-            }
+            self.call_py(py, args).map(|b| Some(b.as_bytes().to_vec()))
         })
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 
@@ -97,12 +112,37 @@ fn register_rpc(name: &str, func: &Bound<'_, PyAny>, argc: i64) -> PyResult<bool
 #[pyfunction]
 #[pyo3(signature = (*args))]
 fn call<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let items: Vec<Bound<'py, PyAny>> = args.iter().collect();
+    local_call(py, args, 0)
+}
+
+/// A call in this process; `args[skip]` is the function name, the rest its arguments. A
+/// Python function gets the caller's `bytes` objects as they are and its result is returned
+/// as it is; other functions (registered from Rust) go through the host's API.
+fn local_call<'py>(
+    py: Python<'py>,
+    args: &Bound<'py, PyTuple>,
+    skip: usize,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let items: Vec<Bound<'py, PyAny>> = args.iter().skip(skip).collect();
     let items = byte_items(&items)?;
     let (name, rest) = items.split_first().ok_or_else(call_error)?;
     let Some(host) = runtime::host() else {
         return Ok(None);
     };
+    let function = host.rpc().and_then(|r| r.registry().get(name));
+    if let Some(f) = function.as_ref() {
+        if let Some(pyf) = f.as_any().and_then(|a| a.downcast_ref::<PyRpcFunction>()) {
+            let pyargs = args.get_slice(skip + 1, args.len());
+            return Ok(match pyf.call_py(py, pyargs) {
+                Ok(b) if !b.as_bytes().is_empty() => Some(b),
+                Ok(_) => None,
+                Err(why) => {
+                    runtime::log(&format!("ruwsgi: RPC function '{}' failed: {why}", pyf.name));
+                    None
+                }
+            });
+        }
+    }
     Ok(host.rpc_call(name, rest).map(|r| PyBytes::new(py, &r)))
 }
 
@@ -128,17 +168,17 @@ fn rpc<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Option<Boun
     if args.len() < 2 {
         return Err(call_error());
     }
-    let node = node_text(&args.get_item(0)?)?;
+    let node = match node_text(&args.get_item(0)?)? {
+        Some(n) if !n.is_empty() => n,
+        _ => return local_call(py, args, 1),
+    };
     let items: Vec<Bound<'py, PyAny>> = args.iter().skip(1).collect();
     let items = byte_items(&items)?;
     let (name, rest) = items.split_first().ok_or_else(call_error)?;
     let Some(host) = runtime::host() else {
         return Ok(None);
     };
-    let result = match node.as_deref() {
-        None | Some("") => host.rpc_call(name, rest),
-        Some(node) => py.detach(|| host.rpc_remote(node, name, rest)),
-    };
+    let result = py.detach(|| host.rpc_remote(&node, name, rest));
     Ok(result.map(|r| PyBytes::new(py, &r)))
 }
 
