@@ -15,8 +15,12 @@ table shows the median time per call over rounds, its min to max, the CPU time b
 instances' process trees used per call, and uWSGI's time ÷ ruwsgi's (above 1: ruwsgi is
 faster).
 
+Before the table it prints the floor: the round trip of 16 bytes over a kept connection
+between two plain Python processes (TCP and unix), measured the same way in the same run.
+No server's remote call can be faster than that.
+
 usage: python bench/rpc_bench.py [--rounds 5] [--scale 1.0] [--servers ruwsgi,uwsgi]
-                                 [--max-seconds 600]
+                                 [--max-seconds 600] [--cpus 0]
 RUWSGI_BIN and UWSGI_BIN choose the binaries (default: target/release/ruwsgi, pyuwsgi's
 uwsgi from .venv or next to this Python).
 """
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -102,6 +107,54 @@ class Pair:
             srv.kill()
 
 
+def round_trip_floor(kind, n=20000):
+    """µs per 16-byte round trip over a kept connection between two Python processes."""
+    d = tempfile.mkdtemp(prefix="ruwsgi-rpc-floor-")
+    try:
+        if kind == "tcp":
+            ls = socket.socket()
+            ls.bind(("127.0.0.1", 0))
+            addr = ls.getsockname()
+        else:
+            addr = os.path.join(d, "floor.sock")
+            ls = socket.socket(socket.AF_UNIX)
+            ls.bind(addr)
+        ls.listen(1)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                c, _ = ls.accept()
+                if kind == "tcp":
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                while True:
+                    got = c.recv(4096)
+                    if not got:
+                        break
+                    c.sendall(got)
+            finally:
+                os._exit(0)
+        ls.close()
+        s = socket.socket(socket.AF_INET if kind == "tcp" else socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(addr)
+        if kind == "tcp":
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        msg = b"0123456789abcdef"
+        for _ in range(1000):
+            s.sendall(msg)
+            s.recv(4096)
+        t = time.perf_counter()
+        for _ in range(n):
+            s.sendall(msg)
+            s.recv(4096)
+        elapsed = time.perf_counter() - t
+        s.close()
+        os.waitpid(pid, 0)
+        return elapsed * 1e6 / n
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -138,13 +191,18 @@ def main():
     ap.add_argument("--servers", default="ruwsgi,uwsgi")
     ap.add_argument("--max-seconds", type=float, default=600,
                     help="stop starting new rounds after this long")
+    ap.add_argument("--cpus", default="",
+                    help="run everything on these CPUs only (e.g. 0): see bench/README.md")
     args = ap.parse_args()
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     kinds = [k for k in args.servers.split(",") if k]
     for k in kinds:
         if k not in LABELS:
             sys.exit("unknown server %r (ruwsgi, uwsgi)" % k)
         if not os.access(binary(k), os.X_OK):
             sys.exit("%s not found at %s" % (k, binary(k)))
+    floor = {k: med([round_trip_floor(k) for _ in range(3)]) for k in ("tcp", "unix")}
     workdir = Path(tempfile.mkdtemp(prefix="ruwsgi-rpc-bench-"))
     start = time.monotonic()
     pairs = {}
@@ -177,8 +235,11 @@ def main():
             p.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     print("\nRPC per-call time, %d rounds, medians; each server: caller and target with "
-          "--master --processes 1; CPU = both instances' process trees\n"
-          % len(next(iter(results.values()), [])))
+          "--master --processes 1; CPU = both instances' process trees%s"
+          % (len(next(iter(results.values()), [])),
+             "; all on CPUs %s" % args.cpus if args.cpus else ""))
+    print("floor (16-byte round trip between two Python processes, kept connection): "
+          "tcp %.2f µs, unix %.2f µs\n" % (floor["tcp"], floor["unix"]))
     print(table(results, kinds))
 
 
