@@ -269,3 +269,22 @@ def test_uwsgidecorators_rpc(ruwsgi):
     with connect(srv.uwsgi.target) as s:
         s.sendall(call_packet(b"decorated", b"remote"))
         assert read_reply(s) == (0, b"decorated:remote")
+
+
+def test_connections_kept_before_fork_are_not_shared(ruwsgi):
+    target = ruwsgi("--http-socket", "127.0.0.1:0", "--socket", "127.0.0.1:0", "--wsgi-file",
+                    APP, "--master", "--processes", "2", name="target")
+    node = "127.0.0.1:%d" % target.uwsgi.port
+    caller = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", APP, "--master",
+                    "--processes", "2", env={"RPC_IMPORT_NODE": node}, name="caller")
+    assert get(caller, "/import-call") == b"b'hello import'"
+
+    def many():
+        out = []
+        for i in range(50):
+            r, _ = eval(get(caller, "/remote?%s&echo_args&%d&x" % (node, i)))
+            out.append(r == b"%d|x" % i)
+        return all(out)
+
+    # both workers call at once, each on connections of its own
+    assert concurrent(many, 4) == [True] * 4

@@ -58,6 +58,11 @@ for name, f in [("hello", hello), ("echo_args", echo_args), ("big", big), ("whoa
     assert uwsgi.register_rpc(name, f) is True
 
 IMPORT_PID = os.getpid()
+# A remote call made while the app is imported (in the master, before fork), so the master
+# keeps a connection to that node: the workers must not share it.
+IMPORT_CALL = None
+if os.environ.get("RPC_IMPORT_NODE"):
+    IMPORT_CALL = uwsgi.rpc(os.environ["RPC_IMPORT_NODE"], b"hello", b"import")
 
 
 def expect_error(exc, fn, *args):
@@ -118,6 +123,8 @@ def application(env, start_response):
             t = time.monotonic()
             r = uwsgi.rpc(node, func.encode(), *[a.encode() for a in args])
             body = repr((r, round(time.monotonic() - t, 3))).encode()
+        elif path == "/import-call":
+            body = repr(IMPORT_CALL).encode()
         elif path == "/register":
             # /register?NAME: register NAME in this worker only
             uwsgi.register_rpc(qs, whoami)
