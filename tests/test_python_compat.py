@@ -150,7 +150,17 @@ def test_other_workers_apps_are_visible(ruwsgi, tmp_path, lazy):
     what that worker answered (plus at most the one request still in flight)."""
     srv = start_workers_server(ruwsgi, tmp_path, 2, *(["--lazy-apps"] if lazy else []))
     srv.wait_children(2)
-    served = {1: 0, 2: 0}  # main-app requests each worker answered
+    # With lazy-apps each worker imports the apps itself, so one may still be importing
+    # when the other answers: wait until both have published, and start counting from
+    # what they served meanwhile (an answer counts its own request).
+    last = {}
+
+    def both_published():
+        last["facts"] = get_json(srv, "/")
+        return all(len(w["apps"]) == 2 for w in last["facts"]["workers"])
+
+    wait_until(both_published, 30, what="both workers' apps published")
+    served = {w["id"]: w["apps"][0]["requests"] for w in last["facts"]["workers"]}
     # Worker X answered while the other had served some: X's view of it was checked.
     seen_other = {1: False, 2: False}
 
