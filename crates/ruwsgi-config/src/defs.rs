@@ -473,6 +473,13 @@ pub static OPTIONS: &[OptionDef] = &[
         "exit 22 when no app could be loaded",
     ),
     opt(
+        "locks",
+        Int,
+        Api,
+        "0",
+        "user locks 0..N for uwsgi.lock(n) / uwsgi.unlock(n)",
+    ),
+    opt(
         "rpc-max",
         Int,
         Api,
@@ -682,7 +689,6 @@ pub static OPTIONS: &[OptionDef] = &[
     ),
     later("cache", Int, "the old cache"),
     later("cache2", List, "a named cache"),
-    later("locks", Int, "user locks"),
     later("spooler", List, "the spooler").short('Q'),
     later("spooler-processes", Int, "spooler processes"),
     later("farm", List, "a mule farm"),

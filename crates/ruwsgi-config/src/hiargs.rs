@@ -310,6 +310,7 @@ fn apply(
         "enable-threads" => s.processes.enable_threads = v.boolean(),
         "lazy-apps" | "lazy" => s.processes.lazy_apps = v.boolean(),
         "rpc-max" => s.api.rpc_max = as_usize(v.number(1, 65536)?),
+        "locks" => s.api.locks = as_usize(v.number(0, 65535)?),
         "max-requests" => s.processes.max_requests = v.number(0, u64::MAX)?,
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,

@@ -259,11 +259,16 @@ pub struct LogSettings {
 pub struct ApiSettings {
     /// `rpc-max`: RPC functions each process can register (default 64).
     pub rpc_max: usize,
+    /// `locks`: the highest user lock number; locks 0..=N exist (default 0: lock 0).
+    pub locks: usize,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { rpc_max: 64 }
+        ApiSettings {
+            rpc_max: 64,
+            locks: 0,
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
 pub use ruwsgi_shm::{
-    AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+    AppInfo, AppSnapshot, Scoreboard, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot,
+    WorkerStatus, Writers, MAX_APPS,
 };
 
 /// Which kind of process is running.
@@ -77,6 +78,13 @@ pub trait Host: Send + Sync {
     fn reload(&self) -> bool;
     /// Ask the master to stop; false if the signal could not be sent.
     fn stop(&self) -> bool;
+
+    /// The user locks of `locks N` (locks 0..=N, shared by every process of the instance):
+    /// [`UserLocks::lock`], [`UserLocks::unlock`], [`UserLocks::is_locked`]. `None` for hosts
+    /// without them (test hosts).
+    fn user_locks(&self) -> Option<&UserLocks> {
+        None
+    }
 
     /// The RPC subsystem of this instance (`None` for hosts without one, such as test
     /// hosts). The methods below are the API over it.

@@ -12,7 +12,8 @@
 //!   counters it reports ([`WorkerSnapshot`], from `ruwsgi-shm`), and the scoreboard types a
 //!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]),
 //!   and the uWSGI API subsystems it reaches through the host: RPC ([`Rpc`],
-//!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]).
+//!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]) and
+//!   the user locks ([`UserLocks`], [`Host::user_locks`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -24,7 +25,7 @@ pub mod plugin;
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
     AppInfo, AppSnapshot, Host, ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard,
-    WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+    UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};

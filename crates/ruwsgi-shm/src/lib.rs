@@ -14,10 +14,12 @@
 //! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker, each with its
 //!   table of up to [`MAX_APPS`] apps) and [`WorkerSnapshot`] / [`AppSnapshot`], the plain
 //!   copies the stats and the plugin host read.
+//! - [`user_locks`]: [`UserLocks`], the numbered locks of `locks N` (`uwsgi.lock(n)`).
 
 pub mod lock;
 pub mod region;
 pub mod scoreboard;
+pub mod user_locks;
 
 pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
 pub use region::{Region, RegionError, ShmPlain, ShmSafe};
@@ -25,6 +27,7 @@ pub use scoreboard::{
     AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
     MAX_MOUNTPOINT,
 };
+pub use user_locks::{UserLockError, UserLocks};
 
 #[cfg(test)]
 mod testing;

@@ -1,11 +1,11 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, the uWSGI API subsystems (RPC), and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC, user locks), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
 use std::sync::Arc;
 
-use ruwsgi_plugin::{Host, ProcessRole, Rpc, WorkerSnapshot};
+use ruwsgi_plugin::{Host, ProcessRole, Rpc, UserLocks, WorkerSnapshot};
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
@@ -22,22 +22,26 @@ pub struct ServerHost {
     socket_fds: Vec<i32>,
     /// The RPC subsystem (the worker serves 173 packets from the same one).
     rpc: Arc<Rpc>,
+    /// `locks N`, mapped before the first fork.
+    locks: Arc<UserLocks>,
 }
 
 impl ServerHost {
     /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`,
-    /// with the instance's `rpc`.
+    /// with the instance's API subsystems (`rpc`, `locks`).
     pub fn new(
         scoreboard: Scoreboard,
         prefix: Option<String>,
         socket_fds: Vec<i32>,
         rpc: Arc<Rpc>,
+        locks: Arc<UserLocks>,
     ) -> ServerHost {
         ServerHost {
             scoreboard,
             prefix: prefix.unwrap_or_default(),
             socket_fds,
             rpc,
+            locks,
         }
     }
 
@@ -110,5 +114,9 @@ impl Host for ServerHost {
 
     fn rpc(&self) -> Option<&Rpc> {
         Some(&self.rpc)
+    }
+
+    fn user_locks(&self) -> Option<&UserLocks> {
+        Some(&self.locks)
     }
 }

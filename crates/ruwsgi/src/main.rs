@@ -16,7 +16,7 @@ use ruwsgi_config::{Command, Settings};
 use ruwsgi_master::{
     MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
 };
-use ruwsgi_plugin::{Host, LanguagePlugin, Rpc};
+use ruwsgi_plugin::{Host, LanguagePlugin, Rpc, UserLocks};
 use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
@@ -59,6 +59,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         None,
         Vec::new(),
         Arc::new(Rpc::default()),
+        Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -115,6 +116,16 @@ fn run(settings: Settings) -> i32 {
         settings.requests.socket_timeout,
     ));
     let worker_rpc = rpc.clone();
+    let locks = match UserLocks::new(settings.api.locks) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            log_line(&format!(
+                "ruwsgi: cannot map the user locks (locks = {}): {e}",
+                settings.api.locks
+            ));
+            return 1;
+        }
+    };
     let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
@@ -145,6 +156,7 @@ fn run(settings: Settings) -> i32 {
                 prefix,
                 socket_fds.to_vec(),
                 rpc,
+                locks,
             )) as Arc<dyn Host>
         }),
         worker_main,

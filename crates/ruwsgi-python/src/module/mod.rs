@@ -3,10 +3,12 @@
 //! Registered with `append_to_inittab!` before the interpreter starts, so `import uwsgi` works
 //! in the master, in workers and in Rust tests alike. Each area of the API lives in its own
 //! file and adds itself through an `init_pymodule(m)` function; areas to come (cache,
-//! signals, locks, async, spooler) plug in the same way, as RPC (`rpc.rs`) did. Values that depend on the
+//! signals, async, spooler) plug in the same way, as RPC (`rpc.rs`) and the user locks
+//! (`locks.rs`) did. Values that depend on the
 //! configuration are set by [`configure`] once `init` knows the settings.
 
 mod info;
+mod locks;
 mod process;
 mod request;
 mod rpc;
@@ -20,6 +22,7 @@ pub(crate) use info::configure;
 #[pyo3(name = "uwsgi")]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     info::init_pymodule(m)?;
+    locks::init_pymodule(m)?;
     process::init_pymodule(m)?;
     request::init_pymodule(m)?;
     rpc::init_pymodule(m)?;
