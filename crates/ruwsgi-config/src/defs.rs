@@ -480,6 +480,14 @@ pub static OPTIONS: &[OptionDef] = &[
         "user locks 0..N for uwsgi.lock(n) / uwsgi.unlock(n)",
     ),
     opt(
+        "sharedarea",
+        List,
+        Api,
+        "",
+        "add a shared area (ids 0, 1, ...): N pages, or pages=N / size=BYTES",
+    )
+    .short('A'),
+    opt(
         "rpc-max",
         Int,
         Api,
@@ -712,7 +720,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("cheaper", Int, "adaptive process spawning"),
     later("idle", Seconds, "idle mode"),
     later("enable-metrics", Flag, "the metrics subsystem"),
-    later("sharedarea", Str, "a shared area").short('A'),
     later("queue", Int, "the shared queue"),
     later("attach-daemon", List, "external daemons"),
     later("py-autoreload", Seconds, "reload on Python module changes"),

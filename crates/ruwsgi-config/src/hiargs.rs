@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
-use crate::settings::{MuleSpec, OptValue, Protocol, Settings, SocketSpec};
+use crate::settings::{AreaSize, MuleSpec, OptValue, Protocol, Settings, SocketSpec};
 
 /// Plugin names accepted by `plugins` (all built in).
 fn builtin_plugin(name: &str) -> bool {
@@ -172,6 +172,35 @@ fn mule_spec(v: &Val<'_>) -> Result<Option<MuleSpec>, ConfigError> {
     Ok(Some(MuleSpec::Script(PathBuf::from(t))))
 }
 
+/// Largest shared area accepted (1 TiB): a typo must not map the address space away.
+const MAX_AREA_BYTES: u64 = 1 << 40;
+
+/// `sharedarea`: `N` pages, or `pages=N` / `size=BYTES` (decimal or `0x` hex).
+fn area_size(v: &Val<'_>) -> Result<AreaSize, ConfigError> {
+    let t = v.text().trim();
+    let expected = "N pages, pages=N or size=BYTES (file= and fd= areas are not supported yet)";
+    let number = |s: &str| -> Option<u64> {
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => s.parse().ok(),
+        }
+    };
+    let size = if let Some(n) = t.strip_prefix("pages=") {
+        number(n).map(AreaSize::Pages)
+    } else if let Some(n) = t.strip_prefix("size=") {
+        number(n).map(AreaSize::Bytes)
+    } else if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
+        number(t).map(AreaSize::Pages)
+    } else {
+        None
+    };
+    match size {
+        Some(AreaSize::Pages(n)) if n > 0 && n <= MAX_AREA_BYTES / 4096 => Ok(AreaSize::Pages(n)),
+        Some(AreaSize::Bytes(n)) if n > 0 && n <= MAX_AREA_BYTES => Ok(AreaSize::Bytes(n)),
+        _ => Err(v.invalid(expected)),
+    }
+}
+
 fn as_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -311,6 +340,7 @@ fn apply(
         "lazy-apps" | "lazy" => s.processes.lazy_apps = v.boolean(),
         "rpc-max" => s.api.rpc_max = as_usize(v.number(1, 65536)?),
         "locks" => s.api.locks = as_usize(v.number(0, 65535)?),
+        "sharedarea" => s.api.sharedareas.push(area_size(&v)?),
         "max-requests" => s.processes.max_requests = v.number(0, u64::MAX)?,
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
@@ -413,6 +443,34 @@ mod tests {
         assert!(!builtin_plugin("php") && !builtin_plugin("pythonx"));
     }
 
+    #[test]
+    fn sharedarea_sizes() {
+        let def = crate::defs::lookup("sharedarea").unwrap();
+        let parse = |text: &str| {
+            let opt = RawOpt::for_test(def, text);
+            let mut s = Settings::default();
+            apply(&mut s, def, &opt, &mut None)
+                .ok()
+                .map(|()| s.api.sharedareas[0])
+        };
+        assert_eq!(parse("4"), Some(AreaSize::Pages(4)));
+        assert_eq!(parse("pages=2"), Some(AreaSize::Pages(2)));
+        assert_eq!(parse("size=100"), Some(AreaSize::Bytes(100)));
+        assert_eq!(parse("size=0x1000"), Some(AreaSize::Bytes(4096)));
+        for bad in [
+            "",
+            "0",
+            "size=0",
+            "pages=x",
+            "file=/tmp/a",
+            "fd=3",
+            "-1",
+            "size=2000000000000",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
     /// Every supported option reaches a real arm of [`apply`] (the fallback asserts).
     #[test]
     fn every_supported_option_is_applied() {
@@ -421,6 +479,7 @@ mod tests {
                 Kind::Mode => "660",
                 Kind::List if def.name == "plugins" => "python3",
                 Kind::List if def.name == "mount" || def.name == "env" => "a=b",
+                Kind::List if def.name == "sharedarea" => "1",
                 Kind::Int | Kind::Size | Kind::Seconds => "10",
                 _ => "x",
             };

@@ -261,6 +261,17 @@ pub struct ApiSettings {
     pub rpc_max: usize,
     /// `locks`: the highest user lock number; locks 0..=N exist (default 0: lock 0).
     pub locks: usize,
+    /// `sharedarea`, in order (area ids 0, 1, ...).
+    pub sharedareas: Vec<AreaSize>,
+}
+
+/// The size of one shared area, as configured (whole pages either way once mapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AreaSize {
+    /// `sharedarea N` or `pages=N`.
+    Pages(u64),
+    /// `size=BYTES`, rounded up to whole pages.
+    Bytes(u64),
 }
 
 impl Default for ApiSettings {
@@ -268,6 +279,7 @@ impl Default for ApiSettings {
         ApiSettings {
             rpc_max: 64,
             locks: 0,
+            sharedareas: Vec::new(),
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
 pub use ruwsgi_shm::{
-    AppInfo, AppSnapshot, Scoreboard, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot,
-    WorkerStatus, Writers, MAX_APPS,
+    AppInfo, AppSnapshot, AreaError, Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot,
+    WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
 
 /// Which kind of process is running.
@@ -84,6 +84,12 @@ pub trait Host: Send + Sync {
     /// without them (test hosts).
     fn user_locks(&self) -> Option<&UserLocks> {
         None
+    }
+
+    /// The shared areas of `sharedarea`, by id (0, 1, ...), mapped before the first fork
+    /// and never unmapped while the process lives.
+    fn shared_areas(&self) -> &[SharedArea] {
+        &[]
     }
 
     /// The RPC subsystem of this instance (`None` for hosts without one, such as test

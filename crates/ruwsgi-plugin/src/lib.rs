@@ -13,7 +13,8 @@
 //!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]),
 //!   and the uWSGI API subsystems it reaches through the host: RPC ([`Rpc`],
 //!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]) and
-//!   the user locks ([`UserLocks`], [`Host::user_locks`]).
+//!   the user locks ([`UserLocks`], [`Host::user_locks`]) and the shared areas
+//!   ([`SharedArea`], [`Host::shared_areas`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -24,8 +25,9 @@ pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
-    AppInfo, AppSnapshot, Host, ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard,
-    UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+    AppInfo, AppSnapshot, AreaError, Host, ProcessRole, RegisterError, Rpc, RpcFunction,
+    Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus,
+    Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};

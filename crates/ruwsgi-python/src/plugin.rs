@@ -163,6 +163,7 @@ impl LanguagePlugin for PythonPlugin {
                 let module = py.import("uwsgi")?;
                 let hostname = hostname(py).unwrap_or_default();
                 module::configure(py, &module, server, &hostname, &host_fds)?;
+                module::add_sharedarea_group(&module)?;
                 let writer = Py::new(py, Writer)?;
                 let start_response = Py::new(py, StartResponse { writer })?;
                 module.setattr("start_response", &start_response)?;

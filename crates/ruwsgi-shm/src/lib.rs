@@ -14,11 +14,13 @@
 //! - [`scoreboard`]: [`Scoreboard`] (header + one [`WorkerSlot`] per worker, each with its
 //!   table of up to [`MAX_APPS`] apps) and [`WorkerSnapshot`] / [`AppSnapshot`], the plain
 //!   copies the stats and the plugin host read.
+//! - [`shared_area`]: [`SharedArea`], the raw memory of `sharedarea` (`uwsgi.sharedarea_*`).
 //! - [`user_locks`]: [`UserLocks`], the numbered locks of `locks N` (`uwsgi.lock(n)`).
 
 pub mod lock;
 pub mod region;
 pub mod scoreboard;
+pub mod shared_area;
 pub mod user_locks;
 
 pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
@@ -27,6 +29,7 @@ pub use scoreboard::{
     AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
     MAX_MOUNTPOINT,
 };
+pub use shared_area::{AreaError, SharedArea};
 pub use user_locks::{UserLockError, UserLocks};
 
 #[cfg(test)]

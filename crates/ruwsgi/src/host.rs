@@ -1,11 +1,11 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, the uWSGI API subsystems (RPC, user locks), and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC, user locks, shared areas), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
 use std::sync::Arc;
 
-use ruwsgi_plugin::{Host, ProcessRole, Rpc, UserLocks, WorkerSnapshot};
+use ruwsgi_plugin::{Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot};
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
@@ -24,6 +24,8 @@ pub struct ServerHost {
     rpc: Arc<Rpc>,
     /// `locks N`, mapped before the first fork.
     locks: Arc<UserLocks>,
+    /// `sharedarea`, by id, mapped before the first fork.
+    areas: Arc<Vec<SharedArea>>,
 }
 
 impl ServerHost {
@@ -35,6 +37,7 @@ impl ServerHost {
         socket_fds: Vec<i32>,
         rpc: Arc<Rpc>,
         locks: Arc<UserLocks>,
+        areas: Arc<Vec<SharedArea>>,
     ) -> ServerHost {
         ServerHost {
             scoreboard,
@@ -42,6 +45,7 @@ impl ServerHost {
             socket_fds,
             rpc,
             locks,
+            areas,
         }
     }
 
@@ -118,5 +122,9 @@ impl Host for ServerHost {
 
     fn user_locks(&self) -> Option<&UserLocks> {
         Some(&self.locks)
+    }
+
+    fn shared_areas(&self) -> &[SharedArea] {
+        &self.areas
     }
 }

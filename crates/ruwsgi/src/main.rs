@@ -12,11 +12,12 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ruwsgi_config::AreaSize;
 use ruwsgi_config::{Command, Settings};
 use ruwsgi_master::{
     MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
 };
-use ruwsgi_plugin::{Host, LanguagePlugin, Rpc, UserLocks};
+use ruwsgi_plugin::{Host, LanguagePlugin, Rpc, SharedArea, UserLocks};
 use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
@@ -60,6 +61,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         Vec::new(),
         Arc::new(Rpc::default()),
         Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
+        Arc::new(Vec::new()),
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -116,6 +118,13 @@ fn run(settings: Settings) -> i32 {
         settings.requests.socket_timeout,
     ));
     let worker_rpc = rpc.clone();
+    let areas = match map_shared_areas(&settings.api.sharedareas) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            log_line(&format!("ruwsgi: {e}"));
+            return 1;
+        }
+    };
     let locks = match UserLocks::new(settings.api.locks) {
         Ok(l) => Arc::new(l),
         Err(e) => {
@@ -157,6 +166,7 @@ fn run(settings: Settings) -> i32 {
                 socket_fds.to_vec(),
                 rpc,
                 locks,
+                areas,
             )) as Arc<dyn Host>
         }),
         worker_main,
@@ -168,4 +178,22 @@ fn run(settings: Settings) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Map every `sharedarea` (whole pages, as uWSGI rounds anonymous areas), in id order.
+fn map_shared_areas(sizes: &[AreaSize]) -> Result<Vec<SharedArea>, String> {
+    let page = ruwsgi_sys::memory::page_size() as u64;
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(id, size)| {
+            let bytes = match *size {
+                AreaSize::Pages(n) => n.saturating_mul(page),
+                AreaSize::Bytes(n) => n.div_ceil(page).saturating_mul(page),
+            };
+            let len = usize::try_from(bytes).map_err(|_| format!("shared area {id}: too large"))?;
+            SharedArea::new(len)
+                .map_err(|e| format!("cannot map shared area {id} ({bytes} bytes): {e}"))
+        })
+        .collect()
 }

@@ -12,10 +12,12 @@ mod locks;
 mod process;
 mod request;
 mod rpc;
+mod sharedarea;
 
 use pyo3::prelude::*;
 
 pub(crate) use info::configure;
+pub(crate) use sharedarea::add_if_configured as add_sharedarea_group;
 
 /// The `uwsgi` module definition.
 #[pymodule]
