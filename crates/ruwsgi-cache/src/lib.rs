@@ -6,6 +6,11 @@
 //!   `cache_*` functions, the 111 server), whatever stores the items. The shared-memory
 //!   table is one backend; a later one (Redis) plugs in behind the same trait.
 //! - [`CacheError`]: why an operation did not happen.
+//! - [`table`]: [`Table`], one cache in shared memory (lock-free reads, crash-safe writes).
+
+pub mod table;
+
+pub use table::{Geometry, MathOp, Policy, Stats, Table};
 
 /// Why a cache operation did not happen. Front ends map every one of these to uWSGI's
 /// "failure" (`None` in Python, no reply on the wire); the variant says why, for logs.
@@ -30,6 +35,9 @@ pub enum CacheError {
     /// `set` of a key that exists (only `update` overwrites).
     #[error("key exists")]
     Exists,
+    /// The cache's lock could not be taken.
+    #[error("cache lock failed")]
+    Lock,
 }
 
 /// One stored value.
