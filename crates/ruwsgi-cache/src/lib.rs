@@ -6,10 +6,14 @@
 //!   `cache_*` functions, the 111 server), whatever stores the items. The shared-memory
 //!   table is one backend; a later one (Redis) plugs in behind the same trait.
 //! - [`CacheError`]: why an operation did not happen.
+//! - [`caches`]: [`Caches`], the configured caches by name (the default first); the
+//!   [`CacheBackend`] of the shared-memory caches.
 //! - [`table`]: [`Table`], one cache in shared memory (lock-free reads, crash-safe writes).
 
+pub mod caches;
 pub mod table;
 
+pub use caches::{Cache, Caches};
 pub use table::{Geometry, MathOp, Policy, Stats, Table};
 
 /// Why a cache operation did not happen. Front ends map every one of these to uWSGI's

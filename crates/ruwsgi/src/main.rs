@@ -17,7 +17,7 @@ use ruwsgi_config::{Command, Settings};
 use ruwsgi_master::{
     MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
 };
-use ruwsgi_plugin::{Host, LanguagePlugin, Rpc, SharedArea, UserLocks};
+use ruwsgi_plugin::{Caches, Host, LanguagePlugin, Rpc, SharedArea, UserLocks};
 use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
@@ -62,6 +62,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         Arc::new(Rpc::default()),
         Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
         Arc::new(Vec::new()),
+        Arc::new(Caches::default()),
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -125,6 +126,13 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
+    let caches = match Caches::new(&settings.api.all_caches()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log_line(&format!("ruwsgi: cannot create the caches: {e}"));
+            return 1;
+        }
+    };
     let locks = match UserLocks::new(settings.api.locks) {
         Ok(l) => Arc::new(l),
         Err(e) => {
@@ -167,6 +175,7 @@ fn run(settings: Settings) -> i32 {
                 rpc,
                 locks,
                 areas,
+                caches,
             )) as Arc<dyn Host>
         }),
         worker_main,
