@@ -8,9 +8,11 @@
 //! - [`CacheError`]: why an operation did not happen.
 //! - [`caches`]: [`Caches`], the configured caches by name (the default first); the
 //!   [`CacheBackend`] of the shared-memory caches.
+//! - [`store`]: saving a cache to a file and restoring it (`store`, `cache-store`).
 //! - [`table`]: [`Table`], one cache in shared memory (lock-free reads, crash-safe writes).
 
 pub mod caches;
+pub mod store;
 pub mod table;
 
 pub use caches::{Cache, Caches};

@@ -587,6 +587,39 @@ impl Table {
         Ok(out)
     }
 
+    /// Every live item with its key, copied under the writers' lock (a consistent
+    /// snapshot, for saving the cache).
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Item)>, CacheError> {
+        let w = self.write_lock().map_err(|_| CacheError::Lock)?;
+        let now = now_unix();
+        let mut out = Vec::new();
+        for i in 0..self.geo.items {
+            if self.slot(i, F_STATE).load(Ordering::Relaxed) != USED {
+                continue;
+            }
+            let expires_at = self.slot(i, F_EXPIRES).load(Ordering::Relaxed);
+            if expires_at != 0 && expires_at <= now {
+                continue;
+            }
+            if let Some(value) = self.copy_value(i) {
+                out.push((w.key_of(i), Item { value, expires_at }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store an item with an absolute expiry (restoring a saved cache); `set` semantics.
+    pub fn restore(&self, key: &[u8], value: &[u8], expires_at: u64) -> Result<(), CacheError> {
+        self.check_item(key, value)?;
+        let w = self.write_lock().map_err(|_| CacheError::Lock)?;
+        w.store(key, value, expires_at, false, false)
+    }
+
+    /// Changes so far: a number that moves whenever the table is written.
+    pub fn version(&self) -> u64 {
+        self.region.header().seq.load(Ordering::Acquire)
+    }
+
     /// Delete the items expired at `now` (unix seconds); returns how many.
     pub fn sweep(&self, now: u64) -> usize {
         let Ok(w) = self.write_lock() else { return 0 };
