@@ -982,6 +982,71 @@ mod tests {
         assert!(!accepts_gzip(b""));
     }
 
+    /// A scratch tree: root/static (mapped), root/static-private, root/safe, with symlinks.
+    fn scratch_tree(tag: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("ruwsgi-static-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["static/sub", "static-private", "safe"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("static/a.txt"), b"a").unwrap();
+        std::fs::write(root.join("static/sub/index.html"), b"i").unwrap();
+        std::fs::write(root.join("static-private/s.txt"), b"s").unwrap();
+        std::fs::write(root.join("safe/ok.txt"), b"ok").unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join("static").join(name)).unwrap()
+        };
+        link("a.txt", "in");
+        link(root.join("static/a.txt").to_str().unwrap(), "abs-in");
+        link("../static-private/s.txt", "out");
+        link(root.join("static-private").to_str().unwrap(), "dir-out");
+        link("../safe/ok.txt", "safe-link");
+        root
+    }
+
+    fn outcome(st: &StaticFiles, rel: &str) -> &'static str {
+        let map = &st.maps[0];
+        let Base::Dir { fd, path } = &map.base else {
+            panic!("not a directory map")
+        };
+        match st.resolve_dir(fd, path, rel.as_bytes(), true) {
+            Resolved::Found(_) => "found",
+            Resolved::Missing => "missing",
+            Resolved::Forbidden => "forbidden",
+        }
+    }
+
+    #[test]
+    fn resolution_stays_in_the_mapped_directory() {
+        let root = scratch_tree("resolve");
+        let mut settings = StaticSettings::default();
+        settings.maps.push(ruwsgi_config::settings::StaticMap {
+            mountpoint: "/static".into(),
+            dir: root.join("static"),
+            keep_mountpoint: false,
+        });
+        settings.index.push("index.html".into());
+        let st = StaticFiles::new(&settings, 2).unwrap();
+        assert_eq!(outcome(&st, "a.txt"), "found");
+        assert_eq!(outcome(&st, "in"), "found");
+        assert_eq!(outcome(&st, "abs-in"), "found");
+        assert_eq!(outcome(&st, "sub"), "found");
+        assert_eq!(outcome(&st, ""), "missing");
+        assert_eq!(outcome(&st, "nope"), "missing");
+        assert_eq!(outcome(&st, "a.txt/x"), "missing");
+        assert_eq!(outcome(&st, "out"), "forbidden");
+        assert_eq!(outcome(&st, "dir-out/s.txt"), "forbidden");
+        assert_eq!(outcome(&st, "safe-link"), "forbidden");
+        // Even if `..` got this far, the kernel (or the realpath check) keeps it inside.
+        assert_eq!(outcome(&st, "../static-private/s.txt"), "forbidden");
+
+        settings.safe.push(root.join("safe"));
+        let st = StaticFiles::new(&settings, 2).unwrap();
+        assert_eq!(outcome(&st, "safe-link"), "found");
+        assert_eq!(outcome(&st, "out"), "forbidden");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn mime_files() {
         let mut m = builtin_mime();
