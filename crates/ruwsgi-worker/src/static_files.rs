@@ -612,7 +612,17 @@ fn open_base(dir: &Path) -> std::io::Result<Base> {
     }
 }
 
+/// Open a canonical path with no symlink followed in any component, so that the tree
+/// cannot be swapped under the containment check just made (`O_NOFOLLOW`, last component
+/// only, on kernels without `openat2`).
 fn open_nofollow(path: &Path) -> Result<File, Errno> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(nix::fcntl::AT_FDCWD, path, how) {
+        Err(Errno::ENOSYS) => {}
+        other => return other.map(File::from),
+    }
     nix::fcntl::open(
         path,
         OFlag::O_RDONLY
