@@ -7,6 +7,9 @@
 //!   table is one backend; a later one (Redis) plugs in behind the same trait.
 //! - [`CacheError`]: why an operation did not happen.
 
+pub mod client;
+pub mod server;
+
 /// Why a cache operation did not happen. Front ends map every one of these to uWSGI's
 /// "failure" (`None` in Python, no reply on the wire); the variant says why, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
