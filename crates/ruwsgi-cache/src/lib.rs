@@ -6,6 +6,17 @@
 //!   `cache_*` functions, the 111 server), whatever stores the items. The shared-memory
 //!   table is one backend; a later one (Redis) plugs in behind the same trait.
 //! - [`CacheError`]: why an operation did not happen.
+//! - [`caches`]: [`Caches`], the configured caches by name (the default first); the
+//!   [`CacheBackend`] of the shared-memory caches.
+//! - [`store`]: saving a cache to a file and restoring it (`store`, `cache-store`).
+//! - [`table`]: [`Table`], one cache in shared memory (lock-free reads, crash-safe writes).
+
+pub mod caches;
+pub mod store;
+pub mod table;
+
+pub use caches::{Cache, Caches};
+pub use table::{Geometry, MathOp, Policy, Stats, Table};
 
 pub mod client;
 pub mod server;
@@ -33,6 +44,9 @@ pub enum CacheError {
     /// `set` of a key that exists (only `update` overwrites).
     #[error("key exists")]
     Exists,
+    /// The cache's lock could not be taken.
+    #[error("cache lock failed")]
+    Lock,
 }
 
 /// One stored value.

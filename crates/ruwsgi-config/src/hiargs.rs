@@ -341,6 +341,17 @@ fn apply(
         "rpc-max" => s.api.rpc_max = as_usize(v.number(1, 65536)?),
         "locks" => s.api.locks = as_usize(v.number(0, 65535)?),
         "sharedarea" => s.api.sharedareas.push(area_size(&v)?),
+        "cache2" => {
+            let spec = crate::cache_spec::parse_cache2(v.text()).map_err(|why| v.invalid(&why))?;
+            s.api.caches.push(spec);
+        }
+        "cache" => s.api.legacy_cache = v.number(0, u64::from(u32::MAX) - 2)?,
+        "cache-blocksize" => s.api.cache_blocksize = v.size(1, 1 << 30)?,
+        "cache-store" => s.api.cache_store = Some(v.path()?),
+        "cache-store-sync" => s.api.cache_store_sync = v.number(0, 1 << 32)?,
+        "cache-expire-freq" => s.api.cache_expire_freq = v.number(1, 86400)?,
+        "cache-no-expire" => s.api.cache_no_expire = v.boolean(),
+        "cache-report-freed-items" => s.api.cache_report_freed = v.boolean(),
         "max-requests" => s.processes.max_requests = v.number(0, u64::MAX)?,
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
@@ -480,6 +491,7 @@ mod tests {
                 Kind::List if def.name == "plugins" => "python3",
                 Kind::List if def.name == "mount" || def.name == "env" => "a=b",
                 Kind::List if def.name == "sharedarea" => "1",
+                Kind::List if def.name == "cache2" => "name=a,items=1",
                 Kind::Int | Kind::Size | Kind::Seconds => "10",
                 _ => "x",
             };

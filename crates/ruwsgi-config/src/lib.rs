@@ -31,6 +31,7 @@
 //! - `--chmod-socket 660` takes the next word only when it is an octal mode.
 #![warn(missing_docs)]
 
+pub mod cache_spec;
 pub mod defs;
 pub mod error;
 pub mod formats;
@@ -46,8 +47,8 @@ pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};
 pub use load::{load, Command};
 pub use settings::{
-    ApiSettings, AreaSize, LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings, Protocol,
-    PythonSettings, RequestSettings, Settings, SocketSettings, SocketSpec,
+    ApiSettings, AreaSize, CacheSpec, LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings,
+    Protocol, PythonSettings, RequestSettings, Settings, SocketSettings, SocketSpec,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

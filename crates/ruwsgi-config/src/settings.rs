@@ -13,6 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::cache_spec::CacheSpec;
+
 /// The protocol a bound socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -263,6 +265,45 @@ pub struct ApiSettings {
     pub locks: usize,
     /// `sharedarea`, in order (area ids 0, 1, ...).
     pub sharedareas: Vec<AreaSize>,
+    /// `cache2`, in order.
+    pub caches: Vec<CacheSpec>,
+    /// `cache N`: the legacy cache named `default` (0: none).
+    pub legacy_cache: u64,
+    /// `cache-blocksize` (the legacy cache's block size).
+    pub cache_blocksize: u64,
+    /// `cache-store` (the legacy cache's store file).
+    pub cache_store: Option<PathBuf>,
+    /// `cache-store-sync`: seconds between store saves (0: at stop only).
+    pub cache_store_sync: u64,
+    /// `cache-expire-freq`: seconds between sweeps.
+    pub cache_expire_freq: u64,
+    /// `cache-no-expire`: no sweeper.
+    pub cache_no_expire: bool,
+    /// `cache-report-freed-items`.
+    pub cache_report_freed: bool,
+}
+
+impl ApiSettings {
+    /// Every cache in creation order: the legacy `cache` first (named `default`), then
+    /// each `cache2`. The first is the default cache.
+    pub fn all_caches(&self) -> Vec<CacheSpec> {
+        let mut out = Vec::with_capacity(self.caches.len() + 1);
+        if self.legacy_cache > 0 {
+            let mut c = CacheSpec::new("default", self.legacy_cache);
+            c.blocksize = self.cache_blocksize;
+            c.store.clone_from(&self.cache_store);
+            c.store_sync = self.cache_store_sync;
+            out.push(c);
+        }
+        for c in &self.caches {
+            let mut c = c.clone();
+            if c.store_sync == 0 {
+                c.store_sync = self.cache_store_sync;
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 /// The size of one shared area, as configured (whole pages either way once mapped).
@@ -280,6 +321,14 @@ impl Default for ApiSettings {
             rpc_max: 64,
             locks: 0,
             sharedareas: Vec::new(),
+            caches: Vec::new(),
+            legacy_cache: 0,
+            cache_blocksize: 65536,
+            cache_store: None,
+            cache_store_sync: 0,
+            cache_expire_freq: 3,
+            cache_no_expire: false,
+            cache_report_freed: false,
         }
     }
 }

@@ -51,6 +51,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         reexec_on_reload,
         phase_observer,
         clock,
+        periodic,
     } = config;
     let mut observer = phase_observer;
     let mut phase = |p: MasterPhase| {
@@ -155,7 +156,10 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         clock,
         timers: Timers::new(),
         watched: WatchedFds::new(),
+        periodic,
     };
+    let now = master.clock.now();
+    master.arm_periodic(now);
     master.phase(MasterPhase::Spawning);
     for index in 0..master.slots.len() {
         let _ = master.spawn(index);

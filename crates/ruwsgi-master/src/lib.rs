@@ -112,5 +112,6 @@ pub use ruwsgi_shm::Scoreboard;
 pub use signals::{Incoming, MasterCommand, SignalSource, UnixSignals};
 pub use types::{
     current_generation, current_role, ChildStart, HostFactory, Listener, MasterConfig, MasterPhase,
-    PhaseObserver, WorkerMain, WorkerStart, EXIT_NO_APP, EXIT_PANIC, EXIT_RECYCLE, EXIT_STOPPED,
+    Periodic, PeriodicCause, PhaseObserver, WorkerMain, WorkerStart, EXIT_NO_APP, EXIT_PANIC,
+    EXIT_RECYCLE, EXIT_STOPPED,
 };

@@ -27,7 +27,9 @@ use crate::events::{Clock, Timers, WatchedFds};
 use crate::mule::MuleMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
-use crate::types::{MasterPhase, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE};
+use crate::types::{
+    MasterPhase, Periodic, PeriodicCause, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE,
+};
 
 /// Poll timeout while supervising (uWSGI's `check-interval`).
 const TICK: Duration = Duration::from_secs(1);
@@ -54,6 +56,8 @@ pub(crate) enum Deadline {
     Kill(usize),
     /// The respawn throttle's pause ends: empty slots may be filled again.
     RespawnResume,
+    /// The periodic task with this index is due.
+    Periodic(usize),
 }
 
 /// What a watched fd of the master is.
@@ -93,6 +97,8 @@ pub(crate) struct Master {
     pub timers: Timers<Deadline>,
     /// Every fd the loop watches besides the signal source's: the children's channels.
     pub watched: WatchedFds<Watch>,
+    /// The subsystems' periodic work ([`crate::MasterConfig::periodic`]).
+    pub periodic: Vec<Periodic>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -142,6 +148,7 @@ impl Master {
                         match crate::reexec::probe_reexec(&self.argv, crate::reexec::PROBE_TIMEOUT)
                         {
                             Ok(()) => {
+                                self.run_exit_tasks();
                                 let err = self.reexec();
                                 log_line(&format!(
                                     "ruwsgi: re-exec failed ({err}): respawning workers with the current code"
@@ -160,10 +167,25 @@ impl Master {
                 }
                 Mode::Stopping { code } => {
                     if self.alive() == 0 {
+                        self.run_exit_tasks();
                         return code;
                     }
                 }
             }
+        }
+    }
+
+    /// Arm every periodic task's first deadline.
+    pub(crate) fn arm_periodic(&mut self, now: Instant) {
+        for (i, task) in self.periodic.iter().enumerate() {
+            self.timers.set(Deadline::Periodic(i), now + task.every);
+        }
+    }
+
+    /// The master leaves or re-executes: each periodic task runs a last time.
+    fn run_exit_tasks(&mut self) {
+        for task in &mut self.periodic {
+            (task.run)(PeriodicCause::Exit);
         }
     }
 
@@ -395,6 +417,13 @@ impl Master {
                 }
                 // `fill_slots` asks the throttle again on this same turn.
                 Deadline::RespawnResume => {}
+                Deadline::Periodic(i) => {
+                    if let Some(task) = self.periodic.get_mut(i) {
+                        (task.run)(PeriodicCause::Timer);
+                        let every = task.every;
+                        self.timers.set(Deadline::Periodic(i), now + every);
+                    }
+                }
             }
         }
     }

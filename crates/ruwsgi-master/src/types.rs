@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ruwsgi_config::{Protocol, Settings};
 use ruwsgi_plugin::{Host, LanguagePlugin, ProcessRole};
@@ -116,6 +117,24 @@ pub type HostFactory = Box<dyn FnOnce(&Scoreboard, &[RawFd]) -> Arc<dyn Host>>;
 /// Receives every [`MasterPhase`] change, in the master only.
 pub type PhaseObserver = Box<dyn FnMut(MasterPhase)>;
 
+/// Why a [`Periodic`] task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodicCause {
+    /// Its period elapsed.
+    Timer,
+    /// The master is about to leave or re-execute itself (last chance to save state).
+    Exit,
+}
+
+/// Work the master's loop runs every `every` (a cache sweep, a cache store save), and once
+/// more before the master exits or re-executes. Runs in the master only, between events.
+pub struct Periodic {
+    /// How often.
+    pub every: Duration,
+    /// The work.
+    pub run: Box<dyn FnMut(PeriodicCause)>,
+}
+
 /// Inputs of [`crate::run`].
 pub struct MasterConfig {
     /// The instance's settings.
@@ -140,6 +159,8 @@ pub struct MasterConfig {
     /// Where the master reads time for its deadlines (default [`SystemClock`]; tests give
     /// a [`crate::events::FakeClock`]).
     pub clock: Arc<dyn Clock>,
+    /// Periodic work of the subsystems (none by default).
+    pub periodic: Vec<Periodic>,
 }
 
 impl MasterConfig {
@@ -161,6 +182,7 @@ impl MasterConfig {
             reexec_on_reload: true,
             phase_observer: None,
             clock: Arc::new(SystemClock),
+            periodic: Vec::new(),
         }
     }
 }

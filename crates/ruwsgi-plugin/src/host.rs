@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub use ruwsgi_cache::{CacheBackend, CacheError, Caches, Item, MathOp};
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
 pub use ruwsgi_shm::{
     AppInfo, AppSnapshot, AreaError, Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot,
@@ -83,6 +84,12 @@ pub trait Host: Send + Sync {
     /// [`UserLocks::lock`], [`UserLocks::unlock`], [`UserLocks::is_locked`]. `None` for hosts
     /// without them (test hosts).
     fn user_locks(&self) -> Option<&UserLocks> {
+        None
+    }
+
+    /// The caches of `cache2` / `cache` (the default one first), shared by every process of
+    /// the instance. `None` for hosts without them (test hosts).
+    fn caches(&self) -> Option<&Caches> {
         None
     }
 

@@ -13,8 +13,9 @@
 //!   plugin uses to publish and count its apps ([`Scoreboard`], [`AppInfo`], [`Writers`]),
 //!   and the uWSGI API subsystems it reaches through the host: RPC ([`Rpc`],
 //!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]) and
-//!   the user locks ([`UserLocks`], [`Host::user_locks`]) and the shared areas
-//!   ([`SharedArea`], [`Host::shared_areas`]).
+//!   the user locks ([`UserLocks`], [`Host::user_locks`]), the shared areas
+//!   ([`SharedArea`], [`Host::shared_areas`]) and the caches ([`Caches`],
+//!   [`CacheBackend`], [`Host::caches`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -25,12 +26,14 @@ pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
-    AppInfo, AppSnapshot, AreaError, Host, ProcessRole, RegisterError, Rpc, RpcFunction,
-    Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus,
-    Writers, MAX_APPS,
+    AppInfo, AppSnapshot, AreaError, CacheBackend, CacheError, Caches, Host, Item, MathOp,
+    ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard, SharedArea, UserLockError, UserLocks,
+    WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
+/// The cache subsystem's crate (tables, remote client, the 111 server).
+pub use ruwsgi_cache as cache;
 pub use ruwsgi_proto::Vars;
 /// The RPC subsystem's crate (limits, client and server details).
 pub use ruwsgi_rpc as rpc;

@@ -1,11 +1,11 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, the uWSGI API subsystems (RPC, user locks, shared areas), and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC, user locks, shared areas, caches), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
 use std::sync::Arc;
 
-use ruwsgi_plugin::{Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot};
+use ruwsgi_plugin::{Caches, Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot};
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
@@ -26,6 +26,8 @@ pub struct ServerHost {
     locks: Arc<UserLocks>,
     /// `sharedarea`, by id, mapped before the first fork.
     areas: Arc<Vec<SharedArea>>,
+    /// `cache2` / `cache`, mapped before the first fork.
+    caches: Arc<Caches>,
 }
 
 impl ServerHost {
@@ -38,6 +40,7 @@ impl ServerHost {
         rpc: Arc<Rpc>,
         locks: Arc<UserLocks>,
         areas: Arc<Vec<SharedArea>>,
+        caches: Arc<Caches>,
     ) -> ServerHost {
         ServerHost {
             scoreboard,
@@ -46,6 +49,7 @@ impl ServerHost {
             rpc,
             locks,
             areas,
+            caches,
         }
     }
 
@@ -126,5 +130,9 @@ impl Host for ServerHost {
 
     fn shared_areas(&self) -> &[SharedArea] {
         &self.areas
+    }
+
+    fn caches(&self) -> Option<&Caches> {
+        Some(&self.caches)
     }
 }

@@ -11,13 +11,15 @@ mod host;
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ruwsgi_config::AreaSize;
 use ruwsgi_config::{Command, Settings};
 use ruwsgi_master::{
-    MasterConfig, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE, EXIT_STOPPED,
+    MasterConfig, Periodic, PeriodicCause, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE,
+    EXIT_STOPPED,
 };
-use ruwsgi_plugin::{Host, LanguagePlugin, Rpc, SharedArea, UserLocks};
+use ruwsgi_plugin::{Caches, Host, LanguagePlugin, Rpc, SharedArea, UserLocks};
 use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
@@ -62,6 +64,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         Arc::new(Rpc::default()),
         Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
         Arc::new(Vec::new()),
+        Arc::new(Caches::default()),
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -125,6 +128,17 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
+    let caches = match Caches::new(&settings.api.all_caches()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log_line(&format!("ruwsgi: cannot create the caches: {e}"));
+            return 1;
+        }
+    };
+    if let Err(e) = restore_caches(&caches) {
+        log_line(&format!("ruwsgi: {e}"));
+        return 1;
+    }
     let locks = match UserLocks::new(settings.api.locks) {
         Ok(l) => Arc::new(l),
         Err(e) => {
@@ -156,7 +170,8 @@ fn run(settings: Settings) -> i32 {
             WorkerExit::Failed => 1,
         }
     });
-    let config = MasterConfig::new(
+    let periodic = cache_tasks(&settings, &caches);
+    let mut config = MasterConfig::new(
         settings.clone(),
         plugin,
         Box::new(move |scoreboard, socket_fds| {
@@ -167,10 +182,12 @@ fn run(settings: Settings) -> i32 {
                 rpc,
                 locks,
                 areas,
+                caches,
             )) as Arc<dyn Host>
         }),
         worker_main,
     );
+    config.periodic = periodic;
     match ruwsgi_master::run(config, Box::new(signals)) {
         Ok(code) => code,
         Err(e) => {
@@ -196,4 +213,109 @@ fn map_shared_areas(sizes: &[AreaSize]) -> Result<Vec<SharedArea>, String> {
                 .map_err(|e| format!("cannot map shared area {id} ({bytes} bytes): {e}"))
         })
         .collect()
+}
+
+/// Put each stored cache's saved items back (before any fork). A store that cannot be read
+/// stops the start, unless its cache has `store_delete`: then the file is removed.
+fn restore_caches(caches: &Caches) -> Result<(), String> {
+    for c in caches.list() {
+        let Some(path) = &c.store else { continue };
+        match ruwsgi_cache::store::load(&c.table, path) {
+            Ok(r) => {
+                if r.items + r.expired + r.skipped > 0 {
+                    log_line(&format!(
+                        "ruwsgi: cache '{}' restored {} items from {} ({} expired, {} no longer fit)",
+                        c.name,
+                        r.items,
+                        path.display(),
+                        r.expired,
+                        r.skipped
+                    ));
+                }
+            }
+            Err(e) if c.store_delete => {
+                log_line(&format!(
+                    "ruwsgi: cache '{}': {e}; removing it (store_delete)",
+                    c.name
+                ));
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cache '{}': cannot restore {}: {e} (store_delete=1 discards it)",
+                    c.name,
+                    path.display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The master's cache work: the expiry sweep every `cache-expire-freq` seconds (unless
+/// `cache-no-expire`), and for each stored cache a save every `store_sync` seconds when it
+/// changed, plus a last one before the master stops or re-executes.
+fn cache_tasks(settings: &Settings, caches: &Arc<Caches>) -> Vec<Periodic> {
+    let mut tasks = Vec::new();
+    if caches.is_empty() {
+        return tasks;
+    }
+    if !settings.api.cache_no_expire {
+        let caches = caches.clone();
+        let report = settings.api.cache_report_freed;
+        tasks.push(Periodic {
+            every: Duration::from_secs(settings.api.cache_expire_freq.max(1)),
+            run: Box::new(move |cause| {
+                if cause != PeriodicCause::Timer {
+                    return;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                for (name, freed) in caches.sweep(now) {
+                    if report && freed > 0 {
+                        log_line(&format!(
+                            "ruwsgi: cache '{name}': {freed} expired items freed"
+                        ));
+                    }
+                }
+            }),
+        });
+    }
+    for (index, c) in caches.list().iter().enumerate() {
+        let Some(path) = c.store.clone() else {
+            continue;
+        };
+        let caches = caches.clone();
+        let mut saved_at = None;
+        let every = if c.store_sync > 0 {
+            Duration::from_secs(c.store_sync)
+        } else {
+            // Saved only before the master leaves: the timer just never finds work.
+            Duration::from_secs(3600)
+        };
+        let sync = c.store_sync > 0;
+        tasks.push(Periodic {
+            every,
+            run: Box::new(move |cause| {
+                let c = &caches.list()[index];
+                if cause == PeriodicCause::Timer && !sync {
+                    return;
+                }
+                let version = c.table.version();
+                if saved_at == Some(version) {
+                    return;
+                }
+                match ruwsgi_cache::store::save(&c.table, &path) {
+                    Ok(_) => saved_at = Some(version),
+                    Err(e) => log_line(&format!(
+                        "ruwsgi: cache '{}': cannot save to {}: {e}",
+                        c.name,
+                        path.display()
+                    )),
+                }
+            }),
+        });
+    }
+    tasks
 }

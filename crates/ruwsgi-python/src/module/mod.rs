@@ -2,11 +2,12 @@
 //!
 //! Registered with `append_to_inittab!` before the interpreter starts, so `import uwsgi` works
 //! in the master, in workers and in Rust tests alike. Each area of the API lives in its own
-//! file and adds itself through an `init_pymodule(m)` function; areas to come (cache,
-//! signals, async, spooler) plug in the same way, as RPC (`rpc.rs`) and the user locks
-//! (`locks.rs`) did. Values that depend on the
-//! configuration are set by [`configure`] once `init` knows the settings.
+//! file and adds itself through an `init_pymodule(m)` function (RPC, user locks, shared
+//! areas, caches, ...); areas to come (signals, async, spooler) plug in the same way.
+//! Values that depend on the configuration are set by [`configure`] once `init` knows the
+//! settings.
 
+mod cache;
 mod info;
 mod locks;
 mod process;
@@ -23,6 +24,7 @@ pub(crate) use sharedarea::add_if_configured as add_sharedarea_group;
 #[pymodule]
 #[pyo3(name = "uwsgi")]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    cache::init_pymodule(m)?;
     info::init_pymodule(m)?;
     locks::init_pymodule(m)?;
     process::init_pymodule(m)?;

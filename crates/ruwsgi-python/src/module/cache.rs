@@ -1,0 +1,208 @@
+//! Caches (§2.7): the `cache_*` functions, a binding over the host's caches.
+//!
+//! Types are uWSGI's on Python 3: keys and values are `str` or `bytes` (a `str` is stored
+//! as its UTF-8 bytes), cache names are `str`, values come back as `bytes`, and every
+//! failure (miss, unknown cache, full cache, `set` of an existing key, empty value, key or
+//! value too long) is `None`. Expiry is in seconds from now, 0 for never.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
+use ruwsgi_plugin::{CacheBackend, CacheError, Caches, MathOp};
+
+use crate::runtime;
+
+/// The bytes of a key or value: `bytes`, or a `str` as UTF-8.
+fn data<'a>(o: &'a Bound<'_, PyAny>, what: &str) -> PyResult<&'a [u8]> {
+    if let Ok(b) = o.cast::<PyBytes>() {
+        return Ok(b.as_bytes());
+    }
+    if let Ok(s) = o.cast::<PyString>() {
+        return Ok(s.to_str()?.as_bytes());
+    }
+    Err(PyTypeError::new_err(format!(
+        "cache {what} must be str or bytes, not {}",
+        o.get_type().name()?
+    )))
+}
+
+fn expires(secs: i64) -> u64 {
+    u64::try_from(secs).unwrap_or(0)
+}
+
+/// Run `f` on the host's caches: `None` when there are none.
+fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T> {
+    let host = runtime::host()?;
+    f(host.caches()?).ok()
+}
+
+fn flag(done: Option<()>) -> Option<bool> {
+    done.map(|()| true)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, cache = None))]
+fn cache_get<'py>(
+    py: Python<'py>,
+    key: &Bound<'py, PyAny>,
+    cache: Option<&str>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let key = data(key, "key")?;
+    Ok(with_caches(|c| c.get(cache, key))
+        .flatten()
+        .map(|item| PyBytes::new(py, &item.value)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, cache = None))]
+fn cache_exists(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<Option<bool>> {
+    let key = data(key, "key")?;
+    Ok(with_caches(|c| c.exists(cache, key))
+        .filter(|&e| e)
+        .map(|_| true))
+}
+
+fn store(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    secs: i64,
+    cache: Option<&str>,
+    overwrite: bool,
+) -> PyResult<Option<bool>> {
+    let key = data(key, "key")?;
+    let value = data(value, "value")?;
+    Ok(flag(with_caches(|c| {
+        c.store(cache, key, value, expires(secs), overwrite)
+    })))
+}
+
+/// `cache_set(key, value[, expires[, cache]])`: True; None if the key exists (set never
+/// overwrites) or the value cannot be stored.
+#[pyfunction]
+#[pyo3(signature = (key, value, expires = 0, cache = None))]
+fn cache_set(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    store(key, value, expires, cache, false)
+}
+
+/// `cache_update(key, value[, expires[, cache]])`: creates or overwrites (expiry included).
+#[pyfunction]
+#[pyo3(signature = (key, value, expires = 0, cache = None))]
+fn cache_update(
+    key: &Bound<'_, PyAny>,
+    value: &Bound<'_, PyAny>,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    store(key, value, expires, cache, true)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, cache = None))]
+fn cache_del(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<Option<bool>> {
+    let key = data(key, "key")?;
+    Ok(with_caches(|c| c.delete(cache, key))
+        .filter(|&d| d)
+        .map(|_| true))
+}
+
+#[pyfunction]
+#[pyo3(signature = (cache = None))]
+fn cache_clear(cache: Option<&str>) -> Option<bool> {
+    flag(with_caches(|c| c.clear(cache)))
+}
+
+fn math(
+    key: &Bound<'_, PyAny>,
+    op: MathOp,
+    operand: i64,
+    secs: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    let key = data(key, "key")?;
+    Ok(with_caches(|c| c.math(cache, key, op, operand, expires(secs))).map(|_| true))
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
+fn cache_inc(
+    key: &Bound<'_, PyAny>,
+    delta: i64,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    math(key, MathOp::Add, delta, expires, cache)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
+fn cache_dec(
+    key: &Bound<'_, PyAny>,
+    delta: i64,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    math(key, MathOp::Sub, delta, expires, cache)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, factor = 2, expires = 0, cache = None))]
+fn cache_mul(
+    key: &Bound<'_, PyAny>,
+    factor: i64,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    math(key, MathOp::Mul, factor, expires, cache)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, divisor = 2, expires = 0, cache = None))]
+fn cache_div(
+    key: &Bound<'_, PyAny>,
+    divisor: i64,
+    expires: i64,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
+    math(key, MathOp::Div, divisor, expires, cache)
+}
+
+/// `cache_num(key[, cache])`: the value as a native 8-byte integer, 0 if it is not one.
+#[pyfunction]
+#[pyo3(signature = (key, cache = None))]
+fn cache_num(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
+    let key = data(key, "key")?;
+    Ok(with_caches(|c| c.get(cache, key))
+        .flatten()
+        .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
+        .map_or(0, i64::from_ne_bytes))
+}
+
+/// `cache_keys([cache])`: the live keys, as a list of bytes.
+#[pyfunction]
+#[pyo3(signature = (cache = None))]
+fn cache_keys<'py>(py: Python<'py>, cache: Option<&str>) -> PyResult<Bound<'py, PyList>> {
+    let keys = with_caches(|c| c.keys(cache))
+        .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
+    PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
+}
+
+pub(super) fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cache_get, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_exists, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_set, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_update, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_del, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_clear, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_inc, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_dec, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_mul, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_div, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_num, m)?)?;
+    m.add_function(wrap_pyfunction!(cache_keys, m)?)?;
+    Ok(())
+}
