@@ -2,7 +2,8 @@
 # Installs everything ruwsgi's tests need, idempotently.
 #
 #   bash scripts/setup.sh          system packages (nginx, ...) + .venv with the test deps
-#   bash scripts/setup.sh --bench  also wrk, libev and the peer servers for bench/run.py
+#   bash scripts/setup.sh --bench  also wrk, libev, redis-server (+ redis-py) and the peer
+#                                  servers for bench/run.py and bench/cache_bench.py
 #
 # The project venv lives at .venv/ and is created from the same python3 the ruwsgi
 # binary embeds, so the e2e tests can hand it to ruwsgi with `--home .venv`.
@@ -36,6 +37,7 @@ command -v curl >/dev/null 2>&1 || apt_pkgs+=(curl)
 if [ "$BENCH" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || apt_pkgs+=(wrk)
     [ -f /usr/include/ev.h ] || apt_pkgs+=(libev-dev)
+    command -v redis-server >/dev/null 2>&1 || apt_pkgs+=(redis-server)
 fi
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
@@ -103,6 +105,7 @@ if [ "$BENCH" = 1 ]; then
         "gunicorn>=23"
         "granian>=2,<3"
         "bjoern>=3.2,<4"
+        "redis>=5"
     )
     install_reqs bench "${BENCH_REQS[@]}"
 fi

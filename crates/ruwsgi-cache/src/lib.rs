@@ -18,6 +18,9 @@ pub mod table;
 pub use caches::{Cache, Caches};
 pub use table::{Geometry, MathOp, Policy, Stats, Table};
 
+pub mod client;
+pub mod server;
+
 /// Why a cache operation did not happen. Front ends map every one of these to uWSGI's
 /// "failure" (`None` in Python, no reply on the wire); the variant says why, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

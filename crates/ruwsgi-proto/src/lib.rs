@@ -9,11 +9,13 @@
 //! - [`uwsgi`]: the uwsgi binary protocol: packet header, vars blocks, RPC arrays.
 //! - [`http`]: strict HTTP/1.1 request heads, targets, chunked bodies, response checks.
 //! - [`rpc`]: RPC calls and replies (modifier1 173).
+//! - [`cache`]: cache commands and replies (modifier1 111).
 //! - [`channel`]: the packets children and the master exchange over their command channel.
 //!
 //! Both parsers are fuzzed by the `fuzz/` package at the repository root.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod channel;
 pub mod http;
 pub mod rpc;
