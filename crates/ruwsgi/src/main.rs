@@ -24,7 +24,7 @@ use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
 
-use crate::host::ServerHost;
+use crate::host::{ServerHost, Subsystems};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -61,10 +61,13 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         ruwsgi_shm::Scoreboard::on_heap(1),
         None,
         Vec::new(),
-        Arc::new(Rpc::default()),
-        Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
-        Arc::new(Vec::new()),
-        Arc::new(Caches::default()),
+        Subsystems {
+            rpc: Arc::new(Rpc::default()),
+            locks: Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
+            areas: Arc::new(Vec::new()),
+            caches: Arc::new(Caches::default()),
+            timeout: settings.requests.socket_timeout,
+        },
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -149,6 +152,14 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
+    let worker_caches = caches.clone();
+    let api = Subsystems {
+        rpc,
+        locks,
+        areas,
+        caches: caches.clone(),
+        timeout: settings.requests.socket_timeout,
+    };
     let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
@@ -163,6 +174,7 @@ fn run(settings: Settings) -> i32 {
             scoreboard: start.child.scoreboard,
             channel: start.child.channel,
             rpc: worker_rpc.clone(),
+            caches: worker_caches.clone(),
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -179,10 +191,7 @@ fn run(settings: Settings) -> i32 {
                 scoreboard.clone(),
                 prefix,
                 socket_fds.to_vec(),
-                rpc,
-                locks,
-                areas,
-                caches,
+                api,
             )) as Arc<dyn Host>
         }),
         worker_main,
