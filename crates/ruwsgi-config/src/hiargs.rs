@@ -19,14 +19,37 @@ use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{MuleSpec, OptValue, Protocol, Settings, SocketSpec};
 
-/// Plugin names accepted by `plugins` (all built in).
-fn builtin_plugin(name: &str) -> bool {
+// ---- issue 13: plugins ----
+
+/// What a `plugins` entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plugin {
+    /// Built in and always on: `python`, `python3`, `python3NN`, `http`.
+    BuiltIn,
+    /// `notfound`: a request no app serves gets 404.
+    NotFound,
+}
+
+/// The plugin a `plugins` entry names, if ruwsgi has it. Accepts the forms uWSGI does: an
+/// optional `N:` modifier prefix (`0:python3`), a `_plugin` or `_plugin.so` suffix, and a
+/// path (`/usr/lib/uwsgi/python3_plugin.so`, only its file name counts).
+fn builtin_plugin(name: &str) -> Option<Plugin> {
+    let name = match name.split_once(':') {
+        Some((modifier, rest)) if modifier.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => name,
+    };
+    let name = name.rsplit('/').next().unwrap_or(name);
     let name = name.strip_suffix("_plugin.so").unwrap_or(name);
     let name = name.strip_suffix("_plugin").unwrap_or(name);
-    name == "http"
-        || name
-            .strip_prefix("python")
-            .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+    let python = name
+        .strip_prefix("python")
+        .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
+    match name {
+        "http" => Some(Plugin::BuiltIn),
+        "notfound" => Some(Plugin::NotFound),
+        _ if python => Some(Plugin::BuiltIn),
+        _ => None,
+    }
 }
 
 /// uWSGI boolean rules: bare = true; `0`, `false`, `off`, `no` (any case) = false.
@@ -362,13 +385,34 @@ fn apply(
         "plugins" => {
             let list = v.text().split([',', ' ', '\t']).filter(|p| !p.is_empty());
             for plugin in list {
-                if !builtin_plugin(plugin) {
-                    return Err(ConfigError::UnknownPlugin {
-                        plugin: plugin.to_string(),
-                        at: opt.at.clone(),
-                    });
+                match builtin_plugin(plugin) {
+                    Some(Plugin::BuiltIn) => {}
+                    Some(Plugin::NotFound) => s.requests.notfound = true,
+                    None => {
+                        return Err(ConfigError::UnknownPlugin {
+                            plugin: plugin.to_string(),
+                            at: opt.at.clone(),
+                        })
+                    }
                 }
             }
+        }
+        // ---- issue 13 options ----
+        "daemonize" => s.processes.daemonize = Some(v.path()?),
+        "daemonize2" => s.processes.daemonize2 = Some(v.path()?),
+        "pidfile2" => s.processes.pidfile2 = Some(v.path()?),
+        "master-as-root" => s.processes.master_as_root = v.boolean(),
+        "exit-on-reload" => s.processes.exit_on_reload = v.boolean(),
+        "py-autoreload" => s.python.autoreload = v.seconds()?,
+        "py-auto-reload-ignore" => s
+            .python
+            .autoreload_ignore
+            .push(v.required("a module name")?),
+        "wsgi-accept-buffer" => s.python.accept_buffer = v.boolean(),
+        // Accepted, nothing to set: see their `--help` lines.
+        "thunder-lock" | "single-interpreter" => {}
+        "post-buffering-bufsize" => {
+            v.size(1, u64::MAX)?;
         }
         // ---- logging ----
         "logto" => s.logging.logto = Some(v.path()?),
@@ -406,10 +450,26 @@ mod tests {
             "python311",
             "http",
             "python3_plugin.so",
+            "0:python3",
+            "0:python",
+            "/usr/lib/uwsgi/plugins/python312_plugin.so",
+            "http_plugin",
         ] {
-            assert!(builtin_plugin(p), "{p}");
+            assert_eq!(builtin_plugin(p), Some(Plugin::BuiltIn), "{p}");
         }
-        assert!(!builtin_plugin("php") && !builtin_plugin("pythonx"));
+        assert_eq!(builtin_plugin("notfound"), Some(Plugin::NotFound));
+        assert_eq!(builtin_plugin("notfound_plugin.so"), Some(Plugin::NotFound));
+        for p in [
+            "php",
+            "pythonx",
+            "x:python3",
+            "gevent",
+            "0:",
+            "python3.11",
+            "",
+        ] {
+            assert_eq!(builtin_plugin(p), None, "{p}");
+        }
     }
 
     /// Every supported option reaches a real arm of [`apply`] (the fallback asserts).
