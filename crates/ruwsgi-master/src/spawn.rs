@@ -24,7 +24,7 @@ use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
 /// The fork itself, run inside the plugin's fork wrapper.
 #[allow(unsafe_code)] // the master's one fork site (STYLE R6/R8)
-fn fork_once() -> ForkOutcome {
+pub(crate) fn fork_once() -> ForkOutcome {
     // SAFETY: the master is single-threaded by design (no runtime, no logger thread: see
     // ARCHITECTURE §1) and this is only called from its loop; the plugin's wrapper puts its
     // runtime in a fork-safe state around it. The child leaves only through `exit_now`.
@@ -115,6 +115,16 @@ impl Master {
         let (kind, id) = (self.slots[index].kind, self.slots[index].id);
         let label = self.slots[index].label();
         crate::types::set_current_child(kind, id);
+        // `master-as-root`: the child drops privileges itself, before the parent-death
+        // signal is set (a credential change clears it).
+        if self.settings.processes.children_drop_privileges() {
+            let p = &self.settings.processes;
+            if let Err(e) = ruwsgi_sys::process::drop_privileges(p.uid.as_deref(), p.gid.as_deref())
+            {
+                log_line(&format!("{label}: cannot drop privileges: {e}"));
+                exit_now(1);
+            }
+        }
         if set_parent_death_signal(Signal::SIGKILL, self.master_pid).is_err() {
             log_line(&format!("{label}: cannot set the parent-death signal"));
         }
@@ -182,7 +192,7 @@ impl Master {
 
     /// In a worker child: load the app if lazy, then run [`crate::WorkerMain`].
     fn run_worker(&mut self, id: u32) -> i32 {
-        if self.settings.processes.lazy_apps {
+        if self.settings.processes.apps_in_workers() {
             let loaded = self.plugin.load_apps();
             let ok = matches!(loaded, Ok(n) if n > 0);
             if let Err(e) = &loaded {

@@ -12,11 +12,13 @@
 //! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.
 //! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
+//! - [`daemon`]: `daemonize`/`daemonize2`: detach into a new session.
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
 //! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
 //! - [`localtime`]: local calendar time (`TZ` honoured) for log dates.
 #![allow(unsafe_code)]
 
+pub mod daemon;
 pub mod fork;
 pub mod localtime;
 pub mod lock;

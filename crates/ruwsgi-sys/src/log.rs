@@ -61,3 +61,13 @@ pub fn redirect_stderr_to(path: &Path) -> io::Result<()> {
     nix::unistd::dup2_stdout(&file)?;
     Ok(())
 }
+
+/// Open a log file as `logto` and `daemonize` do (`O_APPEND|O_CREAT`, mode 0640), without
+/// redirecting anything yet: callers that must fail before detaching check the path first.
+pub fn open_log_file(path: &Path) -> io::Result<OwnedFd> {
+    Ok(open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o640),
+    )?)
+}

@@ -137,7 +137,10 @@ fn local_call<'py>(
                 Ok(b) if !b.as_bytes().is_empty() => Some(b),
                 Ok(_) => None,
                 Err(why) => {
-                    runtime::log(&format!("ruwsgi: RPC function '{}' failed: {why}", pyf.name));
+                    runtime::log(&format!(
+                        "ruwsgi: RPC function '{}' failed: {why}",
+                        pyf.name
+                    ));
                     None
                 }
             });
