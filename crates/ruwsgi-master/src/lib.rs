@@ -80,6 +80,9 @@
 //! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
 //!   / `ruwsgi: graceful reload requested (worker <id>)` (a child's `uwsgi.reload()`, over
 //!   its channel; `uwsgi.stop()` logs `graceful stop requested (worker <id>)`)
+//! - `ruwsgi: graceful reload requested (<origin>): exit-on-reload, stopping instead` (also
+//!   `brutal`)
+//! - `ruwsgi: master-as-root: the master keeps root; each child drops privileges after fork and the apps are loaded in the workers`
 //! - `worker <id> (pid: <pid>) asked to be replaced: stopping it gracefully` (max-requests)
 //! - `ruwsgi: dropped a bad message from worker <id>: <why>`
 //! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`
