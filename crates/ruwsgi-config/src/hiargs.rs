@@ -195,6 +195,19 @@ fn mule_spec(v: &Val<'_>) -> Result<Option<MuleSpec>, ConfigError> {
     Ok(Some(MuleSpec::Script(PathBuf::from(t))))
 }
 
+/// `daemonize`/`daemonize2`: the log file. uWSGI also takes `host:port` (logs sent over
+/// UDP); ruwsgi refuses that form rather than create a file with that name.
+fn daemon_log(v: &Val<'_>) -> Result<PathBuf, ConfigError> {
+    let t = v.text();
+    let udp = !t.contains('/')
+        && t.rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if udp {
+        return Err(v.invalid("a log file path (logging to a UDP address is not supported)"));
+    }
+    v.path()
+}
+
 fn as_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -398,8 +411,8 @@ fn apply(
             }
         }
         // ---- issue 13 options ----
-        "daemonize" => s.processes.daemonize = Some(v.path()?),
-        "daemonize2" => s.processes.daemonize2 = Some(v.path()?),
+        "daemonize" => s.processes.daemonize = Some(daemon_log(&v)?),
+        "daemonize2" => s.processes.daemonize2 = Some(daemon_log(&v)?),
         "pidfile2" => s.processes.pidfile2 = Some(v.path()?),
         "master-as-root" => s.processes.master_as_root = v.boolean(),
         "exit-on-reload" => s.processes.exit_on_reload = v.boolean(),

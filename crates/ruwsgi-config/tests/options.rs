@@ -49,6 +49,12 @@ fn daemonize_pidfile2_and_reload_policy() {
     let s = run(&["--master-as-root", "--uid", "nobody"]);
     assert!(s.processes.children_drop_privileges() && s.processes.apps_in_workers());
     assert!(try_load(&["--daemonize", ""], &[]).is_err());
+    let e = try_load(&["--daemonize", "127.0.0.1:1717"], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("UDP address is not supported"), "{e}");
+    let s = run(&["--daemonize2", "./logs/a:1"]);
+    assert_eq!(s.processes.daemonize2, Some(PathBuf::from("./logs/a:1")));
 }
 
 #[test]
