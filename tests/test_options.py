@@ -147,6 +147,14 @@ def test_notfound_plugin_answers_404_without_app(ruwsgi):
     assert "no python application found" not in srv.log_text()
 
 
+def test_notfound_plugin_answers_404_outside_the_mounted_apps(ruwsgi, tmp_path):
+    app = write(tmp_path, "app.py", HELLO_APP)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--mount", "/app=%s" % app,
+                 "--manage-script-name", "--plugin", "notfound", ready_path="/app/")
+    assert get(srv.url + "/app/x").text == "hello"
+    assert get(srv.url + "/other").status_code == 404
+
+
 def test_without_notfound_no_app_is_500(ruwsgi):
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--need-app=false")
     assert get(srv.url + "/").status_code == 500
