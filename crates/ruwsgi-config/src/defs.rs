@@ -629,6 +629,14 @@ pub static OPTIONS: &[OptionDef] = &[
         "accepted: workers never race on accept (EPOLLEXCLUSIVE), nothing to turn on",
     ),
     opt(
+        "plugins-dir",
+        List,
+        Py,
+        "",
+        "accepted: every plugin ruwsgi has is built in, nothing is loaded from a directory",
+    )
+    .aka(&["plugin-dir"]),
+    opt(
         "py-autoreload",
         Seconds,
         Py,

@@ -423,7 +423,7 @@ fn apply(
             .push(v.required("a module name")?),
         "wsgi-accept-buffer" => s.python.accept_buffer = v.boolean(),
         // Accepted, nothing to set: see their `--help` lines.
-        "thunder-lock" | "single-interpreter" => {}
+        "thunder-lock" | "single-interpreter" | "plugins-dir" => {}
         "post-buffering-bufsize" => {
             v.size(1, u64::MAX)?;
         }

@@ -11,6 +11,12 @@ fn plugins_accepts_builtin_and_notfound() {
     assert!(!s.requests.notfound);
     let s = run(&["--plugin", "python3,notfound", "--need-app=false"]);
     assert!(s.requests.notfound);
+    run(&[
+        "--plugins-dir",
+        "/usr/lib/uwsgi/plugins",
+        "--plugin-dir",
+        "/x",
+    ]);
     let s = run(&["--need-plugin", "notfound"]);
     assert!(s.requests.notfound);
 }
