@@ -3,6 +3,7 @@ wsgi-accept-buffer, daemonize/daemonize2, pidfile2, master-as-root, py-autoreloa
 compatibility flags that are only accepted."""
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -402,3 +403,24 @@ def test_py_auto_reload_ignore_skips_a_module(ruwsgi, tmp_path):
     time.sleep(2.5)
     assert "changed" not in srv.log_text()
     assert get(srv.url).text == "one 0"
+
+
+# ---- logdate ----
+
+def test_logdate_prefixes_server_lines_not_request_lines(ruwsgi, tmp_path):
+    app = write(tmp_path, "app.py", HELLO_APP)
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--logdate")
+    assert get(srv.url).text == "hello"
+    srv.wait_log(r"GET / => generated")
+    log = srv.log_text()
+    started = re.search(r"^(.*)ruwsgi: master process started", log, re.M).group(1)
+    assert re.fullmatch(r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} - ", started), started
+    assert re.search(r"^\[pid: \d+\|app: 0\|req: 1/1\]", log, re.M), "request lines as before"
+
+
+def test_logdate_with_a_strftime_format(ruwsgi, tmp_path):
+    app = write(tmp_path, "app.py", HELLO_APP)
+    ini = write(tmp_path, "app.ini", "[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = %s\n"
+                "log-date = <%%%%F %%%%T>\n" % app)
+    srv = ruwsgi("--ini", ini)
+    srv.wait_log(r"^<\d{4}-\d\d-\d\d \d\d:\d\d:\d\d> - ruwsgi: master process started")

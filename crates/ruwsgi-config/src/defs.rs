@@ -35,6 +35,9 @@ pub enum Kind {
     Config,
     /// `set`-style `key=value` definitions, applied where they appear.
     Assign,
+    /// A string whose value is optional (bare = the option's default behaviour). On the
+    /// command line the value must be attached: `--name=value`.
+    OptText,
     /// Stops normal processing and prints something (`help`, `version`, `show-config`).
     Command,
 }
@@ -44,7 +47,7 @@ impl Kind {
     pub fn arg(self) -> Arg {
         match self {
             Kind::Flag | Kind::Command => Arg::None,
-            Kind::Mode | Kind::Switch => Arg::Optional,
+            Kind::Mode | Kind::Switch | Kind::OptText => Arg::Optional,
             _ => Arg::Required,
         }
     }
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Path => "PATH",
             Kind::Mode => "[MODE]",
             Kind::Switch => "[N]",
+            Kind::OptText => "[=VALUE]",
             Kind::Config => "FILE[:SECTION]",
             Kind::Assign => "KEY=VALUE",
         }
@@ -676,6 +680,15 @@ pub static OPTIONS: &[OptionDef] = &[
     ),
     // ---- logging ----
     opt(
+        "logdate",
+        OptText,
+        Log,
+        "off",
+        "prefix server log lines (not request lines) with the date: bare or true = \
+         'Sun Dec  6 10:00:00 2026 - ', a value = that strftime format",
+    )
+    .aka(&["log-date"]),
+    opt(
         "logto",
         Path,
         Log,
@@ -804,7 +817,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("honour-range", Flag, "HTTP Range support"),
     later("cgi-mode", Flag, "CGI mode").short('c'),
     later("log-maxsize", Size, "log rotation"),
-    later("logdate", Str, "log date prefix").aka(&["log-date"]),
     later("req-logger", List, "request loggers"),
     later("logger", List, "loggers"),
 ];

@@ -126,7 +126,7 @@ pub fn show_config_text(opts: &[RawOpt]) -> String {
         let line = match (opt.def(), value.as_deref()) {
             (_, v) if as_placeholder => format!("set-placeholder = {key}={}", v.unwrap_or("")),
             (Some(def), Some(v)) if def.kind == Kind::Config => format!("; {key} = {v}"),
-            (Some(def), None) if matches!(def.kind, Kind::Flag | Kind::Switch) => {
+            (Some(def), None) if matches!(def.kind, Kind::Flag | Kind::Switch | Kind::OptText) => {
                 format!("{key} = true")
             }
             // A bare key reads back as an empty value (`chmod-socket` alone means 0666).

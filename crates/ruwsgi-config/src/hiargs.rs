@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
-use crate::settings::{MuleSpec, OptValue, Protocol, Settings, SocketSpec};
+use crate::settings::{LogDate, MuleSpec, OptValue, Protocol, Settings, SocketSpec};
 
 // ---- issue 13: plugins ----
 
@@ -422,6 +422,21 @@ fn apply(
             .autoreload_ignore
             .push(v.required("a module name")?),
         "wsgi-accept-buffer" => s.python.accept_buffer = v.boolean(),
+        "logdate" => {
+            s.logging.logdate = match v.value.map(str::trim) {
+                None => Some(LogDate::Ctime),
+                Some(t) if t == "1" || t.eq_ignore_ascii_case("true") => Some(LogDate::Ctime),
+                Some(t)
+                    if t == "0"
+                        || t.eq_ignore_ascii_case("false")
+                        || t.eq_ignore_ascii_case("off")
+                        || t.eq_ignore_ascii_case("no") =>
+                {
+                    None
+                }
+                Some(_) => Some(LogDate::Format(v.string())),
+            }
+        }
         // Accepted, nothing to set: see their `--help` lines.
         "thunder-lock" | "single-interpreter" | "plugins-dir" => {}
         "post-buffering-bufsize" => {

@@ -46,7 +46,7 @@ pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};
 pub use load::{load, Command};
 pub use settings::{
-    ApiSettings, LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings, Protocol,
+    ApiSettings, LogDate, LogSettings, MuleSpec, OptValue, PluginView, ProcessSettings, Protocol,
     PythonSettings, RequestSettings, Settings, SocketSettings, SocketSpec,
 };
 

@@ -297,6 +297,18 @@ pub struct LogSettings {
     pub log_format: Option<String>,
     /// `log-x-forwarded-for`: log X-Forwarded-For as the address.
     pub log_x_forwarded_for: bool,
+    // ---- issue 13 options ----
+    /// `logdate`/`log-date`: prefix server log lines with the date.
+    pub logdate: Option<LogDate>,
+}
+
+/// The date prefix `logdate` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDate {
+    /// Bare, `1` or `true`: C's `ctime` layout (`Sun Dec  6 10:00:00 2026`).
+    Ctime,
+    /// Any other value: a strftime format (empty gives an empty date).
+    Format(String),
 }
 
 /// The uWSGI API subsystems (read by the binary when it creates them).

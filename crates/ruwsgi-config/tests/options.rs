@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ruwsgi_config::LogDate;
+
 use crate::util::{run, try_load, TempDir};
 
 #[test]
@@ -99,4 +101,30 @@ fn from_an_ini_file() {
     assert_eq!(s.processes.pidfile2, Some(dir.path().join("p2")));
     assert_eq!(s.processes.daemonize, Some(dir.path().join("log")));
     assert_eq!(s.python.autoreload, Duration::from_secs(3));
+}
+
+#[test]
+fn logdate_forms() {
+    assert_eq!(run(&["--logdate"]).logging.logdate, Some(LogDate::Ctime));
+    assert_eq!(
+        run(&["--log-date=true"]).logging.logdate,
+        Some(LogDate::Ctime)
+    );
+    assert_eq!(run(&["--logdate=1"]).logging.logdate, Some(LogDate::Ctime));
+    assert_eq!(run(&["--logdate=off"]).logging.logdate, None);
+    assert_eq!(
+        run(&["--logdate=[%Y]"]).logging.logdate,
+        Some(LogDate::Format("[%Y]".to_string()))
+    );
+    assert_eq!(run(&[]).logging.logdate, None);
+    // The value must be attached on the command line: a following word is not taken.
+    assert!(try_load(&["--logdate", "%Y"], &[]).is_err());
+    let dir = TempDir::new();
+    let ini = dir.write("d.ini", "[uwsgi]\nlogdate = %%Y-%%m-%%d\n");
+    assert_eq!(
+        run(&["--ini", &ini]).logging.logdate,
+        Some(LogDate::Format("%Y-%m-%d".to_string()))
+    );
+    let ini = dir.write("e.ini", "[uwsgi]\nlogdate = true\n");
+    assert_eq!(run(&["--ini", &ini]).logging.logdate, Some(LogDate::Ctime));
 }

@@ -90,6 +90,13 @@ fn run(settings: Settings) -> i32 {
     if let Some(expected) = std::env::var_os(ruwsgi_master::reexec::REEXEC_PROBE_ENV) {
         return reexec_probe(&settings, &expected.to_string_lossy());
     }
+    match &settings.logging.logdate {
+        Some(ruwsgi_config::LogDate::Ctime) => ruwsgi_sys::log::set_date_prefix(None),
+        Some(ruwsgi_config::LogDate::Format(f)) => {
+            ruwsgi_sys::log::set_date_prefix(Some(f.clone()))
+        }
+        None => {}
+    }
     // `daemonize`: detach before anything else starts (the process is single-threaded
     // here). A re-executed master is already detached and keeps its descriptors. With
     // `logto` the log goes there, else to the daemonize file.
