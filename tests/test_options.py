@@ -248,6 +248,12 @@ def test_daemonize_bad_log_path_fails_in_the_foreground(tmp_path):
     assert "daemonize" in r.stderr and "cannot open" in r.stderr
 
 
+def test_daemonize_without_socket_fails_in_the_foreground(tmp_path):
+    r = run_to_end(["--daemonize", tmp_path / "d.log"], timeout=10)
+    assert r.returncode == 1
+    assert "no socket configured" in r.stderr
+
+
 def test_daemonize2_detaches_after_loading_and_survives_a_reload(tmp_path, daemons):
     app = write(tmp_path, "app.py", "print('importing the app', flush=True)\n" + RELOAD_APP)
     log, pidfile, pidfile2 = tmp_path / "d2.log", tmp_path / "pid", tmp_path / "pid2"

@@ -99,9 +99,11 @@ fn run(settings: Settings) -> i32 {
     }
     // `daemonize`: detach before anything else starts (the process is single-threaded
     // here). A re-executed master is already detached and keeps its descriptors. With
-    // `logto` the log goes there, else to the daemonize file.
+    // `logto` the log goes there, else to the daemonize file. Without a socket it stays in
+    // the foreground, so that the error below reaches the terminal.
     let reloaded = ruwsgi_master::reexec::reloads_from_env() > 0;
-    if let (Some(path), false) = (&settings.processes.daemonize, reloaded) {
+    let detach = !reloaded && !settings.sockets.bind.is_empty();
+    if let (Some(path), true) = (&settings.processes.daemonize, detach) {
         if let Err(e) = daemonize(path, settings.logging.logto.is_none()) {
             eprintln!("ruwsgi: daemonize: {e}");
             return 1;
