@@ -84,7 +84,8 @@ pub fn help_text() -> String {
     out.push('\n');
     out.push_str(
         "Every other uWSGI option (its core and plugins) is refused the same way; a config-file\n\
-         key that is no uWSGI option is kept for uwsgi.opt and logged as a custom option.\n",
+         key that is no uWSGI option is kept for uwsgi.opt and logged as a custom option.\n\
+         README.md (\"uWSGI options ruwsgi does not have yet\") says when each one comes.\n",
     );
     out
 }
