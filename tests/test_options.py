@@ -430,3 +430,44 @@ def test_logdate_with_a_strftime_format(ruwsgi, tmp_path):
                 "log-date = <%%%%F %%%%T>\n" % app)
     srv = ruwsgi("--ini", ini)
     srv.wait_log(r"^<\d{4}-\d\d-\d\d \d\d:\d\d:\d\d> - ruwsgi: master process started")
+
+
+# ---- attach-daemon ----
+
+def test_attach_daemon_runs_respawns_and_stops_with_the_instance(ruwsgi, tmp_path):
+    app = write(tmp_path, "app.py", HELLO_APP)
+    pids = tmp_path / "daemon.pids"
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app,
+                 "--attach-daemon", "echo $$ >> %s; exec sleep 300" % pids)
+
+    def started(n):
+        try:
+            lines = pids.read_text().split()
+        except FileNotFoundError:
+            return None
+        return [int(x) for x in lines] if len(lines) >= n else None
+    first = wait_until(lambda: started(1), 10, what="the daemon's pid")[0]
+    assert first in srv.children(), "a child of the master"
+    srv.wait_log(r"spawned ruwsgi daemon 1 \(pid: %d\)" % first)
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: started(2), 10, what="the respawned daemon")[1]
+    assert second != first and pid_alive(second)
+    srv.wait_log(r"Respawned ruwsgi daemon 1 \(new pid: %d\)" % second)
+    assert srv.stop(signal.SIGTERM) == 0
+    assert not pid_alive(second)
+    srv.wait_log(r"daemon 1 \(pid: %d\) stopped \(signal 15\)" % second)
+
+
+def test_attach_daemon_is_restarted_on_reload(ruwsgi, tmp_path):
+    app = write(tmp_path, "app.py", HELLO_APP)
+    pids = tmp_path / "daemon.pids"
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app,
+                 "--attach-daemon", "echo $$ >> %s; exec sleep 300" % pids)
+    wait_until(lambda: pids.exists() and pids.read_text().strip(), 10, what="daemon pid")
+    first = int(pids.read_text().split()[0])
+    srv.signal(signal.SIGHUP)
+    srv.wait_log(r"reload done, generation 1 ready")
+    wait_until(lambda: len(pids.read_text().split()) >= 2, 10, what="the new daemon")
+    second = int(pids.read_text().split()[1])
+    assert not pid_alive(first) and pid_alive(second)
+    assert srv.stop(signal.SIGTERM) == 0

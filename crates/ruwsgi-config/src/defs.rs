@@ -626,6 +626,14 @@ pub static OPTIONS: &[OptionDef] = &[
         "a reload request (SIGHUP, uwsgi.reload(), py-autoreload) stops the instance instead",
     ),
     opt(
+        "attach-daemon",
+        List,
+        Proc,
+        "",
+        "run this shell command beside the instance: respawned when it exits, stopped \
+         (SIGTERM, then SIGKILL after worker-reload-mercy) and restarted on reloads",
+    ),
+    opt(
         "thunder-lock",
         Flag,
         Proc,
@@ -813,7 +821,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("enable-metrics", Flag, "the metrics subsystem"),
     later("sharedarea", Str, "a shared area").short('A'),
     later("queue", Int, "the shared queue"),
-    later("attach-daemon", List, "external daemons"),
     later("honour-range", Flag, "HTTP Range support"),
     later("cgi-mode", Flag, "CGI mode").short('c'),
     later("log-maxsize", Size, "log rotation"),

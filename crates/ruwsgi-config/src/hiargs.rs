@@ -416,6 +416,7 @@ fn apply(
         "pidfile2" => s.processes.pidfile2 = Some(v.path()?),
         "master-as-root" => s.processes.master_as_root = v.boolean(),
         "exit-on-reload" => s.processes.exit_on_reload = v.boolean(),
+        "attach-daemon" => s.processes.daemons.push(v.required("a shell command")?),
         "py-autoreload" => s.python.autoreload = v.seconds()?,
         "py-auto-reload-ignore" => s
             .python

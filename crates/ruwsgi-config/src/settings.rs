@@ -185,6 +185,8 @@ pub struct ProcessSettings {
     pub master_as_root: bool,
     /// `exit-on-reload`: a reload request stops the instance (exit 0) instead.
     pub exit_on_reload: bool,
+    /// `attach-daemon`: shell commands run beside the instance, in option order.
+    pub daemons: Vec<String>,
 }
 
 impl ProcessSettings {
@@ -231,6 +233,7 @@ impl Default for ProcessSettings {
             pidfile2: None,
             master_as_root: false,
             exit_on_reload: false,
+            daemons: Vec::new(),
         }
     }
 }

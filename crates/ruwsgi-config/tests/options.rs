@@ -128,3 +128,15 @@ fn logdate_forms() {
     let ini = dir.write("e.ini", "[uwsgi]\nlogdate = true\n");
     assert_eq!(run(&["--ini", &ini]).logging.logdate, Some(LogDate::Ctime));
 }
+
+#[test]
+fn attach_daemon_accumulates() {
+    let s = run(&[
+        "--attach-daemon",
+        "sleep 1",
+        "--attach-daemon",
+        "celery worker",
+    ]);
+    assert_eq!(s.processes.daemons, vec!["sleep 1", "celery worker"]);
+    assert!(try_load(&["--attach-daemon", ""], &[]).is_err());
+}

@@ -149,6 +149,10 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     let slots: Vec<Slot> = (1..=processes as u32)
         .map(|id| Slot::new(ChildKind::Worker, id))
         .chain((1..=mules as u32).map(|id| Slot::new(ChildKind::Mule, id)))
+        .chain(
+            (1..=settings.processes.daemons.len() as u32)
+                .map(|id| Slot::new(ChildKind::Daemon, id)),
+        )
         .collect();
 
     let mut master = Master {

@@ -51,6 +51,12 @@
 //! the throttle whenever it dies otherwise (a script returning included); see
 //! [`ChildKind`] and [`mule`].
 //!
+//! # Attached daemons
+//!
+//! `attach-daemon COMMAND` adds a [`ChildKind::Daemon`] slot after the mules: the child
+//! execs `/bin/sh -c COMMAND` right after fork (no plugin hook, no socket), is respawned
+//! through the throttle when it exits, and gets `SIGTERM` on reloads and stops.
+//!
 //! # Worker exit codes
 //!
 //! [`EXIT_RECYCLE`] (17): recycled (max-requests...), respawned at once, not a crash.

@@ -133,6 +133,9 @@ impl Master {
         let _ = signals::reset_default(&MASTER_SIGNALS);
         let _ = signals::ignore(Signal::SIGPIPE);
         let _ = signals::unblock_all();
+        if kind == ChildKind::Daemon {
+            self.exec_daemon(id);
+        }
         if let Some(row) = self.board_row(&self.slots[index]) {
             row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
         }
@@ -164,6 +167,24 @@ impl Master {
             }
         };
         exit_now(code)
+    }
+
+    /// `attach-daemon`: replace this child with `/bin/sh -c COMMAND`. It keeps the
+    /// parent-death signal and gets default signal dispositions, but none of the master's
+    /// sockets.
+    fn exec_daemon(&mut self, id: u32) -> ! {
+        use std::os::unix::process::CommandExt;
+        self.sockets.clear();
+        let _ = signals::reset_default(&[Signal::SIGPIPE]);
+        let Some(command) = self.settings.processes.daemons.get(id as usize - 1) else {
+            exit_now(1)
+        };
+        let err = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .exec();
+        log_line(&format!("daemon {id}: cannot run {command:?}: {err}"));
+        exit_now(127)
     }
 
     /// A child of a kind this master cannot run yet.
