@@ -1,8 +1,9 @@
 //! [`run`]: the boot sequence up to the supervision loop, and the shutdown after it.
 //!
 //! Order: signals, bind (or adopt) sockets, pidfiles, scoreboard, plugin init (the language
-//! runtime starts, no application code runs), drop privileges, preload apps, fork the
-//! children, supervise, and at the end vacuum and say goodbye.
+//! runtime starts, no application code runs), drop privileges (unless `master-as-root`:
+//! then each child does), preload apps, `daemonize2` (detach; pidfiles rewritten),
+//! `pidfile2`, fork the children, supervise, and at the end vacuum and say goodbye.
 //!
 //! Design decision: privileges are dropped after the plugin's `init` and before
 //! `load_apps`. The runtime may live where only root can read (an interpreter under
