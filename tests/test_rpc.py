@@ -248,7 +248,7 @@ def test_dead_and_slow_nodes_give_none_within_the_socket_timeout(ruwsgi):
         assert r is None and 0.9 <= took < 2.5, took
     finally:
         slow.close()
-    srv.wait_log(r"RPC call to 127\.0\.0\.1:\d+ timed out")
+    srv.wait_log(r"RPC: request to 127\.0\.0\.1:\d+ timed out")
     # the worker goes on serving
     assert get(srv, "/") == b"ok"
 

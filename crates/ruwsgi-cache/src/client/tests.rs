@@ -13,6 +13,8 @@ use std::thread;
 use ruwsgi_proto::uwsgi;
 use ruwsgi_proto::Vars;
 
+use ruwsgi_node::NodeError;
+
 use super::*;
 use crate::server::tests::MapBackend;
 use crate::server::{answer, request_len};
@@ -222,7 +224,10 @@ fn encode_errors_and_bad_nodes() {
     ));
     for bad in ["", "host:", "host:port", "127.0.0.1:99999"] {
         assert!(
-            matches!(c.get(bad, "", b"k"), Err(ClientError::BadNode(_))),
+            matches!(
+                c.get(bad, "", b"k"),
+                Err(ClientError::Node(NodeError::BadNode(_)))
+            ),
             "{bad}"
         );
     }
@@ -255,7 +260,7 @@ fn dead_and_slow_nodes_fail_within_the_timeout() {
     let t = Instant::now();
     assert!(matches!(
         c.get(&format!("127.0.0.1:{port}"), "", b"k"),
-        Err(ClientError::Connect { .. })
+        Err(ClientError::Node(NodeError::Connect { .. }))
     ));
     assert!(t.elapsed() < Duration::from_secs(1));
 
@@ -266,7 +271,7 @@ fn dead_and_slow_nodes_fail_within_the_timeout() {
     let t = Instant::now();
     assert!(matches!(
         c.get(&addr, "", b"k"),
-        Err(ClientError::Timeout(_))
+        Err(ClientError::Node(NodeError::Timeout(_)))
     ));
     let took = t.elapsed();
     assert!(
@@ -312,7 +317,7 @@ fn misbehaving_nodes() {
     });
     assert!(matches!(
         c.get(&addr, "", b"k"),
-        Err(ClientError::Io { .. })
+        Err(ClientError::Node(NodeError::Io { .. }))
     ));
     // an announced value over the limit
     let addr = scripted(|mut s| {
@@ -358,64 +363,4 @@ fn a_kept_connection_closed_in_flight_is_retried_once() {
     assert!(c.update(&addr, "", b"k", b"1", 0).unwrap());
     assert_eq!(c.get(&addr, "", b"k").unwrap().unwrap().value, b"1");
     assert_eq!(n.load(Ordering::SeqCst), 2);
-}
-
-#[test]
-fn a_forked_child_does_not_use_its_parents_connections() {
-    let b = Arc::new(MapBackend::new(&[""], 100));
-    let (addr, accepted) = node(b, false);
-    let c = client();
-    assert!(c.update(&addr, "", b"k", b"1", 0).unwrap());
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    // pretend a fork happened: the pool's generation no longer matches
-    c.pool.lock().unwrap().generation = u64::MAX;
-    assert!(c.exists(&addr, "", b"k").unwrap());
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
-}
-
-/// Against a live uWSGI node started by hand, e.g.
-/// `uwsgi --master --socket 127.0.0.1:39311 --cache2 name=shared,items=100,blocksize=1000`:
-/// `RUWSGI_UWSGI_CACHE_NODE=127.0.0.1:39311 cargo test -p ruwsgi-cache live_uwsgi`.
-/// (tests/test_cache_interop.py covers the same through the Python API.)
-#[test]
-fn live_uwsgi_node() {
-    let Ok(addr) = std::env::var("RUWSGI_UWSGI_CACHE_NODE") else {
-        return;
-    };
-    let c = client();
-    assert!(c.clear(&addr, "shared").unwrap());
-    operations_uwsgi(&c, &addr);
-}
-
-fn operations_uwsgi(c: &CacheClient, addr: &str) {
-    let cache = "shared";
-    assert!(c.set(addr, cache, b"k", b"v1", 0).unwrap());
-    assert!(
-        !c.set(addr, cache, b"k", b"v2", 0).unwrap(),
-        "set never overwrites"
-    );
-    assert_eq!(c.get(addr, cache, b"k").unwrap().unwrap().value, b"v1");
-    assert!(c.update(addr, cache, b"k", b"v3", 100).unwrap());
-    let item = c.get(addr, cache, b"k").unwrap().unwrap();
-    assert_eq!(item.value, b"v3");
-    assert!(item.expires_at > 1_700_000_000);
-    assert!(c.exists(addr, cache, b"k").unwrap());
-    assert!(c.del(addr, cache, b"k").unwrap());
-    assert!(!c.del(addr, cache, b"k").unwrap());
-    assert!(!c.exists(addr, cache, b"k").unwrap());
-    assert_eq!(c.get(addr, cache, b"k").unwrap(), None);
-    assert!(c.math(addr, cache, b"n", 5, 0).unwrap());
-    assert_eq!(
-        c.get(addr, cache, b"n").unwrap().unwrap().value,
-        5i64.to_ne_bytes()
-    );
-    let v = vec![7u8; 1000];
-    assert!(c.update(addr, cache, b"max", &v, 0).unwrap());
-    assert_eq!(c.get(addr, cache, b"max").unwrap().unwrap().value, v);
-    assert!(!c.update(addr, cache, b"max", &[7u8; 1001], 0).unwrap());
-    assert_eq!(c.get(addr, "nope", b"n").unwrap(), None);
-    assert!(!c.clear(addr, "nope").unwrap());
-    // the default cache of that node is `shared` (its first)
-    assert!(c.exists(addr, "", b"n").unwrap());
-    assert!(c.clear(addr, cache).unwrap());
 }
