@@ -857,19 +857,8 @@ impl Writer<'_> {
     }
 
     fn sweep(&self, now: u64) -> usize {
-        let t = self.t;
-        let mut n = 0;
         self.begin();
-        for i in 0..t.geo.items {
-            if t.slot(i, F_STATE).load(Ordering::Relaxed) != USED {
-                continue;
-            }
-            let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if exp != 0 && exp <= now {
-                self.remove_slot(i);
-                n += 1;
-            }
-        }
+        let n = self.sweep_unsequenced(now);
         self.end();
         n
     }
