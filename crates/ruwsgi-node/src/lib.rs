@@ -10,8 +10,9 @@
 //! - if a kept connection fails before the first byte of the reply arrives, the node never
 //!   handled the request (it had closed the connection), so the request is sent again once,
 //!   on a fresh connection. A fresh connection is never retried. A node found to close
-//!   connections right after replying (uWSGI does) is then talked to on fresh connections
-//!   only;
+//!   connections within 2 s of a reply while a fresh one gets an answer (uWSGI does) is
+//!   then talked to on fresh connections only (a node that refuses on the fresh connection
+//!   too, closing it on purpose, does not count);
 //! - a connection kept idle for a while (more than [`CHECK_AFTER`]) is first checked with a
 //!   non-blocking peek, and dropped if the node closed it or sent stray bytes;
 //! - the kept connections belong to one process: a child that inherited its parent's
@@ -300,6 +301,8 @@ impl Nodes {
         let now = Instant::now();
         let deadline = now + self.timeout;
         let mut kept = self.take(node, now);
+        // When a kept connection was found closed: how long it had been kept.
+        let mut suspect = None;
         loop {
             let reused = kept.take();
             let since = reused.as_ref().map(|k| k.since);
@@ -309,15 +312,23 @@ impl Nodes {
             };
             if let Err(err) = conn.conn.write_all(request) {
                 match since {
+                    // The node closed a fresh connection while the request went out: its
+                    // refusal (a request larger than it takes).
+                    None if is_closed(&err) => return closed_fresh(err),
                     None => return Err(NodeError::io(node, err).into()),
                     Some(since) => {
-                        self.closed_by_node(node, since);
+                        suspect = Some(since);
                         continue;
                     }
                 }
             }
             match read(&mut conn, deadline) {
                 Ok(reply) => {
+                    if let Some(since) = suspect {
+                        // The node answers on a fresh connection what it did not on the
+                        // kept one: it had closed that one by itself.
+                        self.closed_by_node(node, since);
+                    }
                     if reply.reusable {
                         self.give_back(node, conn);
                     }
@@ -325,9 +336,11 @@ impl Nodes {
                 }
                 Err(ReadFail::Early(err)) if is_closed(&err) => match since {
                     Some(since) => {
-                        self.closed_by_node(node, since);
+                        suspect = Some(since);
                         continue;
                     }
+                    // After a kept connection closed the same way, that was a refusal
+                    // too, not a habit of the node.
                     None => return closed_fresh(err),
                 },
                 Err(ReadFail::Early(err)) => return Err(NodeError::io(node, err).into()),
