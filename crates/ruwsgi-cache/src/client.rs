@@ -19,8 +19,10 @@
 //! a ruwsgi node answers failures too and keeps the connection. A uWSGI node (2.0.30,
 //! measured) ignores `keep`, answers a failure by closing the connection without a word,
 //! and closes the connection after every reply; the client notices the second behaviour
-//! the first time a kept connection turns out closed right after a reply, and from then on
-//! talks to that node on fresh connections only.
+//! the first time a kept connection turns out closed within 2 s of a reply while a fresh
+//! one gets an answer, and from then on talks to that node on fresh connections only. (A
+//! kept connection a ruwsgi node closes on purpose, for a value larger than its largest
+//! item, is refused on the fresh connection too, so it does not count.)
 //!
 //! Math operations (`cache_inc` & co.) cannot be done remotely: like uWSGI's client,
 //! [`CacheClient::math`] sends a plain `update` whose value is the operand as an 8-byte
@@ -379,6 +381,8 @@ impl CacheClient {
         let now = Instant::now();
         let deadline = now + self.timeout;
         let mut kept = self.take(node, now);
+        // When a kept connection was found closed: when it had been kept since.
+        let mut suspect = None;
         loop {
             let reused = kept.take();
             let since = reused.as_ref().map(|k| k.since);
@@ -388,15 +392,23 @@ impl CacheClient {
             };
             if let Err(err) = conn.conn.write_all(&request) {
                 match since {
+                    // The node closed a fresh connection while the request was going out:
+                    // it refused it (a value larger than it takes).
+                    None if is_closed(&err) => return Ok(None),
                     None => return Err(io_error(node, err)),
                     Some(since) => {
-                        self.closed_by_node(node, since);
+                        suspect = Some(since);
                         continue;
                     }
                 }
             }
             match read_reply(&mut conn, node, deadline, want_value) {
                 Ok(out) => {
+                    if let Some(since) = suspect {
+                        // The node answers on a fresh connection what it did not on the
+                        // kept one: it had closed that one by itself.
+                        self.closed_by_node(node, since);
+                    }
                     if out.reusable {
                         self.give_back(node, conn);
                     }
@@ -404,10 +416,11 @@ impl CacheClient {
                 }
                 Err(ReadFail::Early(err)) if is_closed(&err) => match since {
                     Some(since) => {
-                        self.closed_by_node(node, since);
+                        suspect = Some(since);
                         continue;
                     }
-                    // A fresh connection closed without a word: the node's "no".
+                    // A fresh connection closed without a word: the node's "no" (after a
+                    // kept one closed the same way, that was a "no" too, not a habit).
                     None => return Ok(None),
                 },
                 Err(ReadFail::Early(err)) => return Err(io_error(node, err)),
