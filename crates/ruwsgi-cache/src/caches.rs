@@ -121,6 +121,16 @@ impl Caches {
         r
     }
 
+    /// [`Table::get_into`] on a cache by name.
+    pub fn get_into(
+        &self,
+        cache: Option<&str>,
+        key: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<u64>, CacheError> {
+        self.find(cache)?.table.get_into(key, buf)
+    }
+
     /// Every live key of a cache.
     pub fn keys(&self, cache: Option<&str>) -> Result<Vec<Vec<u8>>, CacheError> {
         self.find(cache)?.table.keys()

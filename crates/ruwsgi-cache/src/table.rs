@@ -402,25 +402,39 @@ impl Table {
     fn read<T>(
         &self,
         key: &[u8],
-        read: impl Fn(&Table, usize) -> Option<T>,
+        mut read: impl FnMut(&Table, usize) -> Option<T>,
     ) -> Result<Option<T>, CacheError> {
         if key.is_empty() || key.len() > self.geo.keysize {
             return Err(CacheError::BadKey);
         }
         let hash = self.hash(key);
-        let mut kw = Vec::with_capacity(words_for(key.len()));
-        pack(key, &mut kw);
+        // Keys up to 256 bytes are packed on the stack.
+        let mut small = [0u64; 32];
+        let mut large = Vec::new();
+        let kw: &[u64] = if key.len() <= 256 {
+            for (w, c) in small.iter_mut().zip(key.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                *w = u64::from_ne_bytes(b);
+            }
+            &small[..words_for(key.len())]
+        } else {
+            pack(key, &mut large);
+            &large
+        };
         let head = self.region.header();
-        let now = now_unix();
-        let lookup = |t: &Table| -> Option<T> {
-            let i = t.find(key, &kw, hash)?;
+        let lru = self.policy.purge_lru;
+        let mut lookup = |t: &Table| -> Option<T> {
+            let i = t.find(key, kw, hash)?;
             let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if exp != 0 && exp <= now {
+            if exp != 0 && exp <= now_unix() {
                 return None;
             }
             let out = read(t, i)?;
-            let stamp = head.clock.fetch_add(1, Ordering::Relaxed);
-            t.slot(i, F_STAMP).store(stamp, Ordering::Relaxed);
+            if lru {
+                let stamp = head.clock.fetch_add(1, Ordering::Relaxed);
+                t.slot(i, F_STAMP).store(stamp, Ordering::Relaxed);
+            }
             Some(out)
         };
         for _ in 0..READ_ATTEMPTS {
@@ -444,6 +458,21 @@ impl Table {
         Ok(got)
     }
 
+    /// Copy the value under `key` into `buf` (cleared first) and give its expiry (unix
+    /// seconds, 0 = never); `None` on a miss. The buffer can be reused from call to call.
+    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<u64>, CacheError> {
+        self.read(key, |t, i| {
+            let (at, len) = t.value_span(i)?;
+            buf.clear();
+            buf.reserve(len.next_multiple_of(8));
+            for w in &t.words()[at..at + words_for(len)] {
+                buf.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
+            }
+            buf.truncate(len);
+            Some(t.slot(i, F_EXPIRES).load(Ordering::Relaxed))
+        })
+    }
+
     fn count_read(&self, hit: bool) {
         let h = self.region.header();
         if hit {
@@ -455,10 +484,10 @@ impl Table {
 
     /// The item under `key`, if present and not expired.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>, CacheError> {
-        self.read(key, |t, i| {
-            let expires_at = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            t.copy_value(i).map(|value| Item { value, expires_at })
-        })
+        let mut value = Vec::new();
+        Ok(self
+            .get_into(key, &mut value)?
+            .map(|expires_at| Item { value, expires_at }))
     }
 
     /// Whether `key` is present and not expired.
@@ -928,13 +957,12 @@ impl Writer<'_> {
     ) -> Result<(), CacheError> {
         let t = self.t;
         let hash = t.hash(key);
-        let mut kw = Vec::new();
+        let mut kw = Vec::with_capacity(words_for(key.len()));
         pack(key, &mut kw);
-        let now = now_unix();
         let existing = t.find(key, &kw, hash);
         let live = existing.filter(|&i| {
             let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            exp == 0 || exp > now
+            exp == 0 || exp > now_unix()
         });
         if live.is_some() && !overwrite {
             return Err(CacheError::Exists);

@@ -107,19 +107,22 @@ pub enum Category {
     Config,
     /// The uWSGI API subsystems apps use (RPC, ...).
     Api,
+    /// Static files served by the workers.
+    Static,
     /// Subsystems ruwsgi does not implement yet.
     Other,
 }
 
 impl Category {
     /// All categories in `--help` order.
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Sockets,
         Category::Processes,
         Category::Python,
         Category::Logging,
         Category::Config,
         Category::Api,
+        Category::Static,
         Category::Other,
     ];
 
@@ -132,6 +135,7 @@ impl Category {
             Category::Logging => "Logging",
             Category::Config => "Configuration and commands",
             Category::Api => "uWSGI API subsystems",
+            Category::Static => "Static files",
             Category::Other => "Other",
         }
     }
@@ -143,6 +147,13 @@ impl Category {
                 "Request log lines are buffered per core and written at most 20 ms later (or\n\
                  once 16 KiB are waiting): logging costs no system call per request, and a\n\
                  worker killed with SIGKILL loses at most its last 20 ms of request log lines.",
+            ),
+            Category::Static => Some(
+                "Maps are tried in order, before the app; the first map whose prefix matches\n\
+                 and whose file exists answers (GET/HEAD, sendfile, Last-Modified/ETag 304s,\n\
+                 single Range 206s). A missing file goes to the app. Paths with `..`, `\\`,\n\
+                 NUL, or resolving outside the mapped directory (symlinks included, unless\n\
+                 under static-safe) get 403.",
             ),
             _ => None,
         }
@@ -229,6 +240,7 @@ impl OptionDef {
 
 use Category::{
     Api, Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Sockets as Sock,
+    Static as Stat,
 };
 use Kind::*;
 
@@ -730,6 +742,108 @@ pub static OPTIONS: &[OptionDef] = &[
     ),
     opt("help", Command, Cfg, "", "print this help and exit").short('h'),
     opt("version", Command, Cfg, "", "print the version and exit"),
+    // ---- static files (issue 13) ----
+    opt(
+        "static-map",
+        List,
+        Stat,
+        "",
+        "/URL=DIR: serve DIR/rest for /URL/rest (first matching map wins)",
+    ),
+    opt(
+        "static-map2",
+        List,
+        Stat,
+        "",
+        "/URL=DIR: serve DIR/URL/rest (the whole path appended to DIR)",
+    ),
+    opt(
+        "static-check",
+        List,
+        Stat,
+        "",
+        "DIR: serve DIR/path for any request path that names a file there",
+    )
+    .aka(&["check-static"]),
+    opt(
+        "static-index",
+        List,
+        Stat,
+        "",
+        "file names tried, in order, when a directory is requested",
+    ),
+    opt(
+        "static-skip-ext",
+        List,
+        Stat,
+        "",
+        "never serve files ending with this (the app gets them)",
+    ),
+    opt(
+        "static-safe",
+        List,
+        Stat,
+        "",
+        "DIR that symlinks under a mapped directory may point into",
+    ),
+    opt(
+        "static-expires-type",
+        List,
+        Stat,
+        "",
+        "MIME/TYPE=SECS: Expires and Cache-Control max-age by content type",
+    ),
+    opt(
+        "static-expires",
+        List,
+        Stat,
+        "",
+        "REGEX SECS: Expires and max-age when the file's path matches",
+    ),
+    opt(
+        "static-expires-uri",
+        List,
+        Stat,
+        "",
+        "REGEX SECS: Expires and max-age when REQUEST_URI matches",
+    ),
+    opt(
+        "static-expires-path-info",
+        List,
+        Stat,
+        "",
+        "REGEX SECS: Expires and max-age when PATH_INFO matches",
+    ),
+    opt(
+        "static-gzip",
+        List,
+        Stat,
+        "",
+        "REGEX: for matching files, send FILE.gz if it exists and the client accepts gzip",
+    ),
+    opt(
+        "static-gzip-all",
+        Flag,
+        Stat,
+        "off",
+        "send FILE.gz for every static file when it exists and the client accepts gzip",
+    ),
+    opt(
+        "mimefile",
+        List,
+        Stat,
+        "/etc/mime.types",
+        "mime.types-style file read over the built-in table (missing default: skipped)",
+    )
+    .aka(&["mime-file"]),
+    opt(
+        "offload-threads",
+        Int,
+        Stat,
+        "0",
+        "threads per worker sending big static files (the connection closes after)",
+    )
+    .aka(&["offload-thread"]),
     // ---- not implemented yet ----
     later(
         "harakiri",
@@ -760,9 +874,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("gevent", Int, "gevent loop"),
     later("ugreen", Flag, "uGreen loop"),
     later("greenlet", Flag, "greenlet loop"),
-    later("offload-threads", Int, "offload threads"),
-    later("static-map", List, "serve static files"),
-    later("check-static", List, "serve static files"),
     later("route", List, "internal routing"),
     later("alarm", List, "alarms"),
     later("cron", List, "cron tasks"),

@@ -17,7 +17,9 @@ use std::time::Duration;
 use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
-use crate::settings::{AreaSize, MuleSpec, OptValue, Protocol, Settings, SocketSpec};
+use crate::settings::{
+    AreaSize, ExpiresRule, MuleSpec, OptValue, Protocol, Settings, SocketSpec, StaticMap,
+};
 
 /// Plugin names accepted by `plugins` (all built in).
 fn builtin_plugin(name: &str) -> bool {
@@ -199,6 +201,55 @@ fn area_size(v: &Val<'_>) -> Result<AreaSize, ConfigError> {
         Some(AreaSize::Bytes(n)) if n > 0 && n <= MAX_AREA_BYTES => Ok(AreaSize::Bytes(n)),
         _ => Err(v.invalid(expected)),
     }
+}
+
+// ---- static files (issue 13) ----
+
+/// `static-map` / `static-map2`: `/URL=DIR`.
+fn static_map(v: &Val<'_>, keep_mountpoint: bool) -> Result<StaticMap, ConfigError> {
+    let expected = "MOUNTPOINT=DIR (such as /static=/srv/static)";
+    let (mountpoint, dir) = v.key_value(expected)?;
+    let dir = dir.trim();
+    if dir.is_empty() || mountpoint.contains('\0') || dir.contains('\0') {
+        return Err(v.invalid(expected));
+    }
+    Ok(StaticMap {
+        mountpoint,
+        dir: PathBuf::from(dir),
+        keep_mountpoint,
+    })
+}
+
+fn regex(v: &Val<'_>, pattern: &str) -> Result<regex::Regex, ConfigError> {
+    regex::Regex::new(pattern).map_err(|e| v.invalid(&format!("a valid regular expression ({e})")))
+}
+
+/// `static-expires*`: `REGEX SECS` (separated by the last run of spaces).
+fn expires_rule(v: &Val<'_>) -> Result<ExpiresRule, ConfigError> {
+    let expected = "REGEX SECONDS";
+    let t = v.text();
+    let (pattern, secs) = t.rsplit_once(' ').ok_or_else(|| v.invalid(expected))?;
+    let pattern = pattern.trim_end();
+    let secs = secs.trim();
+    if pattern.is_empty() || secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(v.invalid(expected));
+    }
+    let seconds = secs.parse().map_err(|_| v.invalid(expected))?;
+    Ok(ExpiresRule {
+        pattern: regex(v, pattern)?,
+        seconds,
+    })
+}
+
+/// `static-expires-type`: `TYPE=SECS`.
+fn expires_type(v: &Val<'_>) -> Result<(String, u64), ConfigError> {
+    let expected = "CONTENT/TYPE=SECONDS";
+    let (ty, secs) = v.key_value(expected)?;
+    let secs = secs.trim();
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(v.invalid(expected));
+    }
+    Ok((ty, secs.parse().map_err(|_| v.invalid(expected))?))
 }
 
 fn as_usize(n: u64) -> usize {
@@ -417,6 +468,24 @@ fn apply(
         "disable-logging" => s.logging.disable_logging = v.boolean(),
         "log-format" => s.logging.log_format = Some(v.string()),
         "log-x-forwarded-for" => s.logging.log_x_forwarded_for = v.boolean(),
+        // ---- static files (issue 13) ----
+        "static-map" => s.statics.maps.push(static_map(&v, false)?),
+        "static-map2" => s.statics.maps.push(static_map(&v, true)?),
+        "static-check" => s.statics.check.push(v.path()?),
+        "static-index" => s.statics.index.push(v.required("a file name")?),
+        "static-skip-ext" => s.statics.skip_ext.push(v.required("a file name ending")?),
+        "static-safe" => s.statics.safe.push(v.path()?),
+        "static-expires-type" => s.statics.expires_type.push(expires_type(&v)?),
+        "static-expires" => s.statics.expires_file.push(expires_rule(&v)?),
+        "static-expires-uri" => s.statics.expires_uri.push(expires_rule(&v)?),
+        "static-expires-path-info" => s.statics.expires_path_info.push(expires_rule(&v)?),
+        "static-gzip" => {
+            let pattern = v.required("a regular expression")?;
+            s.statics.gzip.push(regex(&v, &pattern)?)
+        }
+        "static-gzip-all" => s.statics.gzip_all = v.boolean(),
+        "mimefile" => s.statics.mimefiles.push(v.path()?),
+        "offload-threads" => s.statics.offload_threads = as_usize(v.number(0, 256)?),
         // ---- handled while collecting ----
         "strict" | "set" | "set-placeholder" | "ini" | "yaml" | "json" | "toml" | "show-config"
         | "help" | "version" => {}
@@ -438,6 +507,42 @@ mod tests {
         for f in ["0", "false", "FALSE", "Off", "no", " no "] {
             assert!(!parse_bool(Some(f)), "{f}");
         }
+    }
+
+    fn static_val(name: &str, value: &str) -> Result<Settings, ConfigError> {
+        let def = crate::defs::lookup(name).unwrap();
+        let opt = RawOpt::for_test(def, value);
+        let mut s = Settings::default();
+        apply(&mut s, def, &opt, &mut None).map(|()| s)
+    }
+
+    #[test]
+    fn static_options() {
+        let s = static_val("static-map", "/static=/srv/www ").unwrap();
+        assert_eq!(s.statics.maps[0].mountpoint, "/static");
+        assert_eq!(s.statics.maps[0].dir, PathBuf::from("/srv/www"));
+        assert!(!s.statics.maps[0].keep_mountpoint);
+        assert!(static_val("static-map2", "/s=/srv").unwrap().statics.maps[0].keep_mountpoint);
+        assert!(static_val("static-map", "/static").is_err());
+        assert!(static_val("static-map", "/static=").is_err());
+        let s = static_val("static-expires-uri", "\\.(css|js)$  3600").unwrap();
+        let rule = &s.statics.expires_uri[0];
+        assert_eq!(rule.seconds, 3600);
+        assert!(rule.pattern.is_match("/a/b.css"));
+        assert!(static_val("static-expires", "nospace").is_err());
+        assert!(static_val("static-expires", "( 10").is_err());
+        assert!(static_val("static-expires", "x 1h").is_err());
+        let s = static_val("static-expires-type", "text/css=60").unwrap();
+        assert_eq!(s.statics.expires_type, [("text/css".to_string(), 60)]);
+        assert!(static_val("static-expires-type", "text/css").is_err());
+        assert!(static_val("static-gzip", "[").is_err());
+        assert_eq!(
+            static_val("offload-threads", "4")
+                .unwrap()
+                .statics
+                .offload_threads,
+            4
+        );
     }
 
     #[test]
@@ -492,6 +597,9 @@ mod tests {
                 Kind::List if def.name == "mount" || def.name == "env" => "a=b",
                 Kind::List if def.name == "sharedarea" => "1",
                 Kind::List if def.name == "cache2" => "name=a,items=1",
+                Kind::List if def.name.starts_with("static-map") => "/s=/srv/s",
+                Kind::List if def.name == "static-expires-type" => "text/css=60",
+                Kind::List if def.name.starts_with("static-expires") => "\\.css$ 60",
                 Kind::Int | Kind::Size | Kind::Seconds => "10",
                 _ => "x",
             };

@@ -333,6 +333,68 @@ impl Default for ApiSettings {
     }
 }
 
+// ---- static files (issue 13) ----
+
+/// One `static-map` / `static-map2` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMap {
+    /// The URL prefix (`/static`), as written.
+    pub mountpoint: String,
+    /// The directory (or file) it maps to, as written.
+    pub dir: PathBuf,
+    /// `static-map2`: the whole request path is appended to `dir`; `static-map` appends
+    /// only what follows the mountpoint.
+    pub keep_mountpoint: bool,
+}
+
+/// An expiry rule: a pattern and a number of seconds.
+#[derive(Debug, Clone)]
+pub struct ExpiresRule {
+    /// What must match.
+    pub pattern: regex::Regex,
+    /// Lifetime in seconds (Expires = now + this; Cache-Control: max-age=this).
+    pub seconds: u64,
+}
+
+/// Static file serving, read by the workers.
+#[derive(Debug, Clone, Default)]
+pub struct StaticSettings {
+    /// `static-map` and `static-map2`, in option order (first match wins).
+    pub maps: Vec<StaticMap>,
+    /// `static-check`/`check-static`: document roots checked for every request path.
+    pub check: Vec<PathBuf>,
+    /// `static-index`: names tried in a requested directory.
+    pub index: Vec<String>,
+    /// `static-skip-ext`: suffixes never served as static files.
+    pub skip_ext: Vec<String>,
+    /// `static-safe`: directories that resolved paths may lie in besides the mapped one.
+    pub safe: Vec<PathBuf>,
+    /// `static-expires-type`: `(content type, seconds)`.
+    pub expires_type: Vec<(String, u64)>,
+    /// `static-expires`: matched against the resolved file path.
+    pub expires_file: Vec<ExpiresRule>,
+    /// `static-expires-uri`: matched against `REQUEST_URI`.
+    pub expires_uri: Vec<ExpiresRule>,
+    /// `static-expires-path-info`: matched against `PATH_INFO`.
+    pub expires_path_info: Vec<ExpiresRule>,
+    /// `static-gzip`: resolved paths for which a `.gz` sibling is looked for.
+    pub gzip: Vec<regex::Regex>,
+    /// `static-gzip-all`: look for a `.gz` sibling of every file.
+    pub gzip_all: bool,
+    /// `mimefile`/`mime-file`: mime.types files read over the built-in table; empty means
+    /// `/etc/mime.types` if it exists.
+    pub mimefiles: Vec<PathBuf>,
+    /// `offload-threads`: threads per worker that send big files (0 = the core sends).
+    pub offload_threads: usize,
+}
+
+impl StaticSettings {
+    /// Whether any static serving is configured.
+    pub fn enabled(&self) -> bool {
+        !self.maps.is_empty() || !self.check.is_empty()
+    }
+}
+
 /// Fully validated settings of one instance, by consumer.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -348,6 +410,8 @@ pub struct Settings {
     pub python: PythonSettings,
     /// The uWSGI API subsystems.
     pub api: ApiSettings,
+    /// Static files (workers).
+    pub statics: StaticSettings,
     /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
     /// True). Repeated options appear once per occurrence.
     pub opt: Vec<(String, OptValue)>,

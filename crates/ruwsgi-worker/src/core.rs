@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use ruwsgi_config::Protocol;
-use ruwsgi_plugin::{Core, Request};
+use ruwsgi_plugin::{Core, Outcome, Request};
 use ruwsgi_proto::http::{self, BodyFraming, ChunkedDecoder, HeaderSpan, Version};
 use ruwsgi_proto::uwsgi;
 use ruwsgi_proto::Vars;
@@ -35,6 +35,7 @@ use crate::io::ConnIo;
 use crate::reqlog::{LogEntry, RequestLog};
 use crate::request::http_vars;
 use crate::response::{Response, ResponseContext};
+use crate::static_files::Served;
 use crate::stream::{Peer, PeerText, Stream};
 use crate::worker::{StopKind, WorkerShared};
 
@@ -628,27 +629,53 @@ impl<'a> CoreLoop<'a> {
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
         self.resp.reset();
-        let req = Request {
-            vars: &self.vars,
-            scheme: serve.scheme,
-            modifier1: serve.modifier1,
-            modifier2: serve.modifier2,
-            core_id: self.id,
-            request_id: self.served,
+        // Static files first: one prefix check per map for other requests.
+        let mut served_static = Served::NotMine;
+        if let Some(statics) = &shared.statics {
+            if statics.candidate(self.vars.get(b"PATH_INFO").unwrap_or(b"")) {
+                let (vars, resp, stream, ctx) =
+                    (&self.vars, &mut self.resp, &mut c.stream, &mut serve.ctx);
+                // Files are read and sent with the language runtime released.
+                core.blocking(&mut || served_static = statics.serve(vars, resp, stream, ctx));
+            }
+        }
+        let (outcome, disconnected) = if served_static == Served::NotMine {
+            let req = Request {
+                vars: &self.vars,
+                scheme: serve.scheme,
+                modifier1: serve.modifier1,
+                modifier2: serve.modifier2,
+                core_id: self.id,
+                request_id: self.served,
+            };
+            let mut io = ConnIo {
+                stream: &mut c.stream,
+                rbuf: &mut c.rbuf,
+                body: &mut serve.body,
+                resp: &mut self.resp,
+                ctx: serve.ctx,
+                read_timeout: shared.settings.requests.socket_timeout,
+                limit_post: shared.settings.requests.limit_post,
+                expect_continue: serve.expect_continue,
+                disconnected: false,
+            };
+            let outcome = core.handle(&req, &mut io);
+            (outcome, io.disconnected)
+        } else {
+            if served_static == Served::Offloaded {
+                // The offload thread owns a duplicate of the socket now: stop watching it
+                // here (a closed duplicate would not leave the epoll set by itself).
+                let _ = self.epoll.delete(c.stream.as_fd());
+            }
+            let close = served_static == Served::Offloaded;
+            (
+                Outcome {
+                    exception: false,
+                    close,
+                },
+                false,
+            )
         };
-        let mut io = ConnIo {
-            stream: &mut c.stream,
-            rbuf: &mut c.rbuf,
-            body: &mut serve.body,
-            resp: &mut self.resp,
-            ctx: serve.ctx,
-            read_timeout: shared.settings.requests.socket_timeout,
-            limit_post: shared.settings.requests.limit_post,
-            expect_continue: serve.expect_continue,
-            disconnected: false,
-        };
-        let outcome = core.handle(&req, &mut io);
-        let disconnected = io.disconnected;
         if !disconnected && !self.resp.head_sent() && !self.resp.broken {
             if serve.body.over_limit() {
                 // The body outgrew limit-post before the app's head went out: whatever the

@@ -13,6 +13,7 @@
 //! - [`request`]: HTTP head or uwsgi packet → CGI variables, with peer trust rules.
 //! - [`body`]: request bodies (Content-Length, chunked) pulled by the app.
 //! - [`response`]: status and header validation, framing, `sendfile`.
+//! - [`static_files`]: `static-map`/`static-check` files served before the plugin.
 //! - [`io`]: the plugin-facing `RequestIo` implementation.
 //! - [`reqlog`]: batched request log lines.
 //! - [`buffer`], [`stream`]: read buffers, sockets.
@@ -28,6 +29,7 @@ pub mod io;
 pub mod reqlog;
 pub mod request;
 pub mod response;
+pub mod static_files;
 pub mod stream;
 pub mod worker;
 

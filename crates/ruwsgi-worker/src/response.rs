@@ -407,7 +407,7 @@ impl Response {
             let r = write_all_vectored(stream, &mut [IoSlice::new(pre)], ctx.timeout);
             self.account(r)?;
         }
-        let r = sendfile_all(stream, fd, offset, len, ctx.timeout);
+        let r = sendfile_all(stream.as_fd(), fd, offset, len, ctx.timeout);
         let sent = match r {
             Ok(n) => n,
             Err(e) => {
@@ -538,8 +538,8 @@ fn chunk_size_line(len: usize, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// Send `len` bytes of `file` from `offset` with sendfile, waiting for the socket as needed.
-fn sendfile_all(
-    stream: &mut Stream,
+pub(crate) fn sendfile_all(
+    socket: BorrowedFd<'_>,
     file: BorrowedFd<'_>,
     offset: u64,
     len: u64,
@@ -549,12 +549,12 @@ fn sendfile_all(
     let mut sent = 0u64;
     while sent < len {
         let want = (len - sent).min(1 << 30) as usize;
-        match nix::sys::sendfile::sendfile64(stream.as_fd(), file, Some(&mut off), want) {
+        match nix::sys::sendfile::sendfile64(socket, file, Some(&mut off), want) {
             Ok(0) => break,
             Ok(n) => sent += n as u64,
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                if !wait_fd(stream.as_fd(), true, timeout)? {
+                if !wait_fd(socket, true, timeout)? {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
                 }
             }
@@ -568,6 +568,7 @@ fn sendfile_all(
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

@@ -87,6 +87,8 @@ pub struct WorkerShared {
     pub(crate) channel: Option<BorrowedFd<'static>>,
     /// The master was asked to replace this worker (sent once).
     replace_asked: AtomicBool,
+    /// Static files (`static-map`, `static-check`), if configured.
+    pub(crate) statics: Option<crate::static_files::StaticFiles>,
     spawned: Instant,
 }
 
@@ -236,7 +238,9 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
                 return WorkerExit::Failed;
             }
         };
+    let statics = crate::static_files::StaticFiles::new(&args.settings.statics, args.id);
     let shared = WorkerShared {
+        statics,
         id: args.id,
         settings: args.settings,
         listeners: args.listeners,

@@ -48,9 +48,16 @@ fn cache_get<'py>(
     cache: Option<&str>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = data(key, "key")?;
-    Ok(with_caches(|c| c.get(cache, key))
-        .flatten()
-        .map(|item| PyBytes::new(py, &item.value)))
+    // The value is copied into a buffer each thread keeps, then once into the result.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    Ok(BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        with_caches(|c| c.get_into(cache, key, &mut buf))
+            .flatten()
+            .map(|_| PyBytes::new(py, &buf))
+    }))
 }
 
 #[pyfunction]
