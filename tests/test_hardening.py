@@ -147,8 +147,7 @@ def test_zero_length_uwsgi_packet_closed_without_reply(usrv, modifier1):
 
 @pytest.mark.parametrize("modifier1,body,modifier2", [
     (110, b"", 17),                                            # raise signal 17
-    (111, b"somekey", 0),                                      # cache get
-], ids=["signal", "cache"])
+], ids=["signal"])
 def test_subsystem_packets_from_trusted_peer_unavailable(usrv, modifier1, body, modifier2):
     start = usrv.log_len()
     pkt = struct.pack("<BHB", modifier1, len(body), modifier2) + body

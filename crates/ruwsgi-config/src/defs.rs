@@ -35,6 +35,9 @@ pub enum Kind {
     Config,
     /// `set`-style `key=value` definitions, applied where they appear.
     Assign,
+    /// A string whose value is optional (bare = the option's default behaviour). On the
+    /// command line the value must be attached: `--name=value`.
+    OptText,
     /// Stops normal processing and prints something (`help`, `version`, `show-config`).
     Command,
 }
@@ -44,7 +47,7 @@ impl Kind {
     pub fn arg(self) -> Arg {
         match self {
             Kind::Flag | Kind::Command => Arg::None,
-            Kind::Mode | Kind::Switch => Arg::Optional,
+            Kind::Mode | Kind::Switch | Kind::OptText => Arg::Optional,
             _ => Arg::Required,
         }
     }
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Path => "PATH",
             Kind::Mode => "[MODE]",
             Kind::Switch => "[N]",
+            Kind::OptText => "[=VALUE]",
             Kind::Config => "FILE[:SECTION]",
             Kind::Assign => "KEY=VALUE",
         }
@@ -661,10 +665,127 @@ pub static OPTIONS: &[OptionDef] = &[
         List,
         Py,
         "",
-        "accepted for python/http (built in)",
+        "python, python3, python3NN, 0:python3, http: built in, accepted; notfound: \
+         requests no app serves get 404 (with need-app = false)",
     )
-    .aka(&["plugin"]),
+    .aka(&["plugin", "need-plugin", "need-plugins"]),
+    // ---- options that must start (issue 13): detaching, pidfile2, reload policy,
+    // Python extras, compatibility flags ----
+    opt(
+        "daemonize",
+        Path,
+        Proc,
+        "",
+        "detach from the terminal at start and log to this file (logto wins if given)",
+    )
+    .short('d'),
+    opt(
+        "daemonize2",
+        Path,
+        Proc,
+        "",
+        "as daemonize, but detach after the apps are loaded (start-up errors reach the terminal)",
+    ),
+    opt(
+        "pidfile2",
+        Path,
+        Proc,
+        "",
+        "write the master pid to this file after privileges are dropped",
+    ),
+    opt(
+        "master-as-root",
+        Flag,
+        Proc,
+        "off",
+        "with uid/gid: the master stays root, each child drops privileges; apps then \
+         load in the workers (as lazy-apps), never as root",
+    ),
+    opt(
+        "exit-on-reload",
+        Flag,
+        Proc,
+        "off",
+        "a reload request (SIGHUP, uwsgi.reload(), py-autoreload) stops the instance instead",
+    ),
+    opt(
+        "attach-daemon",
+        List,
+        Proc,
+        "",
+        "run this shell command beside the instance: respawned when it exits, stopped \
+         (SIGTERM, then SIGKILL after worker-reload-mercy) and restarted on reloads",
+    ),
+    opt(
+        "honour-range",
+        Flag,
+        Proc,
+        "",
+        "accepted: static files always answer single Range requests (206)",
+    ),
+    opt(
+        "thunder-lock",
+        Flag,
+        Proc,
+        "",
+        "accepted: workers never race on accept (EPOLLEXCLUSIVE), nothing to turn on",
+    ),
+    opt(
+        "plugins-dir",
+        List,
+        Py,
+        "",
+        "accepted: every plugin ruwsgi has is built in, nothing is loaded from a directory",
+    )
+    .aka(&["plugin-dir"]),
+    opt(
+        "py-autoreload",
+        Seconds,
+        Py,
+        "0",
+        "every N seconds check the files of loaded modules; a change reloads the instance",
+    )
+    .aka(&["py-auto-reload", "python-autoreload", "python-auto-reload"]),
+    opt(
+        "py-auto-reload-ignore",
+        List,
+        Py,
+        "",
+        "a module py-autoreload does not watch",
+    ),
+    opt(
+        "wsgi-accept-buffer",
+        Flag,
+        Py,
+        "off",
+        "response items may be any buffer (bytearray, memoryview, array): their bytes are sent",
+    )
+    .aka(&["wsgi-accept-buffers"]),
+    opt(
+        "single-interpreter",
+        Flag,
+        Py,
+        "",
+        "accepted: ruwsgi always runs one interpreter per process",
+    )
+    .short('i'),
+    opt(
+        "post-buffering-bufsize",
+        Size,
+        Sock,
+        "",
+        "accepted: bodies are read straight into their buffer, no chunk size to set",
+    ),
     // ---- logging ----
+    opt(
+        "logdate",
+        OptText,
+        Log,
+        "off",
+        "prefix server log lines (not request lines) with the date: bare or true = \
+         'Sun Dec  6 10:00:00 2026 - ', a value = that strftime format",
+    )
+    .aka(&["log-date"]),
     opt(
         "logto",
         Path,
@@ -881,17 +1002,12 @@ pub static OPTIONS: &[OptionDef] = &[
     later("rbtimer", List, "red-black tree timers"),
     later("touch-reload", List, "reload when a file is touched"),
     later("master-fifo", List, "the master FIFO"),
-    later("daemonize", Path, "detach and log to a file").short('d'),
     later("cheaper", Int, "adaptive process spawning"),
     later("idle", Seconds, "idle mode"),
     later("enable-metrics", Flag, "the metrics subsystem"),
     later("queue", Int, "the shared queue"),
-    later("attach-daemon", List, "external daemons"),
-    later("py-autoreload", Seconds, "reload on Python module changes"),
-    later("honour-range", Flag, "HTTP Range support"),
     later("cgi-mode", Flag, "CGI mode").short('c'),
     later("log-maxsize", Size, "log rotation"),
-    later("logdate", Str, "log date prefix").aka(&["log-date"]),
     later("req-logger", List, "request loggers"),
     later("logger", List, "loggers"),
 ];

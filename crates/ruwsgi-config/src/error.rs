@@ -109,7 +109,7 @@ pub enum ConfigError {
         at: Source,
     },
     /// A `plugins` entry that is not built in.
-    #[error("plugin '{plugin}' (from {at}) is not available: ruwsgi has python and http built in")]
+    #[error("plugin '{plugin}' (from {at}) is not available: ruwsgi has python (python, python3, python3NN), http and notfound built in")]
     UnknownPlugin {
         /// The plugin name.
         plugin: String,

@@ -84,7 +84,8 @@ pub fn help_text() -> String {
     out.push('\n');
     out.push_str(
         "Every other uWSGI option (its core and plugins) is refused the same way; a config-file\n\
-         key that is no uWSGI option is kept for uwsgi.opt and logged as a custom option.\n",
+         key that is no uWSGI option is kept for uwsgi.opt and logged as a custom option.\n\
+         README.md (\"uWSGI options ruwsgi does not have yet\") says when each one comes.\n",
     );
     out
 }
@@ -126,7 +127,7 @@ pub fn show_config_text(opts: &[RawOpt]) -> String {
         let line = match (opt.def(), value.as_deref()) {
             (_, v) if as_placeholder => format!("set-placeholder = {key}={}", v.unwrap_or("")),
             (Some(def), Some(v)) if def.kind == Kind::Config => format!("; {key} = {v}"),
-            (Some(def), None) if matches!(def.kind, Kind::Flag | Kind::Switch) => {
+            (Some(def), None) if matches!(def.kind, Kind::Flag | Kind::Switch | Kind::OptText) => {
                 format!("{key} = true")
             }
             // A bare key reads back as an empty value (`chmod-socket` alone means 0666).

@@ -18,17 +18,40 @@ use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{
-    AreaSize, ExpiresRule, MuleSpec, OptValue, Protocol, Settings, SocketSpec, StaticMap,
+    AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, Protocol, Settings, SocketSpec, StaticMap,
 };
 
-/// Plugin names accepted by `plugins` (all built in).
-fn builtin_plugin(name: &str) -> bool {
+// ---- issue 13: plugins ----
+
+/// What a `plugins` entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plugin {
+    /// Built in and always on: `python`, `python3`, `python3NN`, `http`.
+    BuiltIn,
+    /// `notfound`: a request no app serves gets 404.
+    NotFound,
+}
+
+/// The plugin a `plugins` entry names, if ruwsgi has it. Accepts the forms uWSGI does: an
+/// optional `N:` modifier prefix (`0:python3`), a `_plugin` or `_plugin.so` suffix, and a
+/// path (`/usr/lib/uwsgi/python3_plugin.so`, only its file name counts).
+fn builtin_plugin(name: &str) -> Option<Plugin> {
+    let name = match name.split_once(':') {
+        Some((modifier, rest)) if modifier.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => name,
+    };
+    let name = name.rsplit('/').next().unwrap_or(name);
     let name = name.strip_suffix("_plugin.so").unwrap_or(name);
     let name = name.strip_suffix("_plugin").unwrap_or(name);
-    name == "http"
-        || name
-            .strip_prefix("python")
-            .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()))
+    let python = name
+        .strip_prefix("python")
+        .is_some_and(|v| v.bytes().all(|b| b.is_ascii_digit()));
+    match name {
+        "http" => Some(Plugin::BuiltIn),
+        "notfound" => Some(Plugin::NotFound),
+        _ if python => Some(Plugin::BuiltIn),
+        _ => None,
+    }
 }
 
 /// uWSGI boolean rules: bare = true; `0`, `false`, `off`, `no` (any case) = false.
@@ -252,6 +275,19 @@ fn expires_type(v: &Val<'_>) -> Result<(String, u64), ConfigError> {
     Ok((ty, secs.parse().map_err(|_| v.invalid(expected))?))
 }
 
+/// `daemonize`/`daemonize2`: the log file. uWSGI also takes `host:port` (logs sent over
+/// UDP); ruwsgi refuses that form rather than create a file with that name.
+fn daemon_log(v: &Val<'_>) -> Result<PathBuf, ConfigError> {
+    let t = v.text();
+    let udp = !t.contains('/')
+        && t.rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if udp {
+        return Err(v.invalid("a log file path (logging to a UDP address is not supported)"));
+    }
+    v.path()
+}
+
 fn as_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
@@ -455,13 +491,50 @@ fn apply(
         "plugins" => {
             let list = v.text().split([',', ' ', '\t']).filter(|p| !p.is_empty());
             for plugin in list {
-                if !builtin_plugin(plugin) {
-                    return Err(ConfigError::UnknownPlugin {
-                        plugin: plugin.to_string(),
-                        at: opt.at.clone(),
-                    });
+                match builtin_plugin(plugin) {
+                    Some(Plugin::BuiltIn) => {}
+                    Some(Plugin::NotFound) => s.requests.notfound = true,
+                    None => {
+                        return Err(ConfigError::UnknownPlugin {
+                            plugin: plugin.to_string(),
+                            at: opt.at.clone(),
+                        })
+                    }
                 }
             }
+        }
+        // ---- issue 13 options ----
+        "daemonize" => s.processes.daemonize = Some(daemon_log(&v)?),
+        "daemonize2" => s.processes.daemonize2 = Some(daemon_log(&v)?),
+        "pidfile2" => s.processes.pidfile2 = Some(v.path()?),
+        "master-as-root" => s.processes.master_as_root = v.boolean(),
+        "exit-on-reload" => s.processes.exit_on_reload = v.boolean(),
+        "attach-daemon" => s.processes.daemons.push(v.required("a shell command")?),
+        "py-autoreload" => s.python.autoreload = v.seconds()?,
+        "py-auto-reload-ignore" => s
+            .python
+            .autoreload_ignore
+            .push(v.required("a module name")?),
+        "wsgi-accept-buffer" => s.python.accept_buffer = v.boolean(),
+        "logdate" => {
+            s.logging.logdate = match v.value.map(str::trim) {
+                None => Some(LogDate::Ctime),
+                Some(t) if t == "1" || t.eq_ignore_ascii_case("true") => Some(LogDate::Ctime),
+                Some(t)
+                    if t == "0"
+                        || t.eq_ignore_ascii_case("false")
+                        || t.eq_ignore_ascii_case("off")
+                        || t.eq_ignore_ascii_case("no") =>
+                {
+                    None
+                }
+                Some(_) => Some(LogDate::Format(v.string())),
+            }
+        }
+        // Accepted, nothing to set: see their `--help` lines.
+        "thunder-lock" | "single-interpreter" | "plugins-dir" | "honour-range" => {}
+        "post-buffering-bufsize" => {
+            v.size(1, u64::MAX)?;
         }
         // ---- logging ----
         "logto" => s.logging.logto = Some(v.path()?),
@@ -553,10 +626,26 @@ mod tests {
             "python311",
             "http",
             "python3_plugin.so",
+            "0:python3",
+            "0:python",
+            "/usr/lib/uwsgi/plugins/python312_plugin.so",
+            "http_plugin",
         ] {
-            assert!(builtin_plugin(p), "{p}");
+            assert_eq!(builtin_plugin(p), Some(Plugin::BuiltIn), "{p}");
         }
-        assert!(!builtin_plugin("php") && !builtin_plugin("pythonx"));
+        assert_eq!(builtin_plugin("notfound"), Some(Plugin::NotFound));
+        assert_eq!(builtin_plugin("notfound_plugin.so"), Some(Plugin::NotFound));
+        for p in [
+            "php",
+            "pythonx",
+            "x:python3",
+            "gevent",
+            "0:",
+            "python3.11",
+            "",
+        ] {
+            assert_eq!(builtin_plugin(p), None, "{p}");
+        }
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct RequestSettings {
     pub dynamic_apps: bool,
     /// `http-strict-host`: HTTP/1.1 requests without Host get 400 (default off).
     pub http_strict_host: bool,
+    // ---- issue 13 options ----
+    /// `plugins = notfound`: a request no app serves gets 404 instead of 500.
+    pub notfound: bool,
 }
 
 impl Default for RequestSettings {
@@ -108,6 +111,7 @@ impl Default for RequestSettings {
             max_vars: 64,
             dynamic_apps: false,
             http_strict_host: false,
+            notfound: false,
         }
     }
 }
@@ -171,6 +175,33 @@ pub struct ProcessSettings {
     pub env: Vec<(String, String)>,
     /// `mules` and `mule`, in option order.
     pub mules: Vec<MuleSpec>,
+    // ---- issue 13 options ----
+    /// `daemonize`/`-d`: detach at start, logging to this file (unless `logto`).
+    pub daemonize: Option<PathBuf>,
+    /// `daemonize2`: detach after the apps are loaded, logging to this file (unless `logto`).
+    pub daemonize2: Option<PathBuf>,
+    /// `pidfile2`: the master pid, written after privileges are dropped.
+    pub pidfile2: Option<PathBuf>,
+    /// `master-as-root`: with `uid`/`gid`, the master keeps root and each child drops
+    /// privileges after fork; apps are then loaded in the workers.
+    pub master_as_root: bool,
+    /// `exit-on-reload`: a reload request stops the instance (exit 0) instead.
+    pub exit_on_reload: bool,
+    /// `attach-daemon`: shell commands run beside the instance, in option order.
+    pub daemons: Vec<String>,
+}
+
+impl ProcessSettings {
+    /// Whether children drop privileges themselves (`master-as-root` with `uid`/`gid`).
+    pub fn children_drop_privileges(&self) -> bool {
+        self.master_as_root && (self.uid.is_some() || self.gid.is_some())
+    }
+
+    /// Whether apps are loaded in each worker rather than in the master: `lazy-apps`, or
+    /// `master-as-root` with `uid`/`gid` (application code never runs as root).
+    pub fn apps_in_workers(&self) -> bool {
+        self.lazy_apps || self.children_drop_privileges()
+    }
 }
 
 impl Default for ProcessSettings {
@@ -199,6 +230,12 @@ impl Default for ProcessSettings {
             chdir: None,
             env: Vec::new(),
             mules: Vec::new(),
+            daemonize: None,
+            daemonize2: None,
+            pidfile2: None,
+            master_as_root: false,
+            exit_on_reload: false,
+            daemons: Vec::new(),
         }
     }
 }
@@ -225,6 +262,14 @@ pub struct PythonSettings {
     /// `py-call-osafterfork`: run Python's own at-fork hooks in children (always done here;
     /// kept for compatibility).
     pub py_call_osafterfork: bool,
+    // ---- issue 13 options ----
+    /// `py-autoreload` (0 = off): every so often, compare the mtimes of the files of the
+    /// modules in `sys.modules`; a change asks for a graceful reload of the instance.
+    pub autoreload: Duration,
+    /// `py-auto-reload-ignore`: modules the autoreloader does not watch.
+    pub autoreload_ignore: Vec<String>,
+    /// `wsgi-accept-buffer`: response items may be any object with the buffer protocol.
+    pub accept_buffer: bool,
 }
 
 impl Default for PythonSettings {
@@ -239,6 +284,9 @@ impl Default for PythonSettings {
             home: None,
             disable_file_wrapper: false,
             py_call_osafterfork: false,
+            autoreload: Duration::ZERO,
+            autoreload_ignore: Vec::new(),
+            accept_buffer: false,
         }
     }
 }
@@ -254,6 +302,18 @@ pub struct LogSettings {
     pub log_format: Option<String>,
     /// `log-x-forwarded-for`: log X-Forwarded-For as the address.
     pub log_x_forwarded_for: bool,
+    // ---- issue 13 options ----
+    /// `logdate`/`log-date`: prefix server log lines with the date.
+    pub logdate: Option<LogDate>,
+}
+
+/// The date prefix `logdate` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDate {
+    /// Bare, `1` or `true`: C's `ctime` layout (`Sun Dec  6 10:00:00 2026`).
+    Ctime,
+    /// Any other value: a strftime format (empty gives an empty date).
+    Format(String),
 }
 
 /// The uWSGI API subsystems (read by the binary when it creates them).

@@ -4,5 +4,6 @@
 mod cli;
 mod errors;
 mod files;
+mod options;
 mod substitutions;
 mod util;

@@ -120,7 +120,8 @@ pub(crate) fn vacuum(settings: &Settings, sockets: &[Bound]) {
         .iter()
         .filter_map(|b| b.unix_path.as_deref())
         .chain(settings.processes.pidfile.as_deref())
-        .chain(settings.processes.safe_pidfile.as_deref());
+        .chain(settings.processes.safe_pidfile.as_deref())
+        .chain(settings.processes.pidfile2.as_deref());
     for path in paths {
         match std::fs::remove_file(path) {
             Ok(()) => log_line(&format!("ruwsgi: vacuum: removed {}", path.display())),

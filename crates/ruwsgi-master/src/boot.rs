@@ -1,8 +1,9 @@
 //! [`run`]: the boot sequence up to the supervision loop, and the shutdown after it.
 //!
 //! Order: signals, bind (or adopt) sockets, pidfiles, scoreboard, plugin init (the language
-//! runtime starts, no application code runs), drop privileges, preload apps, fork the
-//! children, supervise, and at the end vacuum and say goodbye.
+//! runtime starts, no application code runs), drop privileges (unless `master-as-root`:
+//! then each child does), preload apps, `daemonize2` (detach; pidfiles rewritten),
+//! `pidfile2`, fork the children, supervise, and at the end vacuum and say goodbye.
 //!
 //! Design decision: privileges are dropped after the plugin's `init` and before
 //! `load_apps`. The runtime may live where only root can read (an interpreter under
@@ -103,11 +104,18 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     plugin
         .init(settings.plugin_view(), host)
         .map_err(MasterError::PluginInit)?;
-    drop_privileges(
-        settings.processes.uid.as_deref(),
-        settings.processes.gid.as_deref(),
-    )?;
-    if !settings.processes.lazy_apps {
+    if settings.processes.children_drop_privileges() {
+        log_line(
+            "ruwsgi: master-as-root: the master keeps root; each child drops privileges \
+             after fork and the apps are loaded in the workers",
+        );
+    } else {
+        drop_privileges(
+            settings.processes.uid.as_deref(),
+            settings.processes.gid.as_deref(),
+        )?;
+    }
+    if !settings.processes.apps_in_workers() {
         match plugin.load_apps() {
             Ok(n) if n > 0 || !settings.processes.need_app => {}
             Ok(_) => return Err(no_app("no app configured or loaded".to_string())),
@@ -115,6 +123,22 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
             Err(e) => log_line(&format!(
                 "ruwsgi: {e} (need-app is off: serving without it)"
             )),
+        }
+    }
+    // `daemonize2`: detach now that the apps are loaded (never again after a re-exec).
+    let master_pid = match (&settings.processes.daemonize2, reloads) {
+        (Some(path), 0) => {
+            let pid = daemonize_late(&settings, &plugin, path)?;
+            scoreboard.set_master_pid(pid.as_raw());
+            write_pidfiles(&settings, pid.as_raw())?;
+            pid
+        }
+        _ => master_pid,
+    };
+    if let Some(path) = &settings.processes.pidfile2 {
+        match write_pidfile2(path, master_pid.as_raw()) {
+            Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
+            other => other?,
         }
     }
     let mule_note = match mules {
@@ -127,6 +151,10 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     let slots: Vec<Slot> = (1..=processes as u32)
         .map(|id| Slot::new(ChildKind::Worker, id))
         .chain((1..=mules as u32).map(|id| Slot::new(ChildKind::Mule, id)))
+        .chain(
+            (1..=settings.processes.daemons.len() as u32)
+                .map(|id| Slot::new(ChildKind::Daemon, id)),
+        )
         .collect();
 
     let mut master = Master {
@@ -176,6 +204,52 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     master.phase(MasterPhase::Terminated);
     log_line("goodbye to ruwsgi.");
     Ok(code)
+}
+
+/// `daemonize2`: fork through the plugin's fork wrapper (the interpreter is up), the parent
+/// exits 0, the child carries on as the master in a new session. Returns the new pid.
+fn daemonize_late(
+    settings: &ruwsgi_config::Settings,
+    plugin: &Arc<dyn ruwsgi_plugin::LanguagePlugin>,
+    path: &std::path::Path,
+) -> Result<ruwsgi_sys::Pid, MasterError> {
+    let log =
+        match settings.logging.logto {
+            Some(_) => None,
+            None => Some(ruwsgi_sys::log::open_log_file(path).map_err(|source| {
+                MasterError::Daemonize {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?),
+        };
+    let mask = signals::block_all().ok();
+    let outcome = plugin.around_fork(&mut crate::spawn::fork_once);
+    if let Some(mask) = &mask {
+        let _ = signals::restore_mask(mask);
+    }
+    match outcome {
+        ruwsgi_plugin::ForkOutcome::Parent(_) => ruwsgi_sys::process::exit_now(0),
+        ruwsgi_plugin::ForkOutcome::Failed(errno) => Err(MasterError::Daemonize {
+            path: path.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }),
+        ruwsgi_plugin::ForkOutcome::Child => {
+            ruwsgi_sys::daemon::detach_session(log).map_err(|source| MasterError::Daemonize {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(ruwsgi_sys::process::pid())
+        }
+    }
+}
+
+/// `pidfile2`: written once privileges are dropped (and after `daemonize2`).
+fn write_pidfile2(path: &std::path::Path, pid: i32) -> Result<(), MasterError> {
+    std::fs::write(path, format!("{pid}\n")).map_err(|source| MasterError::Pidfile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn no_app(reason: String) -> MasterError {

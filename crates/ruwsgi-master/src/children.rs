@@ -20,6 +20,9 @@ use ruwsgi_sys::{Pid, Signal};
 ///   signals). Whenever it exits outside a reload or a stop (a crash, or its script
 ///   returning) it is respawned, through the throttle. Reloads and stops treat it like a
 ///   worker (`SIGHUP`, or `SIGTERM` when immediate).
+/// - **Daemon** (`attach-daemon`): an outside program (`/bin/sh -c COMMAND`), exec'd right
+///   after fork. Respawned through the throttle whenever it exits outside a reload or a
+///   stop; reloads and stops send it `SIGTERM` (graceful or not), `SIGKILL` at the deadline.
 /// - **Spooler**: runs spooled tasks. It is `SIGKILL`ed on every reload and stop (an
 ///   interrupted task stays on disk) and respawned through the throttle when it dies.
 ///   The kind and its rule exist; nothing spawns a spooler until the spooler subsystem
@@ -33,6 +36,8 @@ pub enum ChildKind {
     Mule,
     /// A spooler (not spawned yet).
     Spooler,
+    /// An attached daemon (`attach-daemon`).
+    Daemon,
 }
 
 impl ChildKind {
@@ -42,6 +47,7 @@ impl ChildKind {
             ChildKind::Worker => "worker",
             ChildKind::Mule => "mule",
             ChildKind::Spooler => "spooler",
+            ChildKind::Daemon => "daemon",
         }
     }
 
@@ -50,6 +56,7 @@ impl ChildKind {
     pub fn stop_signal(self, immediate: bool) -> Signal {
         match (self, immediate) {
             (ChildKind::Spooler, _) => Signal::SIGKILL,
+            (ChildKind::Daemon, _) => Signal::SIGTERM,
             (_, true) => Signal::SIGTERM,
             (_, false) => Signal::SIGHUP,
         }
@@ -113,6 +120,8 @@ mod tests {
         assert_eq!(ChildKind::Worker.stop_signal(false), Signal::SIGHUP);
         assert_eq!(ChildKind::Mule.stop_signal(true), Signal::SIGTERM);
         assert_eq!(ChildKind::Spooler.stop_signal(false), Signal::SIGKILL);
+        assert_eq!(ChildKind::Daemon.stop_signal(false), Signal::SIGTERM);
+        assert_eq!(Slot::new(ChildKind::Daemon, 2).label(), "daemon 2");
         assert_eq!(Slot::new(ChildKind::Mule, 3).label(), "mule 3");
     }
 }

@@ -41,6 +41,14 @@ pub enum MasterError {
         /// Why.
         source: io::Error,
     },
+    /// `daemonize2` could not detach (log file or fork).
+    #[error("daemonize2 ({path}): {source}")]
+    Daemonize {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// `uid`/`gid` could not be applied.
     #[error("cannot drop privileges: {0}")]
     Privileges(#[from] PrivilegeError),

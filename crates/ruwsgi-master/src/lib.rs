@@ -51,6 +51,12 @@
 //! the throttle whenever it dies otherwise (a script returning included); see
 //! [`ChildKind`] and [`mule`].
 //!
+//! # Attached daemons
+//!
+//! `attach-daemon COMMAND` adds a [`ChildKind::Daemon`] slot after the mules: the child
+//! execs `/bin/sh -c COMMAND` right after fork (no plugin hook, no socket), is respawned
+//! through the throttle when it exits, and gets `SIGTERM` on reloads and stops.
+//!
 //! # Worker exit codes
 //!
 //! [`EXIT_RECYCLE`] (17): recycled (max-requests...), respawned at once, not a crash.
@@ -80,6 +86,9 @@
 //! - `ruwsgi: graceful reload requested (SIGHUP)` / `ruwsgi: brutal reload requested (SIGTERM)`
 //!   / `ruwsgi: graceful reload requested (worker <id>)` (a child's `uwsgi.reload()`, over
 //!   its channel; `uwsgi.stop()` logs `graceful stop requested (worker <id>)`)
+//! - `ruwsgi: graceful reload requested (<origin>): exit-on-reload, stopping instead` (also
+//!   `brutal`)
+//! - `ruwsgi: master-as-root: the master keeps root; each child drops privileges after fork and the apps are loaded in the workers`
 //! - `worker <id> (pid: <pid>) asked to be replaced: stopping it gracefully` (max-requests)
 //! - `ruwsgi: dropped a bad message from worker <id>: <why>`
 //! - `ruwsgi: worker <id> (pid: <pid>) did not exit in time: NO MERCY !!! (SIGKILL)`

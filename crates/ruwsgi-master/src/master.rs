@@ -284,11 +284,21 @@ impl Master {
     fn command(&mut self, command: MasterCommand, origin: &str) {
         match (command, self.mode) {
             (MasterCommand::ChildEvent, _) => {}
+            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running)
+                if self.settings.processes.exit_on_reload =>
+            {
+                let brutal = command == MasterCommand::BrutalReload;
+                let kind = if brutal { "brutal" } else { "graceful" };
+                log_line(&format!(
+                    "ruwsgi: {kind} reload requested ({origin}): exit-on-reload, stopping instead"
+                ));
+                self.begin_stop(0, brutal);
+            }
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
                 let brutal = command == MasterCommand::BrutalReload;
                 let kind = if brutal { "brutal" } else { "graceful" };
                 log_line(&format!("ruwsgi: {kind} reload requested ({origin})"));
-                let reexec = self.reexec_on_reload && !self.settings.processes.lazy_apps;
+                let reexec = self.reexec_on_reload && !self.settings.processes.apps_in_workers();
                 self.throttle.reset();
                 if !reexec {
                     self.generation += 1;

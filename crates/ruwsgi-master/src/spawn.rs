@@ -24,7 +24,7 @@ use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
 /// The fork itself, run inside the plugin's fork wrapper.
 #[allow(unsafe_code)] // the master's one fork site (STYLE R6/R8)
-fn fork_once() -> ForkOutcome {
+pub(crate) fn fork_once() -> ForkOutcome {
     // SAFETY: the master is single-threaded by design (no runtime, no logger thread: see
     // ARCHITECTURE §1) and this is only called from its loop; the plugin's wrapper puts its
     // runtime in a fork-safe state around it. The child leaves only through `exit_now`.
@@ -115,6 +115,16 @@ impl Master {
         let (kind, id) = (self.slots[index].kind, self.slots[index].id);
         let label = self.slots[index].label();
         crate::types::set_current_child(kind, id);
+        // `master-as-root`: the child drops privileges itself, before the parent-death
+        // signal is set (a credential change clears it).
+        if self.settings.processes.children_drop_privileges() {
+            let p = &self.settings.processes;
+            if let Err(e) = ruwsgi_sys::process::drop_privileges(p.uid.as_deref(), p.gid.as_deref())
+            {
+                log_line(&format!("{label}: cannot drop privileges: {e}"));
+                exit_now(1);
+            }
+        }
         if set_parent_death_signal(Signal::SIGKILL, self.master_pid).is_err() {
             log_line(&format!("{label}: cannot set the parent-death signal"));
         }
@@ -123,6 +133,9 @@ impl Master {
         let _ = signals::reset_default(&MASTER_SIGNALS);
         let _ = signals::ignore(Signal::SIGPIPE);
         let _ = signals::unblock_all();
+        if kind == ChildKind::Daemon {
+            self.exec_daemon(id);
+        }
         if let Some(row) = self.board_row(&self.slots[index]) {
             row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
         }
@@ -156,6 +169,24 @@ impl Master {
         exit_now(code)
     }
 
+    /// `attach-daemon`: replace this child with `/bin/sh -c COMMAND`. It keeps the
+    /// parent-death signal and gets default signal dispositions, but none of the master's
+    /// sockets.
+    fn exec_daemon(&mut self, id: u32) -> ! {
+        use std::os::unix::process::CommandExt;
+        self.sockets.clear();
+        let _ = signals::reset_default(&[Signal::SIGPIPE]);
+        let Some(command) = self.settings.processes.daemons.get(id as usize - 1) else {
+            exit_now(1)
+        };
+        let err = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .exec();
+        log_line(&format!("daemon {id}: cannot run {command:?}: {err}"));
+        exit_now(127)
+    }
+
     /// A child of a kind this master cannot run yet.
     fn run_other(&mut self, kind: ChildKind, id: u32) -> i32 {
         log_line(&format!("{} {id}: no main for this kind", kind.name()));
@@ -182,7 +213,7 @@ impl Master {
 
     /// In a worker child: load the app if lazy, then run [`crate::WorkerMain`].
     fn run_worker(&mut self, id: u32) -> i32 {
-        if self.settings.processes.lazy_apps {
+        if self.settings.processes.apps_in_workers() {
             let loaded = self.plugin.load_apps();
             let ok = matches!(loaded, Ok(n) if n > 0);
             if let Err(e) = &loaded {

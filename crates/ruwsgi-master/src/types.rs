@@ -190,7 +190,7 @@ impl MasterConfig {
 /// 0 in the master, the child's per-kind id in a child. Set once in each child right after
 /// fork, with [`CHILD_KIND`].
 static CHILD_ID: AtomicU32 = AtomicU32::new(0);
-/// What this child is: 0 master, 1 worker, 2 mule, 3 spooler.
+/// What this child is: 0 master, 1 worker, 2 mule, 3 spooler, 4 attached daemon.
 static CHILD_KIND: AtomicU8 = AtomicU8::new(0);
 /// Generation of this process (the master's current one, or the worker's).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -218,6 +218,7 @@ pub(crate) fn set_current_child(kind: ChildKind, id: u32) {
         ChildKind::Worker => 1,
         ChildKind::Mule => 2,
         ChildKind::Spooler => 3,
+        ChildKind::Daemon => 4,
     };
     CHILD_ID.store(id, Ordering::Relaxed);
     CHILD_KIND.store(code, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub use ruwsgi_cache::client::{parse_identifier, CacheClient, Target};
 pub use ruwsgi_cache::{CacheBackend, CacheError, Caches, Item, MathOp};
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
 pub use ruwsgi_shm::{
@@ -90,6 +91,12 @@ pub trait Host: Send + Sync {
     /// The caches of `cache2` / `cache` (the default one first), shared by every process of
     /// the instance. `None` for hosts without them (test hosts).
     fn caches(&self) -> Option<&Caches> {
+        None
+    }
+
+    /// The client for other nodes' caches (`cache_get(key, "name@host:port")`), each
+    /// operation bounded by `socket-timeout`. `None` for hosts without one.
+    fn cache_client(&self) -> Option<&CacheClient> {
         None
     }
 

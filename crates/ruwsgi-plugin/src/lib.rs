@@ -26,9 +26,10 @@ pub mod plugin;
 
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
-    AppInfo, AppSnapshot, AreaError, CacheBackend, CacheError, Caches, Host, Item, MathOp,
-    ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard, SharedArea, UserLockError, UserLocks,
-    WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
+    parse_identifier, AppInfo, AppSnapshot, AreaError, CacheBackend, CacheClient, CacheError,
+    Caches, Host, Item, MathOp, ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard,
+    SharedArea, Target, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus,
+    Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};

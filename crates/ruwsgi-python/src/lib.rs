@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod apps;
+mod autoreload;
 mod context;
 mod environ;
 mod errors_stream;

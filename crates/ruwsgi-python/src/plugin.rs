@@ -17,6 +17,7 @@ use ruwsgi_config::{PluginView, PythonSettings};
 use ruwsgi_plugin::{Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole};
 
 use crate::apps::{self, Apps};
+use crate::autoreload;
 use crate::response::{StartResponse, Writer};
 use crate::wsgi::PyCore;
 use crate::{interp, module, runtime};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub start_response: Py<StartResponse>,
     /// `uwsgi.node` / `uwsgi.hostname`.
     pub hostname: Vec<u8>,
+    /// `plugins = notfound`: a request no app serves gets 404 instead of 500.
+    pub notfound: bool,
 }
 
 /// What `load_apps` produced.
@@ -46,6 +49,8 @@ pub(crate) struct Loaded {
     pub published: Once,
     /// `uwsgi.after_req_hook`, looked up once right after the apps loaded.
     pub after_req_hook: Option<Py<PyAny>>,
+    /// `py-autoreload`: the modules' file mtimes right after the apps loaded.
+    pub autoreload_baseline: Option<Py<PyAny>>,
 }
 
 /// The Python (WSGI) language plugin.
@@ -174,6 +179,7 @@ impl LanguagePlugin for PythonPlugin {
                     module: module.unbind(),
                     start_response,
                     hostname,
+                    notfound: server.requests.notfound,
                 })
             })();
             match built {
@@ -218,6 +224,19 @@ impl LanguagePlugin for PythonPlugin {
                 }
             };
             let n = apps.list.len();
+            let python = &shared.python;
+            let autoreload_baseline = (!python.autoreload.is_zero())
+                .then(|| autoreload::snapshot(py, &python.autoreload_ignore))
+                .flatten();
+            // Lazy apps: the worker that loaded them watches from here.
+            if !python.autoreload.is_zero() && is_watcher(runtime::host().map(|h| h.role())) {
+                autoreload::start(
+                    py,
+                    python.autoreload,
+                    &python.autoreload_ignore,
+                    autoreload_baseline.as_ref(),
+                );
+            }
             let old = self
                 .loaded
                 .write()
@@ -226,6 +245,7 @@ impl LanguagePlugin for PythonPlugin {
                     apps,
                     published: Once::new(),
                     after_req_hook,
+                    autoreload_baseline,
                 }));
             drop((old, shared));
             Ok(n)
@@ -256,8 +276,24 @@ impl LanguagePlugin for PythonPlugin {
         })
     }
 
-    fn post_fork(&self, _role: ProcessRole) {
+    fn post_fork(&self, role: ProcessRole) {
         self.call_module_hook("post_fork_hook");
+        // Preloaded apps: the watcher compares with the master's snapshot. (Lazy apps
+        // start it from `load_apps`, which runs after this in the worker.)
+        if self.python.autoreload.is_zero() || !is_watcher(Some(role)) {
+            return;
+        }
+        if let Some(loaded) = self.loaded() {
+            Python::attach(|py| {
+                autoreload::start(
+                    py,
+                    self.python.autoreload,
+                    &self.python.autoreload_ignore,
+                    loaded.autoreload_baseline.as_ref(),
+                );
+                drop(loaded);
+            });
+        }
     }
 
     fn run_core(&self, core_id: u16, body: &mut dyn FnMut(&mut dyn Core)) {
@@ -301,6 +337,11 @@ impl LanguagePlugin for PythonPlugin {
             }
         })
     }
+}
+
+/// Whether this process runs the `py-autoreload` watcher: worker 1 only.
+fn is_watcher(role: Option<ProcessRole>) -> bool {
+    role == Some(ProcessRole::Worker { id: 1 })
 }
 
 /// Run `source` (read from `script`) as `__main__`, its directory first on `sys.path`, as

@@ -49,6 +49,10 @@ pub(crate) struct PyCore<'py> {
     manage_script_name: bool,
     /// Several cores share the interpreter: release it around writes.
     detach_io: bool,
+    /// `plugins = notfound`: 404 when no app serves the request.
+    notfound: bool,
+    /// `wsgi-accept-buffer`: body items may be any buffer, not only bytes.
+    accept_buffer: bool,
 }
 
 impl<'py> PyCore<'py> {
@@ -90,6 +94,8 @@ impl<'py> PyCore<'py> {
             k_env: PyString::intern(py, "env"),
             manage_script_name: s.manage_script_name,
             detach_io: threads > 1,
+            notfound: shared.notfound,
+            accept_buffer: s.accept_buffer,
         })
     }
 
@@ -217,14 +223,19 @@ impl<'py> PyCore<'py> {
     /// bodies), lists and tuples are written whole at finish.
     fn write_item(&mut self, item: &Bound<'py, PyAny>, flush: bool) -> Step {
         let py = self.py;
-        let Ok(bytes) = item.cast::<PyBytes>() else {
+        let copied;
+        let data = if let Ok(bytes) = item.cast::<PyBytes>() {
+            bytes.as_bytes()
+        } else if let Some(buffer) = self.buffer_bytes(item) {
+            copied = buffer;
+            copied.as_bytes()
+        } else {
             runtime::log(&format!(
                 "TypeError: WSGI response body items must be bytes, not {}",
                 type_name(item)
             ));
             return Step::Stop(true);
         };
-        let data = bytes.as_bytes();
         let step = context::with_request(|st, io| {
             if !st.started {
                 runtime::log("the WSGI app sent a body before calling start_response()");
@@ -301,6 +312,29 @@ impl<'py> PyCore<'py> {
         }
     }
 
+    /// `wsgi-accept-buffer`: the bytes of a body item that is not `bytes` but exposes the
+    /// buffer protocol (`bytearray`, `memoryview`, `array.array`, ...), in C order.
+    fn buffer_bytes(&self, item: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+        if !self.accept_buffer {
+            return None;
+        }
+        let view = pyo3::types::PyMemoryView::from(item).ok()?;
+        view.call_method0(pyo3::intern!(self.py, "tobytes"))
+            .ok()?
+            .cast_into::<PyBytes>()
+            .ok()
+    }
+
+    /// `plugins = notfound`: answer 404; false if that was not possible.
+    fn send_404(&self, io: &mut dyn RequestIo) -> bool {
+        let sent = io
+            .start(b"404 Not Found")
+            .and_then(|()| io.header(b"Content-Type", b"text/plain"))
+            .and_then(|()| io.write(b"Not Found\n"))
+            .and_then(|()| self.finish(io));
+        sent.is_ok()
+    }
+
     /// Replace the response with a 500; false if that was not possible.
     fn send_500(&self, io: &mut dyn RequestIo) -> bool {
         let sent = io
@@ -361,6 +395,13 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 impl Core for PyCore<'_> {
     fn handle(&mut self, req: &Request<'_>, io: &mut dyn RequestIo) -> Outcome {
         let Some((idx, split)) = self.apps.select(req.vars, self.manage_script_name) else {
+            if self.notfound {
+                let close = io.head_sent() || !self.send_404(io);
+                return Outcome {
+                    exception: false,
+                    close,
+                };
+            }
             runtime::log("--- no python application found, check your startup logs for errors ---");
             let close = io.head_sent() || !self.send_500(io);
             return Outcome {

@@ -12,15 +12,19 @@
 //! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.
 //! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
+//! - [`daemon`]: `daemonize`/`daemonize2`: detach into a new session.
+//! - [`logdate`]: the `logdate` prefix of log lines (ctime or strftime).
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
 //! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
 //! - [`localtime`]: local calendar time (`TZ` honoured) for log dates.
 #![allow(unsafe_code)]
 
+pub mod daemon;
 pub mod fork;
 pub mod localtime;
 pub mod lock;
 pub mod log;
+pub mod logdate;
 pub mod memory;
 pub mod mmap;
 pub mod process;

@@ -22,7 +22,48 @@ const STACK_LINE: usize = 1024;
 /// short write, which only happens on a full pipe or disk, is completed by further writes).
 /// Errors are ignored: there is nowhere left to report them.
 pub fn log_line(line: &str) {
-    let bytes = line.as_bytes();
+    if let Some(prefix) = DATE_PREFIX.get() {
+        let mut dated = date_prefix(prefix);
+        dated.push_str(line);
+        return log_bytes(dated.as_bytes());
+    }
+    log_bytes(line.as_bytes());
+}
+
+/// What `logdate` puts before each line.
+enum DatePrefix {
+    Ctime,
+    Format(String),
+}
+
+static DATE_PREFIX: std::sync::OnceLock<DatePrefix> = std::sync::OnceLock::new();
+
+/// `logdate`: from now on, [`log_line`] starts every line with the local date and ` - `, in
+/// C's `ctime` layout (`None`) or with a strftime `format`. Set once, before the first line;
+/// later calls are ignored.
+pub fn set_date_prefix(format: Option<String>) {
+    let _ = DATE_PREFIX.set(match format {
+        None => DatePrefix::Ctime,
+        Some(f) => DatePrefix::Format(f),
+    });
+}
+
+fn date_prefix(prefix: &DatePrefix) -> String {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let mut out = String::with_capacity(64);
+    if let Some(t) = crate::localtime::local_time(unix) {
+        match prefix {
+            DatePrefix::Ctime => crate::logdate::ctime(&mut out, &t),
+            DatePrefix::Format(f) => crate::logdate::strftime(&mut out, f, &t, unix),
+        }
+    }
+    out.push_str(" - ");
+    out
+}
+
+fn log_bytes(bytes: &[u8]) {
     if bytes.len() < STACK_LINE {
         let mut buf = [0u8; STACK_LINE];
         buf[..bytes.len()].copy_from_slice(bytes);
@@ -60,4 +101,14 @@ pub fn redirect_stderr_to(path: &Path) -> io::Result<()> {
     nix::unistd::dup2_stderr(&file)?;
     nix::unistd::dup2_stdout(&file)?;
     Ok(())
+}
+
+/// Open a log file as `logto` and `daemonize` do (`O_APPEND|O_CREAT`, mode 0640), without
+/// redirecting anything yet: callers that must fail before detaching check the path first.
+pub fn open_log_file(path: &Path) -> io::Result<OwnedFd> {
+    Ok(open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o640),
+    )?)
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::Signal;
+use ruwsgi_cache::Caches;
 use ruwsgi_config::Settings;
 use ruwsgi_plugin::LanguagePlugin;
 use ruwsgi_rpc::Rpc;
@@ -40,6 +41,8 @@ pub struct WorkerArgs {
     pub channel: Option<BorrowedFd<'static>>,
     /// The RPC subsystem: modifier1 173 packets call this process's functions.
     pub rpc: Arc<Rpc>,
+    /// The caches: modifier1 111 packets read and write them.
+    pub caches: Arc<Caches>,
 }
 
 /// Why a worker's serve loop ended.
@@ -72,6 +75,8 @@ pub struct WorkerShared {
     pub(crate) scoreboard: Scoreboard,
     /// The RPC subsystem (this process's functions).
     pub(crate) rpc: Arc<Rpc>,
+    /// The instance's caches.
+    pub(crate) caches: Arc<Caches>,
     /// Requests this process served (all cores), for `max-requests`.
     pub(crate) requests: AtomicU64,
     /// A [`StopKind`]; only ever increases.
@@ -246,6 +251,7 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         listeners: args.listeners,
         scoreboard: args.scoreboard,
         rpc: args.rpc,
+        caches: args.caches,
         requests: AtomicU64::new(0),
         stop: AtomicU8::new(0),
         exit: AtomicU8::new(0),

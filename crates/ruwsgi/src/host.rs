@@ -5,10 +5,28 @@
 
 use std::sync::Arc;
 
-use ruwsgi_plugin::{Caches, Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot};
+use ruwsgi_plugin::{
+    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot,
+};
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
 use ruwsgi_sys::{log_line, Pid, Signal};
+
+/// The uWSGI API subsystems of one instance, created before the first fork (the memory
+/// they map is shared by every process of the instance).
+#[derive(Debug, Clone)]
+pub struct Subsystems {
+    /// RPC (the worker serves 173 packets from the same one).
+    pub rpc: Arc<Rpc>,
+    /// `locks N`.
+    pub locks: Arc<UserLocks>,
+    /// `sharedarea`, by id.
+    pub areas: Arc<Vec<SharedArea>>,
+    /// `cache2` / `cache` (the worker serves 111 packets from the same ones).
+    pub caches: Arc<Caches>,
+    /// Remote calls' time limit (`socket-timeout`).
+    pub timeout: std::time::Duration,
+}
 
 /// One per instance, created by the master once the scoreboard exists and inherited by
 /// every worker through fork. The process's role comes from the master crate, which sets it
@@ -20,36 +38,27 @@ pub struct ServerHost {
     prefix: String,
     /// The listening sockets' fds (inherited unchanged by the workers).
     socket_fds: Vec<i32>,
-    /// The RPC subsystem (the worker serves 173 packets from the same one).
-    rpc: Arc<Rpc>,
-    /// `locks N`, mapped before the first fork.
-    locks: Arc<UserLocks>,
-    /// `sharedarea`, by id, mapped before the first fork.
-    areas: Arc<Vec<SharedArea>>,
-    /// `cache2` / `cache`, mapped before the first fork.
-    caches: Arc<Caches>,
+    /// The API subsystems.
+    api: Subsystems,
+    /// Remote caches (`name@node`).
+    cache_client: CacheClient,
 }
 
 impl ServerHost {
     /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`,
-    /// with the instance's API subsystems (`rpc`, `locks`).
+    /// with the instance's API subsystems.
     pub fn new(
         scoreboard: Scoreboard,
         prefix: Option<String>,
         socket_fds: Vec<i32>,
-        rpc: Arc<Rpc>,
-        locks: Arc<UserLocks>,
-        areas: Arc<Vec<SharedArea>>,
-        caches: Arc<Caches>,
+        api: Subsystems,
     ) -> ServerHost {
         ServerHost {
             scoreboard,
             prefix: prefix.unwrap_or_default(),
             socket_fds,
-            rpc,
-            locks,
-            areas,
-            caches,
+            cache_client: CacheClient::new(api.timeout),
+            api,
         }
     }
 
@@ -121,18 +130,22 @@ impl Host for ServerHost {
     }
 
     fn rpc(&self) -> Option<&Rpc> {
-        Some(&self.rpc)
+        Some(&self.api.rpc)
     }
 
     fn user_locks(&self) -> Option<&UserLocks> {
-        Some(&self.locks)
+        Some(&self.api.locks)
     }
 
     fn shared_areas(&self) -> &[SharedArea] {
-        &self.areas
+        &self.api.areas
     }
 
     fn caches(&self) -> Option<&Caches> {
-        Some(&self.caches)
+        Some(&self.api.caches)
+    }
+
+    fn cache_client(&self) -> Option<&CacheClient> {
+        Some(&self.cache_client)
     }
 }

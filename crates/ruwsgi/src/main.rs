@@ -24,7 +24,7 @@ use ruwsgi_python::PythonPlugin;
 use ruwsgi_sys::log_line;
 use ruwsgi_worker::{ListenSocket, WorkerArgs, WorkerExit};
 
-use crate::host::ServerHost;
+use crate::host::{ServerHost, Subsystems};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -61,10 +61,13 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
         ruwsgi_shm::Scoreboard::on_heap(1),
         None,
         Vec::new(),
-        Arc::new(Rpc::default()),
-        Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
-        Arc::new(Vec::new()),
-        Arc::new(Caches::default()),
+        Subsystems {
+            rpc: Arc::new(Rpc::default()),
+            locks: Arc::new(UserLocks::on_heap(0).expect("one lock on the heap")),
+            areas: Arc::new(Vec::new()),
+            caches: Arc::new(Caches::default()),
+            timeout: settings.requests.socket_timeout,
+        },
     ));
     let started = plugin
         .init(settings.plugin_view(), host)
@@ -79,9 +82,41 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
     }
 }
 
+/// Detach from the terminal; with `log_there`, stdout and stderr go to `path` (opened
+/// before the fork, so a bad path fails in the foreground).
+fn daemonize(path: &std::path::Path, log_there: bool) -> std::io::Result<()> {
+    let log = if log_there {
+        let file = ruwsgi_sys::log::open_log_file(path)
+            .map_err(|e| std::io::Error::other(format!("cannot open '{}': {e}", path.display())))?;
+        Some(file)
+    } else {
+        None
+    };
+    ruwsgi_sys::daemon::daemonize_single_threaded(log)
+}
+
 fn run(settings: Settings) -> i32 {
     if let Some(expected) = std::env::var_os(ruwsgi_master::reexec::REEXEC_PROBE_ENV) {
         return reexec_probe(&settings, &expected.to_string_lossy());
+    }
+    match &settings.logging.logdate {
+        Some(ruwsgi_config::LogDate::Ctime) => ruwsgi_sys::log::set_date_prefix(None),
+        Some(ruwsgi_config::LogDate::Format(f)) => {
+            ruwsgi_sys::log::set_date_prefix(Some(f.clone()))
+        }
+        None => {}
+    }
+    // `daemonize`: detach before anything else starts (the process is single-threaded
+    // here). A re-executed master is already detached and keeps its descriptors. With
+    // `logto` the log goes there, else to the daemonize file. Without a socket it stays in
+    // the foreground, so that the error below reaches the terminal.
+    let reloaded = ruwsgi_master::reexec::reloads_from_env() > 0;
+    let detach = !reloaded && !settings.sockets.bind.is_empty();
+    if let (Some(path), true) = (&settings.processes.daemonize, detach) {
+        if let Err(e) = daemonize(path, settings.logging.logto.is_none()) {
+            eprintln!("ruwsgi: daemonize: {e}");
+            return 1;
+        }
     }
     // The one place `logto` is applied: before the first log line (the configuration
     // warnings below), so everything the master and its children write goes to the file.
@@ -149,6 +184,14 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
+    let worker_caches = caches.clone();
+    let api = Subsystems {
+        rpc,
+        locks,
+        areas,
+        caches: caches.clone(),
+        timeout: settings.requests.socket_timeout,
+    };
     let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
             .listeners
@@ -163,6 +206,7 @@ fn run(settings: Settings) -> i32 {
             scoreboard: start.child.scoreboard,
             channel: start.child.channel,
             rpc: worker_rpc.clone(),
+            caches: worker_caches.clone(),
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -179,10 +223,7 @@ fn run(settings: Settings) -> i32 {
                 scoreboard.clone(),
                 prefix,
                 socket_fds.to_vec(),
-                rpc,
-                locks,
-                areas,
-                caches,
+                api,
             )) as Arc<dyn Host>
         }),
         worker_main,

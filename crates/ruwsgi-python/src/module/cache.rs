@@ -4,11 +4,19 @@
 //! as its UTF-8 bytes), cache names are `str`, values come back as `bytes`, and every
 //! failure (miss, unknown cache, full cache, `set` of an existing key, empty value, key or
 //! value too long) is `None`. Expiry is in seconds from now, 0 for never.
+//!
+//! A cache name `name@node` (or `@node` for the node's default cache) sends the operation
+//! to another node over the uwsgi protocol, with the interpreter released, within
+//! `socket-timeout`; a failure to reach the node is logged and gives `None`. Math on a
+//! remote cache stores the operand (uWSGI's client does the same), and `cache_keys` is
+//! local only.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use ruwsgi_plugin::{CacheBackend, CacheError, Caches, MathOp};
+use ruwsgi_plugin::{
+    parse_identifier, CacheBackend, CacheClient, CacheError, Caches, MathOp, Target,
+};
 
 use crate::runtime;
 
@@ -36,6 +44,23 @@ fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T>
     f(host.caches()?).ok()
 }
 
+/// Run `f` on the remote-cache client with the interpreter released; failures to reach
+/// the node are logged and give `None`.
+fn remote<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&CacheClient) -> Result<T, ruwsgi_plugin::cache::client::ClientError> + Send,
+) -> Option<T> {
+    let host = runtime::host()?;
+    let client = host.cache_client()?;
+    match py.detach(|| f(client)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            runtime::log(&format!("ruwsgi: {e}"));
+            None
+        }
+    }
+}
+
 fn flag(done: Option<()>) -> Option<bool> {
     done.map(|()| true)
 }
@@ -48,6 +73,14 @@ fn cache_get<'py>(
     cache: Option<&str>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = data(key, "key")?;
+    let cache = match parse_identifier(cache) {
+        Target::Local(name) => name,
+        Target::Remote { cache, node } => {
+            return Ok(remote(py, |c| c.get(node, cache, key))
+                .flatten()
+                .map(|item| PyBytes::new(py, &item.value)))
+        }
+    };
     // The value is copied into a buffer each thread keeps, then once into the result.
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -62,14 +95,21 @@ fn cache_get<'py>(
 
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
-fn cache_exists(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<Option<bool>> {
+fn cache_exists(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    Ok(with_caches(|c| c.exists(cache, key))
-        .filter(|&e| e)
-        .map(|_| true))
+    let found = match parse_identifier(cache) {
+        Target::Local(name) => with_caches(|c| c.exists(name, key)),
+        Target::Remote { cache, node } => remote(py, |c| c.exists(node, cache, key)),
+    };
+    Ok(found.filter(|&e| e).map(|_| true))
 }
 
 fn store(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     secs: i64,
@@ -78,9 +118,18 @@ fn store(
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let value = data(value, "value")?;
-    Ok(flag(with_caches(|c| {
-        c.store(cache, key, value, expires(secs), overwrite)
-    })))
+    let secs = expires(secs);
+    Ok(match parse_identifier(cache) {
+        Target::Local(name) => flag(with_caches(|c| c.store(name, key, value, secs, overwrite))),
+        Target::Remote { cache, node } => remote(py, |c| {
+            if overwrite {
+                c.update(node, cache, key, value, secs)
+            } else {
+                c.set(node, cache, key, value, secs)
+            }
+        })
+        .filter(|&done| done),
+    })
 }
 
 /// `cache_set(key, value[, expires[, cache]])`: True; None if the key exists (set never
@@ -88,42 +137,54 @@ fn store(
 #[pyfunction]
 #[pyo3(signature = (key, value, expires = 0, cache = None))]
 fn cache_set(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    store(key, value, expires, cache, false)
+    store(py, key, value, expires, cache, false)
 }
 
 /// `cache_update(key, value[, expires[, cache]])`: creates or overwrites (expiry included).
 #[pyfunction]
 #[pyo3(signature = (key, value, expires = 0, cache = None))]
 fn cache_update(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    store(key, value, expires, cache, true)
+    store(py, key, value, expires, cache, true)
 }
 
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
-fn cache_del(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<Option<bool>> {
+fn cache_del(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    cache: Option<&str>,
+) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    Ok(with_caches(|c| c.delete(cache, key))
-        .filter(|&d| d)
-        .map(|_| true))
+    let done = match parse_identifier(cache) {
+        Target::Local(name) => with_caches(|c| c.delete(name, key)),
+        Target::Remote { cache, node } => remote(py, |c| c.del(node, cache, key)),
+    };
+    Ok(done.filter(|&d| d).map(|_| true))
 }
 
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
-fn cache_clear(cache: Option<&str>) -> Option<bool> {
-    flag(with_caches(|c| c.clear(cache)))
+fn cache_clear(py: Python<'_>, cache: Option<&str>) -> Option<bool> {
+    match parse_identifier(cache) {
+        Target::Local(name) => flag(with_caches(|c| c.clear(name))),
+        Target::Remote { cache, node } => remote(py, |c| c.clear(node, cache)).filter(|&d| d),
+    }
 }
 
 fn math(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     op: MathOp,
     operand: i64,
@@ -131,60 +192,73 @@ fn math(
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    Ok(with_caches(|c| c.math(cache, key, op, operand, expires(secs))).map(|_| true))
+    let secs = expires(secs);
+    Ok(match parse_identifier(cache) {
+        Target::Local(name) => with_caches(|c| c.math(name, key, op, operand, secs)).map(|_| true),
+        Target::Remote { cache, node } => {
+            remote(py, |c| c.math(node, cache, key, operand, secs)).filter(|&d| d)
+        }
+    })
 }
 
 #[pyfunction]
 #[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
 fn cache_inc(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     delta: i64,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    math(key, MathOp::Add, delta, expires, cache)
+    math(py, key, MathOp::Add, delta, expires, cache)
 }
 
 #[pyfunction]
 #[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
 fn cache_dec(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     delta: i64,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    math(key, MathOp::Sub, delta, expires, cache)
+    math(py, key, MathOp::Sub, delta, expires, cache)
 }
 
 #[pyfunction]
 #[pyo3(signature = (key, factor = 2, expires = 0, cache = None))]
 fn cache_mul(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     factor: i64,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    math(key, MathOp::Mul, factor, expires, cache)
+    math(py, key, MathOp::Mul, factor, expires, cache)
 }
 
 #[pyfunction]
 #[pyo3(signature = (key, divisor = 2, expires = 0, cache = None))]
 fn cache_div(
+    py: Python<'_>,
     key: &Bound<'_, PyAny>,
     divisor: i64,
     expires: i64,
     cache: Option<&str>,
 ) -> PyResult<Option<bool>> {
-    math(key, MathOp::Div, divisor, expires, cache)
+    math(py, key, MathOp::Div, divisor, expires, cache)
 }
 
 /// `cache_num(key[, cache])`: the value as a native 8-byte integer, 0 if it is not one.
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
-fn cache_num(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
+fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
     let key = data(key, "key")?;
-    Ok(with_caches(|c| c.get(cache, key))
-        .flatten()
+    let item = match parse_identifier(cache) {
+        Target::Local(name) => with_caches(|c| c.get(name, key)).flatten(),
+        Target::Remote { cache, node } => remote(py, |c| c.get(node, cache, key)).flatten(),
+    };
+    Ok(item
         .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
         .map_or(0, i64::from_ne_bytes))
 }
@@ -193,7 +267,13 @@ fn cache_num(key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
 fn cache_keys<'py>(py: Python<'py>, cache: Option<&str>) -> PyResult<Bound<'py, PyList>> {
-    let keys = with_caches(|c| c.keys(cache))
+    let name = match parse_identifier(cache) {
+        Target::Local(name) => name,
+        Target::Remote { .. } => {
+            return Err(PyValueError::new_err("no local uWSGI cache available"))
+        }
+    };
+    let keys = with_caches(|c| c.keys(name))
         .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }

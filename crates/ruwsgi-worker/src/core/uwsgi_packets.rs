@@ -85,7 +85,8 @@ impl CoreLoop<'_> {
     fn serve_subsystem(&mut self, idx: usize, sub: Subsystem, header: PacketHeader) -> Step {
         match sub {
             Subsystem::Rpc => self.serve_rpc(idx, header),
-            Subsystem::Signal | Subsystem::Cache => {
+            Subsystem::Cache => self.serve_cache(idx, header),
+            Subsystem::Signal => {
                 self.unavailable_modifier(idx, header);
                 Step::Closed
             }
@@ -129,6 +130,96 @@ impl CoreLoop<'_> {
         if let Err(e) = &written {
             log_line(&format!(
                 "ruwsgi: cannot send the RPC reply to {}: {e}",
+                c.peer
+            ));
+        }
+        let keep = written.is_ok() && !answer.close && shared.stop_kind() == StopKind::Running;
+        if !keep {
+            self.close(idx);
+            return Step::Closed;
+        }
+        c.deadline = ended
+            + if c.rbuf.is_empty() {
+                shared.settings.requests.keepalive_timeout
+            } else {
+                shared.settings.requests.header_timeout
+            };
+        Step::Served
+    }
+
+    /// A cache packet (modifier1 111) on this instance's caches. A magic `set`/`update`
+    /// carries its value after the packet: what is not buffered yet is read here, within
+    /// `socket-timeout` (and refused beyond the largest value a cache holds). Counted like
+    /// an RPC call; only magic commands keep the connection.
+    fn serve_cache(&mut self, idx: usize, header: PacketHeader) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let started = self.clock.tick();
+        let slot = shared.scoreboard.worker(shared.id);
+        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let timeout = shared.settings.requests.socket_timeout;
+        let max_value = shared
+            .caches
+            .list()
+            .iter()
+            .map(|c| c.table.max_value())
+            .max()
+            .unwrap_or(0);
+        let data = c.rbuf.data();
+        let body = &data[uwsgi::HEADER_LEN..header.packet_len()];
+        let Some(need) = ruwsgi_cache::server::request_len(header, body, max_value) else {
+            log_line(&format!(
+                "ruwsgi: cache request from {} announces a value larger than any cache holds; closing",
+                c.peer
+            ));
+            self.close(idx);
+            return Step::Closed;
+        };
+        let have = data.len() - uwsgi::HEADER_LEN;
+        let answer = if need <= have {
+            let request = &data[uwsgi::HEADER_LEN..uwsgi::HEADER_LEN + need];
+            let a = ruwsgi_cache::server::answer(
+                &*shared.caches,
+                header,
+                request,
+                &c.peer,
+                &mut self.vars,
+            );
+            c.rbuf.consume(uwsgi::HEADER_LEN + need);
+            a
+        } else {
+            let mut request = data[uwsgi::HEADER_LEN..].to_vec();
+            let buffered = data.len();
+            request.resize(need, 0);
+            c.rbuf.consume(buffered);
+            if let Err(e) = read_exact_timeout(&mut c.stream, &mut request[have..], timeout) {
+                log_line(&format!(
+                    "ruwsgi: cache request from {}: value not received ({e}); closing",
+                    c.peer
+                ));
+                self.close(idx);
+                return Step::Closed;
+            }
+            ruwsgi_cache::server::answer(&*shared.caches, header, &request, &c.peer, &mut self.vars)
+        };
+        let mut bufs = [IoSlice::new(&answer.head), IoSlice::new(&answer.body)];
+        let written = if answer.head.is_empty() && answer.body.is_empty() {
+            Ok(0)
+        } else {
+            write_all_vectored(&mut c.stream, &mut bufs, timeout)
+        };
+        let ended = self.clock.tick();
+        let micros = ended.saturating_duration_since(started).as_micros() as u64;
+        slot.request_finished(micros, *written.as_ref().unwrap_or(&0), false);
+        self.served += 1;
+        c.served += 1;
+        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.check_recycle(worker_requests);
+        if let Err(e) = &written {
+            log_line(&format!(
+                "ruwsgi: cannot send the cache reply to {}: {e}",
                 c.peer
             ));
         }
@@ -228,6 +319,30 @@ impl CoreLoop<'_> {
         };
         self.serve(core, idx, serve)
     }
+}
+
+/// Fill `buf` from a non-blocking stream, waiting at most `timeout` for each chunk.
+fn read_exact_timeout(
+    stream: &mut crate::stream::Stream,
+    mut buf: &mut [u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    while !buf.is_empty() {
+        match stream.read(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !crate::stream::wait_fd(stream.as_fd(), false, timeout)? {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// modifier1 30: remove the `SCRIPT_NAME` prefix from `PATH_INFO`.
