@@ -113,15 +113,42 @@ impl CoreLoop<'_> {
             &mut self.vars,
         );
         c.rbuf.consume(len);
+        self.subsystem_reply(
+            idx,
+            started,
+            "RPC",
+            &answer.head,
+            &answer.body,
+            answer.close,
+        )
+    }
+
+    /// Write a subsystem's answer (`head` then `body`; nothing at all when both are empty),
+    /// count it as a request (scoreboard, `max-requests`), then keep the connection for
+    /// the next packet or close it (`close`, a failed write, a stopping worker).
+    fn subsystem_reply(
+        &mut self,
+        idx: usize,
+        started: std::time::Instant,
+        what: &str,
+        head: &[u8],
+        body: &[u8],
+        close: bool,
+    ) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
         let timeout = shared.settings.requests.socket_timeout;
-        let mut bufs = [IoSlice::new(&answer.head), IoSlice::new(&answer.body)];
-        let written = if answer.head.is_empty() && answer.body.is_empty() {
+        let mut bufs = [IoSlice::new(head), IoSlice::new(body)];
+        let written = if head.is_empty() && body.is_empty() {
             Ok(0)
         } else {
             write_all_vectored(&mut c.stream, &mut bufs, timeout)
         };
         let ended = self.clock.tick();
         let micros = ended.saturating_duration_since(started).as_micros() as u64;
+        let slot = shared.scoreboard.worker(shared.id);
         slot.request_finished(micros, *written.as_ref().unwrap_or(&0), false);
         self.served += 1;
         c.served += 1;
@@ -129,11 +156,11 @@ impl CoreLoop<'_> {
         shared.check_recycle(worker_requests);
         if let Err(e) = &written {
             log_line(&format!(
-                "ruwsgi: cannot send the RPC reply to {}: {e}",
+                "ruwsgi: cannot send the {what} reply to {}: {e}",
                 c.peer
             ));
         }
-        let keep = written.is_ok() && !answer.close && shared.stop_kind() == StopKind::Running;
+        let keep = written.is_ok() && !close && shared.stop_kind() == StopKind::Running;
         if !keep {
             self.close(idx);
             return Step::Closed;
@@ -204,37 +231,14 @@ impl CoreLoop<'_> {
             }
             ruwsgi_cache::server::answer(&*shared.caches, header, &request, &c.peer, &mut self.vars)
         };
-        let mut bufs = [IoSlice::new(&answer.head), IoSlice::new(&answer.body)];
-        let written = if answer.head.is_empty() && answer.body.is_empty() {
-            Ok(0)
-        } else {
-            write_all_vectored(&mut c.stream, &mut bufs, timeout)
-        };
-        let ended = self.clock.tick();
-        let micros = ended.saturating_duration_since(started).as_micros() as u64;
-        slot.request_finished(micros, *written.as_ref().unwrap_or(&0), false);
-        self.served += 1;
-        c.served += 1;
-        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        shared.check_recycle(worker_requests);
-        if let Err(e) = &written {
-            log_line(&format!(
-                "ruwsgi: cannot send the cache reply to {}: {e}",
-                c.peer
-            ));
-        }
-        let keep = written.is_ok() && !answer.close && shared.stop_kind() == StopKind::Running;
-        if !keep {
-            self.close(idx);
-            return Step::Closed;
-        }
-        c.deadline = ended
-            + if c.rbuf.is_empty() {
-                shared.settings.requests.keepalive_timeout
-            } else {
-                shared.settings.requests.header_timeout
-            };
-        Step::Served
+        self.subsystem_reply(
+            idx,
+            started,
+            "cache",
+            &answer.head,
+            &answer.body,
+            answer.close,
+        )
     }
 
     /// Log `-- unavailable modifier requested: N --` (with the peer) and close without a
