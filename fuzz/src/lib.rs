@@ -5,6 +5,7 @@
 //! checks also run on stable Rust as ordinary tests over seeds and pseudo-random mutations
 //! (`cargo test --manifest-path fuzz/Cargo.toml`).
 
+use ruwsgi_proto::cache;
 use ruwsgi_proto::http::{
     self, parse_head, slice, ChunkStep, ChunkedDecoder, HeaderSpan, Version, MAX_EXTENSION_BYTES,
 };
@@ -547,6 +548,103 @@ pub fn check_chunked(data: &[u8]) -> Outcome {
         Ok(None) => Outcome::Incomplete,
         Err(()) => Outcome::Rejected,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// cache packets (modifier1 111)
+
+/// The cache codec against the reference dict reader: a magic request is accepted exactly
+/// when its dict is well formed (at most [`cache::MAX_DICT_PAIRS`] pairs), names a known
+/// `cmd`, has a key (unless `clear`) and, for `set`/`update`, a decimal `size` in
+/// `1..=max_value`; the last value of a repeated key wins; re-encoding what was decoded and
+/// decoding it again gives the same request (`expires` aside for commands without a value). The other body decoders (reply dict, dict
+/// command, simple set array) must agree with the reference on well-formedness.
+///
+/// The first byte sets `max_value` (`byte * 4`); the rest is a packet (header + body).
+pub fn check_cache_packet(data: &[u8]) -> Outcome {
+    let Some((&sel, packet)) = data.split_first() else {
+        return Outcome::Skipped;
+    };
+    let max_value = usize::from(sel) * 4;
+    let (_, body) = match uwsgi::parse_frame(packet, uwsgi::MAX_DATASIZE) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Outcome::Incomplete,
+        Err(e) => panic!("no frame can exceed 65535 bytes: {e}"),
+    };
+    let reference = reference_vars(body, cache::MAX_DICT_PAIRS);
+    if reference.is_none() {
+        assert!(cache::parse_magic_reply(body).is_err());
+        assert!(cache::parse_dict_command(body).is_err());
+    }
+    if let Ok((key, value)) = cache::parse_simple_set(body) {
+        assert!(!key.is_empty() && !value.is_empty());
+    }
+    let got = cache::parse_magic_request(body, max_value);
+    let Some(pairs) = reference else {
+        assert!(got.is_err(), "malformed dict accepted: {got:?}");
+        return Outcome::Rejected;
+    };
+    let last = |name: &[u8]| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+    };
+    let cmd = match last(b"cmd") {
+        Some(b"get") => Some(cache::Command::Get),
+        Some(b"set") => Some(cache::Command::Set),
+        Some(b"update") => Some(cache::Command::Update),
+        Some(b"del") => Some(cache::Command::Del),
+        Some(b"exists") => Some(cache::Command::Exists),
+        Some(b"clear") => Some(cache::Command::Clear),
+        _ => None,
+    };
+    let key = last(b"key").unwrap_or(b"");
+    let size = last(b"size").and_then(|v| {
+        let digits = !v.is_empty() && v.len() <= 20 && v.iter().all(u8::is_ascii_digit);
+        digits
+            .then(|| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+            .flatten()
+    });
+    let want_ok = match cmd {
+        None => false,
+        Some(c) if c != cache::Command::Clear && key.is_empty() => false,
+        Some(c) if c.has_value() => matches!(size, Some(n) if n > 0 && n <= max_value as u64),
+        Some(_) => true,
+    };
+    let req = match got {
+        Ok(req) => req,
+        Err(e) => {
+            assert!(!want_ok, "well-formed request refused: {e}");
+            return Outcome::Rejected;
+        }
+    };
+    assert!(want_ok, "request accepted against the rules: {req:?}");
+    assert_eq!(Some(req.cmd), cmd);
+    assert_eq!(req.key, key);
+    assert_eq!(req.cache, last(b"cache").unwrap_or(b""));
+    // round trip
+    let value = vec![b'v'; req.size];
+    let call = cache::MagicCall {
+        cmd: req.cmd,
+        key: req.key,
+        value: &value,
+        expires: req.expires,
+        cache: req.cache,
+        keep: req.keep,
+    };
+    let mut out = Vec::new();
+    cache::encode_magic_request(&call, &mut out).expect("a decoded request re-encodes");
+    let (_, again_body) = uwsgi::parse_frame(&out, uwsgi::MAX_DATASIZE)
+        .unwrap()
+        .unwrap();
+    let again = cache::parse_magic_request(again_body, max_value).unwrap();
+    // `expires` is only sent with a value (the other commands ignore it).
+    let expires = if req.cmd.has_value() { req.expires } else { 0 };
+    assert_eq!(again, cache::MagicRequest { expires, ..req });
+    assert_eq!(&out[4 + again_body.len()..], &value[..]);
+    Outcome::Accepted
 }
 
 #[cfg(test)]

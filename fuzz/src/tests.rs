@@ -173,6 +173,40 @@ fn chunked_seeds() -> Vec<Vec<u8>> {
     .collect()
 }
 
+fn cache_seeds() -> Vec<Vec<u8>> {
+    use ruwsgi_proto::cache::{encode_magic_request, Command, MagicCall};
+    let mut seeds = Vec::new();
+    for (cmd, key, value) in [
+        (Command::Get, &b"foo"[..], &b""[..]),
+        (Command::Set, b"k", b"value"),
+        (Command::Update, b"key", b"0123456789"),
+        (Command::Clear, b"", b""),
+        (Command::Exists, b"e", b""),
+    ] {
+        let mut out = vec![8u8];
+        let call = MagicCall {
+            cmd,
+            key,
+            value,
+            expires: 30,
+            cache: b"shared",
+            keep: cmd == Command::Get,
+        };
+        encode_magic_request(&call, &mut out).unwrap();
+        seeds.push(out);
+    }
+    let mut set = vec![1u8, 111, 11, 0, 1];
+    uwsgi::encode_array(&[b"key", b"value"], &mut set).unwrap();
+    seeds.push(set);
+    seeds.push(vec![0, 111, 0, 0, 17]);
+    seeds
+}
+
+#[test]
+fn cache_packet_oracle() {
+    run(&cache_seeds(), 20_000, check_cache_packet);
+}
+
 #[test]
 fn uwsgi_packet_oracle() {
     run(&uwsgi_seeds(), 20_000, check_uwsgi_packet);
@@ -192,8 +226,9 @@ fn chunked_decoder_oracle() {
 #[test]
 fn seed_corpus() {
     type Check = fn(&[u8]) -> Outcome;
-    let targets: [(&str, Check); 3] = [
+    let targets: [(&str, Check); 4] = [
         ("uwsgi_packet", check_uwsgi_packet),
+        ("cache_packet", check_cache_packet),
         ("http_head", check_http_head),
         ("chunked_decoder", check_chunked),
     ];
@@ -229,6 +264,9 @@ fn seed_outcomes() {
         ("uwsgi_packet", "empty_packet", Outcome::Accepted),
         ("uwsgi_packet", "empty_packet_path_info", Outcome::Accepted),
         ("uwsgi_packet", "zero_key", Outcome::Rejected),
+        ("cache_packet", "magic_get", Outcome::Accepted),
+        ("cache_packet", "magic_set", Outcome::Accepted),
+        ("cache_packet", "magic_size_over_max", Outcome::Rejected),
         ("http_head", "get", Outcome::Accepted),
         ("http_head", "method_dash", Outcome::Accepted),
         ("http_head", "method_long", Outcome::Accepted),
@@ -246,6 +284,7 @@ fn seed_outcomes() {
         let check = match *target {
             "chunked_decoder" => check_chunked,
             "http_head" => check_http_head,
+            "cache_packet" => check_cache_packet,
             _ => check_uwsgi_packet,
         };
         assert_eq!(check(&data), *want, "{}", path.display());

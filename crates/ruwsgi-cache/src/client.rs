@@ -12,7 +12,9 @@
 //! operation fails (`None` in Python).
 //!
 //! Connections are kept per node and reused, made safe as [`ruwsgi_node`] explains (the
-//! RPC client uses the same machinery). The requests carry `keep=1` (see [`ruwsgi_proto::cache`]), so
+//! RPC client uses the same machinery); a value a ruwsgi node refuses by closing the
+//! connection (larger than its largest item) is refused on the fresh connection too, so it
+//! is not taken for a node that closes after each reply. The requests carry `keep=1` (see [`ruwsgi_proto::cache`]), so
 //! a ruwsgi node answers failures too and keeps the connection. A uWSGI node (2.0.30,
 //! measured) ignores `keep`, answers a failure by closing the connection without a word,
 //! and closes the connection after every reply; the client notices the second behaviour

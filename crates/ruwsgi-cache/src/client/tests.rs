@@ -191,6 +191,28 @@ fn values_of_every_size() {
 }
 
 #[test]
+fn a_node_closing_on_purpose_keeps_its_connections_reused() {
+    let b = Arc::new(MapBackend::new(&[""], 10));
+    let (addr, accepted) = node(b, false);
+    let c = client();
+    assert!(c.update(&addr, "", b"k", b"1", 0).unwrap());
+    // too large for the backend: a status=fail reply on the kept connection
+    assert!(!c.update(&addr, "", b"k", &[0u8; 11], 0).unwrap());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // too large to be read at all: the node closes the kept connection, then the fresh one
+    assert!(!c
+        .update(&addr, "", b"k", &vec![0u8; (1 << 20) + 1], 0)
+        .unwrap());
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    for _ in 0..10 {
+        assert!(c.exists(&addr, "", b"k").unwrap());
+    }
+    // one more connection, kept and reused: the node was not taken for one that closes
+    // after every reply
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[test]
 fn unix_socket_nodes() {
     let dir = std::env::temp_dir().join(format!("ruwsgi-cache-client-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);

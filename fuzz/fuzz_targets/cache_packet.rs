@@ -1,0 +1,8 @@
+//! Fuzz target `cache_packet`: see `ruwsgi_proto_fuzz::check_cache_packet` for the properties checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    ruwsgi_proto_fuzz::check_cache_packet(data);
+});
