@@ -123,7 +123,7 @@ pub fn load(table: &Table, path: &Path) -> io::Result<Restored> {
         .map_or(0, |d| d.as_secs());
     let mut done = Restored::default();
     for (key, value, expires_at) in items {
-        if expires_at != 0 && expires_at <= now {
+        if expires_at != 0 && expires_at < now {
             done.expired += 1;
         } else if table.restore(&key, &value, expires_at).is_ok() {
             done.items += 1;

@@ -22,7 +22,9 @@
 //! slots and any slot whose fields do not check out. Every other item survives.
 //!
 //! # Eviction and expiry
-//! Expiry is an absolute unix time per item (0: never), enforced on every read. The master
+//! Expiry is an absolute unix time per item (0: never), in whole seconds: an item lives
+//! through the whole second its expiry names, so `expires=N` keeps it at least N seconds.
+//! It is enforced on every read. The master
 //! deletes expired items periodically ([`Table::sweep`]). Each read stamps its item with a
 //! logical clock (a relaxed store, no lock); with `purge_lru`, an insert into a full cache
 //! evicts the item with the oldest stamp.
@@ -108,13 +110,21 @@ struct Header {
     count: AtomicU64,
     /// Head of the free-slot list (slot + 1, 0 = empty).
     free: AtomicU64,
+    /// Counters every read bumps, on a cache line of their own so that they do not slow
+    /// down the readers of `seq`.
+    stats: Counters,
+}
+impl_shm!(ShmSafe for Header { lock, seq, count, free, stats });
+
+#[repr(C, align(128))]
+struct Counters {
     /// Logical clock for LRU stamps.
     clock: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     full: AtomicU64,
 }
-impl_shm!(ShmSafe for Header { lock, seq, count, free, clock, hits, misses, full });
+impl_shm!(ShmSafe for Counters { clock, hits, misses, full });
 
 /// Counters of one cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -199,6 +209,23 @@ fn murmur2(key: &[u8]) -> u64 {
     h = h.wrapping_mul(M);
     h ^= h >> 15;
     u64::from(h)
+}
+
+/// Run `f` over `key` packed into words: on the stack for keys up to 256 bytes.
+fn with_words<R>(key: &[u8], f: impl FnOnce(&[u64]) -> R) -> R {
+    if key.len() <= 256 {
+        let mut small = [0u64; 32];
+        for (w, c) in small.iter_mut().zip(key.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            *w = u64::from_ne_bytes(b);
+        }
+        f(&small[..words_for(key.len())])
+    } else {
+        let mut large = Vec::new();
+        pack(key, &mut large);
+        f(&large)
+    }
 }
 
 /// Bytes packed into native-endian words, the last one zero-padded.
@@ -402,37 +429,33 @@ impl Table {
     fn read<T>(
         &self,
         key: &[u8],
-        mut read: impl FnMut(&Table, usize) -> Option<T>,
+        read: impl FnMut(&Table, usize) -> Option<T>,
     ) -> Result<Option<T>, CacheError> {
         if key.is_empty() || key.len() > self.geo.keysize {
             return Err(CacheError::BadKey);
         }
         let hash = self.hash(key);
-        // Keys up to 256 bytes are packed on the stack.
-        let mut small = [0u64; 32];
-        let mut large = Vec::new();
-        let kw: &[u64] = if key.len() <= 256 {
-            for (w, c) in small.iter_mut().zip(key.chunks(8)) {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                *w = u64::from_ne_bytes(b);
-            }
-            &small[..words_for(key.len())]
-        } else {
-            pack(key, &mut large);
-            &large
-        };
+        with_words(key, |kw| self.read_words(key, kw, hash, read))
+    }
+
+    fn read_words<T>(
+        &self,
+        key: &[u8],
+        kw: &[u64],
+        hash: u64,
+        mut read: impl FnMut(&Table, usize) -> Option<T>,
+    ) -> Result<Option<T>, CacheError> {
         let head = self.region.header();
         let lru = self.policy.purge_lru;
         let mut lookup = |t: &Table| -> Option<T> {
             let i = t.find(key, kw, hash)?;
             let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if exp != 0 && exp <= now_unix() {
+            if exp != 0 && exp < now_unix() {
                 return None;
             }
             let out = read(t, i)?;
             if lru {
-                let stamp = head.clock.fetch_add(1, Ordering::Relaxed);
+                let stamp = head.stats.clock.fetch_add(1, Ordering::Relaxed);
                 t.slot(i, F_STAMP).store(stamp, Ordering::Relaxed);
             }
             Some(out)
@@ -476,9 +499,9 @@ impl Table {
     fn count_read(&self, hit: bool) {
         let h = self.region.header();
         if hit {
-            h.hits.fetch_add(1, Ordering::Relaxed);
+            h.stats.hits.fetch_add(1, Ordering::Relaxed);
         } else {
-            h.misses.fetch_add(1, Ordering::Relaxed);
+            h.stats.misses.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -566,7 +589,7 @@ impl Table {
         let now = now_unix();
         let existing = self.find(key, &kw, hash).filter(|&i| {
             let exp = self.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            exp == 0 || exp > now
+            exp == 0 || exp >= now
         });
         let (current, expires_at) = match existing {
             Some(i) => {
@@ -608,7 +631,7 @@ impl Table {
                 continue;
             }
             let exp = self.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if exp != 0 && exp <= now {
+            if exp != 0 && exp < now {
                 continue;
             }
             out.push(w.key_of(i));
@@ -627,7 +650,7 @@ impl Table {
                 continue;
             }
             let expires_at = self.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if expires_at != 0 && expires_at <= now {
+            if expires_at != 0 && expires_at < now {
                 continue;
             }
             if let Some(value) = self.copy_value(i) {
@@ -660,9 +683,9 @@ impl Table {
         let h = self.region.header();
         Stats {
             items: h.count.load(Ordering::Relaxed),
-            hits: h.hits.load(Ordering::Relaxed),
-            misses: h.misses.load(Ordering::Relaxed),
-            full: h.full.load(Ordering::Relaxed),
+            hits: h.stats.hits.load(Ordering::Relaxed),
+            misses: h.stats.misses.load(Ordering::Relaxed),
+            full: h.stats.full.load(Ordering::Relaxed),
         }
     }
 }
@@ -853,7 +876,7 @@ impl Writer<'_> {
         self.begin();
         self.remove_slot(i);
         self.end();
-        exp == 0 || exp > now
+        exp == 0 || exp >= now
     }
 
     fn sweep(&self, now: u64) -> usize {
@@ -880,7 +903,7 @@ impl Writer<'_> {
         if let Some(i) = pop() {
             return Some(i);
         }
-        h.full.fetch_add(1, Ordering::Relaxed);
+        h.stats.full.fetch_add(1, Ordering::Relaxed);
         self.make_room();
         pop()
     }
@@ -915,7 +938,7 @@ impl Writer<'_> {
         for i in 0..t.geo.items {
             if t.slot(i, F_STATE).load(Ordering::Relaxed) == USED {
                 let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-                if exp != 0 && exp <= now {
+                if exp != 0 && exp < now {
                     self.remove_slot(i);
                     n += 1;
                 }
@@ -946,12 +969,27 @@ impl Writer<'_> {
     ) -> Result<(), CacheError> {
         let t = self.t;
         let hash = t.hash(key);
-        let mut kw = Vec::with_capacity(words_for(key.len()));
-        pack(key, &mut kw);
-        let existing = t.find(key, &kw, hash);
+        with_words(key, |kw| {
+            self.store_words(key, kw, hash, value, expires_at, overwrite, keep_stamp)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_words(
+        &self,
+        key: &[u8],
+        kw: &[u64],
+        hash: u64,
+        value: &[u8],
+        expires_at: u64,
+        overwrite: bool,
+        keep_stamp: bool,
+    ) -> Result<(), CacheError> {
+        let t = self.t;
+        let existing = t.find(key, kw, hash);
         let live = existing.filter(|&i| {
             let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            exp == 0 || exp > now_unix()
+            exp == 0 || exp >= now_unix()
         });
         if live.is_some() && !overwrite {
             return Err(CacheError::Exists);
@@ -965,7 +1003,7 @@ impl Writer<'_> {
                 match self.find_blocks(nblocks) {
                     Some(b) => b,
                     None => {
-                        self.head().full.fetch_add(1, Ordering::Relaxed);
+                        self.head().stats.full.fetch_add(1, Ordering::Relaxed);
                         self.make_room();
                         self.find_blocks(nblocks).ok_or(CacheError::Full)?
                     }
@@ -983,7 +1021,7 @@ impl Writer<'_> {
                 self.fill(
                     i,
                     key,
-                    &kw,
+                    kw,
                     hash,
                     value,
                     expires_at,
@@ -1001,7 +1039,7 @@ impl Writer<'_> {
             self.fill(
                 i,
                 key,
-                &kw,
+                kw,
                 hash,
                 value,
                 expires_at,
@@ -1053,7 +1091,7 @@ impl Writer<'_> {
         }
         self.write_value(i, value, first_block);
         if !keep_stamp || t.slot(i, F_STAMP).load(Ordering::Relaxed) == 0 {
-            let stamp = self.head().clock.fetch_add(1, Ordering::Relaxed);
+            let stamp = self.head().stats.clock.fetch_add(1, Ordering::Relaxed);
             t.slot(i, F_STAMP).store(stamp, Ordering::Relaxed);
         }
     }

@@ -40,8 +40,7 @@ fn expires(secs: i64) -> u64 {
 
 /// Run `f` on the host's caches: `None` when there are none.
 fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T> {
-    let host = runtime::host()?;
-    f(host.caches()?).ok()
+    runtime::with_host(|host| host.caches().and_then(|c| f(c).ok())).flatten()
 }
 
 /// Run `f` on the remote-cache client with the interpreter released; failures to reach
