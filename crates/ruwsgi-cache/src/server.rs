@@ -36,39 +36,12 @@
 use std::fmt::Display;
 
 use ruwsgi_proto::cache::{self, command, Command, DictLookup, MagicRequest};
+pub use ruwsgi_proto::uwsgi::Answer;
 use ruwsgi_proto::uwsgi::PacketHeader;
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log_line;
 
 use crate::{CacheBackend, CacheError};
-
-/// What to write back, and whether the connection stays open afterwards.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Answer {
-    /// The header (and dict, or HTTP head) to write first.
-    pub head: Vec<u8>,
-    /// The value, written after `head`.
-    pub body: Vec<u8>,
-    /// Close the connection once written (always true when nothing is to be written).
-    pub close: bool,
-}
-
-impl Answer {
-    fn close_silently() -> Answer {
-        Answer {
-            close: true,
-            ..Answer::default()
-        }
-    }
-
-    fn close_with(head: Vec<u8>, body: Vec<u8>) -> Answer {
-        Answer {
-            head,
-            body,
-            close: true,
-        }
-    }
-}
 
 /// How many bytes the request needs after its 4-byte header: `datasize`, plus for a magic
 /// `set`/`update` the `size` value bytes that follow the dict. `body` is the packet body

@@ -623,25 +623,23 @@ impl Table {
 
     /// Every key present and not expired.
     pub fn keys(&self) -> Result<Vec<Vec<u8>>, CacheError> {
-        let w = self.write_lock().map_err(|_| CacheError::Lock)?;
-        let now = now_unix();
-        let mut out = Vec::new();
-        for i in 0..self.geo.items {
-            if self.slot(i, F_STATE).load(Ordering::Relaxed) != USED {
-                continue;
-            }
-            let exp = self.slot(i, F_EXPIRES).load(Ordering::Relaxed);
-            if exp != 0 && exp < now {
-                continue;
-            }
-            out.push(w.key_of(i));
-        }
-        Ok(out)
+        self.collect_live(|w, i, _| Some(w.key_of(i)))
     }
 
     /// Every live item with its key, copied under the writers' lock (a consistent
     /// snapshot, for saving the cache).
     pub fn entries(&self) -> Result<Vec<(Vec<u8>, Item)>, CacheError> {
+        self.collect_live(|w, i, expires_at| {
+            let value = w.t.copy_value(i)?;
+            Some((w.key_of(i), Item { value, expires_at }))
+        })
+    }
+
+    /// `pick` of every live (used, not expired) slot, under the writers' lock.
+    fn collect_live<T>(
+        &self,
+        mut pick: impl FnMut(&Writer<'_>, usize, u64) -> Option<T>,
+    ) -> Result<Vec<T>, CacheError> {
         let w = self.write_lock().map_err(|_| CacheError::Lock)?;
         let now = now_unix();
         let mut out = Vec::new();
@@ -653,9 +651,7 @@ impl Table {
             if expires_at != 0 && expires_at < now {
                 continue;
             }
-            if let Some(value) = self.copy_value(i) {
-                out.push((w.key_of(i), Item { value, expires_at }));
-            }
+            out.extend(pick(&w, i, expires_at));
         }
         Ok(out)
     }

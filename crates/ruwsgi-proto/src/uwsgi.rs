@@ -132,6 +132,46 @@ pub enum PacketError {
     },
 }
 
+/// What a server writes back for one subsystem packet (RPC, cache), and whether the
+/// connection stays open afterwards.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The header (and any dict, or an HTTP head) to write first.
+    pub head: Vec<u8>,
+    /// The payload, written after `head`.
+    pub body: Vec<u8>,
+    /// Close the connection once written (always true when nothing is to be written).
+    pub close: bool,
+}
+
+impl Answer {
+    /// Write nothing and close: the uwsgi protocol's only "no".
+    pub fn close_silently() -> Answer {
+        Answer {
+            close: true,
+            ..Answer::default()
+        }
+    }
+
+    /// Write `head` and `body`, then close.
+    pub fn close_with(head: Vec<u8>, body: Vec<u8>) -> Answer {
+        Answer {
+            head,
+            body,
+            close: true,
+        }
+    }
+
+    /// Write `head` and `body` and keep the connection for the next packet.
+    pub fn keep(head: Vec<u8>, body: Vec<u8>) -> Answer {
+        Answer {
+            head,
+            body,
+            close: false,
+        }
+    }
+}
+
 /// Read the header at the front of `buf`; `None` if fewer than 4 bytes are there.
 pub fn parse_header(buf: &[u8]) -> Option<PacketHeader> {
     match *buf {

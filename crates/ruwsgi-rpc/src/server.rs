@@ -19,31 +19,12 @@
 use std::fmt::Display;
 
 use ruwsgi_proto::rpc::{self, Call, Mode};
+pub use ruwsgi_proto::uwsgi::Answer;
 use ruwsgi_proto::uwsgi::{self, PacketHeader};
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log_line;
 
 use crate::{Registry, Reply};
-
-/// What to write back, and whether the connection stays open afterwards.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Answer {
-    /// The header (and large-reply dict, or HTTP head) to write first.
-    pub head: Vec<u8>,
-    /// The result, written after `head`.
-    pub body: Vec<u8>,
-    /// Close the connection once written (always true when nothing is to be written).
-    pub close: bool,
-}
-
-impl Answer {
-    fn close_silently() -> Answer {
-        Answer {
-            close: true,
-            ..Answer::default()
-        }
-    }
-}
 
 /// Answer one call packet (`header` and its `body`). `peer` names the caller in log lines;
 /// `vars` is scratch space for the HTTP bridge's vars block.

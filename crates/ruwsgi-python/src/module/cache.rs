@@ -200,53 +200,27 @@ fn math(
     })
 }
 
-#[pyfunction]
-#[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
-fn cache_inc(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    delta: i64,
-    expires: i64,
-    cache: Option<&str>,
-) -> PyResult<Option<bool>> {
-    math(py, key, MathOp::Add, delta, expires, cache)
+/// The math functions differ only in their operation and default operand.
+macro_rules! math_function {
+    ($name:ident, $op:expr, $operand:ident = $default:literal) => {
+        #[pyfunction]
+        #[pyo3(signature = (key, $operand = $default, expires = 0, cache = None))]
+        fn $name(
+            py: Python<'_>,
+            key: &Bound<'_, PyAny>,
+            $operand: i64,
+            expires: i64,
+            cache: Option<&str>,
+        ) -> PyResult<Option<bool>> {
+            math(py, key, $op, $operand, expires, cache)
+        }
+    };
 }
 
-#[pyfunction]
-#[pyo3(signature = (key, delta = 1, expires = 0, cache = None))]
-fn cache_dec(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    delta: i64,
-    expires: i64,
-    cache: Option<&str>,
-) -> PyResult<Option<bool>> {
-    math(py, key, MathOp::Sub, delta, expires, cache)
-}
-
-#[pyfunction]
-#[pyo3(signature = (key, factor = 2, expires = 0, cache = None))]
-fn cache_mul(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    factor: i64,
-    expires: i64,
-    cache: Option<&str>,
-) -> PyResult<Option<bool>> {
-    math(py, key, MathOp::Mul, factor, expires, cache)
-}
-
-#[pyfunction]
-#[pyo3(signature = (key, divisor = 2, expires = 0, cache = None))]
-fn cache_div(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    divisor: i64,
-    expires: i64,
-    cache: Option<&str>,
-) -> PyResult<Option<bool>> {
-    math(py, key, MathOp::Div, divisor, expires, cache)
-}
+math_function!(cache_inc, MathOp::Add, delta = 1);
+math_function!(cache_dec, MathOp::Sub, delta = 1);
+math_function!(cache_mul, MathOp::Mul, factor = 2);
+math_function!(cache_div, MathOp::Div, divisor = 2);
 
 /// `cache_num(key[, cache])`: the value as a native 8-byte integer, 0 if it is not one.
 #[pyfunction]
