@@ -781,3 +781,94 @@ def local_non_loopback_ip():
     finally:
         s.close()
     return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+# --------------------------------------------------------------------------- interop fleets
+
+# Log marks of a process that died: a fleet's per-test check fails on any of them.
+DEATH_MARKS = ("DAMN !", "Segmentation Fault", "panicked at")
+
+
+class Fleet:
+    """ruwsgi and real uWSGI servers of one test module, all loading `app`, each started on
+    first use and killed at the end: a *node* of each kind (uwsgi sockets over TCP and unix,
+    plus HTTP, 2 workers, `node_extra` options) and a *caller* of each kind (HTTP only, 1
+    worker, `--socket-timeout socket_timeout`, `caller_extra` options)."""
+
+    def __init__(self, tmp, app, socket_timeout, node_extra=(), caller_extra=()):
+        from conftest import Factory
+        self.tmp = Path(tmp)
+        self.app = app
+        self.socket_timeout = socket_timeout
+        self.node_extra = list(node_extra)
+        self.caller_extra = list(caller_extra)
+        self.factory = Factory(self.tmp)
+        self.others = []
+        self.cache = {}
+
+    def start(self, kind, args, name, **kw):
+        args = [str(a) for a in args]
+        if kind == "ruwsgi":
+            return self.factory(*args, name=name, **kw)
+        srv = start_uwsgi(args, self.tmp / name, name=name, **kw)
+        self.others.append(srv)
+        return srv
+
+    def node_args(self, name, extra=()):
+        return ["--master", "--processes", "2", "--socket", "127.0.0.1:0",
+                "--socket", self.tmp / name / "node.sock", "--http-socket", "127.0.0.1:0",
+                "--wsgi-file", self.app] + self.node_extra + list(extra)
+
+    def cached(self, key, make):
+        """The server `make()` started under `key` (a server that failed to start fails
+        every test that asks for it, without being started again)."""
+        if key not in self.cache:
+            try:
+                self.cache[key] = make()
+            except BaseException as e:   # don't try to start a broken server for every test
+                self.cache[key] = e
+        got = self.cache[key]
+        if isinstance(got, BaseException):
+            import pytest
+            pytest.fail("%s could not be started: %s" % (key, got), pytrace=False)
+        return got
+
+    def node(self, kind):
+        name = "%s-node" % kind
+        return self.cached(name, lambda: self.start(kind, self.node_args(name), name))
+
+    def caller(self, kind):
+        name = "%s-caller" % kind
+        args = ["--master", "--processes", "1", "--http-socket", "127.0.0.1:0",
+                "--socket-timeout", self.socket_timeout, "--wsgi-file", self.app]
+        return self.cached(name, lambda: self.start(kind, args + self.caller_extra, name))
+
+    def all(self):
+        return [s for s in self.cache.values() if not isinstance(s, BaseException)]
+
+    def close(self):
+        self.factory.cleanup()
+        for srv in self.others:
+            srv.kill()
+
+    def guard(self):
+        """A generator fixture body: yields the fleet, then fails if a process of any of its
+        servers died meanwhile."""
+        before = {id(s): s.log_len() for s in self.all()}
+        yield self
+        for srv in self.all():
+            new = srv.log_text()[before.get(id(srv), 0):]
+            for mark in DEATH_MARKS:
+                assert mark not in new, "%s: a process died during the test:\n%s" % (
+                    srv.bin, srv.log_tail())
+
+
+def tcp_addr(srv):
+    """`127.0.0.1:PORT` of a server's TCP uwsgi socket."""
+    lst = [x for x in srv.listeners if x.kind == "socket" and not x.is_unix][0]
+    return "127.0.0.1:%d" % lst.port
+
+
+def unix_addr(srv):
+    """The path of a server's unix uwsgi socket."""
+    return [x for x in srv.listeners if x.kind == "socket" and x.is_unix][0].addr

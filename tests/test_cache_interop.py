@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import APPS, http_request, start_uwsgi, uwsgi_vars
+from helpers import APPS, Fleet, http_request, tcp_addr, unix_addr, uwsgi_vars
 
 APP = APPS / "cache_node.py"
 SOCKET_TIMEOUT = 2            # --socket-timeout of every caller
@@ -35,7 +35,6 @@ NODE_CACHES = ["--cache2", "name=shared,items=100,blocksize=%d" % MAX_ITEM,
                "--cache2", "name=second,items=100,blocksize=1000"]
 PAIRS = [("ruwsgi", "uwsgi"), ("uwsgi", "ruwsgi"), ("uwsgi", "uwsgi"), ("ruwsgi", "ruwsgi")]
 PAIR_IDS = ["%s->%s" % p for p in PAIRS]
-DEATH_MARKS = ("DAMN !", "Segmentation Fault", "panicked at")
 
 
 def pattern(n):
@@ -46,61 +45,9 @@ def pattern(n):
 
 # --------------------------------------------------------------------------- servers
 
-class Fleet:
-    """Servers of both kinds for one test module, started on first use, killed at the end."""
-
-    def __init__(self, tmp):
-        from conftest import Factory
-        self.tmp = tmp
-        self.factory = Factory(tmp)
-        self.others = []
-        self.cache = {}
-
-    def start(self, kind, args, name):
-        args = [str(a) for a in args]
-        if kind == "ruwsgi":
-            return self.factory(*args, name=name)
-        srv = start_uwsgi(args, self.tmp / name, name=name)
-        self.others.append(srv)
-        return srv
-
-    def _cached(self, key, make):
-        if key not in self.cache:
-            try:
-                self.cache[key] = make()
-            except BaseException as e:   # don't try to start a broken server for every test
-                self.cache[key] = e
-        got = self.cache[key]
-        if isinstance(got, BaseException):
-            pytest.fail("%s could not be started: %s" % (key, got), pytrace=False)
-        return got
-
-    def node(self, kind):
-        name = "%s-node" % kind
-        args = ["--master", "--processes", "2", "--socket", "127.0.0.1:0",
-                "--socket", self.tmp / name / "node.sock", "--http-socket", "127.0.0.1:0",
-                "--wsgi-file", APP] + NODE_CACHES
-        return self._cached(name, lambda: self.start(kind, args, name))
-
-    def caller(self, kind):
-        name = "%s-caller" % kind
-        args = ["--master", "--processes", "1", "--http-socket", "127.0.0.1:0",
-                "--socket-timeout", SOCKET_TIMEOUT, "--wsgi-file", APP,
-                "--cache2", "name=local,items=10,blocksize=1000"]
-        return self._cached(name, lambda: self.start(kind, args, name))
-
-    def all(self):
-        return [s for s in self.cache.values() if not isinstance(s, BaseException)]
-
-    def close(self):
-        self.factory.cleanup()
-        for srv in self.others:
-            srv.kill()
-
-
 @pytest.fixture(scope="module")
 def module_fleet(tmp_path_factory):
-    fleet = Fleet(tmp_path_factory.mktemp("cache"))
+    fleet = Fleet(tmp_path_factory.mktemp("cache"), APP, SOCKET_TIMEOUT, node_extra=NODE_CACHES, caller_extra=["--cache2", "name=local,items=10,blocksize=1000"])
     yield fleet
     fleet.close()
 
@@ -108,22 +55,7 @@ def module_fleet(tmp_path_factory):
 @pytest.fixture
 def fleet(module_fleet):
     """The module's servers; a test fails if a worker of any of them died meanwhile."""
-    before = {id(s): s.log_len() for s in module_fleet.all()}
-    yield module_fleet
-    for srv in module_fleet.all():
-        new = srv.log_text()[before.get(id(srv), 0):]
-        for mark in DEATH_MARKS:
-            assert mark not in new, "%s: a process died during the test:\n%s" % (
-                srv.bin, srv.log_tail())
-
-
-def tcp_addr(srv):
-    lst = [x for x in srv.listeners if x.kind == "socket" and not x.is_unix][0]
-    return "127.0.0.1:%d" % lst.port
-
-
-def unix_addr(srv):
-    return [x for x in srv.listeners if x.kind == "socket" and x.is_unix][0].addr
+    yield from module_fleet.guard()
 
 
 class Reply:

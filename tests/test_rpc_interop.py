@@ -23,14 +23,14 @@ from urllib.parse import urlencode
 import pytest
 
 import helpers
-from helpers import APPS, http_request, rpc_packet, start_uwsgi, uwsgi_array, uwsgi_vars
+from helpers import (APPS, Fleet, http_request, rpc_packet, tcp_addr, unix_addr, uwsgi_array,
+                     uwsgi_vars)
 
 APP = APPS / "rpc_node.py"
 SOCKET_TIMEOUT = 2          # --socket-timeout of every caller
 KINDS = ("uwsgi", "ruwsgi")
 PAIRS = [("ruwsgi", "uwsgi"), ("uwsgi", "ruwsgi"), ("uwsgi", "uwsgi"), ("ruwsgi", "ruwsgi")]
 PAIR_IDS = ["%s->%s" % p for p in PAIRS]
-DEATH_MARKS = ("DAMN !", "Segmentation Fault", "panicked at")
 
 
 def pattern(n):
@@ -41,62 +41,9 @@ def pattern(n):
 
 # --------------------------------------------------------------------------- servers
 
-class Fleet:
-    """Servers of both kinds for one test module, started on first use, killed at the end."""
-
-    def __init__(self, tmp):
-        from conftest import Factory
-        self.tmp = tmp
-        self.factory = Factory(tmp)
-        self.others = []
-        self.cache = {}
-
-    def start(self, kind, args, name, **kw):
-        args = [str(a) for a in args]
-        if kind == "ruwsgi":
-            return self.factory(*args, name=name, **kw)
-        srv = start_uwsgi(args, self.tmp / name, name=name, **kw)
-        self.others.append(srv)
-        return srv
-
-    def node_args(self, name, extra=()):
-        return ["--master", "--processes", "2", "--socket", "127.0.0.1:0",
-                "--socket", self.tmp / name / "node.sock", "--http-socket", "127.0.0.1:0",
-                "--wsgi-file", APP] + list(extra)
-
-    def _cached(self, key, make):
-        if key not in self.cache:
-            try:
-                self.cache[key] = make()
-            except BaseException as e:   # don't try to start a broken server for every test
-                self.cache[key] = e
-        got = self.cache[key]
-        if isinstance(got, BaseException):
-            pytest.fail("%s could not be started: %s" % (key, got), pytrace=False)
-        return got
-
-    def node(self, kind):
-        name = "%s-node" % kind
-        return self._cached(name, lambda: self.start(kind, self.node_args(name), name))
-
-    def caller(self, kind):
-        name = "%s-caller" % kind
-        args = ["--master", "--processes", "1", "--http-socket", "127.0.0.1:0",
-                "--socket-timeout", SOCKET_TIMEOUT, "--wsgi-file", APP]
-        return self._cached(name, lambda: self.start(kind, args, name))
-
-    def all(self):
-        return [s for s in self.cache.values() if not isinstance(s, BaseException)]
-
-    def close(self):
-        self.factory.cleanup()
-        for srv in self.others:
-            srv.kill()
-
-
 @pytest.fixture(scope="module")
 def module_fleet(tmp_path_factory):
-    fleet = Fleet(tmp_path_factory.mktemp("rpc"))
+    fleet = Fleet(tmp_path_factory.mktemp("rpc"), APP, SOCKET_TIMEOUT)
     yield fleet
     fleet.close()
 
@@ -104,22 +51,7 @@ def module_fleet(tmp_path_factory):
 @pytest.fixture
 def fleet(module_fleet):
     """The module's servers; a test fails if a worker of any of them died meanwhile."""
-    before = {id(s): s.log_len() for s in module_fleet.all()}
-    yield module_fleet
-    for srv in module_fleet.all():
-        new = srv.log_text()[before.get(id(srv), 0):]
-        for mark in DEATH_MARKS:
-            assert mark not in new, "%s: a process died during the test:\n%s" % (
-                srv.bin, srv.log_tail())
-
-
-def tcp_addr(srv):
-    lst = [x for x in srv.listeners if x.kind == "socket" and not x.is_unix][0]
-    return "127.0.0.1:%d" % lst.port
-
-
-def unix_addr(srv):
-    return [x for x in srv.listeners if x.kind == "socket" and x.is_unix][0].addr
+    yield from module_fleet.guard()
 
 
 class Reply:
@@ -256,7 +188,7 @@ def test_concurrent_callers(fleet, caller_kind, node_kind):
     """Four threads of one caller worker call the same node at once, each with its own
     arguments: no reply may reach the wrong thread."""
     name = "%s-caller-threads" % caller_kind
-    caller = fleet._cached(name, lambda: fleet.start(caller_kind, [
+    caller = fleet.cached(name, lambda: fleet.start(caller_kind, [
         "--master", "--processes", "1", "--threads", "4", "--http-socket", "127.0.0.1:0",
         "--socket-timeout", SOCKET_TIMEOUT, "--wsgi-file", APP], name))
     node = fleet.node(node_kind)
@@ -282,7 +214,7 @@ def test_ruwsgi_node_recycling_its_workers(fleet, caller_kind):
         pytest.skip("the node would be real uWSGI, which drops calls while recycling")
     caller = fleet.caller(caller_kind)
     name = "ruwsgi-recycling-node"
-    node = fleet._cached(name, lambda: fleet.start("ruwsgi", fleet.node_args(
+    node = fleet.cached(name, lambda: fleet.start("ruwsgi", fleet.node_args(
         name, ["--max-requests", "10", "--min-worker-lifetime", "0"]), name))
     for where in (tcp_addr(node), unix_addr(node)):
         reply, _ = ask(caller, timeout=60, op="seq", node=where, n="100", tag="r")
@@ -325,7 +257,7 @@ def test_big_arguments(fleet, caller_kind, node_kind):
     """A request of up to 65535 bytes, on a node whose --buffer-size can hold it."""
     caller = fleet.caller(caller_kind)
     name = "%s-bignode" % node_kind
-    node = fleet._cached(name, lambda: fleet.start(
+    node = fleet.cached(name, lambda: fleet.start(
         node_kind, fleet.node_args(name, ["--buffer-size", "65535"]), name))
     # name (2+9) + one argument (2+65000) = 65013 bytes of array
     got = rpc(caller, tcp_addr(node), "echo_args", alen="65000")
