@@ -47,7 +47,8 @@ def pattern(n):
 
 @pytest.fixture(scope="module")
 def module_fleet(tmp_path_factory):
-    fleet = Fleet(tmp_path_factory.mktemp("cache"), APP, SOCKET_TIMEOUT, node_extra=NODE_CACHES, caller_extra=["--cache2", "name=local,items=10,blocksize=1000"])
+    fleet = Fleet(tmp_path_factory.mktemp("cache"), APP, SOCKET_TIMEOUT, node_extra=NODE_CACHES,
+                  caller_extra=["--cache2", "name=local,items=10,blocksize=1000"])
     yield fleet
     fleet.close()
 
