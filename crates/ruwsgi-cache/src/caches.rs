@@ -31,6 +31,8 @@ pub struct Cache {
 #[derive(Debug, Default)]
 pub struct Caches {
     list: Vec<Cache>,
+    /// The largest value any of them holds.
+    max_value: usize,
 }
 
 impl Caches {
@@ -84,7 +86,14 @@ impl Caches {
                 store_delete: s.store_delete,
             });
         }
-        Ok(Caches { list })
+        let max_value = list.iter().map(|c| c.table.max_value()).max().unwrap_or(0);
+        Ok(Caches { list, max_value })
+    }
+
+    /// The largest value any cache holds (a remote `set` announcing more is refused before
+    /// its value is read).
+    pub fn max_value(&self) -> usize {
+        self.max_value
     }
 
     /// Every cache, the default first.

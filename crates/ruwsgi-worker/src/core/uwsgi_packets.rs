@@ -187,13 +187,7 @@ impl CoreLoop<'_> {
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(self.clock.wall_at(started).as_micros() as u64);
         let timeout = shared.settings.requests.socket_timeout;
-        let max_value = shared
-            .caches
-            .list()
-            .iter()
-            .map(|c| c.table.max_value())
-            .max()
-            .unwrap_or(0);
+        let max_value = shared.caches.max_value();
         let data = c.rbuf.data();
         let body = &data[uwsgi::HEADER_LEN..header.packet_len()];
         let Some(need) = ruwsgi_cache::server::request_len(header, body, max_value) else {
