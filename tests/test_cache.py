@@ -135,3 +135,17 @@ def test_writers_killed_mid_write_leave_the_cache_consistent(ruwsgi, tmp_path):
         assert v["bad"] == [] and v["write"] and v["fresh"], v
     # (when a kill landed inside a write, the log says the index was rebuilt)
     print("rebuilds after a dead writer:", srv.log_text().count("rebuilding the cache index"))
+
+
+def test_bad_cache_options_stop_the_start_with_the_reason(ruwsgi, tmp_path):
+    for args, reason in [
+        (["--cache2", "name=x"], "expected an items=N key"),
+        (["--cache2", "name=x,items=5,foo=1"], "'foo' is none"),
+        (["--cache2", "name=x,items=5,nodes=10.0.0.1:3031"], "not implemented yet"),
+        (["--cache2", "name=x,items=5,store=%s" % (tmp_path / "missing" / "f")],
+         "the directory of its store"),
+        (["--cache2", "name=a,items=2", "--cache2", "name=a,items=3"], "defined twice"),
+    ]:
+        srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", APP, *args, ready=False)
+        assert srv.wait_exit(timeout=15) == 1, args
+        assert reason in srv.log_text(), (args, srv.log_text())

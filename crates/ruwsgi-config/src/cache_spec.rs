@@ -105,7 +105,7 @@ fn number(key: &str, v: &str, min: u64, max: u64) -> Result<u64, String> {
         None => v.parse().ok(),
     };
     n.filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("'{key}' must be a number from {min} to {max}, not '{v}'"))
+        .ok_or_else(|| format!("{key} to be a number from {min} to {max}, not '{v}'"))
 }
 
 fn flag(v: &str) -> bool {
@@ -115,7 +115,7 @@ fn flag(v: &str) -> bool {
     )
 }
 
-/// Parse one `cache2` value. Errors name the key at fault.
+/// Parse one `cache2` value. Errors name the key at fault and read after "expected".
 pub fn parse_cache2(text: &str) -> Result<CacheSpec, String> {
     let kv = pairs(text);
     let get = |names: &[&str]| {
@@ -126,10 +126,10 @@ pub fn parse_cache2(text: &str) -> Result<CacheSpec, String> {
     };
     let name = get(&["name"])
         .filter(|n| !n.is_empty())
-        .ok_or("'name' is required")?;
+        .ok_or("a name=NAME key (every cache has one)")?;
     let items = number(
         "items",
-        get(&["items", "max_items", "maxitems"]).ok_or("'items' is required")?,
+        get(&["items", "max_items", "maxitems"]).ok_or("an items=N key (every cache has one)")?,
         1,
         u64::from(u32::MAX) - 2,
     )?;
@@ -146,7 +146,7 @@ pub fn parse_cache2(text: &str) -> Result<CacheSpec, String> {
                 spec.murmur2 = match v {
                     "djb33x" => false,
                     "murmur2" => true,
-                    _ => return Err(format!("'hash' must be djb33x or murmur2, not '{v}'")),
+                    _ => return Err(format!("hash=djb33x or hash=murmur2, not '{v}'")),
                 }
             }
             "bitmap" => spec.bitmap = flag(v),
@@ -154,7 +154,7 @@ pub fn parse_cache2(text: &str) -> Result<CacheSpec, String> {
             "math_initial" => {
                 spec.math_initial = v
                     .parse()
-                    .map_err(|_| format!("'math_initial' must be an integer, not '{v}'"))?
+                    .map_err(|_| format!("math_initial to be an integer, not '{v}'"))?
             }
             "ignore_full" => spec.ignore_full = flag(v),
             "sweep_on_full" => spec.sweep_on_full = v.is_empty() || number(k, v, 0, u64::MAX)? > 0,
@@ -168,15 +168,15 @@ pub fn parse_cache2(text: &str) -> Result<CacheSpec, String> {
             "node" | "nodes" | "udp" | "udp_server" | "udp_servers" | "udpserver"
             | "udpservers" | "sync" => {
                 return Err(format!(
-                    "'{k}' (cache replication and sync) is not implemented yet"
+                    "no '{k}' key: cache replication and sync are not implemented yet"
                 ))
             }
-            other => return Err(format!("unknown cache2 key '{other}'")),
+            other => return Err(format!("cache2 keys only, and '{other}' is none")),
         }
     }
     if spec.blocks < spec.items {
         spec.blocks = if get(&["blocks"]).is_some() && !spec.bitmap {
-            return Err("'blocks' must be at least 'items'".to_string());
+            return Err("blocks to be at least items".to_string());
         } else {
             spec.blocks.max(spec.items)
         };
@@ -227,16 +227,16 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         for (text, needle) in [
-            ("items=10", "'name' is required"),
-            ("name=a", "'items' is required"),
-            ("name=a,items=0", "'items' must be"),
+            ("items=10", "a name=NAME key"),
+            ("name=a", "an items=N key"),
+            ("name=a,items=0", "items to be a number"),
+            ("name=a,items=10,max-items=4", "'max-items' is none"),
             (
-                "name=a,items=10,max-items=4",
-                "unknown cache2 key 'max-items'",
+                "name=a,items=10,hash=sha1",
+                "hash=djb33x or hash=murmur2, not 'sha1'",
             ),
-            ("name=a,items=10,hash=sha1", "'hash' must be"),
-            ("name=a,items=10,keysize=65536", "'keysize' must be"),
-            ("name=a,items=10,blocks=5", "'blocks' must be at least"),
+            ("name=a,items=10,keysize=65536", "keysize to be a number"),
+            ("name=a,items=10,blocks=5", "blocks to be at least items"),
             ("name=a,items=10,nodes=1.2.3.4:5", "not implemented yet"),
         ] {
             let e = parse_cache2(text).unwrap_err();

@@ -261,6 +261,17 @@ fn map_shared_areas(sizes: &[AreaSize]) -> Result<Vec<SharedArea>, String> {
 fn restore_caches(caches: &Caches) -> Result<(), String> {
     for c in caches.list() {
         let Some(path) = &c.store else { continue };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "cache '{}': the directory of its store {} does not exist",
+                c.name,
+                path.display()
+            ));
+        }
         match ruwsgi_cache::store::load(&c.table, path) {
             Ok(r) => {
                 if r.items + r.expired + r.skipped > 0 {
