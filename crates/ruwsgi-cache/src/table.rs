@@ -1014,11 +1014,9 @@ impl Writer<'_> {
                     let b = t.slot(i, F_BLOCKS).load(Ordering::Relaxed);
                     self.mark_blocks((b & 0xFFFF_FFFF) as usize, (b >> 32) as usize, false);
                 }
-                self.fill(
+                self.fill_value(
                     i,
-                    key,
-                    kw,
-                    hash,
+                    key.len(),
                     value,
                     expires_at,
                     first_block,
@@ -1032,17 +1030,8 @@ impl Writer<'_> {
                 return Err(CacheError::Full);
             };
             t.slot(i, F_STATE).store(WRITING, Ordering::Release);
-            self.fill(
-                i,
-                key,
-                kw,
-                hash,
-                value,
-                expires_at,
-                first_block,
-                nblocks,
-                false,
-            );
+            self.fill_key(i, kw, hash);
+            self.fill_value(i, key.len(), value, expires_at, first_block, nblocks, false);
             let bucket = t.bucket(hash);
             t.slot(i, F_NEXT)
                 .store(bucket.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -1055,13 +1044,21 @@ impl Writer<'_> {
         result
     }
 
+    /// Write the key of a slot being filled (an update keeps the key it has).
+    fn fill_key(&self, i: usize, kw: &[u64], hash: u64) {
+        let t = self.t;
+        for (k, &w) in kw.iter().enumerate() {
+            t.slot(i, SLOT_FIXED + k).store(w, Ordering::Relaxed);
+        }
+        t.slot(i, F_HASH).store(hash, Ordering::Relaxed);
+    }
+
+    /// Write the value, its length and expiry (and blocks) of a slot being filled.
     #[allow(clippy::too_many_arguments)]
-    fn fill(
+    fn fill_value(
         &self,
         i: usize,
-        key: &[u8],
-        kw: &[u64],
-        hash: u64,
+        key_len: usize,
         value: &[u8],
         expires_at: u64,
         first_block: usize,
@@ -1069,12 +1066,8 @@ impl Writer<'_> {
         keep_stamp: bool,
     ) {
         let t = self.t;
-        for (k, &w) in kw.iter().enumerate() {
-            t.slot(i, SLOT_FIXED + k).store(w, Ordering::Relaxed);
-        }
-        t.slot(i, F_HASH).store(hash, Ordering::Relaxed);
         t.slot(i, F_LENS).store(
-            key.len() as u64 | (value.len() as u64) << 32,
+            key_len as u64 | (value.len() as u64) << 32,
             Ordering::Relaxed,
         );
         t.slot(i, F_EXPIRES).store(expires_at, Ordering::Relaxed);
