@@ -785,6 +785,18 @@ def local_non_loopback_ip():
 
 # --------------------------------------------------------------------------- interop fleets
 
+# Caller->node pairs of the interop tests, and their test ids.
+PAIRS = [("ruwsgi", "uwsgi"), ("uwsgi", "ruwsgi"), ("uwsgi", "uwsgi"), ("ruwsgi", "ruwsgi")]
+PAIR_IDS = ["%s->%s" % p for p in PAIRS]
+
+
+def pattern(n):
+    """`n` bytes cycling through 0..255: the payloads the interop apps build
+    (tests/apps/rpc_node.py, tests/apps/cache_node.py)."""
+    block = bytes(range(256))
+    return (block * (n // 256 + 1))[:n]
+
+
 # Log marks of a process that died: a fleet's per-test check fails on any of them.
 DEATH_MARKS = ("DAMN !", "Segmentation Fault", "panicked at")
 

@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from helpers import APPS, Fleet, http_request, tcp_addr, unix_addr, uwsgi_vars
+from helpers import (APPS, PAIR_IDS, PAIRS, Fleet, http_request, pattern, tcp_addr,
+                     unix_addr, uwsgi_vars)
 
 APP = APPS / "cache_node.py"
 SOCKET_TIMEOUT = 2            # --socket-timeout of every caller
@@ -33,14 +34,6 @@ MAX_ITEM = 200000             # blocksize of the node's `shared` cache
 # its table and (measured) sometimes kills the worker with a segmentation fault.
 NODE_CACHES = ["--cache2", "name=shared,items=100,blocksize=%d" % MAX_ITEM,
                "--cache2", "name=second,items=100,blocksize=1000"]
-PAIRS = [("ruwsgi", "uwsgi"), ("uwsgi", "ruwsgi"), ("uwsgi", "uwsgi"), ("ruwsgi", "ruwsgi")]
-PAIR_IDS = ["%s->%s" % p for p in PAIRS]
-
-
-def pattern(n):
-    """The bytes the app's `vlen=N` values are made of (see tests/apps/cache_node.py)."""
-    block = bytes(range(256))
-    return (block * (n // 256 + 1))[:n]
 
 
 # --------------------------------------------------------------------------- servers

@@ -23,20 +23,12 @@ from urllib.parse import urlencode
 import pytest
 
 import helpers
-from helpers import (APPS, Fleet, http_request, rpc_packet, tcp_addr, unix_addr, uwsgi_array,
-                     uwsgi_vars)
+from helpers import (APPS, PAIR_IDS, PAIRS, Fleet, http_request, pattern, rpc_packet, tcp_addr,
+                     unix_addr, uwsgi_array, uwsgi_vars)
 
 APP = APPS / "rpc_node.py"
 SOCKET_TIMEOUT = 2          # --socket-timeout of every caller
 KINDS = ("uwsgi", "ruwsgi")
-PAIRS = [("ruwsgi", "uwsgi"), ("uwsgi", "ruwsgi"), ("uwsgi", "uwsgi"), ("ruwsgi", "ruwsgi")]
-PAIR_IDS = ["%s->%s" % p for p in PAIRS]
-
-
-def pattern(n):
-    """The bytes the app's `big` function returns (see tests/apps/rpc_node.py)."""
-    block = bytes(range(256))
-    return (block * (n // 256 + 1))[:n]
 
 
 # --------------------------------------------------------------------------- servers
