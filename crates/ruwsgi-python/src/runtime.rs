@@ -49,6 +49,12 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
     })
 }
 
+/// Changes whenever the host is replaced: what a thread derived from the host is good
+/// while this stays the same.
+pub(crate) fn host_generation() -> u64 {
+    HOST_GENERATION.load(Ordering::Acquire)
+}
+
 /// The host of this process, once `init` ran.
 pub(crate) fn host() -> Option<Arc<dyn Host>> {
     HOST.read().unwrap_or_else(|e| e.into_inner()).clone()

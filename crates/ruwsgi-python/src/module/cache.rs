@@ -14,9 +14,9 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use ruwsgi_plugin::{
-    parse_identifier, CacheBackend, CacheClient, CacheError, Caches, MathOp, Target,
-};
+use ruwsgi_plugin::cache::Cache;
+use ruwsgi_plugin::{parse_identifier, CacheClient, CacheError, Caches, MathOp, Target};
+use std::cell::RefCell;
 
 use crate::runtime;
 
@@ -43,6 +43,65 @@ fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T>
     runtime::with_host(|host| host.caches().and_then(|c| f(c).ok())).flatten()
 }
 
+/// Run `f` on the cache at `index` of the host's list: `None` when there is none.
+fn with_cache<T>(index: usize, f: impl FnOnce(&Cache) -> Result<T, CacheError>) -> Option<T> {
+    with_caches(|c| {
+        c.list()
+            .get(index)
+            .ok_or(CacheError::UnknownCache)
+            .and_then(f)
+    })
+}
+
+/// Where a cache-name argument sends an operation.
+enum Place<'a> {
+    /// The cache at this index of the host's list.
+    Local(usize),
+    /// Another node's cache.
+    Remote { cache: &'a str, node: &'a str },
+}
+
+thread_local! {
+    /// The last local cache name this thread resolved: the name object (held, so that no
+    /// other object can take its address), the host generation, and the cache's index.
+    /// Code that passes the same name object call after call skips the name lookup.
+    static LAST_NAME: RefCell<Option<(Py<PyAny>, u64, usize)>> = const { RefCell::new(None) };
+}
+
+/// Resolve a cache-name argument (`None`: the default cache). `Ok(None)`: no such local
+/// cache (the operation gives `None`); a name that is not a `str` is a `TypeError`.
+fn place<'a>(name: Option<&'a Bound<'_, PyAny>>) -> PyResult<Option<Place<'a>>> {
+    let Some(obj) = name.filter(|o| !o.is_none()) else {
+        return Ok(Some(Place::Local(0)));
+    };
+    let generation = runtime::host_generation();
+    let known = LAST_NAME.with(|last| match &*last.borrow() {
+        Some((o, g, index)) if o.as_ptr() == obj.as_ptr() && *g == generation => Some(*index),
+        _ => None,
+    });
+    if let Some(index) = known {
+        return Ok(Some(Place::Local(index)));
+    }
+    let Ok(text) = obj.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "cache name must be str, not {}",
+            obj.get_type().name()?
+        )));
+    };
+    match parse_identifier(Some(text.to_str()?)) {
+        Target::Remote { cache, node } => Ok(Some(Place::Remote { cache, node })),
+        Target::Local(name) => {
+            let Some(index) = with_caches(|c| c.position(name)) else {
+                return Ok(None);
+            };
+            let memo = Some((obj.clone().unbind(), generation, index));
+            // The name it replaces is released once the cell is free again.
+            drop(LAST_NAME.with(|last| last.replace(memo)));
+            Ok(Some(Place::Local(index)))
+        }
+    }
+}
+
 /// Run `f` on the remote-cache client with the interpreter released; failures to reach
 /// the node are logged and give `None`.
 fn remote<T: Send>(
@@ -64,32 +123,34 @@ fn flag(done: Option<()>) -> Option<bool> {
     done.map(|()| true)
 }
 
+/// A cache-name argument: `str` or `None`, resolved by [`place`].
+type Name<'a, 'py> = Option<&'a Bound<'py, PyAny>>;
+
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
 fn cache_get<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, 'py>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = data(key, "key")?;
-    let cache = match parse_identifier(cache) {
-        Target::Local(name) => name,
-        Target::Remote { cache, node } => {
-            return Ok(remote(py, |c| c.get(node, cache, key))
-                .flatten()
-                .map(|item| PyBytes::new(py, &item.value)))
-        }
-    };
-    // The value is copied into a buffer each thread keeps, then once into the result.
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    Ok(BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        with_caches(|c| c.get_into(cache, key, &mut buf))
+    match place(cache)? {
+        None => Ok(None),
+        // Copied once, from the cache straight into the new bytes object.
+        Some(Place::Local(index)) => with_cache(index, |c| {
+            c.table.get_with(key, |v| {
+                PyBytes::new_with(py, v.len(), |out| {
+                    v.copy_to(out);
+                    Ok(())
+                })
+            })
+        })
+        .flatten()
+        .transpose(),
+        Some(Place::Remote { cache, node }) => Ok(remote(py, |c| c.get(node, cache, key))
             .flatten()
-            .map(|_| PyBytes::new(py, &buf))
-    }))
+            .map(|item| PyBytes::new(py, &item.value))),
+    }
 }
 
 #[pyfunction]
@@ -97,12 +158,13 @@ fn cache_get<'py>(
 fn cache_exists(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let found = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.exists(name, key)),
-        Target::Remote { cache, node } => remote(py, |c| c.exists(node, cache, key)),
+    let found = match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => with_cache(index, |c| c.table.exists(key)),
+        Some(Place::Remote { cache, node }) => remote(py, |c| c.exists(node, cache, key)),
     };
     Ok(found.filter(|&e| e).map(|_| true))
 }
@@ -112,15 +174,18 @@ fn store(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     secs: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
     overwrite: bool,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let value = data(value, "value")?;
     let secs = expires(secs);
-    Ok(match parse_identifier(cache) {
-        Target::Local(name) => flag(with_caches(|c| c.store(name, key, value, secs, overwrite))),
-        Target::Remote { cache, node } => remote(py, |c| {
+    Ok(match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => {
+            flag(with_cache(index, |c| c.store(key, value, secs, overwrite)))
+        }
+        Some(Place::Remote { cache, node }) => remote(py, |c| {
             if overwrite {
                 c.update(node, cache, key, value, secs)
             } else {
@@ -140,7 +205,7 @@ fn cache_set(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     store(py, key, value, expires, cache, false)
 }
@@ -153,7 +218,7 @@ fn cache_update(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     store(py, key, value, expires, cache, true)
 }
@@ -163,23 +228,25 @@ fn cache_update(
 fn cache_del(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let done = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.delete(name, key)),
-        Target::Remote { cache, node } => remote(py, |c| c.del(node, cache, key)),
+    let done = match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => with_cache(index, |c| c.table.delete(key)),
+        Some(Place::Remote { cache, node }) => remote(py, |c| c.del(node, cache, key)),
     };
     Ok(done.filter(|&d| d).map(|_| true))
 }
 
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
-fn cache_clear(py: Python<'_>, cache: Option<&str>) -> Option<bool> {
-    match parse_identifier(cache) {
-        Target::Local(name) => flag(with_caches(|c| c.clear(name))),
-        Target::Remote { cache, node } => remote(py, |c| c.clear(node, cache)).filter(|&d| d),
-    }
+fn cache_clear(py: Python<'_>, cache: Name<'_, '_>) -> PyResult<Option<bool>> {
+    Ok(match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => flag(with_cache(index, |c| c.table.clear())),
+        Some(Place::Remote { cache, node }) => remote(py, |c| c.clear(node, cache)).filter(|&d| d),
+    })
 }
 
 fn math(
@@ -188,13 +255,16 @@ fn math(
     op: MathOp,
     operand: i64,
     secs: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let secs = expires(secs);
-    Ok(match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.math(name, key, op, operand, secs)).map(|_| true),
-        Target::Remote { cache, node } => {
+    Ok(match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => {
+            with_cache(index, |c| c.math(key, op, operand, secs)).map(|_| true)
+        }
+        Some(Place::Remote { cache, node }) => {
             remote(py, |c| c.math(node, cache, key, operand, secs)).filter(|&d| d)
         }
     })
@@ -210,7 +280,7 @@ macro_rules! math_function {
             key: &Bound<'_, PyAny>,
             $operand: i64,
             expires: i64,
-            cache: Option<&str>,
+            cache: Name<'_, '_>,
         ) -> PyResult<Option<bool>> {
             math(py, key, $op, $operand, expires, cache)
         }
@@ -225,29 +295,35 @@ math_function!(cache_div, MathOp::Div, divisor = 2);
 /// `cache_num(key[, cache])`: the value as a native 8-byte integer, 0 if it is not one.
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
-fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
+fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Name<'_, '_>) -> PyResult<i64> {
     let key = data(key, "key")?;
-    let item = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.get(name, key)).flatten(),
-        Target::Remote { cache, node } => remote(py, |c| c.get(node, cache, key)).flatten(),
+    let value = match place(cache)? {
+        None => None,
+        Some(Place::Local(index)) => with_cache(index, |c| {
+            c.table
+                .get_with(key, |v| {
+                    let mut word = [0u8; 8];
+                    (v.len() == 8).then(|| v.copy_to(&mut word)).map(|()| word)
+                })
+                .map(Option::flatten)
+        })
+        .flatten(),
+        Some(Place::Remote { cache, node }) => remote(py, |c| c.get(node, cache, key))
+            .flatten()
+            .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok()),
     };
-    Ok(item
-        .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
-        .map_or(0, i64::from_ne_bytes))
+    Ok(value.map_or(0, i64::from_ne_bytes))
 }
 
 /// `cache_keys([cache])`: the live keys, as a list of bytes.
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
-fn cache_keys<'py>(py: Python<'py>, cache: Option<&str>) -> PyResult<Bound<'py, PyList>> {
-    let name = match parse_identifier(cache) {
-        Target::Local(name) => name,
-        Target::Remote { .. } => {
-            return Err(PyValueError::new_err("no local uWSGI cache available"))
-        }
-    };
-    let keys = with_caches(|c| c.keys(name))
-        .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
+fn cache_keys<'py>(py: Python<'py>, cache: Name<'_, 'py>) -> PyResult<Bound<'py, PyList>> {
+    let keys = match place(cache)? {
+        Some(Place::Local(index)) => with_cache(index, |c| c.table.keys()),
+        None | Some(Place::Remote { .. }) => None,
+    }
+    .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }
 
