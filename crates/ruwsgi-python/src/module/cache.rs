@@ -15,8 +15,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use ruwsgi_plugin::cache::Cache;
-use ruwsgi_plugin::{parse_identifier, CacheClient, CacheError, Caches, MathOp, Target};
+use ruwsgi_plugin::{parse_identifier, CacheClient, Host, MathOp, Target};
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::runtime;
 
@@ -38,68 +39,119 @@ fn expires(secs: i64) -> u64 {
     u64::try_from(secs).unwrap_or(0)
 }
 
-/// Run `f` on the host's caches: `None` when there are none.
-fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T> {
-    runtime::with_host(|host| host.caches().and_then(|c| f(c).ok())).flatten()
+/// Local caches this thread has resolved, by name object, for as long as the host they
+/// belong to is the current one. The memo holds its own handle on the host, and the name
+/// objects, so that no other object can take their address.
+struct Memo {
+    generation: u64,
+    host: Option<Arc<dyn Host>>,
+    /// (the name object, `None` for the default cache; its cache's index in the host's).
+    names: Vec<(Option<Py<PyAny>>, usize)>,
 }
 
-/// Run `f` on the cache at `index` of the host's list: `None` when there is none.
-fn with_cache<T>(index: usize, f: impl FnOnce(&Cache) -> Result<T, CacheError>) -> Option<T> {
-    with_caches(|c| {
-        c.list()
-            .get(index)
-            .ok_or(CacheError::UnknownCache)
-            .and_then(f)
-    })
-}
-
-/// Where a cache-name argument sends an operation.
-enum Place<'a> {
-    /// The cache at this index of the host's list.
-    Local(usize),
-    /// Another node's cache.
-    Remote { cache: &'a str, node: &'a str },
-}
+/// Names remembered per thread; the oldest goes first.
+const MEMO_NAMES: usize = 8;
 
 thread_local! {
-    /// The last local cache name this thread resolved: the name object (held, so that no
-    /// other object can take its address), the host generation, and the cache's index.
-    /// Code that passes the same name object call after call skips the name lookup.
-    static LAST_NAME: RefCell<Option<(Py<PyAny>, u64, usize)>> = const { RefCell::new(None) };
+    static MEMO: RefCell<Memo> = const {
+        RefCell::new(Memo { generation: 0, host: None, names: Vec::new() })
+    };
 }
 
-/// Resolve a cache-name argument (`None`: the default cache). `Ok(None)`: no such local
-/// cache (the operation gives `None`); a name that is not a `str` is a `TypeError`.
-fn place<'a>(name: Option<&'a Bound<'_, PyAny>>) -> PyResult<Option<Place<'a>>> {
-    let Some(obj) = name.filter(|o| !o.is_none()) else {
-        return Ok(Some(Place::Local(0)));
-    };
-    let generation = runtime::host_generation();
-    let known = LAST_NAME.with(|last| match &*last.borrow() {
-        Some((o, g, index)) if o.as_ptr() == obj.as_ptr() && *g == generation => Some(*index),
-        _ => None,
-    });
-    if let Some(index) = known {
-        return Ok(Some(Place::Local(index)));
-    }
-    let Ok(text) = obj.cast::<PyString>() else {
-        return Err(PyTypeError::new_err(format!(
-            "cache name must be str, not {}",
-            obj.get_type().name()?
-        )));
-    };
-    match parse_identifier(Some(text.to_str()?)) {
-        Target::Remote { cache, node } => Ok(Some(Place::Remote { cache, node })),
-        Target::Local(name) => {
-            let Some(index) = with_caches(|c| c.position(name)) else {
-                return Ok(None);
-            };
-            let memo = Some((obj.clone().unbind(), generation, index));
-            // The name it replaces is released once the cell is free again.
-            drop(LAST_NAME.with(|last| last.replace(memo)));
-            Ok(Some(Place::Local(index)))
+/// What the memo keys on: the name object's address, null for the default cache.
+fn key_of(name: Option<&Bound<'_, PyAny>>) -> *mut pyo3::ffi::PyObject {
+    name.map_or(std::ptr::null_mut(), |o| o.as_ptr())
+}
+
+impl Memo {
+    fn find(&self, key: *mut pyo3::ffi::PyObject, generation: u64) -> Option<&Cache> {
+        if self.generation != generation {
+            return None;
         }
+        let (_, index) = self
+            .names
+            .iter()
+            .find(|(n, _)| n.as_ref().map_or(std::ptr::null_mut(), |n| n.as_ptr()) == key)?;
+        self.host.as_ref()?.caches()?.list().get(*index)
     }
+
+    /// Remember the cache at `index` (of `host`) under `name`; what it displaces is
+    /// returned, to be released once the memo is free again.
+    fn remember(
+        &mut self,
+        generation: u64,
+        host: &Arc<dyn Host>,
+        name: Option<&Bound<'_, PyAny>>,
+        index: usize,
+    ) -> Vec<(Option<Py<PyAny>>, usize)> {
+        let mut displaced = Vec::new();
+        if self.generation != generation {
+            displaced = std::mem::take(&mut self.names);
+            self.generation = generation;
+            self.host = Some(host.clone());
+        } else if self.names.len() >= MEMO_NAMES {
+            displaced.push(self.names.remove(0));
+        }
+        self.names.push((name.map(|n| n.clone().unbind()), index));
+        displaced
+    }
+}
+
+/// Run an operation on the cache a cache-name argument designates (`None`: the default
+/// cache): `local` on one of this instance's, `remote(cache, node)` on another node's.
+/// `Ok(None)`: no such local cache. A name that is not a `str` is a `TypeError`.
+fn on_cache<R>(
+    name: Name<'_, '_>,
+    local: impl FnOnce(&Cache) -> R,
+    remote: impl FnOnce(&str, &str) -> R,
+) -> PyResult<Option<R>> {
+    let name = name.filter(|o| !o.is_none());
+    let key = key_of(name);
+    let generation = runtime::host_generation();
+    let mut local = Some(local);
+    let known = MEMO.with(|memo| {
+        let memo = memo.try_borrow().ok()?;
+        let cache = memo.find(key, generation)?;
+        let f = local.take()?;
+        Some(f(cache))
+    });
+    if let Some(r) = known {
+        return Ok(Some(r));
+    }
+    let local = local.expect("the operation runs only on a memo hit");
+    let local_name = match name {
+        None => None,
+        Some(obj) => {
+            let Ok(text) = obj.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "cache name must be str, not {}",
+                    obj.get_type().name()?
+                )));
+            };
+            match parse_identifier(Some(text.to_str()?)) {
+                Target::Remote { cache, node } => return Ok(Some(remote(cache, node))),
+                Target::Local(n) => n,
+            }
+        }
+    };
+    let Some(host) = runtime::host() else {
+        return Ok(None);
+    };
+    let Some((index, cache)) = host.caches().and_then(|c| {
+        let i = c.position(local_name).ok()?;
+        Some((i, &c.list()[i]))
+    }) else {
+        return Ok(None);
+    };
+    let r = local(cache);
+    // Not remembered when a call running inside another one's lookup holds the memo.
+    let displaced = MEMO.with(|memo| {
+        memo.try_borrow_mut()
+            .ok()
+            .map(|mut m| m.remember(generation, &host, name, index))
+    });
+    drop(displaced);
+    Ok(Some(r))
 }
 
 /// Run `f` on the remote-cache client with the interpreter released; failures to reach
@@ -119,11 +171,7 @@ fn remote<T: Send>(
     }
 }
 
-fn flag(done: Option<()>) -> Option<bool> {
-    done.map(|()| true)
-}
-
-/// A cache-name argument: `str` or `None`, resolved by [`place`].
+/// A cache-name argument: `str` or `None` (see [`on_cache`]).
 type Name<'a, 'py> = Option<&'a Bound<'py, PyAny>>;
 
 #[pyfunction]
@@ -134,23 +182,28 @@ fn cache_get<'py>(
     cache: Name<'_, 'py>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = data(key, "key")?;
-    match place(cache)? {
-        None => Ok(None),
+    on_cache(
+        cache,
         // Copied once, from the cache straight into the new bytes object.
-        Some(Place::Local(index)) => with_cache(index, |c| {
-            c.table.get_with(key, |v| {
-                PyBytes::new_with(py, v.len(), |out| {
-                    v.copy_to(out);
-                    Ok(())
+        |c| {
+            c.table
+                .get_with(key, |v| {
+                    PyBytes::new_with(py, v.len(), |out| {
+                        v.copy_to(out);
+                        Ok(())
+                    })
                 })
-            })
-        })
-        .flatten()
-        .transpose(),
-        Some(Place::Remote { cache, node }) => Ok(remote(py, |c| c.get(node, cache, key))
-            .flatten()
-            .map(|item| PyBytes::new(py, &item.value))),
-    }
+                .ok()
+                .flatten()
+                .transpose()
+        },
+        |cache, node| {
+            Ok(remote(py, |c| c.get(node, cache, key))
+                .flatten()
+                .map(|item| PyBytes::new(py, &item.value)))
+        },
+    )?
+    .unwrap_or(Ok(None))
 }
 
 #[pyfunction]
@@ -161,12 +214,12 @@ fn cache_exists(
     cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let found = match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => with_cache(index, |c| c.table.exists(key)),
-        Some(Place::Remote { cache, node }) => remote(py, |c| c.exists(node, cache, key)),
-    };
-    Ok(found.filter(|&e| e).map(|_| true))
+    let found = on_cache(
+        cache,
+        |c| c.table.exists(key).ok(),
+        |cache, node| remote(py, |c| c.exists(node, cache, key)),
+    )?;
+    Ok(found.flatten().filter(|&e| e))
 }
 
 fn store(
@@ -180,20 +233,21 @@ fn store(
     let key = data(key, "key")?;
     let value = data(value, "value")?;
     let secs = expires(secs);
-    Ok(match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => {
-            flag(with_cache(index, |c| c.store(key, value, secs, overwrite)))
-        }
-        Some(Place::Remote { cache, node }) => remote(py, |c| {
-            if overwrite {
-                c.update(node, cache, key, value, secs)
-            } else {
-                c.set(node, cache, key, value, secs)
-            }
-        })
-        .filter(|&done| done),
-    })
+    let done = on_cache(
+        cache,
+        |c| c.store(key, value, secs, overwrite).is_ok(),
+        |cache, node| {
+            remote(py, |c| {
+                if overwrite {
+                    c.update(node, cache, key, value, secs)
+                } else {
+                    c.set(node, cache, key, value, secs)
+                }
+            })
+            .unwrap_or(false)
+        },
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 /// `cache_set(key, value[, expires[, cache]])`: True; None if the key exists (set never
@@ -231,22 +285,23 @@ fn cache_del(
     cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let done = match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => with_cache(index, |c| c.table.delete(key)),
-        Some(Place::Remote { cache, node }) => remote(py, |c| c.del(node, cache, key)),
-    };
-    Ok(done.filter(|&d| d).map(|_| true))
+    let done = on_cache(
+        cache,
+        |c| c.table.delete(key).unwrap_or(false),
+        |cache, node| remote(py, |c| c.del(node, cache, key)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
 fn cache_clear(py: Python<'_>, cache: Name<'_, '_>) -> PyResult<Option<bool>> {
-    Ok(match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => flag(with_cache(index, |c| c.table.clear())),
-        Some(Place::Remote { cache, node }) => remote(py, |c| c.clear(node, cache)).filter(|&d| d),
-    })
+    let done = on_cache(
+        cache,
+        |c| c.table.clear().is_ok(),
+        |cache, node| remote(py, |c| c.clear(node, cache)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 fn math(
@@ -259,15 +314,12 @@ fn math(
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let secs = expires(secs);
-    Ok(match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => {
-            with_cache(index, |c| c.math(key, op, operand, secs)).map(|_| true)
-        }
-        Some(Place::Remote { cache, node }) => {
-            remote(py, |c| c.math(node, cache, key, operand, secs)).filter(|&d| d)
-        }
-    })
+    let done = on_cache(
+        cache,
+        |c| c.math(key, op, operand, secs).is_ok(),
+        |cache, node| remote(py, |c| c.math(node, cache, key, operand, secs)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 /// The math functions differ only in their operation and default operand.
@@ -297,33 +349,34 @@ math_function!(cache_div, MathOp::Div, divisor = 2);
 #[pyo3(signature = (key, cache = None))]
 fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Name<'_, '_>) -> PyResult<i64> {
     let key = data(key, "key")?;
-    let value = match place(cache)? {
-        None => None,
-        Some(Place::Local(index)) => with_cache(index, |c| {
+    let value = on_cache(
+        cache,
+        |c| {
             c.table
                 .get_with(key, |v| {
                     let mut word = [0u8; 8];
                     (v.len() == 8).then(|| v.copy_to(&mut word)).map(|()| word)
                 })
-                .map(Option::flatten)
-        })
-        .flatten(),
-        Some(Place::Remote { cache, node }) => remote(py, |c| c.get(node, cache, key))
-            .flatten()
-            .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok()),
-    };
-    Ok(value.map_or(0, i64::from_ne_bytes))
+                .ok()
+                .flatten()
+                .flatten()
+        },
+        |cache, node| {
+            remote(py, |c| c.get(node, cache, key))
+                .flatten()
+                .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
+        },
+    )?;
+    Ok(value.flatten().map_or(0, i64::from_ne_bytes))
 }
 
 /// `cache_keys([cache])`: the live keys, as a list of bytes.
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
 fn cache_keys<'py>(py: Python<'py>, cache: Name<'_, 'py>) -> PyResult<Bound<'py, PyList>> {
-    let keys = match place(cache)? {
-        Some(Place::Local(index)) => with_cache(index, |c| c.table.keys()),
-        None | Some(Place::Remote { .. }) => None,
-    }
-    .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
+    let keys = on_cache(cache, |c| c.table.keys().ok(), |_, _| None)?
+        .flatten()
+        .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }
 
