@@ -97,6 +97,8 @@ TEST_REQS=(
     "django>=5,<6"
     "greenlet>=3,<4"
     "pyuwsgi>=2.0.28,<2.1"
+    "uwsgitop>=0.12,<1"
+    "prometheus-client>=0.20,<1"
 )
 install_reqs test "${TEST_REQS[@]}"
 
