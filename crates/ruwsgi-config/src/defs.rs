@@ -589,11 +589,86 @@ pub static OPTIONS: &[OptionDef] = &[
         "prefix of every process title",
     ),
     opt(
+        "procname-prefix-spaced",
+        Str,
+        Proc,
+        "",
+        "prefix of every process title, followed by a space",
+    ),
+    opt(
+        "procname-append",
+        Str,
+        Proc,
+        "",
+        "text appended to every process title",
+    ),
+    opt(
+        "procname",
+        Str,
+        Proc,
+        "",
+        "title of every worker (the master keeps its own)",
+    ),
+    opt(
+        "procname-master",
+        Str,
+        Proc,
+        "",
+        "title of the master",
+    ),
+    opt(
         "auto-procname",
         Flag,
         Proc,
         "off",
-        "name processes 'ruwsgi master/worker N'",
+        "title processes as uWSGI does: 'uWSGI master', 'uWSGI worker N', 'uWSGI mule N' \
+         (without it, ps shows the command line)",
+    ),
+    // ---- stats ----
+    opt(
+        "stats",
+        Str,
+        Proc,
+        "",
+        "serve the stats JSON (what uwsgitop reads) on this address, from the master; \
+         :port binds 127.0.0.1",
+    )
+    .aka(&["stats-server"]),
+    opt(
+        "stats-http",
+        Flag,
+        Proc,
+        "off",
+        "the stats server speaks HTTP (GET /metrics gives the Prometheus text)",
+    ),
+    opt(
+        "stats-minified",
+        Flag,
+        Proc,
+        "off",
+        "stats JSON without indentation",
+    )
+    .aka(&["stats-min"]),
+    opt(
+        "stats-no-cores",
+        Flag,
+        Proc,
+        "off",
+        "leave the per-core lists out of the stats",
+    ),
+    opt(
+        "stats-no-metrics",
+        Flag,
+        Proc,
+        "off",
+        "leave the metrics out of the stats (ruwsgi never emits them)",
+    ),
+    opt(
+        "stats-prometheus",
+        Str,
+        Proc,
+        "",
+        "serve Prometheus metrics (GET /metrics over HTTP) on this address; :port binds 127.0.0.1",
     ),
     // ---- python ----
     opt(
@@ -802,6 +877,15 @@ pub static OPTIONS: &[OptionDef] = &[
     )
     .short('L'),
     opt(
+        "memory-report",
+        Flag,
+        Log,
+        "off",
+        "each worker samples its memory after every request and logs it before the request \
+         line (also fills rss/vsz in the stats)",
+    )
+    .short('m'),
+    opt(
         "log-format",
         Str,
         Log,
@@ -989,8 +1073,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("spooler", List, "the spooler").short('Q'),
     later("spooler-processes", Int, "spooler processes"),
     later("farm", List, "a mule farm"),
-    later("stats", Str, "the stats server").aka(&["stats-server"]),
-    later("stats-http", Flag, "stats over HTTP"),
     later("async", Int, "async cores"),
     later("gevent", Int, "gevent loop"),
     later("ugreen", Flag, "uGreen loop"),

@@ -165,9 +165,16 @@ pub struct ProcessSettings {
     pub gid: Option<String>,
     /// `need-app` (default on): exit 22 when no app could be loaded.
     pub need_app: bool,
-    /// `procname-prefix`, prepended to every process title.
+    /// `procname-prefix` (as written) or `procname-prefix-spaced` (with a space added),
+    /// prepended to every process title.
     pub procname_prefix: Option<String>,
-    /// `auto-procname`: name processes "ruwsgi master", "ruwsgi worker N".
+    /// `procname-append`, appended to every process title.
+    pub procname_append: Option<String>,
+    /// `procname`: the title of every worker (instead of the `auto-procname` one).
+    pub procname: Option<String>,
+    /// `procname-master`: the master's title.
+    pub procname_master: Option<String>,
+    /// `auto-procname`: name processes `uWSGI master`, `uWSGI worker N`, `uWSGI mule N`.
     pub auto_procname: bool,
     /// `chdir`: directory to enter before loading apps.
     pub chdir: Option<PathBuf>,
@@ -226,6 +233,9 @@ impl Default for ProcessSettings {
             gid: None,
             need_app: true,
             procname_prefix: None,
+            procname_append: None,
+            procname: None,
+            procname_master: None,
             auto_procname: false,
             chdir: None,
             env: Vec::new(),
@@ -305,6 +315,9 @@ pub struct LogSettings {
     // ---- issue 13 options ----
     /// `logdate`/`log-date`: prefix server log lines with the date.
     pub logdate: Option<LogDate>,
+    /// `memory-report`/`-m`: each worker samples its memory after every request, prefixes
+    /// its request log lines with it and keeps it in the scoreboard (`rss`/`vsz` in stats).
+    pub memory_report: bool,
 }
 
 /// The date prefix `logdate` asks for.
@@ -455,6 +468,27 @@ impl StaticSettings {
     }
 }
 
+/// The stats server (`stats`) and the Prometheus endpoint (`stats-prometheus`), both
+/// served by the master. Off unless an address is given.
+#[derive(Debug, Clone, Default)]
+pub struct StatsSettings {
+    /// `stats`/`stats-server`: where the JSON stats document is served (`:port` binds
+    /// 127.0.0.1; a path or `@name` is a unix socket).
+    pub address: Option<String>,
+    /// `stats-http`: answer one HTTP request per connection (`/metrics` gives the
+    /// Prometheus text, anything else the JSON).
+    pub http: bool,
+    /// `stats-minified`/`stats-min`: the JSON without indentation.
+    pub minified: bool,
+    /// `stats-no-cores`: leave out each worker's `cores` list.
+    pub no_cores: bool,
+    /// `stats-no-metrics`: leave out `metrics` (ruwsgi has no metrics subsystem: accepted
+    /// for compatibility, the key is never emitted).
+    pub no_metrics: bool,
+    /// `stats-prometheus`: a separate HTTP listener serving `GET /metrics`.
+    pub prometheus: Option<String>,
+}
+
 /// Fully validated settings of one instance, by consumer.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -472,6 +506,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Static files (workers).
     pub statics: StaticSettings,
+    /// The stats server and the Prometheus endpoint (master).
+    pub stats: StatsSettings,
     /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
     /// True). Repeated options appear once per occurrence.
     pub opt: Vec<(String, OptValue)>,
