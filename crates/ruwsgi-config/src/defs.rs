@@ -609,13 +609,7 @@ pub static OPTIONS: &[OptionDef] = &[
         "",
         "title of every worker (the master keeps its own)",
     ),
-    opt(
-        "procname-master",
-        Str,
-        Proc,
-        "",
-        "title of the master",
-    ),
+    opt("procname-master", Str, Proc, "", "title of the master"),
     opt(
         "auto-procname",
         Flag,

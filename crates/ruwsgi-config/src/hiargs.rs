@@ -466,12 +466,16 @@ fn apply(
         "procname" => s.processes.procname = Some(v.required("a process name")?),
         "procname-master" => s.processes.procname_master = Some(v.required("a process name")?),
         "memory-report" => s.logging.memory_report = v.boolean(),
-        "stats" => s.stats.address = Some(v.required("an address (host:port, :port or a unix path)")?),
+        "stats" => {
+            s.stats.address = Some(v.required("an address (host:port, :port or a unix path)")?)
+        }
         "stats-http" => s.stats.http = v.boolean(),
         "stats-minified" => s.stats.minified = v.boolean(),
         "stats-no-cores" => s.stats.no_cores = v.boolean(),
         "stats-no-metrics" => s.stats.no_metrics = v.boolean(),
-        "stats-prometheus" => s.stats.prometheus = Some(v.required("an address (host:port, :port or a unix path)")?),
+        "stats-prometheus" => {
+            s.stats.prometheus = Some(v.required("an address (host:port, :port or a unix path)")?)
+        }
         "auto-procname" => s.processes.auto_procname = v.boolean(),
         // ---- python ----
         "wsgi-file" => s.python.wsgi_file = Some(v.path()?),

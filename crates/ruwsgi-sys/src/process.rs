@@ -89,6 +89,56 @@ fn parse_stat(stat: &str) -> Option<(u64, u64, u64)> {
     Some((field(20)?, field(48)?, field(49)?))
 }
 
+/// Resident set size and virtual size, in bytes, from a `statm` line (`size resident ...`,
+/// in pages).
+fn parse_statm(text: &str, page: u64) -> Option<(u64, u64)> {
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+    let size = fields.next()??;
+    let resident = fields.next()??;
+    Some((resident.saturating_mul(page), size.saturating_mul(page)))
+}
+
+fn page_bytes() -> u64 {
+    crate::memory::page_size() as u64
+}
+
+/// (rss, vsz) in bytes of process `pid`, from `/proc/PID/statm` (the master samples its
+/// children with it when it serves the stats).
+pub fn process_memory(pid: i32) -> io::Result<(u64, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    parse_statm(&text, page_bytes()).ok_or_else(|| io::ErrorKind::InvalidData.into())
+}
+
+/// This process's memory use, read with one `pread` of `/proc/self/statm` kept open
+/// (`memory-report`: a worker samples after every request). Open it in the process it
+/// describes: `/proc/self` is resolved when the file is opened.
+#[derive(Debug)]
+pub struct MemorySampler {
+    file: fs::File,
+    page: u64,
+    buf: [u8; 128],
+}
+
+impl MemorySampler {
+    /// Open `/proc/self/statm` for this process.
+    pub fn open() -> io::Result<MemorySampler> {
+        Ok(MemorySampler {
+            file: fs::File::open("/proc/self/statm")?,
+            page: page_bytes(),
+            buf: [0; 128],
+        })
+    }
+
+    /// (rss, vsz) in bytes, now.
+    pub fn sample(&mut self) -> io::Result<(u64, u64)> {
+        let n = self.file.read_at(&mut self.buf, 0)?;
+        std::str::from_utf8(&self.buf[..n])
+            .ok()
+            .and_then(|text| parse_statm(text, self.page))
+            .ok_or_else(|| io::ErrorKind::InvalidData.into())
+    }
+}
+
 /// Why [`drop_privileges`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
@@ -237,6 +287,19 @@ mod tests {
         let (threads, start, end) = parse_stat(&s).unwrap();
         assert!(threads >= 1);
         assert!(end > start);
+    }
+
+    #[test]
+    fn memory_of_self_and_by_pid() {
+        assert_eq!(
+            parse_statm("10 3 1 1 0 5 0\n", 4096),
+            Some((3 * 4096, 10 * 4096))
+        );
+        assert_eq!(parse_statm("x", 4096), None);
+        let (rss, vsz) = MemorySampler::open().unwrap().sample().unwrap();
+        assert!(rss > 0 && vsz >= rss);
+        let (rss, vsz) = process_memory(std::process::id() as i32).unwrap();
+        assert!(rss > 0 && vsz >= rss);
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct CoreLoop<'a> {
     scratch: Vec<u8>,
     resp: Response,
     log: Option<RequestLog>,
+    /// `memory-report`: this process's `/proc/self/statm`, sampled after every request.
+    memory: Option<ruwsgi_sys::process::MemorySampler>,
     http_limits: http::Limits,
     uwsgi_limits: uwsgi::Limits,
     trusted: Vec<IpAddr>,
@@ -190,9 +192,23 @@ impl<'a> CoreLoop<'a> {
                 s.logging.log_x_forwarded_for,
             )
         });
+        let memory = if s.logging.memory_report {
+            match ruwsgi_sys::process::MemorySampler::open() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log_line(&format!(
+                        "ruwsgi: memory-report: cannot open /proc/self/statm: {e}"
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(CoreLoop {
             id,
             shared,
+            memory,
             epoll,
             conns: Vec::new(),
             free: Vec::new(),
@@ -628,6 +644,7 @@ impl<'a> CoreLoop<'a> {
         let wall = self.clock.wall_at(started);
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
+        slot.core_started(usize::from(self.id), wall.as_micros() as u64);
         self.resp.reset();
         // Static files first: one prefix check per map for other requests.
         let mut served_static = Served::NotMine;
@@ -700,6 +717,11 @@ impl<'a> CoreLoop<'a> {
         let ended = self.clock.tick();
         let micros = ended.saturating_duration_since(started).as_micros() as u64;
         slot.request_finished(micros, self.resp.tx, outcome.exception);
+        slot.core_finished(usize::from(self.id));
+        let memory = self.memory.as_mut().and_then(|m| m.sample().ok());
+        if let Some((rss, vsz)) = memory {
+            slot.set_memory(rss, vsz);
+        }
         self.served += 1;
         let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
         c.served += 1;
@@ -716,6 +738,7 @@ impl<'a> CoreLoop<'a> {
                 total_requests: shared.scoreboard.total_requests(),
                 core: self.id,
                 started: wall.as_secs(),
+                memory,
             });
         }
         shared.check_recycle(worker_requests);

@@ -46,6 +46,9 @@ pub struct LogEntry<'a> {
     pub core: u16,
     /// Start time of the request (unix seconds).
     pub started: u64,
+    /// `memory-report`: the worker's (rss, vsz) in bytes after the request, written before
+    /// the default line as uWSGI does.
+    pub memory: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +170,17 @@ impl RequestLog {
             None => {
                 let vars_bytes = e.vars.data_len() + 4 * e.vars.len();
                 let b = &mut self.buf;
+                if let Some((rss, vsz)) = e.memory {
+                    b.extend_from_slice(b"{address space usage: ");
+                    push_u64(b, vsz);
+                    b.extend_from_slice(b" bytes/");
+                    push_u64(b, vsz >> 20);
+                    b.extend_from_slice(b"MB} {rss usage: ");
+                    push_u64(b, rss);
+                    b.extend_from_slice(b" bytes/");
+                    push_u64(b, rss >> 20);
+                    b.extend_from_slice(b"MB} ");
+                }
                 b.extend_from_slice(b"[pid: ");
                 push_u64(b, u64::from(self.pid));
                 b.extend_from_slice(b"|app: 0|req: ");
@@ -453,6 +467,7 @@ mod tests {
             total_requests: 1,
             core: 0,
             started: 1,
+            memory: Some((1, 2)),
         });
         let want = "GET /x?y 200 %(nope) [01/Jan/1970:05:30:01 +0530] Thu Jan  1 05:30:01 1970\n";
         assert_eq!(String::from_utf8_lossy(&log.buf), want);
@@ -478,10 +493,34 @@ mod tests {
             total_requests: 12,
             core: 1,
             started: 1_795_320_000,
+            memory: None,
         });
         let want = "[pid: 42|app: 0|req: 7/12] 127.0.0.1 () {4 vars in 93 bytes} \
                     [Sun Nov 22 04:00:00 2026] POST /echo => generated 4096 bytes in 2 msecs \
                     (HTTP/1.1 200) 2 headers in 64 bytes (1 switches on core 1)\n";
         assert_eq!(String::from_utf8_lossy(&log.buf), want);
+        log.buf.clear();
+        log.log(&LogEntry {
+            vars: &v,
+            status: 200,
+            body_bytes: 0,
+            tx: 0,
+            header_count: 0,
+            head_bytes: 0,
+            micros: 0,
+            worker_requests: 8,
+            total_requests: 13,
+            core: 0,
+            started: 1_795_320_000,
+            memory: Some((10_264_576, 20_885_504)),
+        });
+        let line = String::from_utf8_lossy(&log.buf);
+        assert!(
+            line.starts_with(
+                "{address space usage: 20885504 bytes/19MB} {rss usage: 10264576 bytes/9MB} \
+                 [pid: 42|app: 0|req: 8/13] "
+            ),
+            "{line}"
+        );
     }
 }

@@ -19,9 +19,12 @@ use crate::impl_shm;
 use crate::region::Region;
 
 mod apps;
+mod counters;
 
 use apps::AppTable;
 pub use apps::{AppInfo, AppSnapshot, Writers, MAX_APPS, MAX_MOUNTPOINT};
+pub use counters::{CoreSnapshot, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_CORES};
+use counters::{CoreTable, Latency};
 
 /// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,10 +112,18 @@ pub struct WorkerSlot {
     /// The worker's apps; written by the worker (publish, per-app counters), starting on the
     /// cache line after the fields above so they keep their line to themselves.
     apps: AppTable,
+    /// Requests killed by harakiri in this slot (after the app table, off the hot line;
+    /// bumped by the master when it kills one).
+    harakiri_count: AtomicU64,
+    /// Request durations, bucketed ([`LATENCY_BOUNDS_US`]); bumped with `requests`.
+    latency: Latency,
+    /// Per-core requests and request start, for the stats' `cores` lists.
+    cores: CoreTable,
 }
 impl_shm!(ShmSafe for WorkerSlot {
     pid, status, accepting, spawns, requests, delta_requests, exceptions, running_time_us,
     last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz, apps,
+    harakiri_count, latency, cores,
 });
 
 impl WorkerSlot {
@@ -121,6 +132,7 @@ impl WorkerSlot {
     /// and no apps until it publishes its own.
     pub fn spawned(&self, pid: i32, now_unix: u64) {
         self.apps.clear();
+        self.cores.clear_in_request();
         self.spawns.fetch_add(1, Relaxed);
         self.delta_requests.store(0, Relaxed);
         self.request_start_us.store(0, Relaxed);
@@ -154,12 +166,47 @@ impl WorkerSlot {
             (avg + elapsed_us) / 2
         };
         self.avg_rt_us.store(avg, Relaxed);
+        self.latency.observe(elapsed_us);
         self.request_start_us.store(0, Release);
         self.status.store(WorkerStatus::Idle as u8, Relaxed);
     }
 
+    /// Core `core` of this worker started a request (`now_us`: µs since the epoch); the
+    /// worker's own counters are [`Self::request_started`]'s. Cores past [`MAX_CORES`] are
+    /// not tracked.
+    pub fn core_started(&self, core: usize, now_us: u64) {
+        self.cores.started(core, now_us);
+    }
+
+    /// Core `core` finished its request (after [`Self::core_started`]).
+    pub fn core_finished(&self, core: usize) {
+        self.cores.finished(core);
+    }
+
+    /// The first `n` cores' counters (at most [`MAX_CORES`]).
+    pub fn cores(&self, n: usize) -> Vec<CoreSnapshot> {
+        self.cores.read(n)
+    }
+
+    /// Per-bucket request counts by duration ([`LATENCY_BOUNDS_US`], the overflow bucket
+    /// last; not cumulative), since the instance started.
+    pub fn latency_buckets(&self) -> [u64; LATENCY_BUCKETS] {
+        self.latency.read()
+    }
+
+    /// A request of this worker was killed by harakiri.
+    pub fn count_harakiri(&self) {
+        self.harakiri_count.fetch_add(1, Relaxed);
+    }
+
+    /// Requests killed by harakiri in this slot since the instance started.
+    pub fn harakiri_count(&self) -> u64 {
+        self.harakiri_count.load(Relaxed)
+    }
+
     /// The process is gone (called by the master when it reaps it).
     pub fn exited(&self) {
+        self.cores.clear_in_request();
         self.accepting.store(0, Relaxed);
         self.request_start_us.store(0, Relaxed);
         self.harakiri_deadline.store(0, Relaxed);
@@ -286,6 +333,7 @@ impl WorkerSlot {
             tx: self.tx(),
             avg_rt: self.avg_rt_us(),
             request_start_us: self.request_start_us(),
+            harakiri_count: self.harakiri_count(),
             apps: self.apps(),
         }
     }
@@ -325,6 +373,8 @@ pub struct WorkerSnapshot {
     pub avg_rt: u64,
     /// Start of the current request (µs since the epoch), 0 when idle.
     pub request_start_us: u64,
+    /// Requests killed by harakiri.
+    pub harakiri_count: u64,
     /// The worker's published apps, in id order, with their counters; empty (no
     /// allocation) until the worker publishes, and for plugins without apps.
     pub apps: Vec<AppSnapshot>,

@@ -307,3 +307,42 @@ fn a_forked_child_updates_the_parent_view() {
         }
     }
 }
+
+#[test]
+fn latency_buckets_count_each_request_once_at_its_bound() {
+    let board = Scoreboard::on_heap(1);
+    let w = board.worker(1);
+    for us in [0, 100, 101, 999_999, 10_000_000, 10_000_001, u64::MAX] {
+        w.request_started(1);
+        w.request_finished(us, 0, false);
+    }
+    let b = w.latency_buckets();
+    assert_eq!(b.iter().sum::<u64>(), 7);
+    assert_eq!(b[0], 2, "0 and 100 µs are <= 100 µs");
+    assert_eq!(b[1], 1, "101 µs");
+    assert_eq!(b[LATENCY_BOUNDS_US.len() - 4], 1, "999_999 µs is <= 1 s");
+    assert_eq!(b[LATENCY_BOUNDS_US.len() - 1], 1, "10 s");
+    assert_eq!(b[LATENCY_BUCKETS - 1], 2, "slower than every bound");
+}
+
+#[test]
+fn cores_and_harakiri_count() {
+    let board = Scoreboard::on_heap(1);
+    let w = board.worker(1);
+    w.spawned(10, 1);
+    w.core_started(1, 5);
+    let cores = w.cores(2);
+    assert_eq!(cores.len(), 2);
+    assert_eq!((cores[1].requests, cores[1].request_start_us), (0, 5));
+    w.core_finished(1);
+    w.core_finished(MAX_CORES + 3); // ignored
+    let cores = w.cores(MAX_CORES + 10);
+    assert_eq!(cores.len(), MAX_CORES);
+    assert_eq!((cores[1].requests, cores[1].request_start_us), (1, 0));
+    w.core_started(0, 7);
+    w.exited();
+    assert_eq!(w.cores(1)[0].request_start_us, 0);
+    w.count_harakiri();
+    assert_eq!(w.harakiri_count(), 1);
+    assert_eq!(w.snapshot(1).harakiri_count, 1);
+}

@@ -8,8 +8,10 @@
 
 mod accept;
 pub mod inherit;
+mod queue;
 
 pub use accept::accept_nonblocking;
+pub use queue::listen_queue;
 
 use std::fmt;
 use std::io;
