@@ -439,6 +439,11 @@ impl Table {
         self.geo
     }
 
+    /// How this cache behaves (full policies, math start value, key hash).
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
     /// Largest value this cache stores.
     pub fn max_value(&self) -> usize {
         if self.geo.bitmap {

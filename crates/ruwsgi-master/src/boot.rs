@@ -80,6 +80,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     let mut inherited = inherited_listeners();
     let sockets = bind_all(&settings, &mut inherited)?;
     drop(inherited);
+    let (stats, stats_fds) = crate::stats::StatsServer::bind(&settings)?;
     match write_pidfiles(&settings, master_pid.as_raw()) {
         // After a re-exec the master may no longer have the rights it wrote them with.
         Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
@@ -102,7 +103,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         .collect();
     let host = make_host(&scoreboard, &socket_fds);
     plugin
-        .init(settings.plugin_view(), host)
+        .init(settings.plugin_view(), Arc::clone(&host))
         .map_err(MasterError::PluginInit)?;
     if settings.processes.children_drop_privileges() {
         log_line(
@@ -185,7 +186,10 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         timers: Timers::new(),
         watched: WatchedFds::new(),
         periodic,
+        stats,
+        host: Some(host),
     };
+    master.watch_stats(stats_fds);
     let now = master.clock.now();
     master.arm_periodic(now);
     master.phase(MasterPhase::Spawning);
@@ -200,6 +204,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     let code = master.supervise();
     if settings.processes.vacuum {
         vacuum(&settings, &master.sockets);
+        master.stats.vacuum();
     }
     master.phase(MasterPhase::Terminated);
     log_line("goodbye to ruwsgi.");

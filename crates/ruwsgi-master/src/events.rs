@@ -192,20 +192,25 @@ impl<K: PartialEq + Clone> Timers<K> {
     }
 }
 
-/// Descriptors the master owns and polls for readability, each tagged with what it is (`R`:
-/// a child's channel, later the stats socket). Removing an entry closes the descriptor.
+/// Descriptors the master owns and polls, each tagged with what it is (`R`: a child's
+/// channel, a stats listener or connection). Each is polled for readability unless marked
+/// writable ([`Self::set_writable`]: a stats reply waiting for room). Removing an entry
+/// closes the descriptor.
 ///
 /// The signal source's fds are not kept here: the source owns them and lends them per
 /// poll ([`wait`]).
 #[derive(Debug)]
 pub struct WatchedFds<R> {
     entries: Vec<(R, OwnedFd)>,
+    /// Roles polled for writability instead of readability (few, short-lived).
+    writable: Vec<R>,
 }
 
 impl<R> Default for WatchedFds<R> {
     fn default() -> Self {
         WatchedFds {
             entries: Vec::new(),
+            writable: Vec::new(),
         }
     }
 }
@@ -224,8 +229,17 @@ impl<R: PartialEq + Clone> WatchedFds<R> {
         }
     }
 
+    /// Poll `role` for writability (`true`) or readability (`false`, the default).
+    pub fn set_writable(&mut self, role: &R, writable: bool) {
+        self.writable.retain(|r| r != role);
+        if writable {
+            self.writable.push(role.clone());
+        }
+    }
+
     /// Stop watching `role`; returns its fd (dropping it closes it).
     pub fn remove(&mut self, role: &R) -> Option<OwnedFd> {
+        self.writable.retain(|r| r != role);
         let at = self.entries.iter().position(|(r, _)| r == role)?;
         Some(self.entries.swap_remove(at).1)
     }
@@ -246,6 +260,7 @@ impl<R: PartialEq + Clone> WatchedFds<R> {
     /// Close everything (a forked child drops the master's ends).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.writable.clear();
     }
 
     /// Number of watched fds.
@@ -264,7 +279,8 @@ impl<R: PartialEq + Clone> WatchedFds<R> {
 pub struct Ready<R> {
     /// One of the signal source's fds is readable.
     pub signals: bool,
-    /// Watched fds that are readable or hung up, in registry order.
+    /// Watched fds that are ready (readable, or writable when so marked) or hung up, in
+    /// registry order.
     pub fds: Vec<R>,
 }
 
@@ -279,12 +295,14 @@ pub fn wait<R: PartialEq + Clone>(
     let mut pollfds: Vec<PollFd<'_>> = signal_fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .chain(
-            watched
-                .entries
-                .iter()
-                .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
-        )
+        .chain(watched.entries.iter().map(|(role, fd)| {
+            let interest = if watched.writable.contains(role) {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            PollFd::new(fd.as_fd(), interest)
+        }))
         .collect();
     let mut ready = Ready {
         signals: false,

@@ -19,7 +19,8 @@
 //! - [`throttle`]: the crash-loop ("forkbomb") throttle.
 //! - [`reexec`]: the re-exec environment (`RUWSGI_LISTEN_FDS`, `UWSGI_RELOADS`).
 //! - [`error`]: [`MasterError`] and its exit codes.
-//! - `boot` ([`run`]), `bind`, `master` (the loop), `spawn` (fork + child setup).
+//! - `boot` ([`run`]), `bind`, `master` (the loop), `spawn` (fork + child setup), `stats`
+//!   (the stats server and Prometheus endpoint, served from the loop).
 //!
 //! # Signals (uWSGI 2.1 semantics, ARCHITECTURE §6)
 //!
@@ -111,6 +112,7 @@ pub mod mule;
 pub mod reexec;
 pub mod signals;
 mod spawn;
+mod stats;
 pub mod throttle;
 pub mod types;
 

@@ -58,6 +58,8 @@ pub(crate) enum Deadline {
     RespawnResume,
     /// The periodic task with this index is due.
     Periodic(usize),
+    /// The earliest stats connection deadline: close the connections past theirs.
+    Stats,
 }
 
 /// What a watched fd of the master is.
@@ -65,6 +67,10 @@ pub(crate) enum Deadline {
 pub(crate) enum Watch {
     /// The master's end of the command channel of the child in this slot index.
     Channel(usize),
+    /// The stats listener with this index ([`crate::stats`]).
+    StatsListener(usize),
+    /// The stats connection with this id.
+    StatsConn(u64),
 }
 
 /// All the master's state.
@@ -99,6 +105,10 @@ pub(crate) struct Master {
     pub watched: WatchedFds<Watch>,
     /// The subsystems' periodic work ([`crate::MasterConfig::periodic`]).
     pub periodic: Vec<Periodic>,
+    /// The stats endpoints' listeners and connections (empty when off).
+    pub stats: crate::stats::StatsServer,
+    /// The host given to the plugin, kept for the stats (caches, locks).
+    pub host: Option<Arc<dyn ruwsgi_plugin::Host>>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -215,6 +225,7 @@ impl Master {
         for watch in ready.fds {
             match watch {
                 Watch::Channel(index) => self.read_channel(index),
+                Watch::StatsListener(_) | Watch::StatsConn(_) => self.on_stats_ready(watch),
             }
         }
     }
@@ -427,6 +438,7 @@ impl Master {
                 }
                 // `fill_slots` asks the throttle again on this same turn.
                 Deadline::RespawnResume => {}
+                Deadline::Stats => self.stats_expire(now),
                 Deadline::Periodic(i) => {
                     if let Some(task) = self.periodic.get_mut(i) {
                         (task.run)(PeriodicCause::Timer);
