@@ -71,9 +71,8 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     if is_root() && settings.processes.uid.is_none() && settings.processes.gid.is_none() {
         log_line("*** WARNING: you are running ruwsgi as root without uid/gid !!! ***");
     }
-    if settings.processes.auto_procname || settings.processes.procname_prefix.is_some() {
-        let prefix = settings.processes.procname_prefix.as_deref().unwrap_or("");
-        set_process_title(&format!("{prefix}ruwsgi master"));
+    if let Some(title) = crate::ProcNames::new(&settings.processes).master() {
+        set_process_title(&title);
     }
 
     phase(MasterPhase::Binding);

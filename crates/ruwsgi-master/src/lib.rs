@@ -17,6 +17,7 @@
 //! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
 //!   ([`events::Timers`]) and watched fds ([`events::WatchedFds`]).
 //! - [`throttle`]: the crash-loop ("forkbomb") throttle.
+//! - [`procname`]: process titles ([`ProcNames`]: `auto-procname`, `procname-*`).
 //! - [`reexec`]: the re-exec environment (`RUWSGI_LISTEN_FDS`, `UWSGI_RELOADS`).
 //! - [`error`]: [`MasterError`] and its exit codes.
 //! - `boot` ([`run`]), `bind`, `master` (the loop), `spawn` (fork + child setup), `stats`
@@ -109,6 +110,7 @@ pub mod error;
 pub mod events;
 mod master;
 pub mod mule;
+pub mod procname;
 pub mod reexec;
 pub mod signals;
 mod spawn;
@@ -119,6 +121,7 @@ pub mod types;
 pub use boot::run;
 pub use children::ChildKind;
 pub use error::MasterError;
+pub use procname::ProcNames;
 pub use ruwsgi_shm::Scoreboard;
 pub use signals::{Incoming, MasterCommand, SignalSource, UnixSignals};
 pub use types::{

@@ -139,16 +139,8 @@ impl Master {
         if let Some(row) = self.board_row(&self.slots[index]) {
             row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
         }
-        if self.settings.processes.auto_procname
-            || self.settings.processes.procname_prefix.is_some()
-        {
-            let prefix = self
-                .settings
-                .processes
-                .procname_prefix
-                .as_deref()
-                .unwrap_or("");
-            set_process_title(&format!("{prefix}ruwsgi {label}"));
+        if let Some(title) = crate::ProcNames::new(&self.settings.processes).child(kind, id) {
+            set_process_title(&title);
         }
         self.plugin.post_fork(crate::types::current_role());
         let main = AssertUnwindSafe(|| match kind {

@@ -34,8 +34,8 @@ pub struct Subsystems {
 #[derive(Debug)]
 pub struct ServerHost {
     scoreboard: Scoreboard,
-    /// Prefix for process titles (`procname-prefix`).
-    prefix: String,
+    /// How `uwsgi.setprocname()` frames a title (`procname-prefix`, `procname-append`).
+    names: ruwsgi_master::ProcNames,
     /// The listening sockets' fds (inherited unchanged by the workers).
     socket_fds: Vec<i32>,
     /// The API subsystems.
@@ -45,17 +45,17 @@ pub struct ServerHost {
 }
 
 impl ServerHost {
-    /// A host over `scoreboard` whose process titles get `prefix`, serving on `socket_fds`,
-    /// with the instance's API subsystems.
+    /// A host over `scoreboard` whose process titles are framed by `names`, serving on
+    /// `socket_fds`, with the instance's API subsystems.
     pub fn new(
         scoreboard: Scoreboard,
-        prefix: Option<String>,
+        names: ruwsgi_master::ProcNames,
         socket_fds: Vec<i32>,
         api: Subsystems,
     ) -> ServerHost {
         ServerHost {
             scoreboard,
-            prefix: prefix.unwrap_or_default(),
+            names,
             socket_fds,
             cache_client: CacheClient::new(api.timeout),
             api,
@@ -114,11 +114,7 @@ impl Host for ServerHost {
     }
 
     fn set_process_name(&self, name: &str) {
-        if self.prefix.is_empty() {
-            ruwsgi_sys::process::set_process_title(name);
-        } else {
-            ruwsgi_sys::process::set_process_title(&format!("{}{name}", self.prefix));
-        }
+        ruwsgi_sys::process::set_process_title(&self.names.decorate(name));
     }
 
     fn reload(&self) -> bool {

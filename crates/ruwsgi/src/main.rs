@@ -59,7 +59,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
     let plugin = PythonPlugin::new(settings.python.clone());
     let host: Arc<dyn Host> = Arc::new(ServerHost::new(
         ruwsgi_shm::Scoreboard::on_heap(1),
-        None,
+        ruwsgi_master::ProcNames::default(),
         Vec::new(),
         Subsystems {
             rpc: Arc::new(Rpc::default()),
@@ -148,7 +148,7 @@ fn run(settings: Settings) -> i32 {
         }
     };
     let plugin: Arc<dyn LanguagePlugin> = Arc::new(PythonPlugin::new(settings.python.clone()));
-    let prefix = settings.processes.procname_prefix.clone();
+    let names = ruwsgi_master::ProcNames::new(&settings.processes);
     // Created before any app code runs, so functions registered at import time (in the
     // master) are inherited by every child.
     let rpc = Arc::new(Rpc::new(
@@ -221,7 +221,7 @@ fn run(settings: Settings) -> i32 {
         Box::new(move |scoreboard, socket_fds| {
             Arc::new(ServerHost::new(
                 scoreboard.clone(),
-                prefix,
+                names,
                 socket_fds.to_vec(),
                 api,
             )) as Arc<dyn Host>
