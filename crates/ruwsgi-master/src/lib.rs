@@ -72,6 +72,8 @@
 //!
 //! - `ruwsgi: listening on <real addr> (<option>, fd <n>)` (also for adopted sockets)
 //! - `*** WARNING: <option> ":<port>" has no host: bound to 127.0.0.1 only; write 0.0.0.0:<port> to listen on every interface ***`
+//!   (also for `stats` and `stats-prometheus`)
+//! - `ruwsgi: stats server enabled on <real addr> (<option>, fd <n>)` (`stats`, `stats-prometheus`)
 //! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
 //! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)` (`, <m> mules)`
 //!   when there are mules)
