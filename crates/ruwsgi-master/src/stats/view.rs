@@ -269,6 +269,14 @@ impl<'a> Family<'a> {
     }
 }
 
+/// A per-cache metric: name, type, help, and its value in a cache.
+type CacheMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CacheView) -> u64,
+);
+
 /// Every state a worker can be in, as `ruwsgi_worker_status` labels it.
 const STATES: [WorkerStatus; 6] = [
     WorkerStatus::Idle,
@@ -400,7 +408,7 @@ pub(crate) fn metrics(view: &View) -> String {
     for s in &view.sockets {
         f.sample("", &[("socket", &s.name)], s.max_queue);
     }
-    let caches: [(&'static str, &str, &str, fn(&CacheView) -> u64); 5] = [
+    let caches: [CacheMetric; 5] = [
         (
             "ruwsgi_cache_hits_total",
             "counter",
