@@ -283,7 +283,7 @@ def test_real_uwsgitop_shows_the_workers(ruwsgi, app):
 
 def test_hostile_stats_clients_do_not_stall_the_master(ruwsgi, app):
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--stats", ":0",
-                 "--stats-http")
+                 "--stats-http", "--threads", "2")
     addr = stats_addr(srv)
     srv.wait_log(r'WARNING: stats ":0" has no host: bound to 127.0.0.1 only')
     silent = [socket.create_connection(addr) for _ in range(10)]
@@ -309,7 +309,10 @@ def test_hostile_stats_clients_do_not_stall_the_master(ruwsgi, app):
     for s in silent:
         s.close()
     doc = json.loads(read_all(addr, b"GET / HTTP/1.0\r\n\r\n").split(b"\r\n\r\n", 1)[1])
-    assert doc["workers"][0]["respawn_count"] == 2
+    (w,) = doc["workers"]
+    assert w["respawn_count"] == 2
+    assert [c["id"] for c in w["cores"]] == [0, 1]
+    assert sum(c["requests"] for c in w["cores"]) == w["requests"]
     srv.stop()
 
 

@@ -607,7 +607,7 @@ pub static OPTIONS: &[OptionDef] = &[
         Str,
         Proc,
         "",
-        "title of every worker (the master keeps its own)",
+        "title of every worker (and of the master unless procname-master is set)",
     ),
     opt("procname-master", Str, Proc, "", "title of the master"),
     opt(

@@ -170,8 +170,7 @@ impl StatsServer {
     }
 }
 
-/// The response to an HTTP request head `head` on `endpoint`: (status line, content type,
-/// body builder choice).
+/// What an HTTP request on a stats endpoint gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
     Json,

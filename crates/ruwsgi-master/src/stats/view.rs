@@ -88,10 +88,6 @@ fn spawns(w: &WorkerSnapshot) -> u64 {
     }
 }
 
-fn status_word(status: WorkerStatus) -> &'static str {
-    status.as_str()
-}
-
 fn core_json(c: &CoreSnapshot) -> Json {
     let req_info = match c.request_start_us {
         0 => Obj::new(),
@@ -142,7 +138,7 @@ fn worker_json(w: &WorkerView, view: &View, opts: &StatsSettings) -> Json {
         .set("harakiri_count", s.harakiri_count)
         .set("signals", 0u64)
         .set("signal_queue", 0u64)
-        .set("status", status_word(s.status))
+        .set("status", s.status.as_str())
         .set("rss", s.rss)
         .set("vsz", s.vsz)
         .set("running_time", s.running_time)
