@@ -286,6 +286,7 @@ def test_hostile_stats_clients_do_not_stall_the_master(ruwsgi, app):
                  "--stats-http", "--threads", "2")
     addr = stats_addr(srv)
     srv.wait_log(r'WARNING: stats ":0" has no host: bound to 127.0.0.1 only')
+    opened = time.monotonic()
     silent = [socket.create_connection(addr) for _ in range(10)]
     t0 = time.monotonic()
     assert read_all(addr, b"\x00\x01garbage\r\n\r\n").startswith(b"HTTP/1.0 400")
@@ -303,9 +304,8 @@ def test_hostile_stats_clients_do_not_stall_the_master(ruwsgi, app):
     get(srv, "/")
     # Silent connections are closed after the connection timeout.
     silent[0].settimeout(10)
-    t1 = time.monotonic()
     assert silent[0].recv(10) == b""
-    assert time.monotonic() - t0 < 8 and time.monotonic() - t1 < 7
+    assert time.monotonic() - opened >= 4.5, "closed before the 5 s connection timeout"
     for s in silent:
         s.close()
     doc = json.loads(read_all(addr, b"GET / HTTP/1.0\r\n\r\n").split(b"\r\n\r\n", 1)[1])
