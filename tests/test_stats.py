@@ -35,6 +35,9 @@ def application(environ, start_response):
         uwsgi.setprocname(environ['QUERY_STRING'])
     elif path == '/boom':
         raise RuntimeError('boom')
+    elif path == '/env':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [os.environ.get(environ['QUERY_STRING'], 'missing').encode()]
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [str(os.getpid()).encode()]
 """
@@ -358,7 +361,7 @@ def comm(pid):
 
 
 def ps_args(pid):
-    out = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True,
+    out = subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(pid)], capture_output=True,
                          text=True, timeout=10).stdout
     return out.strip()
 
@@ -388,6 +391,16 @@ def test_procname_options_and_setprocname(ruwsgi, app):
     assert cmdline(kid) == "shop web [eu]"
     pid = int(get(srv, "/title?orders").body)  # one worker: the probe's too
     assert pid == kid and cmdline(kid) == "shop orders [eu]" and comm(kid) == "shop orders [eu"
+    srv.stop()
+    # A title longer than the command line takes the environment's room, as with uWSGI;
+    # the environment itself is intact.
+    long = "m" * 400
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--procname-master", long,
+                 "--auto-procname", env={"RUWSGI_TEST_VALUE": "kept"})
+    assert cmdline(srv.pid) == long and ps_args(srv.pid) == long
+    (kid,) = srv.wait_children(1)
+    assert cmdline(kid) == "uWSGI worker 1"
+    assert get(srv, "/env?RUWSGI_TEST_VALUE").body == b"kept"
     srv.stop()
     # Without any naming option, ps shows the command line (the children are forks).
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app)

@@ -3,13 +3,16 @@
 //! Design decision: the process title is written through `/proc/self/mem` into the argv
 //! area the kernel reports in `/proc/self/stat` (fields `arg_start`/`arg_end`), and only
 //! while the process is single-threaded, so no Rust reference or concurrent reader can
-//! observe the bytes changing. The title never grows past the original argv area: it is
-//! truncated and NUL-padded instead of moving `environ`.
+//! observe the bytes changing. Like uWSGI, the title may also take the bytes of the
+//! environment strings that follow argv, once [`release_environ_area`] has moved them to
+//! the heap (the binary does it first thing, while single-threaded); beyond that area the
+//! title is truncated, and it is NUL-padded.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Group, Pid, Uid, User};
@@ -60,9 +63,76 @@ pub fn set_process_title(title: &str) {
     let _ = write_argv_area(title);
 }
 
+/// End of the environment strings once [`release_environ_area`] moved them out of the way
+/// (0 until then): the title may extend up to it.
+static TITLE_AREA_END: AtomicU64 = AtomicU64::new(0);
+
+/// Give the process title the room of the environment strings that follow argv, as uWSGI
+/// does: copy each of them to the heap and point `environ` at the copies, so the original
+/// bytes are no longer read by anyone. Does nothing when the strings do not directly follow
+/// argv. On failure (out of memory) nothing is changed and the title stays within argv.
+///
+/// # Safety
+///
+/// The process must be single-threaded, and nothing may hold a pointer into the
+/// environment taken before the call (a `getenv` result kept across it): `environ` is
+/// rewritten in place. Call it first thing in `main`.
+pub unsafe fn release_environ_area() -> io::Result<()> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    let f = parse_stat(&stat).ok_or(io::ErrorKind::InvalidData)?;
+    if f.threads != 1 || f.env_start != f.arg_end || f.env_end <= f.env_start {
+        return Ok(());
+    }
+    let inside = |p: *mut libc::c_char| {
+        let a = p as usize as u64;
+        a >= f.env_start && a < f.env_end
+    };
+    // SAFETY: single-threaded (the caller's contract), so nobody reads or writes `environ`
+    // concurrently; it is a NULL-terminated array of C strings that the C library set up.
+    let env = unsafe { libc::environ };
+    if env.is_null() {
+        return Ok(());
+    }
+    let mut copies: Vec<(usize, *mut libc::c_char)> = Vec::new();
+    let mut i = 0;
+    loop {
+        // SAFETY: `i` never passes the terminating NULL entry of the array.
+        let s = unsafe { *env.add(i) };
+        if s.is_null() {
+            break;
+        }
+        if inside(s) {
+            // SAFETY: `s` is a NUL-terminated string of the environment.
+            let copy = unsafe { libc::strdup(s) };
+            if copy.is_null() {
+                for (_, c) in copies {
+                    // SAFETY: each was returned by strdup above and is not used elsewhere.
+                    unsafe { libc::free(c.cast()) };
+                }
+                return Err(io::ErrorKind::OutOfMemory.into());
+            }
+            copies.push((i, copy));
+        }
+        i += 1;
+    }
+    for (i, copy) in copies {
+        // SAFETY: `i` indexes an entry of the array counted above; the copies are leaked on
+        // purpose (the environment lives as long as the process).
+        unsafe { *env.add(i) = copy };
+    }
+    TITLE_AREA_END.store(f.env_end, Ordering::Relaxed);
+    Ok(())
+}
+
 fn write_argv_area(title: &str) -> io::Result<()> {
     let stat = fs::read_to_string("/proc/self/stat")?;
-    let (threads, start, end) = parse_stat(&stat).ok_or(io::ErrorKind::InvalidData)?;
+    let f = parse_stat(&stat).ok_or(io::ErrorKind::InvalidData)?;
+    let (threads, start) = (f.threads, f.arg_start);
+    let end = match TITLE_AREA_END.load(Ordering::Relaxed) {
+        // The kernel shows a title that overflows argv only into the environment area.
+        moved if moved > f.arg_end && f.env_start == f.arg_end => moved,
+        _ => f.arg_end,
+    };
     if threads != 1 || end <= start {
         return Ok(());
     }
@@ -79,14 +149,31 @@ fn write_argv_area(title: &str) -> io::Result<()> {
     mem.write_all_at(&bytes, start)
 }
 
-/// From `/proc/self/stat`: (num_threads, arg_start, arg_end). Fields are counted after the
-/// `)` that closes `comm`, which may itself contain spaces and parentheses.
-fn parse_stat(stat: &str) -> Option<(u64, u64, u64)> {
+/// What [`parse_stat`] reads of `/proc/self/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StatFields {
+    threads: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+}
+
+/// From `/proc/self/stat`: num_threads and the argv and environment areas. Fields are
+/// counted after the `)` that closes `comm`, which may itself contain spaces and
+/// parentheses.
+fn parse_stat(stat: &str) -> Option<StatFields> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // `rest` starts at field 3 (state); field N is at index N - 3.
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    Some((field(20)?, field(48)?, field(49)?))
+    Some(StatFields {
+        threads: field(20)?,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+    })
 }
 
 /// Resident set size and virtual size, in bytes, from a `statm` line (`size resident ...`,
@@ -278,15 +365,25 @@ mod tests {
         for n in 4..=52 {
             s.push_str(&format!(" {n}"));
         }
-        assert_eq!(parse_stat(&s), Some((20, 48, 49)));
+        assert_eq!(
+            parse_stat(&s),
+            Some(StatFields {
+                threads: 20,
+                arg_start: 48,
+                arg_end: 49,
+                env_start: 50,
+                env_end: 51
+            })
+        );
     }
 
     #[test]
     fn real_stat_parses() {
         let s = fs::read_to_string("/proc/self/stat").unwrap();
-        let (threads, start, end) = parse_stat(&s).unwrap();
-        assert!(threads >= 1);
-        assert!(end > start);
+        let f = parse_stat(&s).unwrap();
+        assert!(f.threads >= 1);
+        assert!(f.arg_end > f.arg_start);
+        assert!(f.env_end >= f.env_start);
     }
 
     #[test]

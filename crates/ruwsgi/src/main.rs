@@ -95,10 +95,24 @@ fn daemonize(path: &std::path::Path, log_there: bool) -> std::io::Result<()> {
     ruwsgi_sys::daemon::daemonize_single_threaded(log)
 }
 
+/// Let process titles use the environment strings' bytes after argv (as uWSGI does), so
+/// `uWSGI worker 1` fits even behind a short command line.
+#[allow(unsafe_code)] // the one place the environment is moved (STYLE R6)
+fn make_room_for_titles() {
+    // SAFETY: called first thing in `run`, before any thread exists and before anything
+    // keeps a pointer into the environment (the settings hold copies of what they read).
+    if let Err(e) = unsafe { ruwsgi_sys::process::release_environ_area() } {
+        log_line(&format!(
+            "ruwsgi: process titles limited to the command line's length: {e}"
+        ));
+    }
+}
+
 fn run(settings: Settings) -> i32 {
     if let Some(expected) = std::env::var_os(ruwsgi_master::reexec::REEXEC_PROBE_ENV) {
         return reexec_probe(&settings, &expected.to_string_lossy());
     }
+    make_room_for_titles();
     match &settings.logging.logdate {
         Some(ruwsgi_config::LogDate::Ctime) => ruwsgi_sys::log::set_date_prefix(None),
         Some(ruwsgi_config::LogDate::Format(f)) => {
