@@ -207,6 +207,8 @@ impl WorkerSlot {
     /// The process is gone (called by the master when it reaps it).
     pub fn exited(&self) {
         self.cores.clear_in_request();
+        self.rss.store(0, Relaxed);
+        self.vsz.store(0, Relaxed);
         self.accepting.store(0, Relaxed);
         self.request_start_us.store(0, Relaxed);
         self.harakiri_deadline.store(0, Relaxed);

@@ -340,8 +340,10 @@ fn cores_and_harakiri_count() {
     assert_eq!(cores.len(), MAX_CORES);
     assert_eq!((cores[1].requests, cores[1].request_start_us), (1, 0));
     w.core_started(0, 7);
+    w.set_memory(4096, 8192);
     w.exited();
     assert_eq!(w.cores(1)[0].request_start_us, 0);
+    assert_eq!((w.rss(), w.vsz()), (0, 0), "a dead worker uses no memory");
     w.count_harakiri();
     assert_eq!(w.harakiri_count(), 1);
     assert_eq!(w.snapshot(1).harakiri_count, 1);
