@@ -444,6 +444,13 @@ fn apply(
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
         "worker-reload-mercy" => s.processes.worker_reload_mercy = v.seconds()?,
         "harakiri" => s.processes.harakiri.timeout = v.seconds()?,
+        "reload-on-rss" => s.processes.recycle.rss = v.number(0, 1 << 40)? << 20,
+        "reload-on-as" => s.processes.recycle.address_space = v.number(0, 1 << 40)? << 20,
+        "evil-reload-on-rss" => s.processes.recycle.evil_rss = v.number(0, 1 << 40)? << 20,
+        "evil-reload-on-as" => s.processes.recycle.evil_address_space = v.number(0, 1 << 40)? << 20,
+        "max-worker-lifetime" => s.processes.recycle.max_lifetime = v.seconds()?,
+        "max-worker-lifetime-delta" => s.processes.recycle.max_lifetime_delta = v.seconds()?,
+        "reload-on-exception" => s.processes.recycle.on_exception = v.boolean(),
         "harakiri-verbose" => s.processes.harakiri.verbose = v.boolean(),
         "harakiri-graceful-timeout" => s.processes.harakiri.graceful_timeout = v.seconds()?,
         "harakiri-graceful-signal" => {

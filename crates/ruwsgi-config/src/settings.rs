@@ -147,6 +147,8 @@ pub struct ProcessSettings {
     pub worker_reload_mercy: Duration,
     /// `harakiri` and its companions.
     pub harakiri: HarakiriSettings,
+    /// Memory and lifetime recycling.
+    pub recycle: RecycleSettings,
     /// `reload-mercy`: time a whole reload or graceful stop may take (default = worker mercy).
     pub reload_mercy: Duration,
     /// `die-on-term` (default on): SIGTERM stops the instance gracefully.
@@ -206,6 +208,32 @@ impl ProcessSettings {
     }
 }
 
+/// When a worker is replaced besides `max-requests` (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecycleSettings {
+    /// `reload-on-rss` (bytes; 0: off): checked by the worker after each request.
+    pub rss: u64,
+    /// `reload-on-as` (bytes; 0: off): likewise, on the address space.
+    pub address_space: u64,
+    /// `evil-reload-on-rss` (bytes; 0: off): checked by the master, which kills.
+    pub evil_rss: u64,
+    /// `evil-reload-on-as` (bytes; 0: off).
+    pub evil_address_space: u64,
+    /// `max-worker-lifetime` (zero: off).
+    pub max_lifetime: Duration,
+    /// `max-worker-lifetime-delta`: worker N lives max-worker-lifetime + (N-1) x this.
+    pub max_lifetime_delta: Duration,
+    /// `reload-on-exception`.
+    pub on_exception: bool,
+}
+
+impl RecycleSettings {
+    /// True when the worker must look at its memory after each request.
+    pub fn samples_memory(&self) -> bool {
+        self.rss != 0 || self.address_space != 0
+    }
+}
+
 /// What happens to a request (or a process's own deadline) that runs too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HarakiriSettings {
@@ -243,6 +271,7 @@ impl Default for ProcessSettings {
             min_worker_lifetime: Duration::from_secs(10),
             worker_reload_mercy: Duration::from_secs(60),
             harakiri: HarakiriSettings::default(),
+            recycle: RecycleSettings::default(),
             reload_mercy: Duration::from_secs(60),
             die_on_term: true,
             sigterm_reload: false,

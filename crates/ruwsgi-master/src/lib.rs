@@ -109,6 +109,7 @@ pub mod events;
 mod harakiri;
 mod master;
 pub mod mule;
+mod recycle;
 pub mod reexec;
 pub mod signals;
 mod spawn;

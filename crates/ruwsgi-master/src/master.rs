@@ -129,6 +129,9 @@ impl Master {
             let now = self.clock.now();
             self.enforce_deadlines(now);
             self.check_harakiri(now);
+            if self.mode == Mode::Running {
+                self.check_recycling(now);
+            }
             match self.mode {
                 Mode::Running => self.fill_slots(now),
                 Mode::Reloading { reexec: false } => {
@@ -260,6 +263,11 @@ impl Master {
     /// `SIGKILL` after `worker-reload-mercy`, respawned as soon as it is gone. Ignored while
     /// it is already being stopped (a reload or a stop replaces or ends it anyway).
     fn replace(&mut self, index: usize) {
+        self.replace_because(index, "asked to be replaced");
+    }
+
+    /// [`Self::replace`], logging `why`.
+    pub(crate) fn replace_because(&mut self, index: usize, why: &str) {
         let Some(slot) = self.slots.get(index) else {
             return;
         };
@@ -270,7 +278,7 @@ impl Master {
             return;
         }
         log_line(&format!(
-            "{} (pid: {pid}) asked to be replaced: stopping it gracefully",
+            "{} (pid: {pid}) {why}: stopping it gracefully",
             slot.label()
         ));
         let sig = slot.kind.stop_signal(false);

@@ -46,6 +46,26 @@ pub fn pid() -> Pid {
     nix::unistd::getpid()
 }
 
+/// Memory of process `pid` (`None`: this one), in bytes: (resident set, address space),
+/// from `/proc/PID/statm`.
+pub fn memory(pid: Option<Pid>) -> io::Result<(u64, u64)> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/statm"),
+        None => "/proc/self/statm".to_string(),
+    };
+    let text = fs::read_to_string(path)?;
+    let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected statm format",
+        ));
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    Ok((resident * page, size * page))
+}
+
 /// Set the process title: the 15-byte `comm` (`PR_SET_NAME`, shown by `top` and
 /// `ps -o comm`) and, when the process is single-threaded, the argv area (shown by
 /// `ps -o args`), truncated to the original argv length and NUL-padded.
@@ -221,6 +241,15 @@ pub fn mark_cloexec_except(keep: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_of_this_process() {
+        let (rss, vsz) = memory(None).unwrap();
+        assert!(rss > 0 && vsz >= rss, "{rss} {vsz}");
+        let (rss2, _) = memory(Some(pid())).unwrap();
+        assert!(rss2 > 0);
+        assert!(memory(Some(Pid::from_raw(i32::MAX))).is_err());
+    }
 
     #[test]
     fn stat_parsing_skips_odd_comm() {

@@ -736,7 +736,7 @@ impl<'a> CoreLoop<'a> {
                 started: wall.as_secs(),
             });
         }
-        shared.check_recycle(worker_requests);
+        shared.check_recycle(worker_requests, outcome.exception);
         if close {
             self.close(idx);
             return Step::Closed;
