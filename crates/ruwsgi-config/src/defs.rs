@@ -431,6 +431,36 @@ pub static OPTIONS: &[OptionDef] = &[
         "time a stopping worker gets",
     ),
     opt(
+        "touch-reload",
+        List,
+        Proc,
+        "",
+        "reload the instance gracefully when this file's modification time changes",
+    ),
+    opt(
+        "touch-workers-reload",
+        List,
+        Proc,
+        "",
+        "reload only the workers gracefully when this file's modification time changes",
+    ),
+    opt(
+        "touch-chain-reload",
+        List,
+        Proc,
+        "",
+        "replace the workers one at a time (chain reload) when this file's modification \
+         time changes",
+    ),
+    opt(
+        "master-fifo",
+        List,
+        Proc,
+        "",
+        "a FIFO the master creates and reads one-byte commands from (r R q Q w W c s; \
+         0-9 select which FIFO is read)",
+    ),
+    opt(
         "reload-on-rss",
         Int,
         Proc,
@@ -941,6 +971,20 @@ pub static OPTIONS: &[OptionDef] = &[
         "print the options as they will be used, as one ini section, and exit",
     ),
     opt("help", Command, Cfg, "", "print this help and exit").short('h'),
+    opt(
+        "reload",
+        Str,
+        Cfg,
+        "",
+        "send a graceful reload (SIGHUP) to the master whose pid is in this file, and exit",
+    ),
+    opt(
+        "stop",
+        Str,
+        Cfg,
+        "",
+        "stop the master whose pid is in this file at once (SIGINT), and exit",
+    ),
     opt("version", Command, Cfg, "", "print the version and exit"),
     // ---- static files (issue 13) ----
     opt(
@@ -1059,8 +1103,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("cron", List, "cron tasks"),
     later("timer", List, "timers"),
     later("rbtimer", List, "red-black tree timers"),
-    later("touch-reload", List, "reload when a file is touched"),
-    later("master-fifo", List, "the master FIFO"),
     later("cheaper", Int, "adaptive process spawning"),
     later("idle", Seconds, "idle mode"),
     later("enable-metrics", Flag, "the metrics subsystem"),
@@ -1165,7 +1207,7 @@ mod tests {
     fn lookups() {
         assert_eq!(lookup("workers").unwrap().name, "processes");
         assert_eq!(lookup_short('p').unwrap().name, "processes");
-        assert_eq!(lookup("reload-on-rss").unwrap().status, Status::NotYet);
+        assert_eq!(lookup("route").unwrap().status, Status::NotYet);
         assert!(lookup("no-such-option").is_none());
     }
 

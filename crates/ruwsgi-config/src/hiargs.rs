@@ -18,7 +18,8 @@ use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{
-    AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, Protocol, Settings, SocketSpec, StaticMap,
+    AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, PidfileAction, Protocol, Settings,
+    SocketSpec, StaticMap,
 };
 
 // ---- issue 13: plugins ----
@@ -451,6 +452,12 @@ fn apply(
         "max-worker-lifetime" => s.processes.recycle.max_lifetime = v.seconds()?,
         "max-worker-lifetime-delta" => s.processes.recycle.max_lifetime_delta = v.seconds()?,
         "reload-on-exception" => s.processes.recycle.on_exception = v.boolean(),
+        "touch-reload" => s.processes.touch_reload.push(v.path()?),
+        "touch-workers-reload" => s.processes.touch_workers_reload.push(v.path()?),
+        "touch-chain-reload" => s.processes.touch_chain_reload.push(v.path()?),
+        "master-fifo" => s.processes.master_fifo.push(v.path()?),
+        "reload" => s.processes.signal_pidfile = Some((PidfileAction::Reload, v.path()?)),
+        "stop" => s.processes.signal_pidfile = Some((PidfileAction::Stop, v.path()?)),
         "harakiri-verbose" => s.processes.harakiri.verbose = v.boolean(),
         "harakiri-graceful-timeout" => s.processes.harakiri.graceful_timeout = v.seconds()?,
         "harakiri-graceful-signal" => {

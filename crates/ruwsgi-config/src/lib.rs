@@ -48,8 +48,8 @@ pub use error::{ConfigError, Source};
 pub use load::{load, Command};
 pub use settings::{
     ApiSettings, AreaSize, CacheSpec, HarakiriSettings, LogDate, LogSettings, MuleSpec, OptValue,
-    PluginView, ProcessSettings, Protocol, PythonSettings, RecycleSettings, RequestSettings,
-    Settings, SocketSettings, SocketSpec,
+    PidfileAction, PluginView, ProcessSettings, Protocol, PythonSettings, RecycleSettings,
+    RequestSettings, Settings, SocketSettings, SocketSpec,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

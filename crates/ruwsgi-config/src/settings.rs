@@ -149,6 +149,17 @@ pub struct ProcessSettings {
     pub harakiri: HarakiriSettings,
     /// Memory and lifetime recycling.
     pub recycle: RecycleSettings,
+    /// `touch-reload`: files whose modification time reloads the instance.
+    pub touch_reload: Vec<PathBuf>,
+    /// `touch-workers-reload`: ... reloads the workers only.
+    pub touch_workers_reload: Vec<PathBuf>,
+    /// `touch-chain-reload`: ... replaces the workers one at a time.
+    pub touch_chain_reload: Vec<PathBuf>,
+    /// `reload PIDFILE` / `stop PIDFILE`: signal that master and exit instead of starting.
+    pub signal_pidfile: Option<(PidfileAction, PathBuf)>,
+    /// `master-fifo`: the master's command FIFOs (the first is read until `0`-`9` selects
+    /// another).
+    pub master_fifo: Vec<PathBuf>,
     /// `reload-mercy`: time a whole reload or graceful stop may take (default = worker mercy).
     pub reload_mercy: Duration,
     /// `die-on-term` (default on): SIGTERM stops the instance gracefully.
@@ -206,6 +217,15 @@ impl ProcessSettings {
     pub fn apps_in_workers(&self) -> bool {
         self.lazy_apps || self.children_drop_privileges()
     }
+}
+
+/// What `reload PIDFILE` / `stop PIDFILE` ask of a running master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidfileAction {
+    /// `reload`: a graceful reload (SIGHUP).
+    Reload,
+    /// `stop`: an immediate stop (SIGINT).
+    Stop,
 }
 
 /// When a worker is replaced besides `max-requests` (all off by default).
@@ -272,6 +292,11 @@ impl Default for ProcessSettings {
             worker_reload_mercy: Duration::from_secs(60),
             harakiri: HarakiriSettings::default(),
             recycle: RecycleSettings::default(),
+            touch_reload: Vec::new(),
+            touch_workers_reload: Vec::new(),
+            touch_chain_reload: Vec::new(),
+            master_fifo: Vec::new(),
+            signal_pidfile: None,
             reload_mercy: Duration::from_secs(60),
             die_on_term: true,
             sigterm_reload: false,

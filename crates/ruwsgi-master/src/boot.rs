@@ -186,9 +186,11 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         timers: Timers::new(),
         watched: WatchedFds::new(),
         periodic,
+        triggers: crate::triggers::Triggers::new(&settings.processes),
     };
     let now = master.clock.now();
     master.arm_periodic(now);
+    master.open_master_fifo();
     master.phase(MasterPhase::Spawning);
     for index in 0..master.slots.len() {
         let _ = master.spawn(index);

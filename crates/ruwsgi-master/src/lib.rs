@@ -114,6 +114,7 @@ pub mod reexec;
 pub mod signals;
 mod spawn;
 pub mod throttle;
+mod triggers;
 pub mod types;
 
 pub use boot::run;

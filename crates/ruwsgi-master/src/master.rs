@@ -67,6 +67,8 @@ pub(crate) enum Deadline {
 pub(crate) enum Watch {
     /// The master's end of the command channel of the child in this slot index.
     Channel(usize),
+    /// The active master FIFO.
+    Fifo,
 }
 
 /// All the master's state.
@@ -101,6 +103,8 @@ pub(crate) struct Master {
     pub watched: WatchedFds<Watch>,
     /// The subsystems' periodic work ([`crate::MasterConfig::periodic`]).
     pub periodic: Vec<Periodic>,
+    /// Touched files, the master FIFO and the chain reload in progress.
+    pub triggers: crate::triggers::Triggers,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -131,7 +135,9 @@ impl Master {
             self.check_harakiri(now);
             if self.mode == Mode::Running {
                 self.check_recycling(now);
+                self.check_touched();
             }
+            self.advance_chain();
             match self.mode {
                 Mode::Running => self.fill_slots(now),
                 Mode::Reloading { reexec: false } => {
@@ -221,6 +227,7 @@ impl Master {
         for watch in ready.fds {
             match watch {
                 Watch::Channel(index) => self.read_channel(index),
+                Watch::Fifo => self.read_master_fifo(),
             }
         }
     }
@@ -292,7 +299,7 @@ impl Master {
     }
 
     /// Act on `command`; `origin` (`SIGHUP`, `worker 1`, ...) is logged.
-    fn command(&mut self, command: MasterCommand, origin: &str) {
+    pub(crate) fn command(&mut self, command: MasterCommand, origin: &str) {
         match (command, self.mode) {
             (MasterCommand::ChildEvent, _) => {}
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running)
@@ -305,11 +312,32 @@ impl Master {
                 ));
                 self.begin_stop(0, brutal);
             }
-            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
-                let brutal = command == MasterCommand::BrutalReload;
-                let kind = if brutal { "brutal" } else { "graceful" };
-                log_line(&format!("ruwsgi: {kind} reload requested ({origin})"));
-                let reexec = self.reexec_on_reload && !self.settings.processes.apps_in_workers();
+            (MasterCommand::ChainReload, Mode::Running) => self.begin_chain_reload(origin),
+            (
+                MasterCommand::GracefulReload
+                | MasterCommand::BrutalReload
+                | MasterCommand::ReloadWorkers
+                | MasterCommand::BrutalReloadWorkers,
+                Mode::Running,
+            ) => {
+                let brutal = matches!(
+                    command,
+                    MasterCommand::BrutalReload | MasterCommand::BrutalReloadWorkers
+                );
+                let workers_only = matches!(
+                    command,
+                    MasterCommand::ReloadWorkers | MasterCommand::BrutalReloadWorkers
+                );
+                let kind = match (brutal, workers_only) {
+                    (false, false) => "graceful reload",
+                    (true, false) => "brutal reload",
+                    (false, true) => "graceful reload of the workers",
+                    (true, true) => "brutal reload of the workers",
+                };
+                log_line(&format!("ruwsgi: {kind} requested ({origin})"));
+                let reexec = self.reexec_on_reload
+                    && !workers_only
+                    && !self.settings.processes.apps_in_workers();
                 self.throttle.reset();
                 if !reexec {
                     self.generation += 1;
@@ -331,7 +359,14 @@ impl Master {
                     self.stop_children(false, self.settings.processes.worker_reload_mercy, false);
                 }
             }
-            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
+            (
+                MasterCommand::GracefulReload
+                | MasterCommand::BrutalReload
+                | MasterCommand::ReloadWorkers
+                | MasterCommand::BrutalReloadWorkers
+                | MasterCommand::ChainReload,
+                _,
+            ) => {
                 log_line(&format!("ruwsgi: reload requested ({origin}) while a reload or stop is in progress: ignored"));
             }
             (MasterCommand::GracefulStop, Mode::Stopping { .. }) => {
