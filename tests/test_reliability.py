@@ -1,7 +1,8 @@
-"""Reliability tests RT-01, RT-02, RT-04, RT-07, RT-14, RT-15 (http-rules.md §2).
+"""Reliability tests RT-01 to RT-08, RT-14, RT-15 (http-rules.md §2).
 
 Load is bounded (seconds, and a request budget) and goes to 127.0.0.1 only.
 """
+import os
 import re
 import signal
 import socket
@@ -238,3 +239,135 @@ def test_rt15_master_death(ruwsgi, fault_app):
                max(0.1, t[0] + 3 - time.monotonic()) + 0.5, what="port freed within 3 s")
     assert res.ok > 0
     assert not [p for p in children_of(srv.pid) if pid_alive(p)]
+
+
+# --------------------------------------------------------------------------- RT-03
+
+def test_rt03_reload_mercy_cuts_a_stuck_request(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--worker-reload-mercy", "2", processes=1)
+    before = worker_set(srv, 1)
+    t, out = in_thread(http_request, srv.addr, "GET", "/sleep?s=10", None, b"", "HTTP/1.1",
+                       15.0)
+    time.sleep(0.5)   # let the slow request reach the worker (fault timing, not readiness)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGHUP)
+    t.join(15)
+    cut = time.monotonic() - t0
+    r = out["result"]
+    assert r.status is None or r.status >= 500, r          # a close or a 5xx, no hang
+    assert 1.5 <= cut <= 3.5, cut
+    srv.wait_log(r"did not exit in time: NO MERCY", timeout=5)
+    # the new generation serves within 3 s of the cut
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=2).status == 200, 3,
+               what="the new generation")
+    assert not (set(srv.children()) & before)
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-05
+
+def test_rt05_crash_loop_neither_spins_nor_exits_and_recovers(ruwsgi, tmp_path):
+    app = tmp_path / "crashy.py"
+    broken = tmp_path / "broken"
+    broken.touch()
+    app.write_text(
+        "import os\n"
+        "if os.path.exists(%r):\n"
+        "    os._exit(1)\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'fixed']\n" % str(broken))
+    reload_file = tmp_path / "reload"
+    reload_file.touch()
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--master",
+                 "--processes", "2", "--lazy-apps", "--forkbomb-delay", "1",
+                 "--touch-reload", reload_file, ready=False)
+    srv.wait_listening()
+    srv.wait_log(r"DAMN ! worker", timeout=10)
+    time.sleep(4)     # observe the loop for a while (what is measured is the respawn rate)
+    deaths = len(re.findall(r"DAMN ! worker", srv.log_text()))
+    assert srv.proc.poll() is None, "the master exited"
+    # 2 workers: the throttle allows a burst of 2 per second, then pauses 1 s
+    assert deaths <= 2 * 6, deaths
+    broken.unlink()
+    t = time.time() + 5
+    os.utime(reload_file, (t, t))
+    t0 = time.monotonic()
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=2).body == b"fixed", 5,
+               what="recovery after the fix")
+    assert time.monotonic() - t0 <= 5
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-06
+
+@pytest.mark.parametrize("graceful", [False, True], ids=["kill", "graceful"])
+def test_rt06_harakiri_under_load(ruwsgi, fault_app, graceful):
+    extra = ["--harakiri-graceful-timeout", "1"] if graceful else []
+    srv = start_fault(ruwsgi, fault_app, "--harakiri", "2", *extra)
+    before = worker_set(srv, 2)
+    t, out = in_thread(http_request, srv.addr, "GET", "/sleep?s=10", None, b"", "HTTP/1.1",
+                       15.0)
+    t0 = time.monotonic()
+    res = run_load(srv.addr, "/", connections=8, duration=6, keepalive=False)
+    t.join(15)
+    r = out["result"]
+    assert r.status is None or r.status >= 500, r
+    m = srv.wait_log(r"\*\*\* HARAKIRI ON WORKER \d+ \(pid: (\d+), try: 1, graceful: (\w+)",
+                     timeout=5)
+    assert m[0].group(2) == ("yes" if graceful else "no")
+    assert int(m[0].group(1)) in before
+    srv.wait_log(r'was serving "GET /sleep\?s=10"', timeout=5)
+    srv.wait_log(r"killed by harakiri", timeout=5)
+    assert res.errors == 0 and res.non2xx == 0, res.summary()
+    assert len(srv.children()) == 2 and set(srv.children()) != before
+    assert time.monotonic() - t0 < 15
+    assert srv.stop() == 0
+
+
+def test_rt06_harakiri_timing(ruwsgi, fault_app):
+    """The stuck client gets its close within [2, 3.5] s."""
+    srv = start_fault(ruwsgi, fault_app, "--harakiri", "2")
+    t0 = time.monotonic()
+    r = http_request(srv.addr, "GET", "/sleep?s=10", timeout=15)
+    took = time.monotonic() - t0
+    assert r.status is None or r.status >= 500, r
+    assert 2.0 <= took <= 3.5, took
+
+
+# --------------------------------------------------------------------------- RT-08
+
+def test_rt08_reload_on_rss(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--reload-on-rss", "200", "--min-worker-lifetime", "0",
+                      processes=1)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in srv.children():
+                try:
+                    with open("/proc/%d/status" % pid) as f:
+                        for line in f:
+                            if line.startswith("VmRSS:"):
+                                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    load_t, load_out = in_thread(run_load, srv.addr, "/", 4, 8.0)
+    pids = []
+    for _ in range(10):
+        r = http_request(srv.addr, "GET", "/leak?mb=50", timeout=10)
+        assert r.status == 200, r
+        pids.append(int(http_request(srv.addr, "GET", "/pid", timeout=10).body))
+    done.set()
+    load_t.join(20)
+    res = load_out["result"]
+    assert res.errors == 0 and res.non2xx == 0, res.summary()
+    assert len(set(pids)) >= 2, pids                     # replaced after crossing 200 MiB
+    srv.wait_log(r"reload-on-rss: \d+ MB > 200 MB", timeout=5)
+    assert peak[0] <= (200 + 50 + 30) << 20, peak[0] >> 20   # one request's 50 MiB (+ slack)
+    assert srv.stop() == 0
