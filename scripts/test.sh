@@ -33,6 +33,8 @@ rust_status="skipped"
 if [ "${SKIP_CARGO_TEST:-0}" != 1 ]; then
     echo "==> cargo test --workspace"
     if cargo test --release --workspace; then rust_status="ok"; else fail "cargo test --workspace"; fi
+    echo "==> fuzz oracles over the seed corpus (regression suite)"
+    cargo test --release --manifest-path fuzz/Cargo.toml || fail "fuzz oracles (fuzz/)"
 fi
 
 echo "==> pytest tests/"

@@ -1,7 +1,9 @@
-"""Reliability tests RT-01, RT-02, RT-04, RT-07, RT-14, RT-15 (http-rules.md §2).
+"""Reliability tests RT-01 to RT-08, RT-10 to RT-15 (http-rules.md §2; RT-09 and RT-17 come
+with the stats server and the signal framework, RT-16 is scripts/soak.py).
 
 Load is bounded (seconds, and a request budget) and goes to 127.0.0.1 only.
 """
+import os
 import re
 import signal
 import socket
@@ -238,3 +240,309 @@ def test_rt15_master_death(ruwsgi, fault_app):
                max(0.1, t[0] + 3 - time.monotonic()) + 0.5, what="port freed within 3 s")
     assert res.ok > 0
     assert not [p for p in children_of(srv.pid) if pid_alive(p)]
+
+
+# --------------------------------------------------------------------------- RT-03
+
+def test_rt03_reload_mercy_cuts_a_stuck_request(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--worker-reload-mercy", "2", processes=1)
+    before = worker_set(srv, 1)
+    t, out = in_thread(http_request, srv.addr, "GET", "/sleep?s=10", None, b"", "HTTP/1.1",
+                       15.0)
+    time.sleep(0.5)   # let the slow request reach the worker (fault timing, not readiness)
+    t0 = time.monotonic()
+    srv.signal(signal.SIGHUP)
+    t.join(15)
+    cut = time.monotonic() - t0
+    r = out["result"]
+    assert r.status is None or r.status >= 500, r          # a close or a 5xx, no hang
+    assert 1.5 <= cut <= 3.5, cut
+    srv.wait_log(r"did not exit in time: NO MERCY", timeout=5)
+    # the new generation serves within 3 s of the cut
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=2).status == 200, 3,
+               what="the new generation")
+    assert not (set(srv.children()) & before)
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-05
+
+def test_rt05_crash_loop_neither_spins_nor_exits_and_recovers(ruwsgi, tmp_path):
+    app = tmp_path / "crashy.py"
+    broken = tmp_path / "broken"
+    broken.touch()
+    app.write_text(
+        "import os\n"
+        "if os.path.exists(%r):\n"
+        "    os._exit(1)\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'fixed']\n" % str(broken))
+    reload_file = tmp_path / "reload"
+    reload_file.touch()
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--master",
+                 "--processes", "2", "--lazy-apps", "--forkbomb-delay", "1",
+                 "--touch-reload", reload_file, ready=False)
+    srv.wait_listening()
+    srv.wait_log(r"DAMN ! worker", timeout=10)
+    time.sleep(4)     # observe the loop for a while (what is measured is the respawn rate)
+    deaths = len(re.findall(r"DAMN ! worker", srv.log_text()))
+    assert srv.proc.poll() is None, "the master exited"
+    # 2 workers: the throttle allows a burst of 2 per second, then pauses 1 s
+    assert deaths <= 2 * 6, deaths
+    broken.unlink()
+    t = time.time() + 5
+    os.utime(reload_file, (t, t))
+    t0 = time.monotonic()
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=2).body == b"fixed", 5,
+               what="recovery after the fix")
+    assert time.monotonic() - t0 <= 5
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-06
+
+@pytest.mark.parametrize("graceful", [False, True], ids=["kill", "graceful"])
+def test_rt06_harakiri_under_load(ruwsgi, fault_app, graceful):
+    extra = ["--harakiri-graceful-timeout", "1"] if graceful else []
+    srv = start_fault(ruwsgi, fault_app, "--harakiri", "2", *extra)
+    before = worker_set(srv, 2)
+    t, out = in_thread(http_request, srv.addr, "GET", "/sleep?s=10", None, b"", "HTTP/1.1",
+                       15.0)
+    t0 = time.monotonic()
+    res = run_load(srv.addr, "/", connections=8, duration=6, keepalive=False)
+    t.join(15)
+    r = out["result"]
+    assert r.status is None or r.status >= 500, r
+    m = srv.wait_log(r"\*\*\* HARAKIRI ON WORKER \d+ \(pid: (\d+), try: 1, graceful: (\w+)",
+                     timeout=5)
+    assert m[0].group(2) == ("yes" if graceful else "no")
+    assert int(m[0].group(1)) in before
+    srv.wait_log(r'was serving "GET /sleep\?s=10"', timeout=5)
+    srv.wait_log(r"killed by harakiri", timeout=5)
+    assert res.errors == 0 and res.non2xx == 0, res.summary()
+    assert len(srv.children()) == 2 and set(srv.children()) != before
+    assert time.monotonic() - t0 < 15
+    assert srv.stop() == 0
+
+
+def test_rt06_harakiri_timing(ruwsgi, fault_app):
+    """The stuck client gets its close within [2, 3.5] s."""
+    srv = start_fault(ruwsgi, fault_app, "--harakiri", "2")
+    t0 = time.monotonic()
+    r = http_request(srv.addr, "GET", "/sleep?s=10", timeout=15)
+    took = time.monotonic() - t0
+    assert r.status is None or r.status >= 500, r
+    assert 2.0 <= took <= 3.5, took
+
+
+# --------------------------------------------------------------------------- RT-08
+
+def test_rt08_reload_on_rss(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--reload-on-rss", "200", "--min-worker-lifetime", "0",
+                      processes=1)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in srv.children():
+                try:
+                    with open("/proc/%d/status" % pid) as f:
+                        for line in f:
+                            if line.startswith("VmRSS:"):
+                                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+                except OSError:
+                    pass
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    load_t, load_out = in_thread(run_load, srv.addr, "/", 4, 8.0)
+    pids = []
+    for _ in range(10):
+        r = http_request(srv.addr, "GET", "/leak?mb=50", timeout=10)
+        assert r.status == 200, r
+        pids.append(int(http_request(srv.addr, "GET", "/pid", timeout=10).body))
+    done.set()
+    load_t.join(20)
+    res = load_out["result"]
+    assert res.errors == 0 and res.non2xx == 0, res.summary()
+    assert len(set(pids)) >= 2, pids                     # replaced after crossing 200 MiB
+    srv.wait_log(r"reload-on-rss: \d+ MB > 200 MB", timeout=5)
+    assert peak[0] <= (200 + 50 + 30) << 20, peak[0] >> 20   # one request's 50 MiB (+ slack)
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-10
+
+def test_rt10_slowloris_headers(ruwsgi, fault_app):
+    """Clients sending one header byte a second hold no worker: a normal request succeeds in
+    under a second throughout, and the slow ones are closed after the header timeout."""
+    srv = start_fault(ruwsgi, fault_app, "--http-header-timeout", "5", processes=2)
+    slow = []
+    for _ in range(8):            # 4 x (2 workers x 1 thread)
+        s = socket.create_connection(srv.addr, timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        slow.append(s)
+    t0 = time.monotonic()
+    worst = 0.0
+    while time.monotonic() - t0 < 4:
+        for s in slow:
+            try:
+                s.sendall(b"X")
+            except OSError:
+                pass
+        t1 = time.monotonic()
+        r = http_request(srv.addr, "GET", "/", timeout=5)
+        worst = max(worst, time.monotonic() - t1)
+        assert r.status == 200, r
+        time.sleep(1)
+    assert worst < 1.0, worst
+    # closed (408 or a bare close) within the header timeout + 1 s of their start
+    for s in slow:
+        s.settimeout(max(0.1, 5 + 1 - (time.monotonic() - t0)) + 1)
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:60]
+        s.close()
+    assert time.monotonic() - t0 <= 5 + 2.5
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-11
+
+def test_rt11_slow_upload_with_post_buffering_holds_no_worker(ruwsgi, fault_app):
+    srv = start_fault(ruwsgi, fault_app, "--post-buffering", str(2 << 20), "--harakiri", "3",
+                      processes=1)
+    size = 1 << 20
+    body = b"u" * size
+    results = []
+
+    def upload():
+        s = socket.create_connection(srv.addr, timeout=30)
+        s.sendall(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                  b"Connection: close\r\n\r\n" % size)
+        deadline = time.monotonic() + 5          # bounded: 5 s at about 10 KiB/s, then the rest
+        sent = 0
+        while sent < size:
+            n = 10240 if time.monotonic() < deadline else size - sent
+            s.sendall(body[sent:sent + n])
+            sent += n
+            time.sleep(0.1 if time.monotonic() < deadline else 0)
+        data = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            data += got
+        s.close()
+        results.append(data)
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for t in threads:
+        t.start()
+    worst = 0.0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4:
+        t1 = time.monotonic()
+        r = http_request(srv.addr, "GET", "/", timeout=5)
+        worst = max(worst, time.monotonic() - t1)
+        assert r.status == 200, r
+        time.sleep(0.25)
+    for t in threads:
+        t.join(60)
+    assert worst < 1.0, worst
+    assert len(results) == 4
+    for data in results:
+        assert data.startswith(b"HTTP/1.1 200") and (b"%d " % size) in data, data[:200]
+    assert "HARAKIRI" not in srv.log_text()      # the upload time is not the app's time
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-12
+
+def _post(addr, path, head, chunks, timeout=60):
+    s = socket.create_connection(addr, timeout=timeout)
+    s.sendall(head)
+    sent = 0
+    try:
+        for c in chunks:
+            s.sendall(c)
+            sent += len(c)
+    except OSError:
+        pass
+    data = b""
+    while True:
+        try:
+            got = s.recv(65536)
+        except OSError:
+            break
+        if not got:
+            break
+        data += got
+    s.close()
+    return data, sent
+
+
+def test_rt12_large_bodies(ruwsgi, fault_app):
+    import hashlib
+    srv = start_fault(ruwsgi, fault_app, "--limit-post", str(64 << 20), processes=1)
+    mb50 = 50 << 20
+    block = bytes(range(256)) * 4096                      # 1 MiB
+    digest = hashlib.sha256(block * 50).hexdigest()
+    data, _ = _post(srv.addr, "/len", b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n" % mb50, (block for _ in range(50)))
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"%d %s" % (mb50, digest.encode()))
+
+    def chunked():
+        for _ in range(50):
+            yield b"%x\r\n" % len(block) + block + b"\r\n"
+        yield b"0\r\n\r\n"
+    data, _ = _post(srv.addr, "/len", b"POST /len HTTP/1.1\r\nHost: x\r\n"
+                    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n", chunked())
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"%d %s" % (mb50, digest.encode()))
+
+    # 100 MiB over limit-post: 413 before the body is read
+    s = socket.create_connection(srv.addr, timeout=10)
+    s.sendall(b"POST /len HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (100 << 20))
+    resp = s.recv(4096)
+    assert resp.startswith(b"HTTP/1.1 413"), resp[:80]
+    s.close()
+
+    # a 200 MiB download streams without the worker growing by 32 MiB
+    pid = int(http_request(srv.addr, "GET", "/pid", timeout=10).body)
+
+    def rss():
+        with open("/proc/%d/status" % pid) as f:
+            return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmRSS:"))
+    before, peak = rss(), 0
+    s = socket.create_connection(srv.addr, timeout=30)
+    s.sendall(b"GET /big?mb=200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = 0
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+        if got % (16 << 20) < len(chunk):
+            peak = max(peak, rss())
+    s.close()
+    assert got > 200 << 20
+    assert peak - before < 32 << 20, (before >> 20, peak >> 20)
+    # a client that aborts halfway does not wedge the worker
+    s = socket.create_connection(srv.addr, timeout=30)
+    s.sendall(b"GET /big?mb=200 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = 0
+    while got < 100 << 20:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+    s.close()
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=5).status == 200, 10,
+               what="the next request after an aborted download")
+    assert int(http_request(srv.addr, "GET", "/pid", timeout=10).body) == pid
+    assert srv.stop() == 0

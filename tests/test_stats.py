@@ -35,6 +35,9 @@ def application(environ, start_response):
         uwsgi.setprocname(environ['QUERY_STRING'])
     elif path == '/boom':
         raise RuntimeError('boom')
+    elif path == '/sleep':
+        import time
+        time.sleep(30)
     elif path == '/env':
         start_response('200 OK', [('Content-Type', 'text/plain')])
         return [os.environ.get(environ['QUERY_STRING'], 'missing').encode()]
@@ -216,6 +219,27 @@ def test_prometheus_endpoint(ruwsgi, app):
     (lq,) = fams["ruwsgi_listen_queue"].samples
     assert lq.labels["socket"] == "127.0.0.1:%d" % srv.port and lq.value == 0
     assert read_all(addr, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 404")
+    srv.stop()
+
+
+def test_harakiri_is_counted(ruwsgi, app):
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--harakiri", "1",
+                 "--stats", "127.0.0.1:0", "--stats-http")
+    addr = stats_addr(srv)
+    try:
+        http_request(srv.addr, path="/sleep", timeout=10)
+    except OSError:
+        pass
+    srv.wait_log(r"killed by harakiri")
+
+    def counted():
+        body = read_all(addr, b"GET / HTTP/1.0\r\n\r\n").split(b"\r\n\r\n", 1)[1]
+        w = json.loads(body)["workers"][0]
+        return w if w["harakiri_count"] == 1 and w["pid"] > 0 else None
+    w = wait_until(counted, 10, what="harakiri_count 1")
+    assert w["respawn_count"] == 2
+    metrics = read_all(addr, b"GET /metrics HTTP/1.0\r\n\r\n").decode()
+    assert 'ruwsgi_worker_harakiri_total{worker="1"} 1\n' in metrics
     srv.stop()
 
 

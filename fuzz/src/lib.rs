@@ -5,6 +5,7 @@
 //! checks also run on stable Rust as ordinary tests over seeds and pseudo-random mutations
 //! (`cargo test --manifest-path fuzz/Cargo.toml`).
 
+use ruwsgi_config::formats::{self, Format};
 use ruwsgi_proto::cache;
 use ruwsgi_proto::http::{
     self, parse_head, slice, ChunkStep, ChunkedDecoder, HeaderSpan, Version, MAX_EXTENSION_BYTES,
@@ -649,3 +650,100 @@ pub fn check_cache_packet(data: &[u8]) -> Outcome {
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------
+// vars blocks
+
+/// A bare vars block (the body of modifier1 0 and 17 packets, spool files, RPC arrays'
+/// cousins): accepted exactly when the reference reader accepts it, with the same pairs in
+/// order, and `encode_vars` gives the block back byte for byte.
+///
+/// The first byte is the `max_vars` limit (0 means the default 128).
+pub fn check_uwsgi_vars(data: &[u8]) -> Outcome {
+    let Some((&limit, block)) = data.split_first() else {
+        return Outcome::Skipped;
+    };
+    let max_vars = if limit == 0 { 128 } else { usize::from(limit) };
+    let limits = uwsgi::Limits {
+        buffer_size: 65535,
+        max_vars,
+    };
+    let mut vars = Vars::new();
+    let parsed = uwsgi::parse_vars(block, &limits, &mut vars);
+    let reference = reference_vars(block, max_vars);
+    match (parsed, reference) {
+        (Ok(()), Some(pairs)) => {
+            let got: Vec<(&[u8], &[u8])> = vars.iter().collect();
+            assert_eq!(got, pairs, "parse_vars and the reference disagree");
+            let mut again = Vec::new();
+            uwsgi::encode_vars(&vars, &mut again).expect("a parsed block encodes");
+            assert_eq!(again, block, "encode(parse(block)) != block");
+            Outcome::Accepted
+        }
+        (Err(_), None) => {
+            assert!(vars.is_empty(), "a refused block left vars behind");
+            Outcome::Rejected
+        }
+        (Ok(()), None) => panic!("parse_vars accepted a block the reference refuses"),
+        (Err(e), Some(_)) => panic!("parse_vars refused a valid block: {e:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// configuration files
+
+/// The configuration parsers (`ini`, `yaml`, `json`, `toml`), on any text: they return
+/// entries or a syntax error, never panic; entry keys are non-empty and trimmed; line
+/// numbers are within the text. For ini, writing the entries back as `key = value` lines
+/// and parsing again gives the same keys and values.
+///
+/// The first byte picks the format (its value modulo 4); the rest is the text (bytes that
+/// are not UTF-8 are replaced, as a file read lossily would be).
+pub fn check_config(data: &[u8]) -> Outcome {
+    let Some((&pick, rest)) = data.split_first() else {
+        return Outcome::Skipped;
+    };
+    let format = match pick % 4 {
+        0 => Format::Ini,
+        1 => Format::Yaml,
+        2 => Format::Json,
+        _ => Format::Toml,
+    };
+    let text = String::from_utf8_lossy(rest);
+    let lines = text.split('\n').count();
+    let parsed = match formats::parse(format, &text, "uwsgi") {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(line) = e.line {
+                assert!(line >= 1 && line <= lines, "error line {line} of {lines}");
+            }
+            assert!(!e.message.is_empty(), "a syntax error without a message");
+            return Outcome::Rejected;
+        }
+    };
+    for entry in &parsed.entries {
+        assert!(!entry.key.is_empty(), "an empty key was accepted");
+        if let Some(line) = entry.line {
+            assert!(line >= 1 && line <= lines, "entry line {line} of {lines}");
+        }
+    }
+    if format == Format::Ini {
+        let mut written = String::from("[uwsgi]\n");
+        for e in &parsed.entries {
+            written.push_str(&format!("{} = {}\n", e.key, e.value));
+        }
+        let again = formats::parse(Format::Ini, &written, "uwsgi").expect("ini never fails");
+        let pairs = |p: &formats::Parsed| -> Vec<(String, String)> {
+            p.entries
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone()))
+                .collect()
+        };
+        assert_eq!(
+            pairs(&again),
+            pairs(&parsed),
+            "ini entries do not round-trip"
+        );
+    }
+    Outcome::Accepted
+}

@@ -82,6 +82,17 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 /// `RUWSGI_FUZZ_ROUNDS` multiplies the rounds and `RUWSGI_FUZZ_SEED` changes the generator
 /// seed, for longer runs: `RUWSGI_FUZZ_ROUNDS=100 cargo test --release`.
 fn run(seeds: &[Vec<u8>], rounds: usize, check: fn(&[u8]) -> Outcome) {
+    let reached = [Outcome::Accepted, Outcome::Rejected, Outcome::Incomplete];
+    run_reaching(seeds, rounds, check, &reached);
+}
+
+/// [`run`], requiring each of `reached` in at least 2% of the rounds.
+fn run_reaching(
+    seeds: &[Vec<u8>],
+    rounds: usize,
+    check: fn(&[u8]) -> Outcome,
+    reached: &[Outcome],
+) {
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let rounds = rounds * env("RUWSGI_FUZZ_ROUNDS").unwrap_or(1) as usize;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ env("RUWSGI_FUZZ_SEED").unwrap_or(0));
@@ -101,7 +112,7 @@ fn run(seeds: &[Vec<u8>], rounds: usize, check: fn(&[u8]) -> Outcome) {
         last = input;
     }
     eprintln!("outcomes: {seen:?}");
-    for outcome in [Outcome::Accepted, Outcome::Rejected, Outcome::Incomplete] {
+    for &outcome in reached {
         assert!(
             seen.get(&outcome).copied().unwrap_or(0) >= rounds / 50,
             "{seen:?}"
@@ -217,6 +228,57 @@ fn http_head_oracle() {
     run(&http_seeds(), 20_000, check_http_head);
 }
 
+fn vars_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = vec![vec![0u8], vec![2u8, 1, 0]];
+    let mut vars = Vars::new();
+    vars.push(b"REQUEST_METHOD", b"GET");
+    vars.push(b"PATH_INFO", b"/x");
+    vars.push(b"EMPTY", b"");
+    for limit in [0u8, 2, 3] {
+        let mut block = vec![limit];
+        uwsgi::encode_vars(&vars, &mut block).unwrap();
+        seeds.push(block);
+    }
+    seeds
+}
+
+fn config_seeds() -> Vec<Vec<u8>> {
+    [
+        (
+            0u8,
+            "[uwsgi]\nhttp-socket = :8000\nmodule = app:application\n; c\n[other]\nx = 1\n",
+        ),
+        (0, "[uwsgi]\n  processes=4  \n=novalue\nkey\n"),
+        (
+            1,
+            "uwsgi:\n  http-socket: :8000\n  processes: 4\n  env:\n    - A=1\n    - B=2\n",
+        ),
+        (
+            2,
+            "{\"uwsgi\": {\"http-socket\": \":8000\", \"processes\": 4, \"env\": [\"A=1\"]}}",
+        ),
+        (
+            3,
+            "[uwsgi]\nhttp-socket = \":8000\"\nprocesses = 4\nenv = [\"A=1\", \"B=2\"]\n",
+        ),
+    ]
+    .iter()
+    .map(|(f, t)| [&[*f][..], t.as_bytes()].concat())
+    .collect()
+}
+
+#[test]
+fn uwsgi_vars_oracle() {
+    let reached = [Outcome::Accepted, Outcome::Rejected];
+    run_reaching(&vars_seeds(), 20_000, check_uwsgi_vars, &reached);
+}
+
+#[test]
+fn config_oracle() {
+    let reached = [Outcome::Accepted, Outcome::Rejected];
+    run_reaching(&config_seeds(), 20_000, check_config, &reached);
+}
+
 #[test]
 fn chunked_decoder_oracle() {
     run(&chunked_seeds(), 50_000, check_chunked);
@@ -226,8 +288,10 @@ fn chunked_decoder_oracle() {
 #[test]
 fn seed_corpus() {
     type Check = fn(&[u8]) -> Outcome;
-    let targets: [(&str, Check); 4] = [
+    let targets: [(&str, Check); 6] = [
         ("uwsgi_packet", check_uwsgi_packet),
+        ("uwsgi_vars", check_uwsgi_vars),
+        ("config", check_config),
         ("cache_packet", check_cache_packet),
         ("http_head", check_http_head),
         ("chunked_decoder", check_chunked),
@@ -251,6 +315,12 @@ fn seed_corpus() {
 #[test]
 fn seed_outcomes() {
     let expected: &[(&str, &str, Outcome)] = &[
+        ("config", "empty_key", Outcome::Rejected),
+        ("config", "ini", Outcome::Accepted),
+        ("config", "bad_json", Outcome::Rejected),
+        ("uwsgi_vars", "request", Outcome::Accepted),
+        ("uwsgi_vars", "too_many", Outcome::Rejected),
+        ("uwsgi_vars", "zero_key", Outcome::Rejected),
         ("chunked_decoder", "simple", Outcome::Accepted),
         ("chunked_decoder", "ext_trailer", Outcome::Accepted),
         ("chunked_decoder", "ext_bws", Outcome::Accepted),
@@ -285,6 +355,8 @@ fn seed_outcomes() {
             "chunked_decoder" => check_chunked,
             "http_head" => check_http_head,
             "cache_packet" => check_cache_packet,
+            "uwsgi_vars" => check_uwsgi_vars,
+            "config" => check_config,
             _ => check_uwsgi_packet,
         };
         assert_eq!(check(&data), *want, "{}", path.display());

@@ -122,7 +122,9 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (("chunk %d\n" % i).encode() for i in range(n))
     if path == "/leak":
-        _leak.append(bytearray(int(float(q.get("mb", "10")) * 1024 * 1024)))
+        block = bytearray(int(float(q.get("mb", "10")) * 1024 * 1024))
+        block[::4096] = b"x" * len(range(0, len(block), 4096))   # resident, not just mapped
+        _leak.append(block)
         return _plain(start_response, "leaked %d" % len(_leak))
     if path == "/env" or path.startswith("/env/"):
         out = {k: _jsonable(environ.get(k)) for k in ENV_KEYS if k in environ}

@@ -431,6 +431,115 @@ pub static OPTIONS: &[OptionDef] = &[
         "time a stopping worker gets",
     ),
     opt(
+        "touch-reload",
+        List,
+        Proc,
+        "",
+        "reload the instance gracefully when this file's modification time changes",
+    ),
+    opt(
+        "touch-workers-reload",
+        List,
+        Proc,
+        "",
+        "reload only the workers gracefully when this file's modification time changes",
+    ),
+    opt(
+        "touch-chain-reload",
+        List,
+        Proc,
+        "",
+        "replace the workers one at a time (chain reload) when this file's modification \
+         time changes",
+    ),
+    opt(
+        "master-fifo",
+        List,
+        Proc,
+        "",
+        "a FIFO the master creates and reads one-byte commands from (r R q Q w W c s; \
+         0-9 select which FIFO is read)",
+    ),
+    opt(
+        "reload-on-rss",
+        Int,
+        Proc,
+        "0",
+        "recycle a worker whose resident memory exceeds this many MB after a request (0: off)",
+    ),
+    opt(
+        "reload-on-as",
+        Int,
+        Proc,
+        "0",
+        "recycle a worker whose address space exceeds this many MB after a request (0: off)",
+    ),
+    opt(
+        "evil-reload-on-rss",
+        Int,
+        Proc,
+        "0",
+        "the master SIGKILLs a worker whose resident memory exceeds this many MB (0: off)",
+    ),
+    opt(
+        "evil-reload-on-as",
+        Int,
+        Proc,
+        "0",
+        "the master SIGKILLs a worker whose address space exceeds this many MB (0: off)",
+    ),
+    opt(
+        "max-worker-lifetime",
+        Seconds,
+        Proc,
+        "0",
+        "recycle a worker gracefully once it has lived this long (0: off)",
+    ),
+    opt(
+        "max-worker-lifetime-delta",
+        Seconds,
+        Proc,
+        "0",
+        "add (worker id - 1) x this to max-worker-lifetime",
+    ),
+    opt(
+        "reload-on-exception",
+        Flag,
+        Proc,
+        "off",
+        "recycle a worker after a request whose app raised",
+    ),
+    opt(
+        "harakiri",
+        Seconds,
+        Proc,
+        "0",
+        "kill a worker whose request runs longer than this (0: off); the log gets the request \
+         and every Python thread's stack first",
+    )
+    .short('t'),
+    opt(
+        "harakiri-verbose",
+        Flag,
+        Proc,
+        "off",
+        "also log the killed process's current system call and wait channel",
+    ),
+    opt(
+        "harakiri-graceful-timeout",
+        Seconds,
+        Proc,
+        "0",
+        "send harakiri-graceful-signal first and SIGKILL only this long after (0: SIGKILL at once)",
+    ),
+    opt(
+        "harakiri-graceful-signal",
+        Int,
+        Proc,
+        "15",
+        "the signal number a graceful harakiri sends first",
+    ),
+    opt(
         "reload-mercy",
         Seconds,
         Proc,
@@ -940,6 +1049,20 @@ pub static OPTIONS: &[OptionDef] = &[
         "print the options as they will be used, as one ini section, and exit",
     ),
     opt("help", Command, Cfg, "", "print this help and exit").short('h'),
+    opt(
+        "reload",
+        Str,
+        Cfg,
+        "",
+        "send a graceful reload (SIGHUP) to the master whose pid is in this file, and exit",
+    ),
+    opt(
+        "stop",
+        Str,
+        Cfg,
+        "",
+        "stop the master whose pid is in this file at once (SIGINT), and exit",
+    ),
     opt("version", Command, Cfg, "", "print the version and exit"),
     // ---- static files (issue 13) ----
     opt(
@@ -1044,26 +1167,6 @@ pub static OPTIONS: &[OptionDef] = &[
     )
     .aka(&["offload-thread"]),
     // ---- not implemented yet ----
-    later(
-        "harakiri",
-        Seconds,
-        "kill requests running longer than this",
-    )
-    .short('t'),
-    later("harakiri-verbose", Flag, "log details about harakiri"),
-    later("harakiri-graceful-timeout", Seconds, "graceful harakiri"),
-    later("reload-on-rss", Int, "recycle workers above this RSS"),
-    later(
-        "reload-on-as",
-        Int,
-        "recycle workers above this address space",
-    ),
-    later("evil-reload-on-rss", Int, "kill workers above this RSS"),
-    later(
-        "max-worker-lifetime",
-        Seconds,
-        "recycle workers after this long",
-    ),
     later("spooler", List, "the spooler").short('Q'),
     later("spooler-processes", Int, "spooler processes"),
     later("farm", List, "a mule farm"),
@@ -1076,8 +1179,6 @@ pub static OPTIONS: &[OptionDef] = &[
     later("cron", List, "cron tasks"),
     later("timer", List, "timers"),
     later("rbtimer", List, "red-black tree timers"),
-    later("touch-reload", List, "reload when a file is touched"),
-    later("master-fifo", List, "the master FIFO"),
     later("cheaper", Int, "adaptive process spawning"),
     later("idle", Seconds, "idle mode"),
     later("enable-metrics", Flag, "the metrics subsystem"),
@@ -1182,7 +1283,7 @@ mod tests {
     fn lookups() {
         assert_eq!(lookup("workers").unwrap().name, "processes");
         assert_eq!(lookup_short('p').unwrap().name, "processes");
-        assert_eq!(lookup("harakiri").unwrap().status, Status::NotYet);
+        assert_eq!(lookup("route").unwrap().status, Status::NotYet);
         assert!(lookup("no-such-option").is_none());
     }
 

@@ -92,13 +92,18 @@ fn syntax(line: Option<usize>, message: impl Into<String>) -> SyntaxError {
 }
 
 /// Parses `text` in `format` and returns the entries of `section`.
+/// An entry with an empty name (`= value` in ini, `"": ...` elsewhere) is a syntax error.
 pub fn parse(format: Format, text: &str, section: &str) -> Result<Parsed, SyntaxError> {
-    match format {
-        Format::Ini => Ok(parse_ini(text, section)),
-        Format::Yaml => parse_yaml(text, section),
-        Format::Json => parse_json(text, section),
-        Format::Toml => parse_toml(text, section),
+    let parsed = match format {
+        Format::Ini => parse_ini(text, section),
+        Format::Yaml => parse_yaml(text, section)?,
+        Format::Json => parse_json(text, section)?,
+        Format::Toml => parse_toml(text, section)?,
+    };
+    if let Some(empty) = parsed.entries.iter().find(|e| e.key.is_empty()) {
+        return Err(syntax(empty.line, "an option with an empty name"));
     }
+    Ok(parsed)
 }
 
 /// INI as uWSGI reads it: no inline comments, no quoting, split at the first `=`.
@@ -439,6 +444,23 @@ mod tests {
         let p = parse(Format::Ini, text, "other").unwrap();
         assert_eq!(kv(&p), [("x", "1")]);
         assert!(!parse(Format::Ini, text, "nope").unwrap().section_found);
+    }
+
+    /// Found by the `config` fuzz target: an empty option name used to be kept as a custom
+    /// option (and written back by `--show-config` as ` = x`).
+    #[test]
+    fn an_empty_option_name_is_a_syntax_error() {
+        for (format, text, line) in [
+            (Format::Ini, "[uwsgi]\nmaster = 1\n = x\n", Some(3)),
+            (Format::Json, "{\"uwsgi\": {\"\": \"x\"}}", None),
+            (Format::Toml, "[uwsgi]\n\"\" = \"x\"\n", None),
+        ] {
+            let e = parse(format, text, "uwsgi").unwrap_err();
+            assert_eq!(e.message, "an option with an empty name", "{format:?}");
+            if line.is_some() {
+                assert_eq!(e.line, line);
+            }
+        }
     }
 
     #[test]

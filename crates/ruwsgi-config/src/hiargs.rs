@@ -18,7 +18,8 @@ use crate::defs::{near_option, OptionDef};
 use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{
-    AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, Protocol, Settings, SocketSpec, StaticMap,
+    AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, PidfileAction, Protocol, Settings,
+    SocketSpec, StaticMap,
 };
 
 // ---- issue 13: plugins ----
@@ -443,6 +444,25 @@ fn apply(
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
         "worker-reload-mercy" => s.processes.worker_reload_mercy = v.seconds()?,
+        "harakiri" => s.processes.harakiri.timeout = v.seconds()?,
+        "reload-on-rss" => s.processes.recycle.rss = v.number(0, 1 << 40)? << 20,
+        "reload-on-as" => s.processes.recycle.address_space = v.number(0, 1 << 40)? << 20,
+        "evil-reload-on-rss" => s.processes.recycle.evil_rss = v.number(0, 1 << 40)? << 20,
+        "evil-reload-on-as" => s.processes.recycle.evil_address_space = v.number(0, 1 << 40)? << 20,
+        "max-worker-lifetime" => s.processes.recycle.max_lifetime = v.seconds()?,
+        "max-worker-lifetime-delta" => s.processes.recycle.max_lifetime_delta = v.seconds()?,
+        "reload-on-exception" => s.processes.recycle.on_exception = v.boolean(),
+        "touch-reload" => s.processes.touch_reload.push(v.path()?),
+        "touch-workers-reload" => s.processes.touch_workers_reload.push(v.path()?),
+        "touch-chain-reload" => s.processes.touch_chain_reload.push(v.path()?),
+        "master-fifo" => s.processes.master_fifo.push(v.path()?),
+        "reload" => s.processes.signal_pidfile = Some((PidfileAction::Reload, v.path()?)),
+        "stop" => s.processes.signal_pidfile = Some((PidfileAction::Stop, v.path()?)),
+        "harakiri-verbose" => s.processes.harakiri.verbose = v.boolean(),
+        "harakiri-graceful-timeout" => s.processes.harakiri.graceful_timeout = v.seconds()?,
+        "harakiri-graceful-signal" => {
+            s.processes.harakiri.graceful_signal = v.number(1, 31)? as i32
+        }
         "reload-mercy" => *reload_mercy = Some(v.seconds()?),
         "die-on-term" => s.processes.die_on_term = v.boolean(),
         "sigterm-reload" => s.processes.sigterm_reload = v.boolean(),

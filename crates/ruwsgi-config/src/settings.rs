@@ -145,6 +145,21 @@ pub struct ProcessSettings {
     pub min_worker_lifetime: Duration,
     /// `worker-reload-mercy` (default 60 s): time a stopping worker gets before SIGKILL.
     pub worker_reload_mercy: Duration,
+    /// `harakiri` and its companions.
+    pub harakiri: HarakiriSettings,
+    /// Memory and lifetime recycling.
+    pub recycle: RecycleSettings,
+    /// `touch-reload`: files whose modification time reloads the instance.
+    pub touch_reload: Vec<PathBuf>,
+    /// `touch-workers-reload`: ... reloads the workers only.
+    pub touch_workers_reload: Vec<PathBuf>,
+    /// `touch-chain-reload`: ... replaces the workers one at a time.
+    pub touch_chain_reload: Vec<PathBuf>,
+    /// `reload PIDFILE` / `stop PIDFILE`: signal that master and exit instead of starting.
+    pub signal_pidfile: Option<(PidfileAction, PathBuf)>,
+    /// `master-fifo`: the master's command FIFOs (the first is read until `0`-`9` selects
+    /// another).
+    pub master_fifo: Vec<PathBuf>,
     /// `reload-mercy`: time a whole reload or graceful stop may take (default = worker mercy).
     pub reload_mercy: Duration,
     /// `die-on-term` (default on): SIGTERM stops the instance gracefully.
@@ -211,6 +226,66 @@ impl ProcessSettings {
     }
 }
 
+/// What `reload PIDFILE` / `stop PIDFILE` ask of a running master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidfileAction {
+    /// `reload`: a graceful reload (SIGHUP).
+    Reload,
+    /// `stop`: an immediate stop (SIGINT).
+    Stop,
+}
+
+/// When a worker is replaced besides `max-requests` (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecycleSettings {
+    /// `reload-on-rss` (bytes; 0: off): checked by the worker after each request.
+    pub rss: u64,
+    /// `reload-on-as` (bytes; 0: off): likewise, on the address space.
+    pub address_space: u64,
+    /// `evil-reload-on-rss` (bytes; 0: off): checked by the master, which kills.
+    pub evil_rss: u64,
+    /// `evil-reload-on-as` (bytes; 0: off).
+    pub evil_address_space: u64,
+    /// `max-worker-lifetime` (zero: off).
+    pub max_lifetime: Duration,
+    /// `max-worker-lifetime-delta`: worker N lives max-worker-lifetime + (N-1) x this.
+    pub max_lifetime_delta: Duration,
+    /// `reload-on-exception`.
+    pub on_exception: bool,
+}
+
+impl RecycleSettings {
+    /// True when the worker must look at its memory after each request.
+    pub fn samples_memory(&self) -> bool {
+        self.rss != 0 || self.address_space != 0
+    }
+}
+
+/// What happens to a request (or a process's own deadline) that runs too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HarakiriSettings {
+    /// `harakiri`/`-t`: the longest a worker's request may run (zero: no limit).
+    pub timeout: Duration,
+    /// `harakiri-verbose`: log `/proc/PID/syscall` and `wchan` of the killed process.
+    pub verbose: bool,
+    /// `harakiri-graceful-timeout`: time between the graceful signal and SIGKILL (zero: SIGKILL
+    /// at once).
+    pub graceful_timeout: Duration,
+    /// `harakiri-graceful-signal` (default 15, SIGTERM).
+    pub graceful_signal: i32,
+}
+
+impl Default for HarakiriSettings {
+    fn default() -> Self {
+        HarakiriSettings {
+            timeout: Duration::ZERO,
+            verbose: false,
+            graceful_timeout: Duration::ZERO,
+            graceful_signal: 15,
+        }
+    }
+}
+
 impl Default for ProcessSettings {
     fn default() -> Self {
         ProcessSettings {
@@ -222,6 +297,13 @@ impl Default for ProcessSettings {
             max_requests_delta: 0,
             min_worker_lifetime: Duration::from_secs(10),
             worker_reload_mercy: Duration::from_secs(60),
+            harakiri: HarakiriSettings::default(),
+            recycle: RecycleSettings::default(),
+            touch_reload: Vec::new(),
+            touch_workers_reload: Vec::new(),
+            touch_chain_reload: Vec::new(),
+            master_fifo: Vec::new(),
+            signal_pidfile: None,
             reload_mercy: Duration::from_secs(60),
             die_on_term: true,
             sigterm_reload: false,

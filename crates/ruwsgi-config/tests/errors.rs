@@ -35,19 +35,19 @@ fn invalid_values_with_locations() {
 #[test]
 fn not_yet_options() {
     let d = TempDir::new();
-    let ini = d.write("app.ini", "[uwsgi]\n\n\n\n\n\nharakiri = 30\n");
+    let ini = d.write("app.ini", "[uwsgi]\n\n\n\n\n\nroute = ^/x break:404\n");
     assert_eq!(
         err(&["--ini", &ini]),
-        format!("option 'harakiri' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
+        format!("option 'route' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
     );
-    assert!(err(&["-t", "30"]).starts_with("option 'harakiri' (from command line argument 1)"));
+    assert!(err(&["-t", "soon"]).starts_with("invalid value 'soon' for option 'harakiri'"));
     assert!(err(&["--spooler", "/tmp/spool"]).starts_with("option 'spooler'"));
     assert!(err(&["--set", "cheaper=2"]).starts_with("option 'cheaper'"));
-    let e = match try_load(&[], &[("UWSGI_TOUCH_RELOAD", "/x")]) {
+    let e = match try_load(&[], &[("UWSGI_ALARM", "x cmd:true")]) {
         Err(e) => e.to_string(),
         Ok(_) => panic!(),
     };
-    assert!(e.contains("environment variable UWSGI_TOUCH_RELOAD"), "{e}");
+    assert!(e.contains("environment variable UWSGI_ALARM"), "{e}");
 }
 
 /// uWSGI options outside ruwsgi's table are not taken for custom keys: an operator who wrote

@@ -110,14 +110,17 @@ pub mod channel;
 pub mod children;
 pub mod error;
 pub mod events;
+mod harakiri;
 mod master;
 pub mod mule;
 pub mod procname;
+mod recycle;
 pub mod reexec;
 pub mod signals;
 mod spawn;
 mod stats;
 pub mod throttle;
+mod triggers;
 pub mod types;
 
 pub use boot::run;

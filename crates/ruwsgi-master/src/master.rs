@@ -60,6 +60,8 @@ pub(crate) enum Deadline {
     Periodic(usize),
     /// The earliest stats connection deadline: close the connections past theirs.
     Stats,
+    /// The earliest harakiri deadline of a core (the loop checks every row on each turn).
+    Harakiri,
 }
 
 /// What a watched fd of the master is.
@@ -71,6 +73,8 @@ pub(crate) enum Watch {
     StatsListener(usize),
     /// The stats connection with this id.
     StatsConn(u64),
+    /// The active master FIFO.
+    Fifo,
 }
 
 /// All the master's state.
@@ -109,6 +113,8 @@ pub(crate) struct Master {
     pub stats: crate::stats::StatsServer,
     /// The host given to the plugin, kept for the stats (caches, locks).
     pub host: Option<Arc<dyn ruwsgi_plugin::Host>>,
+    /// Touched files, the master FIFO and the chain reload in progress.
+    pub triggers: crate::triggers::Triggers,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -136,6 +142,12 @@ impl Master {
             self.reap();
             let now = self.clock.now();
             self.enforce_deadlines(now);
+            self.check_harakiri(now);
+            if self.mode == Mode::Running {
+                self.check_recycling(now);
+                self.check_touched();
+            }
+            self.advance_chain();
             match self.mode {
                 Mode::Running => self.fill_slots(now),
                 Mode::Reloading { reexec: false } => {
@@ -226,6 +238,7 @@ impl Master {
             match watch {
                 Watch::Channel(index) => self.read_channel(index),
                 Watch::StatsListener(_) | Watch::StatsConn(_) => self.on_stats_ready(watch),
+                Watch::Fifo => self.read_master_fifo(),
             }
         }
     }
@@ -268,6 +281,11 @@ impl Master {
     /// `SIGKILL` after `worker-reload-mercy`, respawned as soon as it is gone. Ignored while
     /// it is already being stopped (a reload or a stop replaces or ends it anyway).
     fn replace(&mut self, index: usize) {
+        self.replace_because(index, "asked to be replaced");
+    }
+
+    /// [`Self::replace`], logging `why`.
+    pub(crate) fn replace_because(&mut self, index: usize, why: &str) {
         let Some(slot) = self.slots.get(index) else {
             return;
         };
@@ -278,7 +296,7 @@ impl Master {
             return;
         }
         log_line(&format!(
-            "{} (pid: {pid}) asked to be replaced: stopping it gracefully",
+            "{} (pid: {pid}) {why}: stopping it gracefully",
             slot.label()
         ));
         let sig = slot.kind.stop_signal(false);
@@ -292,7 +310,7 @@ impl Master {
     }
 
     /// Act on `command`; `origin` (`SIGHUP`, `worker 1`, ...) is logged.
-    fn command(&mut self, command: MasterCommand, origin: &str) {
+    pub(crate) fn command(&mut self, command: MasterCommand, origin: &str) {
         match (command, self.mode) {
             (MasterCommand::ChildEvent, _) => {}
             (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running)
@@ -305,11 +323,32 @@ impl Master {
                 ));
                 self.begin_stop(0, brutal);
             }
-            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, Mode::Running) => {
-                let brutal = command == MasterCommand::BrutalReload;
-                let kind = if brutal { "brutal" } else { "graceful" };
-                log_line(&format!("ruwsgi: {kind} reload requested ({origin})"));
-                let reexec = self.reexec_on_reload && !self.settings.processes.apps_in_workers();
+            (MasterCommand::ChainReload, Mode::Running) => self.begin_chain_reload(origin),
+            (
+                MasterCommand::GracefulReload
+                | MasterCommand::BrutalReload
+                | MasterCommand::ReloadWorkers
+                | MasterCommand::BrutalReloadWorkers,
+                Mode::Running,
+            ) => {
+                let brutal = matches!(
+                    command,
+                    MasterCommand::BrutalReload | MasterCommand::BrutalReloadWorkers
+                );
+                let workers_only = matches!(
+                    command,
+                    MasterCommand::ReloadWorkers | MasterCommand::BrutalReloadWorkers
+                );
+                let kind = match (brutal, workers_only) {
+                    (false, false) => "graceful reload",
+                    (true, false) => "brutal reload",
+                    (false, true) => "graceful reload of the workers",
+                    (true, true) => "brutal reload of the workers",
+                };
+                log_line(&format!("ruwsgi: {kind} requested ({origin})"));
+                let reexec = self.reexec_on_reload
+                    && !workers_only
+                    && !self.settings.processes.apps_in_workers();
                 self.throttle.reset();
                 if !reexec {
                     self.generation += 1;
@@ -331,7 +370,14 @@ impl Master {
                     self.stop_children(false, self.settings.processes.worker_reload_mercy, false);
                 }
             }
-            (MasterCommand::GracefulReload | MasterCommand::BrutalReload, _) => {
+            (
+                MasterCommand::GracefulReload
+                | MasterCommand::BrutalReload
+                | MasterCommand::ReloadWorkers
+                | MasterCommand::BrutalReloadWorkers
+                | MasterCommand::ChainReload,
+                _,
+            ) => {
                 log_line(&format!("ruwsgi: reload requested ({origin}) while a reload or stop is in progress: ignored"));
             }
             (MasterCommand::GracefulStop, Mode::Stopping { .. }) => {
@@ -395,6 +441,18 @@ impl Master {
     }
 
     /// The scoreboard row of the child in `slot` (spoolers have none yet).
+    /// The harakiri rows of a worker's cores, or of a mule (one row).
+    pub(crate) fn board_cores(&self, slot: &Slot) -> &[ruwsgi_shm::CoreSlot] {
+        match slot.kind {
+            ChildKind::Worker => self.scoreboard.cores_of(slot.id),
+            ChildKind::Mule => self
+                .mule_board
+                .as_ref()
+                .map_or(&[], |b| b.cores_of(slot.id)),
+            _ => &[],
+        }
+    }
+
     pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
         match slot.kind {
             ChildKind::Worker => self.scoreboard.get(slot.id),
@@ -430,14 +488,22 @@ impl Master {
                     let (Some(pid), Some(_)) = (slot.pid, slot.stop) else {
                         continue;
                     };
-                    log_line(&format!(
-                        "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
-                        slot.label()
-                    ));
+                    if slot.harakiri {
+                        log_line(&format!(
+                            "HARAKIRI: SIGKILL to {} (pid: {pid})",
+                            slot.label()
+                        ));
+                    } else {
+                        log_line(&format!(
+                            "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                            slot.label()
+                        ));
+                    }
                     let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
                 }
-                // `fill_slots` asks the throttle again on this same turn.
-                Deadline::RespawnResume => {}
+                // `fill_slots` asks the throttle again on this same turn; `check_harakiri`
+                // runs on every turn.
+                Deadline::RespawnResume | Deadline::Harakiri => {}
                 Deadline::Stats => self.stats_expire(now),
                 Deadline::Periodic(i) => {
                     if let Some(task) = self.periodic.get_mut(i) {
@@ -477,6 +543,9 @@ impl Master {
             if let Some(row) = row {
                 row.exited();
             }
+            for core in self.board_cores(slot) {
+                core.clear();
+            }
             (served, slot.kind)
         };
         self.timers.cancel(&Deadline::Kill(index));
@@ -486,6 +555,13 @@ impl Master {
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
+        if std::mem::take(&mut slot.harakiri) {
+            log_line(&format!(
+                "{label} (pid: {pid}) killed by harakiri ({}): respawning",
+                describe(&status)
+            ));
+            return;
+        }
         if asked && std::mem::take(&mut slot.recycle) {
             log_line(&format!(
                 "{label} (pid: {pid}) recycled after {served} requests"

@@ -24,6 +24,13 @@ pub enum MasterCommand {
     ImmediateStop,
     /// A child changed state (`SIGCHLD`): reap now.
     ChildEvent,
+    /// Workers finish their requests and are respawned (the master stays as it is).
+    ReloadWorkers,
+    /// Workers exit at once and are respawned.
+    BrutalReloadWorkers,
+    /// Workers are replaced one at a time, each once the previous one's replacement
+    /// accepts connections.
+    ChainReload,
 }
 
 /// A command and where it came from (`SIGHUP`, `test`, ...), for the log line.

@@ -132,12 +132,16 @@ impl Master {
         self.observer = None;
         let _ = signals::reset_default(&MASTER_SIGNALS);
         let _ = signals::ignore(Signal::SIGPIPE);
+        let _ = signals::ignore_traceback_signal();
         let _ = signals::unblock_all();
         if kind == ChildKind::Daemon {
             self.exec_daemon(id);
         }
         if let Some(row) = self.board_row(&self.slots[index]) {
             row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
+        }
+        for core in self.board_cores(&self.slots[index]) {
+            core.clear();
         }
         if let Some(title) = crate::ProcNames::new(&self.settings.processes).child(kind, id) {
             set_process_title(&title);

@@ -26,8 +26,9 @@ pub mod user_locks;
 pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
 pub use region::{Region, RegionError, ShmPlain, ShmSafe};
 pub use scoreboard::{
-    AppInfo, AppSnapshot, CoreSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus,
-    Writers, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_APPS, MAX_CORES, MAX_MOUNTPOINT,
+    user_deadlines_used, AppInfo, AppSnapshot, CoreSlot, CoreSnapshot, Due, Scoreboard, WorkerSlot,
+    WorkerSnapshot, WorkerStatus, Writers, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_APPS, MAX_CORES,
+    MAX_MOUNTPOINT,
 };
 pub use shared_area::{AreaError, SharedArea};
 pub use user_locks::{UserLockError, UserLocks};

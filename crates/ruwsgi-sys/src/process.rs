@@ -49,9 +49,30 @@ pub fn pid() -> Pid {
     nix::unistd::getpid()
 }
 
+/// Memory of process `pid` (`None`: this one), in bytes: (resident set, address space),
+/// from `/proc/PID/statm`.
+pub fn memory(pid: Option<Pid>) -> io::Result<(u64, u64)> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/statm"),
+        None => "/proc/self/statm".to_string(),
+    };
+    let text = fs::read_to_string(path)?;
+    let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(size)), Some(Ok(resident))) = (fields.next(), fields.next()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected statm format",
+        ));
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    Ok((resident * page, size * page))
+}
+
 /// Set the process title: the 15-byte `comm` (`PR_SET_NAME`, shown by `top` and
 /// `ps -o comm`) and, when the process is single-threaded, the argv area (shown by
-/// `ps -o args`), truncated to the original argv length and NUL-padded.
+/// `ps -o args`), truncated to the original argv area (with the environment strings' room
+/// after [`release_environ_area`]) and NUL-padded.
 ///
 /// After the argv area is overwritten, `std::env::args()` returns the title: capture argv
 /// before calling this if it is needed later (the master does, for its re-exec).
@@ -187,13 +208,6 @@ fn parse_statm(text: &str, page: u64) -> Option<(u64, u64)> {
 
 fn page_bytes() -> u64 {
     crate::memory::page_size() as u64
-}
-
-/// (rss, vsz) in bytes of process `pid`, from `/proc/PID/statm` (the master samples its
-/// children with it when it serves the stats).
-pub fn process_memory(pid: i32) -> io::Result<(u64, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/statm"))?;
-    parse_statm(&text, page_bytes()).ok_or_else(|| io::ErrorKind::InvalidData.into())
 }
 
 /// This process's memory use, read with one `pread` of `/proc/self/statm` kept open
@@ -360,6 +374,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn memory_of_this_process() {
+        let (rss, vsz) = memory(None).unwrap();
+        assert!(rss > 0 && vsz >= rss, "{rss} {vsz}");
+        let (rss2, _) = memory(Some(pid())).unwrap();
+        assert!(rss2 > 0);
+        assert!(memory(Some(Pid::from_raw(i32::MAX))).is_err());
+    }
+
+    #[test]
     fn stat_parsing_skips_odd_comm() {
         let mut s = String::from("123 (a b) c)) S");
         for n in 4..=52 {
@@ -387,15 +410,13 @@ mod tests {
     }
 
     #[test]
-    fn memory_of_self_and_by_pid() {
+    fn memory_of_self() {
         assert_eq!(
             parse_statm("10 3 1 1 0 5 0\n", 4096),
             Some((3 * 4096, 10 * 4096))
         );
         assert_eq!(parse_statm("x", 4096), None);
         let (rss, vsz) = MemorySampler::open().unwrap().sample().unwrap();
-        assert!(rss > 0 && vsz >= rss);
-        let (rss, vsz) = process_memory(std::process::id() as i32).unwrap();
         assert!(rss > 0 && vsz >= rss);
     }
 

@@ -645,6 +645,19 @@ impl<'a> CoreLoop<'a> {
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
         slot.core_started(usize::from(self.id), wall.as_micros() as u64);
+        // Harakiri rows are touched only when a deadline can exist.
+        let harakiri = shared.settings.processes.harakiri.timeout;
+        let core_row = || shared.scoreboard.core(shared.id, usize::from(self.id));
+        if let Some(row) = core_row().filter(|_| !harakiri.is_zero()) {
+            let now_ms = wall.as_millis() as u64;
+            let method = self.vars.get(b"REQUEST_METHOD").unwrap_or(b"");
+            let uri = self.vars.get(b"REQUEST_URI").unwrap_or(b"");
+            row.request_began(
+                now_ms,
+                now_ms + harakiri.as_millis() as u64,
+                &[method, b" ", uri],
+            );
+        }
         self.resp.reset();
         // Static files first: one prefix check per map for other requests.
         let mut served_static = Served::NotMine;
@@ -722,6 +735,11 @@ impl<'a> CoreLoop<'a> {
         if let Some((rss, vsz)) = memory {
             slot.set_memory(rss, vsz);
         }
+        if !harakiri.is_zero() || ruwsgi_shm::user_deadlines_used() {
+            if let Some(row) = core_row() {
+                row.request_ended();
+            }
+        }
         self.served += 1;
         let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
         c.served += 1;
@@ -741,7 +759,7 @@ impl<'a> CoreLoop<'a> {
                 memory,
             });
         }
-        shared.check_recycle(worker_requests);
+        shared.check_recycle(worker_requests, outcome.exception);
         if close {
             self.close(idx);
             return Step::Closed;

@@ -185,33 +185,67 @@ impl WorkerShared {
         }
     }
 
-    /// Once `max-requests` is reached and the worker lived long enough: stop accepting,
-    /// finish the requests in flight, and ask the master to replace this worker (it then
-    /// bounds the drain with `worker-reload-mercy` and respawns the slot as a recycle).
-    pub(crate) fn check_recycle(&self, served: u64) {
-        let s = &self.settings;
-        if s.processes.max_requests == 0 || self.stop_kind() != StopKind::Running {
+    /// After each request: recycle the worker when `max-requests` is reached, when its
+    /// memory is above `reload-on-rss`/`reload-on-as` (both once it lived
+    /// `min-worker-lifetime`), or when the app raised and `reload-on-exception` is on.
+    /// Nothing is read unless one of them is set.
+    pub(crate) fn check_recycle(&self, served: u64, exception: bool) {
+        let p = &self.settings.processes;
+        if self.stop_kind() != StopKind::Running {
             return;
         }
-        let limit = s.processes.max_requests
-            + u64::from(self.id.saturating_sub(1)) * s.processes.max_requests_delta;
-        if served >= limit && self.spawned.elapsed() >= s.processes.min_worker_lifetime {
-            self.exit.store(1, Ordering::Release);
-            if self.replace_asked.swap(true, Ordering::AcqRel) {
-                return;
+        if exception && p.recycle.on_exception {
+            return self.recycle("reload-on-exception");
+        }
+        let old_enough = || self.spawned.elapsed() >= p.min_worker_lifetime;
+        if p.max_requests != 0 {
+            let limit =
+                p.max_requests + u64::from(self.id.saturating_sub(1)) * p.max_requests_delta;
+            if served >= limit && old_enough() {
+                return self.recycle(&format!("max requests reached ({served} >= {limit})"));
             }
-            log_line(&format!(
-                "...The work of process {} is done (max requests reached ({served} >= {limit})). Seeya!",
-                std::process::id()
-            ));
-            if self.channel.is_some() && !self.ask_replace() {
-                log_line(&format!(
-                    "worker {}: cannot ask the master for a replacement, exiting anyway",
-                    self.id
+        }
+        if p.recycle.samples_memory() {
+            let Ok((rss, vsz)) = ruwsgi_sys::process::memory(None) else {
+                return;
+            };
+            self.scoreboard.worker(self.id).set_memory(rss, vsz);
+            let over = |limit: u64, value: u64| limit != 0 && value > limit;
+            if over(p.recycle.rss, rss) && old_enough() {
+                self.recycle(&format!(
+                    "reload-on-rss: {} MB > {} MB",
+                    rss >> 20,
+                    p.recycle.rss >> 20
+                ));
+            } else if over(p.recycle.address_space, vsz) && old_enough() {
+                self.recycle(&format!(
+                    "reload-on-as: {} MB > {} MB",
+                    vsz >> 20,
+                    p.recycle.address_space >> 20
                 ));
             }
-            self.begin_stop(StopKind::Graceful);
         }
+    }
+
+    /// Stop accepting, finish the requests in flight, and ask the master to replace this
+    /// worker (it bounds the drain with `worker-reload-mercy` and respawns the slot as a
+    /// recycle).
+    fn recycle(&self, why: &str) {
+        self.exit.store(1, Ordering::Release);
+        if self.replace_asked.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log_line(&format!(
+            "...The work of process {} is done ({why}). Seeya!",
+            std::process::id()
+        ));
+        if self.channel.is_some() && !self.ask_replace() {
+            log_line(&format!(
+                "worker {}: cannot ask the master for a replacement, exiting anyway",
+                self.id
+            ));
+        }
+        self.begin_stop(StopKind::Graceful);
     }
 }
 
@@ -293,7 +327,17 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
     }
 }
 
+thread_local! {
+    static CURRENT_CORE: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
+}
+
+/// The request core the calling thread runs (`None` outside a worker's cores).
+pub fn current_core() -> Option<u16> {
+    CURRENT_CORE.with(std::cell::Cell::get)
+}
+
 fn serve_core(core_id: u16, shared: &WorkerShared, plugin: &dyn LanguagePlugin) {
+    CURRENT_CORE.with(|c| c.set(Some(core_id)));
     plugin.run_core(core_id, &mut |core| match CoreLoop::new(core_id, shared) {
         Ok(mut l) => l.run(core),
         Err(e) => {

@@ -120,6 +120,9 @@ fn run(settings: Settings) -> i32 {
         }
         None => {}
     }
+    if let Some((action, pidfile)) = &settings.processes.signal_pidfile {
+        return signal_pidfile(*action, pidfile);
+    }
     // `daemonize`: detach before anything else starts (the process is single-threaded
     // here). A re-executed master is already detached and keeps its descriptors. With
     // `logto` the log goes there, else to the daemonize file. Without a socket it stays in
@@ -232,13 +235,11 @@ fn run(settings: Settings) -> i32 {
     let mut config = MasterConfig::new(
         settings.clone(),
         plugin,
-        Box::new(move |scoreboard, socket_fds| {
-            Arc::new(ServerHost::new(
-                scoreboard.clone(),
-                names,
-                socket_fds.to_vec(),
-                api,
-            )) as Arc<dyn Host>
+        Box::new(move |scoreboard, mule_board, socket_fds| {
+            Arc::new(
+                ServerHost::new(scoreboard.clone(), names, socket_fds.to_vec(), api)
+                    .with_mule_board(mule_board.cloned()),
+            ) as Arc<dyn Host>
         }),
         worker_main,
     );
@@ -384,4 +385,43 @@ fn cache_tasks(settings: &Settings, caches: &Arc<Caches>) -> Vec<Periodic> {
         });
     }
     tasks
+}
+
+/// `reload PIDFILE` / `stop PIDFILE`: signal the master whose pid the file holds; 0 when
+/// the signal was sent, 1 with the reason otherwise.
+fn signal_pidfile(action: ruwsgi_config::PidfileAction, pidfile: &std::path::Path) -> i32 {
+    let (option, sig) = match action {
+        ruwsgi_config::PidfileAction::Reload => ("reload", ruwsgi_sys::Signal::SIGHUP),
+        ruwsgi_config::PidfileAction::Stop => ("stop", ruwsgi_sys::Signal::SIGINT),
+    };
+    let pid = match std::fs::read_to_string(pidfile) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => pid,
+            _ => {
+                eprintln!(
+                    "ruwsgi: {option}: {} does not hold a pid ({:?})",
+                    pidfile.display(),
+                    text.trim()
+                );
+                return 1;
+            }
+        },
+        Err(e) => {
+            eprintln!("ruwsgi: {option}: cannot read {}: {e}", pidfile.display());
+            return 1;
+        }
+    };
+    match ruwsgi_sys::signals::kill(ruwsgi_sys::Pid::from_raw(pid), sig) {
+        Ok(()) => {
+            eprintln!("ruwsgi: {option}: sent {sig} to the master (pid {pid})");
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "ruwsgi: {option}: cannot signal pid {pid} (from {}): {e}",
+                pidfile.display()
+            );
+            1
+        }
+    }
 }

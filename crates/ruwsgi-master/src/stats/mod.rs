@@ -228,7 +228,7 @@ impl Master {
         match watch {
             Watch::StatsListener(index) => self.stats_accept(index),
             Watch::StatsConn(id) => self.stats_progress(id),
-            Watch::Channel(_) => {}
+            _ => {}
         }
     }
 
@@ -466,7 +466,8 @@ impl Master {
             .map(|mut snap| {
                 let slot = self.scoreboard.worker(snap.id);
                 if snap.pid > 0 {
-                    if let Ok((rss, vsz)) = ruwsgi_sys::process::process_memory(snap.pid) {
+                    let pid = ruwsgi_sys::Pid::from_raw(snap.pid);
+                    if let Ok((rss, vsz)) = ruwsgi_sys::process::memory(Some(pid)) {
                         snap.rss = rss;
                         snap.vsz = vsz;
                     }
