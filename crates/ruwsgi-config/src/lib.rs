@@ -49,7 +49,7 @@ pub use load::{load, Command};
 pub use settings::{
     ApiSettings, AreaSize, CacheSpec, LogDate, LogSettings, MuleSpec, OptValue, PluginView,
     ProcessSettings, Protocol, PythonSettings, RequestSettings, Settings, SocketSettings,
-    SocketSpec,
+    SocketSpec, SpoolerSettings,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).
