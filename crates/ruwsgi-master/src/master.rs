@@ -25,6 +25,7 @@ use crate::channel::Received;
 use crate::children::{ChildKind, Slot, StopOrder};
 use crate::events::{Clock, Timers, WatchedFds};
 use crate::mule::MuleMain;
+use crate::spooler::SpoolerMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{
@@ -73,6 +74,9 @@ pub(crate) struct Master {
     pub plugin: Arc<dyn LanguagePlugin>,
     pub worker_main: WorkerMain,
     pub mule_main: MuleMain,
+    pub spooler_main: Option<SpoolerMain>,
+    /// The spoolers' scoreboard, if there are spoolers.
+    pub spooler_board: Option<Scoreboard>,
     pub signals: Box<dyn SignalSource>,
     pub observer: Option<PhaseObserver>,
     pub argv: Vec<OsString>,
@@ -383,11 +387,12 @@ impl Master {
         }
     }
 
-    /// The scoreboard row of the child in `slot` (spoolers have none yet).
+    /// The scoreboard row of the child in `slot` (daemons have none).
     pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
         match slot.kind {
             ChildKind::Worker => self.scoreboard.get(slot.id),
             ChildKind::Mule => self.mule_board.as_ref()?.get(slot.id),
+            ChildKind::Spooler => self.spooler_board.as_ref()?.get(slot.id),
             _ => None,
         }
     }
@@ -492,8 +497,9 @@ impl Master {
             return;
         }
         let worker = kind == ChildKind::Worker;
+        let recycles = worker || kind == ChildKind::Spooler;
         match status {
-            WaitStatus::Exited(_, EXIT_RECYCLE) if worker => {
+            WaitStatus::Exited(_, EXIT_RECYCLE) if recycles => {
                 log_line(&format!(
                     "{label} (pid: {pid}) recycled after {served} requests"
                 ));

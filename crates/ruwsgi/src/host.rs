@@ -1,12 +1,13 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, the uWSGI API subsystems (RPC, user locks, shared areas, caches), and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC, user locks, shared areas, caches, spooler), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
 use std::sync::Arc;
 
 use ruwsgi_plugin::{
-    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot,
+    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, Spoolers, UserLocks,
+    WorkerSnapshot,
 };
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
@@ -26,6 +27,8 @@ pub struct Subsystems {
     pub caches: Arc<Caches>,
     /// Remote calls' time limit (`socket-timeout`).
     pub timeout: std::time::Duration,
+    /// `spooler` / `spooler-external` directories, if any.
+    pub spoolers: Option<Arc<Spoolers>>,
 }
 
 /// One per instance, created by the master once the scoreboard exists and inherited by
@@ -147,5 +150,9 @@ impl Host for ServerHost {
 
     fn cache_client(&self) -> Option<&CacheClient> {
         Some(&self.cache_client)
+    }
+
+    fn spoolers(&self) -> Option<&Spoolers> {
+        self.api.spoolers.as_deref()
     }
 }
