@@ -28,8 +28,9 @@ pub struct Scan {
     pub next_at: Option<SystemTime>,
 }
 
-/// Scan `dir` for task files due at `now`: regular files named [`PREFIX`]`*` whose mtime
-/// (their `at`) is not in the future. `ordered`: numeric sub-directories first (lowest
+/// Scan `dir` for task files due at `now`: regular files named [`PREFIX`]`*`, readable and
+/// writable by their owner (a file still being written is 0200), whose mtime (their `at`)
+/// is not in the future. `ordered`: numeric sub-directories first (lowest
 /// number first), then the directory itself, each in version order; otherwise the
 /// directory's own order and no sub-directory.
 pub fn scan(dir: &Path, ordered: bool, now: SystemTime) -> Scan {
@@ -67,7 +68,7 @@ fn scan_one(dir: &Path, sorted: bool, now: SystemTime, out: &mut Scan) {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if !meta.is_file() {
+        if !meta.is_file() || !crate::write::is_complete(meta.mode()) {
             continue;
         }
         let mtime = meta.modified().unwrap_or(now);
@@ -241,6 +242,11 @@ mod tests {
             std::fs::write(d.join(name), b"x").unwrap();
         }
         std::fs::write(d.join("3/uwsgi_spoolfile_on_p"), b"x").unwrap();
+        // being written (0200): not taken
+        let writing = d.join("uwsgi_spoolfile_on_writing");
+        std::fs::write(&writing, b"x").unwrap();
+        std::fs::set_permissions(&writing, std::os::unix::fs::PermissionsExt::from_mode(0o200))
+            .unwrap();
         let later = d.join("uwsgi_spoolfile_on_later");
         std::fs::write(&later, b"x").unwrap();
         let future = SystemTime::now() + Duration::from_secs(3600);

@@ -237,7 +237,8 @@ impl Spoolers {
     }
 
     /// `spooler_jobs()`: the task files of the first spooler directory (not its priority
-    /// sub-directories): regular files named `uwsgi_spoolfile_on_*`.
+    /// sub-directories): regular files named `uwsgi_spoolfile_on_*`, readable and writable by
+    /// their owner.
     pub fn jobs(&self) -> Vec<PathBuf> {
         let Some(dir) = self.dirs().next() else {
             return Vec::new();
@@ -248,7 +249,12 @@ impl Spoolers {
         entries
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(PREFIX))
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| {
+                e.metadata().is_ok_and(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    m.is_file() && crate::write::is_complete(m.mode())
+                })
+            })
             .map(|e| e.path())
             .collect()
     }

@@ -1,9 +1,11 @@
 //! Spool file names and the atomic write.
 //!
-//! Design decision: a task is written under a temporary name that the scanner never picks
-//! (it does not start with [`PREFIX`]), then renamed to its final name in the same
-//! directory. `rename` is atomic, so a scanner sees either no task or the whole task: a
-//! writer killed mid-write leaves only a temporary file, which never runs. With `fsync`
+//! Design decision: a task gets its name only once it is complete. It is written as an
+//! unnamed file in the directory (`O_TMPFILE`) and linked under its final name at the end
+//! (`linkat`); where the file system lacks `O_TMPFILE`, it is written under a temporary
+//! name the scanner never picks (it does not start with [`PREFIX`]) and renamed. Both are
+//! atomic, so a scanner sees either no task or the whole task: a writer killed mid-write
+//! leaves nothing (or a temporary file, which never runs). With `fsync`
 //! (the `spooler-fsync` option, on by default) the file's data is synced before the rename
 //! and the directory after it, so a task whose path `spool()` returned also survives a
 //! power loss; without it the write is as durable as the page cache (it survives any
@@ -14,8 +16,13 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, AT_FDCWD};
+use nix::unistd::linkat;
 
 use crate::error::SpoolError;
 use crate::task::PREFIX;
@@ -88,8 +95,18 @@ pub fn write_task(
         }
         None => dir.to_path_buf(),
     };
-    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let path = dir.join(name);
+    if !fsync {
+        return write_marked(&path, at, bytes).map(|()| path);
+    }
+    if !NO_TMPFILE.load(Ordering::Relaxed) {
+        match write_unnamed(&dir, &path, at, bytes, fsync) {
+            Ok(()) => return finish(&dir, path, fsync),
+            Err(Unnamed::Unsupported) => NO_TMPFILE.store(true, Ordering::Relaxed),
+            Err(Unnamed::Failed(e)) => return Err(e),
+        }
+    }
+    let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let written = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -97,14 +114,7 @@ pub fn write_task(
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(&temp)?;
-        file.write_all(bytes)?;
-        if let Some(at) = at {
-            file.set_times(std::fs::FileTimes::new().set_accessed(at).set_modified(at))?;
-        }
-        if fsync {
-            file.sync_data()?;
-        }
-        Ok(())
+        fill(&mut file, at, bytes, fsync)
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
@@ -114,8 +124,100 @@ pub fn write_task(
         let _ = std::fs::remove_file(&temp);
         return Err(SpoolError::io(&path, e));
     }
+    finish(&dir, path, fsync)
+}
+
+/// Without `fsync`: create the task under its final name with mode 0200 (write-only: the
+/// scanner takes only files whose owner can read and write them, as uWSGI's rule says),
+/// write it, then `fchmod` it 0600. A writer killed before the `fchmod` leaves a file that
+/// never runs; one directory operation and no rename.
+fn write_marked(path: &Path, at: Option<SystemTime>, bytes: &[u8]) -> Result<(), SpoolError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(INCOMPLETE_MODE)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| SpoolError::io(path, e))?;
+    let done = fill(&mut file, at, bytes, false)
+        .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(TASK_MODE)));
+    if let Err(e) = done {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(SpoolError::io(path, e));
+    }
+    Ok(())
+}
+
+/// The mode of a complete task file.
+pub const TASK_MODE: u32 = 0o600;
+/// The mode of a task file being written (never scanned).
+pub const INCOMPLETE_MODE: u32 = 0o200;
+
+/// Whether a task file's mode says it is complete (its owner can read and write it).
+pub fn is_complete(mode: u32) -> bool {
+    mode & TASK_MODE == TASK_MODE
+}
+
+/// Set once the directory's file system (or a missing `/proc`) refused an unnamed file:
+/// from then on this process writes under a temporary name and renames.
+static NO_TMPFILE: AtomicBool = AtomicBool::new(false);
+
+enum Unnamed {
+    /// `O_TMPFILE` or the `/proc` link is not available here.
+    Unsupported,
+    Failed(SpoolError),
+}
+
+/// The content, `at` as its times, and the data sync.
+fn fill(file: &mut File, at: Option<SystemTime>, bytes: &[u8], fsync: bool) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    if let Some(at) = at {
+        file.set_times(std::fs::FileTimes::new().set_accessed(at).set_modified(at))?;
+    }
     if fsync {
-        sync_dir(&dir).map_err(|e| SpoolError::io(&dir, e))?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Write an unnamed file in `dir` (`O_TMPFILE`) and give it its name with `linkat` at the
+/// end: one directory operation, and a writer killed before the link leaves nothing.
+fn write_unnamed(
+    dir: &Path,
+    path: &Path,
+    at: Option<SystemTime>,
+    bytes: &[u8],
+    fsync: bool,
+) -> Result<(), Unnamed> {
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+    {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+            return Err(Unnamed::Unsupported)
+        }
+        Err(e) => return Err(Unnamed::Failed(SpoolError::io(dir, e))),
+    };
+    fill(&mut file, at, bytes, fsync).map_err(|e| Unnamed::Failed(SpoolError::io(path, e)))?;
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    match linkat(AT_FDCWD, proc_path.as_str(), AT_FDCWD, path, AtFlags::AT_SYMLINK_FOLLOW) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOENT | Errno::EXDEV | Errno::EPERM) if !path.exists() => {
+            Err(Unnamed::Unsupported)
+        }
+        Err(e) => Err(Unnamed::Failed(SpoolError::io(path, e.into()))),
+    }
+}
+
+/// After the name exists: with `fsync`, sync the directory entry.
+fn finish(dir: &Path, path: PathBuf, fsync: bool) -> Result<PathBuf, SpoolError> {
+    if fsync {
+        sync_dir(dir).map_err(|e| SpoolError::io(dir, e))?;
     }
     Ok(path)
 }
@@ -168,6 +270,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn without_fsync_the_file_is_made_readable_last() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempdir("marked");
+        let p = write_task(&d, &task_name("h"), None, None, b"data", false).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"data");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, TASK_MODE);
+        assert!(is_complete(mode) && !is_complete(INCOMPLETE_MODE));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn unnamed_files_are_linked_whole() {
+        let d = tempdir("unnamed");
+        let p = d.join(task_name("h"));
+        assert!(write_unnamed(&d, &p, None, b"whole", false).is_ok());
+        assert_eq!(std::fs::read(&p).unwrap(), b"whole");
+        // a name that exists is never overwritten
+        assert!(matches!(
+            write_unnamed(&d, &p, None, b"again", false),
+            Err(Unnamed::Failed(_))
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), b"whole");
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -77,7 +77,10 @@ fn spool<'py>(
             has_body = true;
             continue;
         }
-        vars.push(k.as_bytes(), &value_bytes(&v)?);
+        match v.cast::<PyBytes>() {
+            Ok(b) => vars.push(k.as_bytes(), b.as_bytes()),
+            Err(_) => vars.push(k.as_bytes(), &value_bytes(&v)?),
+        }
     }
     if has_body {
         dict.del_item(PyBytes::new(py, b"body"))?;
