@@ -170,7 +170,8 @@ def test_remote_enqueue(ruwsgi, tmp_path):
 
 
 def test_sigkill_spooler_mid_task(ruwsgi, tmp_path):
-    srv, spool_dir, out = start(ruwsgi, tmp_path)
+    # also the write path without spooler-fsync
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-fsync=0")
     get(srv, "/spool?n=long&mode=sleep&sleep=1.5")
     get(srv, "/many?start=0&count=20")
     wait_until(lambda: lines(out, "long.start"), 10, what="long task started")
@@ -276,6 +277,10 @@ def test_garbage_and_half_written_files_never_run(ruwsgi, tmp_path):
     (spool_dir / "notatask").write_bytes(spool_packet([(b"n", b"g-other")]))
     (spool_dir / "uwsgi_spoolfile_on_dir").mkdir()
     (spool_dir / "uwsgi_spoolfile_on_valid").write_bytes(valid)
+    # a task being written without spooler-fsync is 0200 until complete
+    writing = spool_dir / "uwsgi_spoolfile_on_writing"
+    writing.write_bytes(spool_packet([(b"n", b"g-writing")]))
+    writing.chmod(0o200)
     srv, _, _ = start(ruwsgi, tmp_path)
     get(srv, "/many?start=0&count=10")
     wait_done(out, ["g-valid"] + [str(i) for i in range(10)])
@@ -283,10 +288,10 @@ def test_garbage_and_half_written_files_never_run(ruwsgi, tmp_path):
         wait_until(lambda: (spool_dir / ("broken.uwsgi_spoolfile_on_" + bad)).exists(), 10,
                    what="%s set aside" % bad)
         srv.wait_log(r"uwsgi_spoolfile_on_%s is not a spool file" % bad)
-    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other"):
+    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing"):
         assert not lines(out, n) and not lines(out, n + ".start"), n
     assert (spool_dir / ".spooling_uwsgi_spoolfile_on_tmp").exists()
-    assert task_files(spool_dir) == []
+    assert task_files(spool_dir) == ["uwsgi_spoolfile_on_writing"]
     srv.stop(signal.SIGTERM)
 
 
