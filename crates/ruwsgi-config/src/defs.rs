@@ -628,7 +628,11 @@ pub static OPTIONS: &[OptionDef] = &[
         "",
         "import this module (pkg.mod, or a .py file) in the spoolers only",
     )
-    .aka(&["spooler-python-import", "spooler-py-import", "spooler-pyimport"]),
+    .aka(&[
+        "spooler-python-import",
+        "spooler-py-import",
+        "spooler-pyimport",
+    ]),
     opt(
         "spooler-max-tasks",
         Int,

@@ -465,7 +465,10 @@ fn apply(
         "spooler-processes" => s.spooler.processes = as_usize(v.number(1, 1024)?),
         "spooler-frequency" => s.spooler.frequency = v.number(1, 86400 * 365)?,
         "spooler-ordered" => s.spooler.ordered = v.boolean(),
-        "spooler-import" => s.spooler.imports.push(v.required("a module name or a .py file")?),
+        "spooler-import" => s
+            .spooler
+            .imports
+            .push(v.required("a module name or a .py file")?),
         "spooler-max-tasks" => s.spooler.max_tasks = v.number(0, u64::MAX)?,
         "spooler-chdir" => s.spooler.chdir = Some(v.path()?),
         "spooler-quiet" => s.spooler.quiet = v.boolean(),

@@ -25,8 +25,8 @@ use crate::channel::Received;
 use crate::children::{ChildKind, Slot, StopOrder};
 use crate::events::{Clock, Timers, WatchedFds};
 use crate::mule::MuleMain;
-use crate::spooler::SpoolerMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
+use crate::spooler::SpoolerMain;
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{
     MasterPhase, Periodic, PeriodicCause, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE,

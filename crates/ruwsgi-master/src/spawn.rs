@@ -19,8 +19,8 @@ use ruwsgi_sys::{log_line, signals, ForkResult, Pid, Signal};
 use crate::children::{ChildKind, Slot};
 use crate::master::{Master, Watch};
 use crate::mule::MuleStart;
-use crate::spooler::SpoolerStart;
 use crate::signals::MASTER_SIGNALS;
+use crate::spooler::SpoolerStart;
 use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
 /// The fork itself, run inside the plugin's fork wrapper.

@@ -12,11 +12,11 @@ use ruwsgi_proto::Vars;
 pub use ruwsgi_cache::client::{parse_identifier, CacheClient, Target};
 pub use ruwsgi_cache::{CacheBackend, CacheError, Caches, Item, MathOp};
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
-pub use ruwsgi_spooler::{SpoolError, Spoolers, SpoolerOutcome, Task};
 pub use ruwsgi_shm::{
     AppInfo, AppSnapshot, AreaError, Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot,
     WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
+pub use ruwsgi_spooler::{SpoolError, SpoolerOutcome, Spoolers, Task};
 
 /// Which kind of process is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,9 @@ pub trait Host: Send + Sync {
     /// `uwsgi.spool()`: write a task (its `vars`, with the special keys `spooler`,
     /// `priority` and `at`, and its `body`) and return its full path.
     fn spool(&self, vars: &Vars, body: &[u8]) -> Result<PathBuf, SpoolError> {
-        self.spoolers().ok_or(SpoolError::NoSpooler)?.spool(vars, body)
+        self.spoolers()
+            .ok_or(SpoolError::NoSpooler)?
+            .spool(vars, body)
     }
 
     /// The task files waiting in the first spooler directory (`uwsgi.spooler_jobs()`).

@@ -2,7 +2,7 @@
 //!
 //! A task is a file in a spooler directory: a uwsgi packet (header modifier1 17, a vars
 //! block) followed by an optional raw body ([`task`]). `uwsgi.spool()` and remote enqueue
-//! packets write one atomically ([`write`]: a temporary name, then `rename`); spooler
+//! packets write one atomically ([`mod@write`]: it gets its name only once complete); spooler
 //! processes forked by the master scan the directory, lock one file at a time with an OFD
 //! lock so no two processes run the same task, hand it to the language plugin and remove
 //! it once it returned `SPOOL_OK` ([`run`]).
@@ -16,12 +16,12 @@
 //!
 //! # Layout
 //! - [`task`]: the spool file format ([`Task`], [`encode`], [`parse`]).
-//! - [`write`]: file names and the atomic write ([`write::write_task`]).
+//! - [`mod@write`]: file names and the atomic write ([`write::write_task`]).
 //! - [`scan`]: which files are due ([`scan::scan`]) and the per-file lock ([`scan::TaskLock`]).
 //! - [`spoolers`]: [`Spoolers`], the instance-wide handle every process inherits
 //!   (`spool`, `spooler_jobs`, `spooler_pids`, the shared frequency, the wake-up).
 //! - [`run`]: the spooler process loop ([`run::run`]).
-//! - [`error`]: [`SpoolError`].
+//! - [`error`]: the errors, [`SpoolError`].
 #![warn(missing_docs)]
 
 pub mod error;

@@ -228,7 +228,11 @@ impl Loop<'_> {
             Ok(l) => l,
             Err(Busy::Gone | Busy::Locked) => return false,
             Err(Busy::Io(e)) => {
-                log_line(&format!("{} cannot open {}: {e}", self.label, path.display()));
+                log_line(&format!(
+                    "{} cannot open {}: {e}",
+                    self.label,
+                    path.display()
+                ));
                 self.hold(path);
                 return false;
             }
@@ -236,7 +240,11 @@ impl Loop<'_> {
         let bytes = match lock.read() {
             Ok(b) => b,
             Err(e) => {
-                log_line(&format!("{} cannot read {}: {e}", self.label, path.display()));
+                log_line(&format!(
+                    "{} cannot read {}: {e}",
+                    self.label,
+                    path.display()
+                ));
                 self.hold(path);
                 return false;
             }
@@ -300,8 +308,10 @@ impl Loop<'_> {
     }
 
     fn hold(&mut self, path: &Path) {
-        self.held
-            .insert(path.to_path_buf(), Instant::now() + self.spoolers.frequency());
+        self.held.insert(
+            path.to_path_buf(),
+            Instant::now() + self.spoolers.frequency(),
+        );
     }
 
     /// A file named like a task that is not one: renamed `broken.<name>`, never run.

@@ -238,15 +238,23 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(d.join("3")).unwrap();
         std::fs::create_dir_all(d.join("uwsgi_spoolfile_on_dir")).unwrap();
-        for name in ["uwsgi_spoolfile_on_b", "uwsgi_spoolfile_on_a", "garbage", ".spooling_x"] {
+        for name in [
+            "uwsgi_spoolfile_on_b",
+            "uwsgi_spoolfile_on_a",
+            "garbage",
+            ".spooling_x",
+        ] {
             std::fs::write(d.join(name), b"x").unwrap();
         }
         std::fs::write(d.join("3/uwsgi_spoolfile_on_p"), b"x").unwrap();
         // being written (0200): not taken
         let writing = d.join("uwsgi_spoolfile_on_writing");
         std::fs::write(&writing, b"x").unwrap();
-        std::fs::set_permissions(&writing, std::os::unix::fs::PermissionsExt::from_mode(0o200))
-            .unwrap();
+        std::fs::set_permissions(
+            &writing,
+            std::os::unix::fs::PermissionsExt::from_mode(0o200),
+        )
+        .unwrap();
         let later = d.join("uwsgi_spoolfile_on_later");
         std::fs::write(&later, b"x").unwrap();
         let future = SystemTime::now() + Duration::from_secs(3600);
@@ -262,7 +270,14 @@ mod tests {
             .iter()
             .map(|p| p.strip_prefix(&d).unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["3/uwsgi_spoolfile_on_p", "uwsgi_spoolfile_on_a", "uwsgi_spoolfile_on_b"]);
+        assert_eq!(
+            names,
+            [
+                "3/uwsgi_spoolfile_on_p",
+                "uwsgi_spoolfile_on_a",
+                "uwsgi_spoolfile_on_b"
+            ]
+        );
         assert_eq!(s.next_at, Some(future));
         // unordered: no priority directory
         assert_eq!(scan(&d, false, SystemTime::now()).due.len(), 2);

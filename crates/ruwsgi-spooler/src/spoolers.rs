@@ -271,7 +271,8 @@ mod tests {
     use super::*;
 
     fn settings(tag: &str) -> (SpoolerSettings, PathBuf) {
-        let base = std::env::temp_dir().join(format!("ruwsgi-spoolers-{tag}-{}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("ruwsgi-spoolers-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         let s = SpoolerSettings {
             dirs: vec![base.join("a"), base.join("b")],
@@ -301,7 +302,10 @@ mod tests {
         assert!(p.starts_with(std::fs::canonicalize(&ext).unwrap()));
         let mut bad = Vars::new();
         bad.push(b"spooler", b"/nonexistent/spool");
-        assert!(matches!(sp.spool(&bad, b""), Err(SpoolError::UnknownSpooler(_))));
+        assert!(matches!(
+            sp.spool(&bad, b""),
+            Err(SpoolError::UnknownSpooler(_))
+        ));
         sp.set_frequency(7);
         assert_eq!(sp.frequency(), Duration::from_secs(7));
         sp.set_frequency(0);

@@ -80,10 +80,7 @@ pub fn parse_with(bytes: &[u8], modifiers: &[u8]) -> Result<Task, SpoolError> {
         .map_err(|e| SpoolError::Format(e.to_string()))?;
     let body = &bytes[end..];
     Ok(Task {
-        vars: vars
-            .iter()
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect(),
+        vars: vars.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
         body: (!body.is_empty()).then(|| body.to_vec()),
     })
 }
@@ -114,7 +111,10 @@ mod tests {
         assert_eq!(t.vars[2], (b"bin".to_vec(), vec![0, 255, 10]));
         assert_eq!(t.body, None);
         let bytes = encode(&v, b"the body\0").unwrap();
-        assert_eq!(parse(&bytes).unwrap().body.as_deref(), Some(&b"the body\0"[..]));
+        assert_eq!(
+            parse(&bytes).unwrap().body.as_deref(),
+            Some(&b"the body\0"[..])
+        );
     }
 
     #[test]
@@ -122,7 +122,10 @@ mod tests {
         let big = vec![b'x'; 40000];
         let v = vars(&[(b"a", &big), (b"b", &big)]);
         assert!(matches!(encode(&v, b""), Err(SpoolError::TooLarge(_))));
-        assert!(matches!(encode(&vars(&[(b"", b"x")]), b""), Err(SpoolError::BadVars(_))));
+        assert!(matches!(
+            encode(&vars(&[(b"", b"x")]), b""),
+            Err(SpoolError::BadVars(_))
+        ));
     }
 
     #[test]
@@ -151,7 +154,10 @@ mod tests {
         let mut block = Vec::new();
         uwsgi::encode_vars(&vars(&[(b"k", b"v")]), &mut block).unwrap();
         let bytes = encode_block(&block).unwrap();
-        assert_eq!(parse(&bytes).unwrap().vars, vec![(b"k".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            parse(&bytes).unwrap().vars,
+            vec![(b"k".to_vec(), b"v".to_vec())]
+        );
         assert!(encode_block(&[0, 0, 1, 0, b'x']).is_err());
     }
 }

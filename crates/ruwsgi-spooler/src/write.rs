@@ -14,9 +14,9 @@
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +54,11 @@ pub fn task_name(hostname: &str) -> String {
 pub fn check_priority(priority: &[u8]) -> Result<&str, SpoolError> {
     let bad = || SpoolError::BadPriority(String::from_utf8_lossy(priority).into_owned());
     let text = std::str::from_utf8(priority).map_err(|_| bad())?;
-    if text.is_empty() || text == "." || text == ".." || text.contains(['/', '\0']) || text.len() > 255
+    if text.is_empty()
+        || text == "."
+        || text == ".."
+        || text.contains(['/', '\0'])
+        || text.len() > 255
     {
         return Err(bad());
     }
@@ -69,7 +73,7 @@ pub fn parse_at(at: &[u8]) -> Result<SystemTime, SpoolError> {
         .trim()
         .parse()
         .map_err(|_| bad())?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e12 {
+    if !secs.is_finite() || !(0.0..=1e12).contains(&secs) {
         return Err(bad());
     }
     Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
@@ -198,14 +202,25 @@ fn write_unnamed(
         .open(dir)
     {
         Ok(f) => f,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
             return Err(Unnamed::Unsupported)
         }
         Err(e) => return Err(Unnamed::Failed(SpoolError::io(dir, e))),
     };
     fill(&mut file, at, bytes, fsync).map_err(|e| Unnamed::Failed(SpoolError::io(path, e)))?;
     let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    match linkat(AT_FDCWD, proc_path.as_str(), AT_FDCWD, path, AtFlags::AT_SYMLINK_FOLLOW) {
+    match linkat(
+        AT_FDCWD,
+        proc_path.as_str(),
+        AT_FDCWD,
+        path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    ) {
         Ok(()) => Ok(()),
         Err(Errno::ENOENT | Errno::EXDEV | Errno::EPERM) if !path.exists() => {
             Err(Unnamed::Unsupported)

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use ruwsgi_plugin::{
-    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, Spoolers, UserLocks,
-    WorkerSnapshot,
+    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, Spoolers, UserLocks, WorkerSnapshot,
 };
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;

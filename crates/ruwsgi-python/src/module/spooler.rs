@@ -107,8 +107,14 @@ fn set_spooler_frequency(seconds: i64) -> bool {
 /// `spooler_jobs()`: the task files of the first spooler directory.
 #[pyfunction]
 fn spooler_jobs(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    let jobs = runtime::host().map(|h| h.spooler_jobs()).unwrap_or_default();
-    PyList::new(py, jobs.iter().map(|p| PyBytes::new(py, p.as_os_str().as_bytes())))
+    let jobs = runtime::host()
+        .map(|h| h.spooler_jobs())
+        .unwrap_or_default();
+    PyList::new(
+        py,
+        jobs.iter()
+            .map(|p| PyBytes::new(py, p.as_os_str().as_bytes())),
+    )
 }
 
 /// `spooler_pid()`: the first spooler's pid, 0 if none.
@@ -122,7 +128,12 @@ fn spooler_pid() -> i32 {
 /// `spooler_pids()`: every spooler's pid.
 #[pyfunction]
 fn spooler_pids(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
-    PyList::new(py, runtime::host().map(|h| h.spooler_pids()).unwrap_or_default())
+    PyList::new(
+        py,
+        runtime::host()
+            .map(|h| h.spooler_pids())
+            .unwrap_or_default(),
+    )
 }
 
 fn path_arg(path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
@@ -132,7 +143,9 @@ fn path_arg(path: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     if let Ok(b) = path.cast::<PyBytes>() {
         return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(b.as_bytes())));
     }
-    Err(pyo3::exceptions::PyTypeError::new_err("a path (str) is expected"))
+    Err(pyo3::exceptions::PyTypeError::new_err(
+        "a path (str) is expected",
+    ))
 }
 
 /// `spooler_get_task(path)`: the task as the spooler function would get it, or None
@@ -248,7 +261,10 @@ pub(crate) fn run_task(
             }
         },
         Err(e) => {
-            runtime::log(&format!("exception in the spooler function ({}):", path.display()));
+            runtime::log(&format!(
+                "exception in the spooler function ({}):",
+                path.display()
+            ));
             runtime::log_exception(py, &e);
             SpoolerOutcome::Error
         }
