@@ -306,3 +306,21 @@ def test_bad_spooler_options_stop_the_start(ruwsgi, tmp_path):
                  "--spooler-processes", "0", ready=False, name="badprocs")
     assert srv.wait_exit() == 1
     assert "spooler-processes" in srv.log_text()
+
+
+def test_lazy_apps_need_spooler_import(ruwsgi, tmp_path):
+    # lazy-apps: the master imports nothing, so the spooler has no uwsgi.spooler of its own
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--lazy-apps", "--spooler-frequency", "1")
+    get(srv, "/spool?n=lazy1")
+    srv.wait_log(r"unable to find the spooler function, have you loaded it into the spooler "
+                 r"process \?")
+    assert not lines(out, "lazy1") and len(task_files(spool_dir)) == 1
+    srv.stop(signal.SIGTERM)
+    # spooler-import (uWSGI's spooler-python-import alias) loads it in the spoolers only
+    srv, _, _ = start(ruwsgi, tmp_path, "--lazy-apps", "--spooler-python-import", APP,
+                      name="imported")
+    wait_done(out, ["lazy1"])
+    assert json.loads(lines(out, "lazy1")[0])["spooler"] is True
+    get(srv, "/spool?n=lazy2")
+    wait_done(out, ["lazy2"])
+    srv.stop(signal.SIGTERM)
