@@ -324,3 +324,37 @@ def test_lazy_apps_need_spooler_import(ruwsgi, tmp_path):
     get(srv, "/spool?n=lazy2")
     wait_done(out, ["lazy2"])
     srv.stop(signal.SIGTERM)
+
+
+def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
+    """Tasks written by uWSGI run in ruwsgi, and the other way round (same format, same
+    names, the body and the special keys intact)."""
+    from helpers import start_uwsgi
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"SPOOL_OUT": str(out)}
+    from_uwsgi, from_ruwsgi = tmp_path / "from-uwsgi", tmp_path / "from-ruwsgi"
+    from_uwsgi.mkdir()
+    from_ruwsgi.mkdir()
+    u = start_uwsgi(["--master", "--http-socket", "127.0.0.1:0", "--wsgi-file", APP,
+                     "--spooler-external", from_uwsgi], tmp_path / "uw1", env=env)
+    path = get(u, "/spool?n=u1&body=from%20uwsgi").decode()
+    assert os.path.basename(path).startswith("uwsgi_spoolfile_on_")
+    u.stop(signal.SIGTERM, check_orphans=False)
+    assert task_files(from_uwsgi) == [os.path.basename(path)]
+    srv, _, _ = start(ruwsgi, tmp_path, "--spooler-external", from_ruwsgi, spool="from-uwsgi")
+    wait_done(out, ["u1"])
+    assert json.loads(lines(out, "u1")[0])["body"] == "from uwsgi"
+    path = get(srv, "/spool?n=r1&body=from%20ruwsgi&spooler=" + str(from_ruwsgi)).decode()
+    assert path.startswith(str(from_ruwsgi))
+    srv.stop(signal.SIGTERM)
+    u = start_uwsgi(["--master", "--http-socket", "127.0.0.1:0", "--wsgi-file", APP,
+                     "--spooler", from_ruwsgi], tmp_path / "uw2", env=env)
+    wait_done(out, ["r1"])
+    info = json.loads(lines(out, "r1")[0])
+    assert info["body"] == "from ruwsgi" and info["spooler"] is True
+    # uWSGI 2.0 passes the bare file name (it runs tasks from inside the directory);
+    # ruwsgi passes the full path, as the reference says
+    assert os.path.basename(info["name"]) == os.path.basename(path)
+    wait_until(lambda: not task_files(from_ruwsgi), 10, what="uWSGI removed the task")
+    u.stop(signal.SIGTERM, check_orphans=False)

@@ -32,7 +32,8 @@ def task(env):
     info = {
         "pid": os.getpid(),
         "spooler": uwsgi.i_am_the_spooler(),
-        "dir": uwsgi.spooler_dir().decode(),
+        # spooler_dir() is 2.1 API (real uWSGI 2.0 runs this app in the interop test)
+        "dir": getattr(uwsgi, "spooler_dir", lambda: b"")().decode(),
         "keys": sorted(repr(k) for k in env),
         "name": env["spooler_task_name"].decode(),
         "body": env["body"].decode("latin-1") if "body" in env else None,
