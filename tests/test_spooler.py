@@ -55,12 +55,15 @@ def task_files(spool_dir):
 
 def test_api_types_errors_and_task_dict(ruwsgi, tmp_path):
     srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
+    # the spoolers are forked after the worker: wait until both have published their pid
+    wait_until(lambda: 0 not in json.loads(get(srv, "/pids")), 10, what="spooler pids")
     assert get(srv, "/api") == b"ok"
     path = get(srv, "/spool?n=t1&body=the%20body").decode()
     assert path.startswith(str(spool_dir.resolve()) + "/uwsgi_spoolfile_on_")
     wait_done(out, ["t1", "bytes-like"])
     info = json.loads(lines(out, "t1")[0])
     assert info["spooler"] is True and info["worker_id"] == 0
+    assert info["lock_error"] == "The spooler cannot lock/unlock resources"
     assert info["dir"] == str(spool_dir.resolve())
     assert info["name"] == path
     assert info["body"] == "the body"

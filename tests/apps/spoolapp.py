@@ -29,7 +29,13 @@ def task(env):
         return uwsgi.SPOOL_RETRY
     if mode == "ignore":
         return uwsgi.SPOOL_IGNORE
+    try:
+        uwsgi.lock()
+        lock_error = None
+    except ValueError as e:
+        lock_error = str(e)
     info = {
+        "lock_error": lock_error,
         "pid": os.getpid(),
         "spooler": uwsgi.i_am_the_spooler(),
         # spooler_dir() is 2.1 API (real uWSGI 2.0 runs this app in the interop test)
