@@ -49,14 +49,20 @@ def wait_done(out, names, timeout=20.0):
                    len(names), [n for n in names if not lines(out, n)][:10]))
 
 
+def spooler_pids(srv):
+    """The spoolers' pids once every spooler has published its own (they are forked after
+    the workers, so right after readiness a slot may still read 0)."""
+    return wait_until(lambda: (lambda p: p if 0 not in p else None)(
+        json.loads(get(srv, "/pids"))), 10, what="spooler pids")
+
+
 def task_files(spool_dir):
     return sorted(p.name for p in spool_dir.rglob("uwsgi_spoolfile_on_*") if p.is_file())
 
 
 def test_api_types_errors_and_task_dict(ruwsgi, tmp_path):
     srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
-    # the spoolers are forked after the worker: wait until both have published their pid
-    wait_until(lambda: 0 not in json.loads(get(srv, "/pids")), 10, what="spooler pids")
+    spooler_pids(srv)
     assert get(srv, "/api") == b"ok"
     path = get(srv, "/spool?n=t1&body=the%20body").decode()
     assert path.startswith(str(spool_dir.resolve()) + "/uwsgi_spoolfile_on_")
@@ -114,7 +120,7 @@ def test_raise_is_logged_and_retry_waits_for_the_frequency(ruwsgi, tmp_path):
 def test_ordered_priorities_max_tasks_and_ignore(ruwsgi, tmp_path):
     srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-ordered", "--spooler-max-tasks", "3",
                                 "--spooler-quiet")
-    pid0 = json.loads(get(srv, "/pids"))[0]
+    pid0 = spooler_pids(srv)[0]
     get(srv, "/spool?n=p1&priority=5")
     get(srv, "/many?start=0&count=7")
     get(srv, "/spool?n=ig&mode=ignore")
@@ -235,7 +241,7 @@ def test_reload_under_a_stream_of_spool_calls(ruwsgi, tmp_path):
                 failures.append((i, repr(e)))
             i += 1
 
-    pids = [json.loads(get(srv, "/pids"))]
+    pids = [spooler_pids(srv)]
     t = threading.Thread(target=stream)
     t.start()
     try:
