@@ -61,7 +61,10 @@ def task_files(spool_dir):
 
 
 def test_api_types_errors_and_task_dict(ruwsgi, tmp_path):
-    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2",
+                                "--spooler-chdir", cwd)
     spooler_pids(srv)
     assert get(srv, "/api") == b"ok"
     path = get(srv, "/spool?n=t1&body=the%20body").decode()
@@ -70,6 +73,7 @@ def test_api_types_errors_and_task_dict(ruwsgi, tmp_path):
     info = json.loads(lines(out, "t1")[0])
     assert info["spooler"] is True and info["worker_id"] == 0
     assert info["lock_error"] == "The spooler cannot lock/unlock resources"
+    assert info["cwd"] == str(cwd.resolve())
     assert info["dir"] == str(spool_dir.resolve())
     assert info["name"] == path
     assert info["body"] == "the body"

@@ -36,6 +36,7 @@ def task(env):
         lock_error = str(e)
     info = {
         "lock_error": lock_error,
+        "cwd": os.getcwd(),
         "pid": os.getpid(),
         "spooler": uwsgi.i_am_the_spooler(),
         # spooler_dir() is 2.1 API (real uWSGI 2.0 runs this app in the interop test)

@@ -12,7 +12,7 @@
 //! run). Stops: `SIGHUP`, `SIGTERM`, `SIGINT` or `SIGQUIT` make the spooler finish the task
 //! it is running and exit (the master sends `SIGHUP` on graceful reloads and stops, and
 //! `SIGKILL` after the mercy or on an immediate stop, when the task stays on disk and runs
-//! again).
+//! again). `SIGALRM`, `SIGUSR2` and `SIGTSTP` are ignored, as uWSGI's spoolers do.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -97,6 +97,11 @@ pub fn run(
             return SpoolerExit::Failed;
         }
     };
+    // As uWSGI's spoolers: these must not end a task half-way (their default action
+    // terminates, or stops, the process).
+    for sig in [Signal::SIGALRM, Signal::SIGUSR2, Signal::SIGTSTP] {
+        let _ = ruwsgi_sys::signals::ignore(sig);
+    }
     if let Some(chdir) = &spoolers.settings().chdir {
         if let Err(e) = std::env::set_current_dir(chdir) {
             log_line(&format!(
