@@ -147,6 +147,8 @@ def application(environ, start_response):
     elif path == "/api":
         errors = check_api()
         body = ("ok" if not errors else "\n".join(errors)).encode()
+    elif path == "/frequency":
+        body = repr(uwsgi.set_spooler_frequency(int(q["s"]))).encode()
     elif path == "/pids":
         body = json.dumps(uwsgi.spooler_pids()).encode()
     elif path == "/jobs":
