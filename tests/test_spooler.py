@@ -373,3 +373,23 @@ def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
     assert os.path.basename(info["name"]) == os.path.basename(path)
     wait_until(lambda: not task_files(from_ruwsgi), 10, what="uWSGI removed the task")
     u.stop(signal.SIGTERM, check_orphans=False)
+
+
+def cpu_seconds(pid):
+    fields = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_two_spoolers_one_task_no_spinning(ruwsgi, tmp_path):
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
+    pids = spooler_pids(srv)
+    get(srv, "/spool?n=slow&mode=sleep&sleep=1.5")
+    wait_until(lambda: lines(out, "slow.start"), 10, what="slow task started")
+    runner = int(lines(out, "slow.start")[0].split()[1])
+    other = [p for p in pids if p != runner][0]
+    before = cpu_seconds(other)
+    wait_done(out, ["slow"])
+    # the other spooler saw the locked task and left it alone, without a busy loop
+    assert cpu_seconds(other) - before < 0.3
+    assert len(lines(out, "slow.start")) == 1 and len(lines(out, "slow")) == 1
+    srv.stop(signal.SIGTERM)

@@ -30,6 +30,10 @@ use crate::scan::{scan, Busy, TaskLock};
 use crate::spoolers::Spoolers;
 use crate::task::{self, Task};
 
+/// How long a task locked by another process is left alone before this spooler looks at
+/// it again.
+const LOCKED_PAUSE: Duration = Duration::from_secs(1);
+
 /// What running one task produced (the language's `SPOOL_*` return value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolerOutcome {
@@ -231,7 +235,14 @@ impl Loop<'_> {
     fn run_task(&mut self, path: &Path, runner: &mut Runner<'_>) -> bool {
         let mut lock = match TaskLock::take(path) {
             Ok(l) => l,
-            Err(Busy::Gone | Busy::Locked) => return false,
+            Err(Busy::Gone) => return false,
+            // Another spooler runs it (or a uWSGI writer is still writing it): look again
+            // in a moment, not in a busy loop, and not after a whole period.
+            Err(Busy::Locked) => {
+                let pause = LOCKED_PAUSE.min(self.spoolers.frequency());
+                self.held.insert(path.to_path_buf(), Instant::now() + pause);
+                return false;
+            }
             Err(Busy::Io(e)) => {
                 log_line(&format!(
                     "{} cannot open {}: {e}",
