@@ -291,7 +291,16 @@ impl Loop<'_> {
         }
         match outcome {
             SpoolerOutcome::Ok => match lock.remove() {
-                Ok(()) => {
+                Err(e) if path.exists() => {
+                    log_line(&format!(
+                        "{} task {} done but cannot be removed: {e}",
+                        self.label,
+                        path.display()
+                    ));
+                    self.hold(path);
+                }
+                // Removed (or the task removed its own file).
+                _ => {
                     if !self.spoolers.settings().quiet {
                         log_line(&format!(
                             "{} done with task {} after {} seconds",
@@ -300,14 +309,6 @@ impl Loop<'_> {
                             elapsed.as_secs()
                         ));
                     }
-                }
-                Err(e) => {
-                    log_line(&format!(
-                        "{} task {} done but cannot be removed: {e}",
-                        self.label,
-                        path.display()
-                    ));
-                    self.hold(path);
                 }
             },
             SpoolerOutcome::Error => {
