@@ -104,7 +104,9 @@ def test_decorators_unmodified(ruwsgi, tmp_path):
 
 def test_raise_is_logged_and_retry_waits_for_the_frequency(ruwsgi, tmp_path):
     # set_spooler_frequency overrides the option in every spooler (30 would time out below)
-    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-frequency", "30")
+    # two spoolers: the second must not run a kept task before the period ends either
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-frequency", "30",
+                                "--spooler-processes", "2")
     assert get(srv, "/frequency?s=2") == b"True"
     t0 = time.time()
     raising = get(srv, "/spool?n=r1&mode=raise-once").decode()

@@ -7,7 +7,8 @@
 //!
 //! Outcomes ([`SpoolerOutcome`]): `SPOOL_OK` removes the file (under the lock, so no other
 //! spooler can start it again); `SPOOL_RETRY`, `SPOOL_IGNORE` and a task that raised keep
-//! it, held back in this process for one `spooler-frequency` period before it runs again.
+//! it for one `spooler-frequency` period: its mtime (the `at` every spooler honours) moves
+//! to the end of the period, so no spooler of the directory runs it again before then.
 //! A file that is not a spool file is renamed `broken.<name>` (kept for inspection, never
 //! run). Stops: `SIGHUP`, `SIGTERM`, `SIGINT` or `SIGQUIT` make the spooler finish the task
 //! it is running and exit (the master sends `SIGHUP` on graceful reloads and stops, and
@@ -317,11 +318,26 @@ impl Loop<'_> {
                     self.label,
                     path.display()
                 ));
-                self.hold(path);
+                self.defer(&lock);
             }
-            SpoolerOutcome::Retry | SpoolerOutcome::Ignore => self.hold(path),
+            SpoolerOutcome::Retry | SpoolerOutcome::Ignore => self.defer(&lock),
         }
         true
+    }
+
+    /// Keep a task for one period: its mtime moves to now + `spooler-frequency`, which every
+    /// spooler of the directory honours (and which survives a respawn); this process also
+    /// holds it in memory, in case the file's times cannot be set.
+    fn defer(&mut self, lock: &TaskLock) {
+        let until = SystemTime::now() + self.spoolers.frequency();
+        if let Err(e) = lock.defer(until) {
+            log_line(&format!(
+                "{} cannot postpone {}: {e}",
+                self.label,
+                lock.path().display()
+            ));
+        }
+        self.hold(lock.path());
     }
 
     fn hold(&mut self, path: &Path) {

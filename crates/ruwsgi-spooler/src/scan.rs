@@ -199,6 +199,16 @@ impl TaskLock {
         &self.path
     }
 
+    /// The task is kept for later: set its mtime (its `at`) to `until`, so that no
+    /// spooler of the directory, this one or another, runs it before then.
+    pub fn defer(&self, until: SystemTime) -> std::io::Result<()> {
+        self.file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(until)
+                .set_modified(until),
+        )
+    }
+
     /// The task completed: remove it while still holding the lock.
     pub fn remove(self) -> std::io::Result<()> {
         std::fs::remove_file(&self.path)
