@@ -304,7 +304,7 @@ def test_garbage_and_half_written_files_never_run(ruwsgi, tmp_path):
     for bad in ("garbage", "empty", "truncated", "wrongmod"):
         wait_until(lambda: (spool_dir / ("broken.uwsgi_spoolfile_on_" + bad)).exists(), 10,
                    what="%s set aside" % bad)
-        srv.wait_log(r"uwsgi_spoolfile_on_%s is not a spool file" % bad)
+        srv.wait_log(r"uwsgi_spoolfile_on_%s rejected \(not a spool file: " % bad)
     for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing"):
         assert not lines(out, n) and not lines(out, n + ".start"), n
     assert (spool_dir / ".spooling_uwsgi_spoolfile_on_tmp").exists()

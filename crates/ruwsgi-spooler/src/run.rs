@@ -354,14 +354,14 @@ impl Loop<'_> {
         let aside = path.with_file_name(format!("broken.{name}"));
         match std::fs::rename(path, &aside) {
             Ok(()) => log_line(&format!(
-                "{} {} is not a spool file ({why}): renamed {}",
+                "{} {} rejected ({why}): renamed {}",
                 self.label,
                 path.display(),
                 aside.display()
             )),
             Err(e) => {
                 log_line(&format!(
-                    "{} {} is not a spool file ({why}) and cannot be renamed: {e}",
+                    "{} {} rejected ({why}) and cannot be renamed: {e}",
                     self.label,
                     path.display()
                 ));
