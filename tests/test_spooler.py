@@ -395,3 +395,14 @@ def test_two_spoolers_one_task_no_spinning(ruwsgi, tmp_path):
     assert cpu_seconds(other) - before < 0.3
     assert len(lines(out, "slow.start")) == 1 and len(lines(out, "slow")) == 1
     srv.stop(signal.SIGTERM)
+
+
+def test_graceful_stop_lets_the_running_task_finish(ruwsgi, tmp_path):
+    srv, spool_dir, out = start(ruwsgi, tmp_path)
+    get(srv, "/spool?n=finishing&mode=sleep&sleep=1")
+    wait_until(lambda: lines(out, "finishing.start"), 10, what="task started")
+    assert not lines(out, "finishing")
+    # SIGTERM: graceful stop; the spooler gets SIGHUP and ends its task first
+    assert srv.stop(signal.SIGTERM) == 0
+    assert len(lines(out, "finishing")) == 1
+    assert task_files(spool_dir) == []
