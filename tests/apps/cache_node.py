@@ -72,7 +72,6 @@ def _bench(q):
     nkeys = int(_one(q, "keys", "10000"))
     vlen = int(_one(q, "vlen", "64"))
     cache = _one(q, "cache")
-    extra = () if cache is None else (cache,)
     keys = [b"bench-key-%d" % i for i in range(nkeys)]
     value = pattern(vlen)
     hits = 0
@@ -84,18 +83,29 @@ def _bench(q):
                 hits += 1
         elapsed = time.perf_counter() - t0
     elif what == "set":
+        # The cache name is passed as such (not through *args), as applications write it.
         upd = uwsgi.cache_update
         t0 = time.perf_counter()
-        for i in range(n):
-            if upd(keys[i % nkeys], value, 0, *extra):
-                hits += 1
+        if cache is None:
+            for i in range(n):
+                if upd(keys[i % nkeys], value):
+                    hits += 1
+        else:
+            for i in range(n):
+                if upd(keys[i % nkeys], value, 0, cache):
+                    hits += 1
         elapsed = time.perf_counter() - t0
     else:
         get = uwsgi.cache_get
         t0 = time.perf_counter()
-        for i in range(n):
-            if get(keys[i % nkeys], *extra) is not None:
-                hits += 1
+        if cache is None:
+            for i in range(n):
+                if get(keys[i % nkeys]) is not None:
+                    hits += 1
+        else:
+            for i in range(n):
+                if get(keys[i % nkeys], cache) is not None:
+                    hits += 1
         elapsed = time.perf_counter() - t0
     return {"what": what, "n": n, "elapsed": elapsed, "hits": hits}
 

@@ -59,6 +59,18 @@ def checks():
     assert expect(ValueError, uwsgi.cache_keys, "missing") == "no local uWSGI cache available"
     expect(TypeError, uwsgi.cache_get, 42)
     assert uwsgi.cache_clear("missing") is None
+    # names resolve by value whatever the object: many distinct objects of equal strings,
+    # more names than a thread remembers, names of the wrong type in between
+    names = ["".join(["ma", "in"]) for _ in range(20)] + ["other", "lru", "stress"] * 4
+    for i, name in enumerate(names):
+        assert uwsgi.cache_update("memo", b"%d" % i, 0, name) is True, name
+        assert uwsgi.cache_get("memo", name) == b"%d" % i, name
+        expect(TypeError, uwsgi.cache_get, "memo", i)
+    assert [uwsgi.cache_get("memo", n) for n in ("main", "other", "lru", "stress")] == [
+        b"19", b"29", b"30", b"31"]
+    assert uwsgi.cache_get("memo", "".join(["miss", "ing"])) is None
+    assert uwsgi.cache_get("memo") == b"19"                      # None: the default cache
+    assert uwsgi.cache_del("memo", None) is True
     assert uwsgi.cache_clear(c) is True and uwsgi.cache_keys(c) == []
     return b"ok"
 

@@ -27,6 +27,43 @@ pub struct Cache {
     pub store_delete: bool,
 }
 
+impl Cache {
+    /// [`Table::store`], logging (unless `ignore_full`) when the cache is full.
+    pub fn store(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expires: u64,
+        overwrite: bool,
+    ) -> Result<(), CacheError> {
+        let r = self.table.store(key, value, expires, overwrite);
+        self.note_full(&r);
+        r
+    }
+
+    /// [`Table::math`], logging (unless `ignore_full`) when the cache is full.
+    pub fn math(
+        &self,
+        key: &[u8],
+        op: MathOp,
+        operand: i64,
+        expires: u64,
+    ) -> Result<i64, CacheError> {
+        let r = self.table.math(key, op, operand, expires);
+        self.note_full(&r);
+        r
+    }
+
+    fn note_full<T>(&self, r: &Result<T, CacheError>) {
+        if matches!(r, Err(CacheError::Full)) && !self.ignore_full {
+            ruwsgi_sys::log_line(&format!(
+                "ruwsgi: cache '{}' is full: an item could not be stored",
+                self.name
+            ));
+        }
+    }
+}
+
 /// Every cache of the instance; the first is the default.
 #[derive(Debug, Default)]
 pub struct Caches {
@@ -108,11 +145,21 @@ impl Caches {
 
     /// The cache called `name` (`None` or empty: the default one).
     pub fn find(&self, name: Option<&str>) -> Result<&Cache, CacheError> {
+        self.position(name).map(|i| &self.list[i])
+    }
+
+    /// Where the cache called `name` is in [`list`](Self::list), for callers that resolve
+    /// a name once and use it many times.
+    pub fn position(&self, name: Option<&str>) -> Result<usize, CacheError> {
         match name.filter(|n| !n.is_empty()) {
-            None => self.list.first(),
-            Some(n) => self.list.iter().find(|c| c.name == n),
+            None if !self.list.is_empty() => Ok(0),
+            None => Err(CacheError::UnknownCache),
+            Some(n) => self
+                .list
+                .iter()
+                .position(|c| c.name == n)
+                .ok_or(CacheError::UnknownCache),
         }
-        .ok_or(CacheError::UnknownCache)
     }
 
     /// A math operation (see [`Table::math`]).
@@ -124,10 +171,7 @@ impl Caches {
         operand: i64,
         expires: u64,
     ) -> Result<i64, CacheError> {
-        let c = self.find(cache)?;
-        let r = c.table.math(key, op, operand, expires);
-        self.note_full(c, &r);
-        r
+        self.find(cache)?.math(key, op, operand, expires)
     }
 
     /// [`Table::get_into`] on a cache by name.
@@ -153,15 +197,6 @@ impl Caches {
             .map(|c| (c.name.as_str(), c.table.sweep(now)))
             .collect()
     }
-
-    fn note_full<T>(&self, c: &Cache, r: &Result<T, CacheError>) {
-        if matches!(r, Err(CacheError::Full)) && !c.ignore_full {
-            ruwsgi_sys::log_line(&format!(
-                "ruwsgi: cache '{}' is full: an item could not be stored",
-                c.name
-            ));
-        }
-    }
 }
 
 impl CacheBackend for Caches {
@@ -181,10 +216,7 @@ impl CacheBackend for Caches {
         expires: u64,
         overwrite: bool,
     ) -> Result<(), CacheError> {
-        let c = self.find(cache)?;
-        let r = c.table.store(key, value, expires, overwrite);
-        self.note_full(c, &r);
-        r
+        self.find(cache)?.store(key, value, expires, overwrite)
     }
 
     fn delete(&self, cache: Option<&str>, key: &[u8]) -> Result<bool, CacheError> {

@@ -16,7 +16,7 @@ pub mod store;
 pub mod table;
 
 pub use caches::{Cache, Caches};
-pub use table::{Geometry, MathOp, Policy, Stats, Table};
+pub use table::{Geometry, MathOp, Policy, Stats, Table, ValueRef};
 
 pub mod client;
 pub mod server;

@@ -3,7 +3,9 @@
 //! # Memory
 //! A [`Region`] holds the [`Header`] (the writers' robust lock, a sequence counter, counts)
 //! and then only `AtomicU64` words: the hash index (bucket heads), the item slots (fixed
-//! fields, then the key) and the value blocks. Every word is an atomic, so processes that
+//! fields, the first 64 bytes of the key, then, without `bitmap`, the slot's own value
+//! block), the rest of each slot's key when `keysize` is larger (touched only by longer
+//! keys) and, with `bitmap`, the value blocks shared by every slot. Every word is an atomic, so processes that
 //! read while another writes never cause undefined behaviour, and any bit pattern in the
 //! table is a value the code can inspect and reject.
 //!
@@ -25,9 +27,9 @@
 //! Expiry is an absolute unix time per item (0: never), in whole seconds: an item lives
 //! through the whole second its expiry names, so `expires=N` keeps it at least N seconds.
 //! It is enforced on every read. The master
-//! deletes expired items periodically ([`Table::sweep`]). Each read stamps its item with a
-//! logical clock (a relaxed store, no lock); with `purge_lru`, an insert into a full cache
-//! evicts the item with the oldest stamp.
+//! deletes expired items periodically ([`Table::sweep`]). With `purge_lru`, each read and
+//! write stamps its item with a logical clock (a relaxed store, no lock), and an insert into
+//! a full cache evicts the item with the oldest stamp.
 
 use std::io;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -53,6 +55,10 @@ const F_NEXT: usize = 4;
 const F_BLOCKS: usize = 5;
 const F_STAMP: usize = 6;
 const SLOT_FIXED: usize = 8;
+/// Key words kept in the slot itself (the first 64 bytes of a key); the rest of a longer
+/// key lives in the slot's row of the overflow area. Slots stay 128 bytes whatever the
+/// `keysize`, so a lookup of a short key touches two adjacent cache lines of one page.
+const INLINE_KEY_WORDS: usize = 8;
 
 /// Optimistic read attempts before a reader takes the lock.
 const READ_ATTEMPTS: usize = 64;
@@ -131,12 +137,25 @@ impl_shm!(ShmSafe for Counters { clock, hits, misses, full });
 pub struct Stats {
     /// Items stored.
     pub items: u64,
-    /// Reads that found their key.
+    /// Reads that found their key (reads at the same instant may count once).
     pub hits: u64,
-    /// Reads that did not.
+    /// Reads that did not (likewise).
     pub misses: u64,
     /// Inserts that found the cache full.
     pub full: u64,
+}
+
+/// Where the parts of a table start, in words.
+struct Layout {
+    slot_words: usize,
+    inline: usize,
+    over_words: usize,
+    block_words: usize,
+    slots_at: usize,
+    keys_at: usize,
+    blocks_at: usize,
+    bitmap_at: usize,
+    total: usize,
 }
 
 /// One cache's table.
@@ -145,11 +164,17 @@ pub struct Table {
     policy: Policy,
     region: Region<Header, AtomicU64>,
     slot_words: usize,
+    /// Key words in each slot; the other `over_words` are in the overflow area.
+    inline_key_words: usize,
+    over_words: usize,
     block_words: usize,
     index_at: usize,
     slots_at: usize,
+    keys_at: usize,
     blocks_at: usize,
     bitmap_at: usize,
+    /// `hashsize - 1` when hashsize is a power of two (a mask instead of a division).
+    hash_mask: Option<u64>,
 }
 
 impl std::fmt::Debug for Table {
@@ -211,15 +236,53 @@ fn murmur2(key: &[u8]) -> u64 {
     u64::from(h)
 }
 
+/// Call `f(k, word)` for the bytes packed into native-endian words, the last one
+/// zero-padded (whole words without a variable-length copy).
+#[inline]
+fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut k = 0;
+    for c in &mut chunks {
+        f(k, u64::from_ne_bytes(c.try_into().expect("8-byte chunk")));
+        k += 1;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Byte by byte into a register: a short copy into a stack array read back as one
+        // word would stall on store forwarding.
+        let w = rest.iter().enumerate().fold(0u64, |w, (j, &b)| {
+            let shift = if cfg!(target_endian = "little") {
+                8 * j
+            } else {
+                56 - 8 * j
+            };
+            w | u64::from(b) << shift
+        });
+        f(k, w);
+    }
+}
+
+/// Copy the first `out.len()` bytes held by `words` into `out`.
+#[inline]
+fn copy_words(words: &[AtomicU64], out: &mut [u8]) {
+    let mut chunks = out.chunks_exact_mut(8);
+    let mut k = 0;
+    for c in &mut chunks {
+        c.copy_from_slice(&words[k].load(Ordering::Relaxed).to_ne_bytes());
+        k += 1;
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let n = rest.len();
+        rest.copy_from_slice(&words[k].load(Ordering::Relaxed).to_ne_bytes()[..n]);
+    }
+}
+
 /// Run `f` over `key` packed into words: on the stack for keys up to 256 bytes.
 fn with_words<R>(key: &[u8], f: impl FnOnce(&[u64]) -> R) -> R {
     if key.len() <= 256 {
         let mut small = [0u64; 32];
-        for (w, c) in small.iter_mut().zip(key.chunks(8)) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            *w = u64::from_ne_bytes(b);
-        }
+        for_each_word(key, |k, w| small[k] = w);
         f(&small[..words_for(key.len())])
     } else {
         let mut large = Vec::new();
@@ -231,36 +294,75 @@ fn with_words<R>(key: &[u8], f: impl FnOnce(&[u64]) -> R) -> R {
 /// Bytes packed into native-endian words, the last one zero-padded.
 fn pack(bytes: &[u8], out: &mut Vec<u64>) {
     out.clear();
-    for c in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..c.len()].copy_from_slice(c);
-        out.push(u64::from_ne_bytes(w));
+    for_each_word(bytes, |_, w| out.push(w));
+}
+
+/// A value found by [`Table::get_with`]: its length, and a copy of it on demand.
+pub struct ValueRef<'a> {
+    words: &'a [AtomicU64],
+    len: usize,
+    expires_at: u64,
+}
+
+impl ValueRef<'_> {
+    /// Its length in bytes (never 0).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: an empty value is never stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Its expiry (unix seconds, 0 = never).
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Copy it into `out`, whose length must be [`len`](Self::len).
+    pub fn copy_to(&self, out: &mut [u8]) {
+        assert_eq!(
+            out.len(),
+            self.len,
+            "copy_to needs a buffer of the value's length"
+        );
+        copy_words(self.words, out);
     }
 }
 
 impl Table {
-    /// Words the table needs for `geo`.
-    fn layout(geo: &Geometry) -> (usize, usize, usize, usize, usize, usize) {
-        let slot_words = SLOT_FIXED + words_for(geo.keysize);
+    /// Where each part of the table starts, for `geo`.
+    fn layout(geo: &Geometry) -> Layout {
+        let key_words = words_for(geo.keysize);
+        let inline = key_words.min(INLINE_KEY_WORDS);
+        let over_words = key_words - inline;
         let block_words = words_for(geo.blocksize);
-        let index_at = 0;
-        let slots_at = index_at + geo.hashsize;
-        let blocks_at = slots_at + geo.items * slot_words;
-        let bitmap_at = blocks_at + geo.blocks * block_words;
+        // Without a bitmap each slot owns one block: it follows the slot's key words, so
+        // a lookup reads one run of adjacent memory.
+        let slot_words = SLOT_FIXED + inline + if geo.bitmap { 0 } else { block_words };
+        let shared_blocks = if geo.bitmap { geo.blocks } else { 0 };
+        let slots_at = geo.hashsize;
+        let keys_at = slots_at + geo.items * slot_words;
+        let blocks_at = keys_at + geo.items * over_words;
+        let bitmap_at = blocks_at + shared_blocks * block_words;
         let total = bitmap_at
             + if geo.bitmap {
                 geo.blocks.div_ceil(64)
             } else {
                 0
             };
-        (
+        Layout {
             slot_words,
+            inline,
+            over_words,
             block_words,
             slots_at,
+            keys_at,
             blocks_at,
             bitmap_at,
             total,
-        )
+        }
     }
 
     fn check(geo: &Geometry) -> io::Result<()> {
@@ -280,14 +382,14 @@ impl Table {
     /// Map a table for `geo`, shared with processes forked afterwards.
     pub fn new(geo: Geometry, policy: Policy) -> io::Result<Table> {
         Self::check(&geo)?;
-        let total = Self::layout(&geo).5;
+        let total = Self::layout(&geo).total;
         Self::ready(geo, policy, Region::map(total)?)
     }
 
     /// The same on the heap (tests).
     pub fn on_heap(geo: Geometry, policy: Policy) -> io::Result<Table> {
         Self::check(&geo)?;
-        let total = Self::layout(&geo).5;
+        let total = Self::layout(&geo).total;
         Self::ready(geo, policy, Region::on_heap(total)?)
     }
 
@@ -296,18 +398,35 @@ impl Table {
         policy: Policy,
         region: Region<Header, AtomicU64>,
     ) -> io::Result<Table> {
-        let (slot_words, block_words, slots_at, blocks_at, bitmap_at, _) = Self::layout(&geo);
+        let Layout {
+            slot_words,
+            inline,
+            over_words,
+            block_words,
+            slots_at,
+            keys_at,
+            blocks_at,
+            bitmap_at,
+            ..
+        } = Self::layout(&geo);
         region.header().lock.init().map_err(io::Error::other)?;
         let t = Table {
             geo,
             policy,
             region,
             slot_words,
+            inline_key_words: inline,
+            over_words,
             block_words,
             index_at: 0,
             slots_at,
+            keys_at,
             blocks_at,
             bitmap_at,
+            hash_mask: geo
+                .hashsize
+                .is_power_of_two()
+                .then(|| geo.hashsize as u64 - 1),
         };
         let w = t.write_lock().map_err(io::Error::other)?;
         w.rebuild();
@@ -341,6 +460,15 @@ impl Table {
         self.w(self.slots_at + i * self.slot_words + field)
     }
 
+    /// Word `k` of slot `i`'s key.
+    fn key_word(&self, i: usize, k: usize) -> &AtomicU64 {
+        if k < self.inline_key_words {
+            self.slot(i, SLOT_FIXED + k)
+        } else {
+            self.w(self.keys_at + i * self.over_words + (k - self.inline_key_words))
+        }
+    }
+
     fn hash(&self, key: &[u8]) -> u64 {
         if self.policy.murmur2 {
             murmur2(key)
@@ -350,7 +478,11 @@ impl Table {
     }
 
     fn bucket(&self, hash: u64) -> &AtomicU64 {
-        self.w(self.index_at + (hash % self.geo.hashsize as u64) as usize)
+        let at = match self.hash_mask {
+            Some(mask) => hash & mask,
+            None => hash % self.geo.hashsize as u64,
+        };
+        self.w(self.index_at + at as usize)
     }
 
     /// Take the writers' lock; a dead previous holder's half-done work is repaired first.
@@ -386,7 +518,7 @@ impl Table {
                 && kw
                     .iter()
                     .enumerate()
-                    .all(|(k, &word)| self.slot(i, SLOT_FIXED + k).load(Ordering::Relaxed) == word)
+                    .all(|(k, &word)| self.key_word(i, k).load(Ordering::Relaxed) == word)
             {
                 return Some(i);
             }
@@ -402,7 +534,7 @@ impl Table {
         if len == 0 || len > self.max_value() {
             return None;
         }
-        let start = if self.geo.bitmap {
+        let first = if self.geo.bitmap {
             let b = self.slot(i, F_BLOCKS).load(Ordering::Relaxed);
             let (first, count) = ((b & 0xFFFF_FFFF) as usize, (b >> 32) as usize);
             if first + count > self.geo.blocks || count * self.geo.blocksize < len {
@@ -410,18 +542,25 @@ impl Table {
             }
             first
         } else {
-            i
+            0
         };
-        Some((self.blocks_at + start * self.block_words, len))
+        Some((self.value_at(i, first), len))
+    }
+
+    /// Where the value of slot `i` starts: its first block in the shared blocks (bitmap
+    /// mode), or its own block after its key words.
+    fn value_at(&self, i: usize, first_block: usize) -> usize {
+        if self.geo.bitmap {
+            self.blocks_at + first_block * self.block_words
+        } else {
+            self.slots_at + i * self.slot_words + SLOT_FIXED + self.inline_key_words
+        }
     }
 
     fn copy_value(&self, i: usize) -> Option<Vec<u8>> {
         let (at, len) = self.value_span(i)?;
-        let mut out = Vec::with_capacity(len.next_multiple_of(8));
-        for w in &self.words()[at..at + words_for(len)] {
-            out.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
-        }
-        out.truncate(len);
+        let mut out = vec![0; len];
+        copy_words(&self.words()[at..at + words_for(len)], &mut out);
         Some(out)
     }
 
@@ -481,28 +620,45 @@ impl Table {
         Ok(got)
     }
 
-    /// Copy the value under `key` into `buf` (cleared first) and give its expiry (unix
-    /// seconds, 0 = never); `None` on a miss. The buffer can be reused from call to call.
-    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<u64>, CacheError> {
+    /// Look `key` up and give `make` its value, to copy where it wants, without a lock.
+    /// `make` may run more than once when a writer changes the cache meanwhile: only the
+    /// result of the last run is returned, the others are dropped. `None` on a miss.
+    pub fn get_with<T>(
+        &self,
+        key: &[u8],
+        mut make: impl FnMut(ValueRef<'_>) -> T,
+    ) -> Result<Option<T>, CacheError> {
         self.read(key, |t, i| {
             let (at, len) = t.value_span(i)?;
-            buf.clear();
-            buf.reserve(len.next_multiple_of(8));
-            for w in &t.words()[at..at + words_for(len)] {
-                buf.extend_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
-            }
-            buf.truncate(len);
-            Some(t.slot(i, F_EXPIRES).load(Ordering::Relaxed))
+            Some(make(ValueRef {
+                words: &t.words()[at..at + words_for(len)],
+                len,
+                expires_at: t.slot(i, F_EXPIRES).load(Ordering::Relaxed),
+            }))
         })
     }
 
+    /// Copy the value under `key` into `buf` (cleared first) and give its expiry (unix
+    /// seconds, 0 = never); `None` on a miss. The buffer can be reused from call to call.
+    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<u64>, CacheError> {
+        self.get_with(key, |v| {
+            buf.clear();
+            buf.resize(v.len(), 0);
+            v.copy_to(buf);
+            v.expires_at()
+        })
+    }
+
+    /// Count a read. A load and a store, not a locked add (which costs every read about
+    /// 20 cycles); the price is that two processes counting at the same instant may count
+    /// once. The counts are statistics, never used for a decision.
     fn count_read(&self, hit: bool) {
         let h = self.region.header();
-        if hit {
-            h.stats.hits.fetch_add(1, Ordering::Relaxed);
-        } else {
-            h.stats.misses.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if hit { &h.stats.hits } else { &h.stats.misses };
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The item under `key`, if present and not expired.
@@ -712,11 +868,7 @@ impl Writer<'_> {
             ((t.slot(i, F_LENS).load(Ordering::Relaxed) & 0xFFFF_FFFF) as usize).min(t.geo.keysize);
         let mut out = Vec::with_capacity(klen.next_multiple_of(8));
         for k in 0..words_for(klen) {
-            out.extend_from_slice(
-                &t.slot(i, SLOT_FIXED + k)
-                    .load(Ordering::Relaxed)
-                    .to_ne_bytes(),
-            );
+            out.extend_from_slice(&t.key_word(i, k).load(Ordering::Relaxed).to_ne_bytes());
         }
         out.truncate(klen);
         out
@@ -945,13 +1097,9 @@ impl Writer<'_> {
 
     fn write_value(&self, i: usize, value: &[u8], first_block: usize) {
         let t = self.t;
-        let start = t.blocks_at + if t.geo.bitmap { first_block } else { i } * t.block_words;
-        for (k, c) in value.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..c.len()].copy_from_slice(c);
-            t.w(start + k)
-                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-        }
+        let start = t.value_at(i, first_block);
+        let words = &t.words()[start..start + words_for(value.len())];
+        for_each_word(value, |k, w| words[k].store(w, Ordering::Relaxed));
     }
 
     /// Insert or replace. `keep_stamp`: math operations do not count as a use.
@@ -1048,7 +1196,7 @@ impl Writer<'_> {
     fn fill_key(&self, i: usize, kw: &[u64], hash: u64) {
         let t = self.t;
         for (k, &w) in kw.iter().enumerate() {
-            t.slot(i, SLOT_FIXED + k).store(w, Ordering::Relaxed);
+            t.key_word(i, k).store(w, Ordering::Relaxed);
         }
         t.slot(i, F_HASH).store(hash, Ordering::Relaxed);
     }
@@ -1079,7 +1227,8 @@ impl Writer<'_> {
             );
         }
         self.write_value(i, value, first_block);
-        if !keep_stamp || t.slot(i, F_STAMP).load(Ordering::Relaxed) == 0 {
+        // Stamps order evictions, so only caches that evict by age keep them.
+        if t.policy.purge_lru && (!keep_stamp || t.slot(i, F_STAMP).load(Ordering::Relaxed) == 0) {
             let stamp = self.head().stats.clock.fetch_add(1, Ordering::Relaxed);
             t.slot(i, F_STAMP).store(stamp, Ordering::Relaxed);
         }

@@ -431,6 +431,36 @@ pub static OPTIONS: &[OptionDef] = &[
         "time a stopping worker gets",
     ),
     opt(
+        "harakiri",
+        Seconds,
+        Proc,
+        "0",
+        "kill a worker whose request runs longer than this (0: off); the log gets the request \
+         and every Python thread's stack first",
+    )
+    .short('t'),
+    opt(
+        "harakiri-verbose",
+        Flag,
+        Proc,
+        "off",
+        "also log the killed process's current system call and wait channel",
+    ),
+    opt(
+        "harakiri-graceful-timeout",
+        Seconds,
+        Proc,
+        "0",
+        "send harakiri-graceful-signal first and SIGKILL only this long after (0: SIGKILL at once)",
+    ),
+    opt(
+        "harakiri-graceful-signal",
+        Int,
+        Proc,
+        "15",
+        "the signal number a graceful harakiri sends first",
+    ),
+    opt(
         "reload-mercy",
         Seconds,
         Proc,
@@ -1048,14 +1078,6 @@ pub static OPTIONS: &[OptionDef] = &[
     )
     .aka(&["offload-thread"]),
     // ---- not implemented yet ----
-    later(
-        "harakiri",
-        Seconds,
-        "kill requests running longer than this",
-    )
-    .short('t'),
-    later("harakiri-verbose", Flag, "log details about harakiri"),
-    later("harakiri-graceful-timeout", Seconds, "graceful harakiri"),
     later("reload-on-rss", Int, "recycle workers above this RSS"),
     later(
         "reload-on-as",
@@ -1186,7 +1208,7 @@ mod tests {
     fn lookups() {
         assert_eq!(lookup("workers").unwrap().name, "processes");
         assert_eq!(lookup_short('p').unwrap().name, "processes");
-        assert_eq!(lookup("harakiri").unwrap().status, Status::NotYet);
+        assert_eq!(lookup("reload-on-rss").unwrap().status, Status::NotYet);
         assert!(lookup("no-such-option").is_none());
     }
 

@@ -443,6 +443,12 @@ fn apply(
         "max-requests-delta" => s.processes.max_requests_delta = v.number(0, u64::MAX)?,
         "min-worker-lifetime" => s.processes.min_worker_lifetime = v.seconds()?,
         "worker-reload-mercy" => s.processes.worker_reload_mercy = v.seconds()?,
+        "harakiri" => s.processes.harakiri.timeout = v.seconds()?,
+        "harakiri-verbose" => s.processes.harakiri.verbose = v.boolean(),
+        "harakiri-graceful-timeout" => s.processes.harakiri.graceful_timeout = v.seconds()?,
+        "harakiri-graceful-signal" => {
+            s.processes.harakiri.graceful_signal = v.number(1, 31)? as i32
+        }
         "reload-mercy" => *reload_mercy = Some(v.seconds()?),
         "die-on-term" => s.processes.die_on_term = v.boolean(),
         "sigterm-reload" => s.processes.sigterm_reload = v.boolean(),

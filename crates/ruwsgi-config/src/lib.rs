@@ -47,9 +47,9 @@ pub use defs::{OptionDef, Status, OPTIONS};
 pub use error::{ConfigError, Source};
 pub use load::{load, Command};
 pub use settings::{
-    ApiSettings, AreaSize, CacheSpec, LogDate, LogSettings, MuleSpec, OptValue, PluginView,
-    ProcessSettings, Protocol, PythonSettings, RequestSettings, Settings, SocketSettings,
-    SocketSpec, SpoolerSettings,
+    ApiSettings, AreaSize, CacheSpec, HarakiriSettings, LogDate, LogSettings, MuleSpec, OptValue,
+    PluginView, ProcessSettings, Protocol, PythonSettings, RequestSettings, Settings,
+    SocketSettings, SocketSpec, SpoolerSettings,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

@@ -145,6 +145,8 @@ pub struct ProcessSettings {
     pub min_worker_lifetime: Duration,
     /// `worker-reload-mercy` (default 60 s): time a stopping worker gets before SIGKILL.
     pub worker_reload_mercy: Duration,
+    /// `harakiri` and its companions.
+    pub harakiri: HarakiriSettings,
     /// `reload-mercy`: time a whole reload or graceful stop may take (default = worker mercy).
     pub reload_mercy: Duration,
     /// `die-on-term` (default on): SIGTERM stops the instance gracefully.
@@ -204,6 +206,31 @@ impl ProcessSettings {
     }
 }
 
+/// What happens to a request (or a process's own deadline) that runs too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HarakiriSettings {
+    /// `harakiri`/`-t`: the longest a worker's request may run (zero: no limit).
+    pub timeout: Duration,
+    /// `harakiri-verbose`: log `/proc/PID/syscall` and `wchan` of the killed process.
+    pub verbose: bool,
+    /// `harakiri-graceful-timeout`: time between the graceful signal and SIGKILL (zero: SIGKILL
+    /// at once).
+    pub graceful_timeout: Duration,
+    /// `harakiri-graceful-signal` (default 15, SIGTERM).
+    pub graceful_signal: i32,
+}
+
+impl Default for HarakiriSettings {
+    fn default() -> Self {
+        HarakiriSettings {
+            timeout: Duration::ZERO,
+            verbose: false,
+            graceful_timeout: Duration::ZERO,
+            graceful_signal: 15,
+        }
+    }
+}
+
 impl Default for ProcessSettings {
     fn default() -> Self {
         ProcessSettings {
@@ -215,6 +242,7 @@ impl Default for ProcessSettings {
             max_requests_delta: 0,
             min_worker_lifetime: Duration::from_secs(10),
             worker_reload_mercy: Duration::from_secs(60),
+            harakiri: HarakiriSettings::default(),
             reload_mercy: Duration::from_secs(60),
             die_on_term: true,
             sigterm_reload: false,

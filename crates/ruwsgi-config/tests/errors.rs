@@ -35,12 +35,14 @@ fn invalid_values_with_locations() {
 #[test]
 fn not_yet_options() {
     let d = TempDir::new();
-    let ini = d.write("app.ini", "[uwsgi]\n\n\n\n\n\nharakiri = 30\n");
+    let ini = d.write("app.ini", "[uwsgi]\n\n\n\n\n\nreload-on-rss = 30\n");
     assert_eq!(
         err(&["--ini", &ini]),
-        format!("option 'harakiri' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
+        format!(
+            "option 'reload-on-rss' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet"
+        )
     );
-    assert!(err(&["-t", "30"]).starts_with("option 'harakiri' (from command line argument 1)"));
+    assert!(err(&["-t", "soon"]).starts_with("invalid value 'soon' for option 'harakiri'"));
     assert!(err(&["--farm", "f:1"]).starts_with("option 'farm'"));
     assert!(err(&["--set", "stats=:9191"]).starts_with("option 'stats'"));
     let e = match try_load(&[], &[("UWSGI_TOUCH_RELOAD", "/x")]) {

@@ -91,7 +91,8 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     phase(MasterPhase::LoadingApps);
     let processes = settings.processes.workers.max(1);
     let mules = settings.processes.mules.len();
-    let scoreboard = Scoreboard::new(processes).map_err(MasterError::Shm)?;
+    let scoreboard = Scoreboard::with_cores(processes, settings.processes.threads.max(1))
+        .map_err(MasterError::Shm)?;
     let mule_board = match mules {
         0 => None,
         n => Some(Scoreboard::new(n).map_err(MasterError::Shm)?),
@@ -102,7 +103,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         .iter()
         .map(|b| std::os::fd::AsRawFd::as_raw_fd(&b.fd))
         .collect();
-    let host = make_host(&scoreboard, &socket_fds);
+    let host = make_host(&scoreboard, mule_board.as_ref(), &socket_fds);
     plugin
         .init(settings.plugin_view(), host)
         .map_err(MasterError::PluginInit)?;

@@ -88,6 +88,8 @@ pub(crate) struct Slot {
     /// Being replaced at its own request (`ReloadMe`): its exit is a recycle and it is
     /// respawned at once.
     pub recycle: bool,
+    /// Being killed by harakiri: its exit is logged as such and it is respawned at once.
+    pub harakiri: bool,
 }
 
 impl Slot {
@@ -103,6 +105,7 @@ impl Slot {
             crashed: false,
             ever_spawned: false,
             recycle: false,
+            harakiri: false,
         }
     }
 

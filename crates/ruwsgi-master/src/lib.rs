@@ -118,6 +118,7 @@ pub mod channel;
 pub mod children;
 pub mod error;
 pub mod events;
+mod harakiri;
 mod master;
 pub mod mule;
 pub mod reexec;

@@ -59,6 +59,8 @@ pub(crate) enum Deadline {
     RespawnResume,
     /// The periodic task with this index is due.
     Periodic(usize),
+    /// The earliest harakiri deadline of a core (the loop checks every row on each turn).
+    Harakiri,
 }
 
 /// What a watched fd of the master is.
@@ -130,6 +132,7 @@ impl Master {
             self.reap();
             let now = self.clock.now();
             self.enforce_deadlines(now);
+            self.check_harakiri(now);
             match self.mode {
                 Mode::Running => self.fill_slots(now),
                 Mode::Reloading { reexec: false } => {
@@ -387,6 +390,18 @@ impl Master {
         }
     }
 
+    /// The harakiri rows of a worker's cores, or of a mule (one row).
+    pub(crate) fn board_cores(&self, slot: &Slot) -> &[ruwsgi_shm::CoreSlot] {
+        match slot.kind {
+            ChildKind::Worker => self.scoreboard.cores_of(slot.id),
+            ChildKind::Mule => self
+                .mule_board
+                .as_ref()
+                .map_or(&[], |b| b.cores_of(slot.id)),
+            _ => &[],
+        }
+    }
+
     /// The scoreboard row of the child in `slot` (daemons have none).
     pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
         match slot.kind {
@@ -424,14 +439,22 @@ impl Master {
                     let (Some(pid), Some(_)) = (slot.pid, slot.stop) else {
                         continue;
                     };
-                    log_line(&format!(
-                        "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
-                        slot.label()
-                    ));
+                    if slot.harakiri {
+                        log_line(&format!(
+                            "HARAKIRI: SIGKILL to {} (pid: {pid})",
+                            slot.label()
+                        ));
+                    } else {
+                        log_line(&format!(
+                            "ruwsgi: {} (pid: {pid}) did not exit in time: NO MERCY !!! (SIGKILL)",
+                            slot.label()
+                        ));
+                    }
                     let _ = ruwsgi_sys::signals::kill(pid, Signal::SIGKILL);
                 }
-                // `fill_slots` asks the throttle again on this same turn.
-                Deadline::RespawnResume => {}
+                // `fill_slots` asks the throttle again on this same turn; `check_harakiri`
+                // runs on every turn.
+                Deadline::RespawnResume | Deadline::Harakiri => {}
                 Deadline::Periodic(i) => {
                     if let Some(task) = self.periodic.get_mut(i) {
                         (task.run)(PeriodicCause::Timer);
@@ -470,6 +493,9 @@ impl Master {
             if let Some(row) = row {
                 row.exited();
             }
+            for core in self.board_cores(slot) {
+                core.clear();
+            }
             (served, slot.kind)
         };
         self.timers.cancel(&Deadline::Kill(index));
@@ -479,6 +505,13 @@ impl Master {
         slot.pid = None;
         let asked = slot.stop.take().is_some();
         slot.crashed = false;
+        if std::mem::take(&mut slot.harakiri) {
+            log_line(&format!(
+                "{label} (pid: {pid}) killed by harakiri ({}): respawning",
+                describe(&status)
+            ));
+            return;
+        }
         if asked && std::mem::take(&mut slot.recycle) {
             log_line(&format!(
                 "{label} (pid: {pid}) recycled after {served} requests"

@@ -133,12 +133,16 @@ impl Master {
         self.observer = None;
         let _ = signals::reset_default(&MASTER_SIGNALS);
         let _ = signals::ignore(Signal::SIGPIPE);
+        let _ = signals::ignore_traceback_signal();
         let _ = signals::unblock_all();
         if kind == ChildKind::Daemon {
             self.exec_daemon(id);
         }
         if let Some(row) = self.board_row(&self.slots[index]) {
             row.spawned(ruwsgi_sys::process::pid().as_raw(), unix_now());
+        }
+        for core in self.board_cores(&self.slots[index]) {
+            core.clear();
         }
         if self.settings.processes.auto_procname
             || self.settings.processes.procname_prefix.is_some()

@@ -111,9 +111,10 @@ pub struct WorkerStart {
 /// value is the child's exit code; the master then runs `plugin.at_exit()` and `_exit`s.
 pub type WorkerMain = Box<dyn Fn(WorkerStart) -> i32>;
 
-/// Builds the plugin's [`Host`] once the scoreboard exists (the host reads it), given the
-/// listening sockets' fds in configuration order.
-pub type HostFactory = Box<dyn FnOnce(&Scoreboard, &[RawFd]) -> Arc<dyn Host>>;
+/// Builds the plugin's [`Host`] once the scoreboards exist (the host reads them: the
+/// workers', and the mules' if there are mules), given the listening sockets' fds in
+/// configuration order.
+pub type HostFactory = Box<dyn FnOnce(&Scoreboard, Option<&Scoreboard>, &[RawFd]) -> Arc<dyn Host>>;
 
 /// Receives every [`MasterPhase`] change, in the master only.
 pub type PhaseObserver = Box<dyn FnMut(MasterPhase)>;

@@ -279,9 +279,13 @@ impl MasterHandle {
                 let mut config = MasterConfig::new(
                     Arc::new(settings),
                     Arc::new(FakePlugin(apps)),
-                    Box::new(|sb: &Scoreboard, _fds: &[std::os::fd::RawFd]| {
-                        Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>
-                    }),
+                    Box::new(
+                        |sb: &Scoreboard,
+                         _mules: Option<&Scoreboard>,
+                         _fds: &[std::os::fd::RawFd]| {
+                            Arc::new(FakeHost(sb.clone())) as Arc<dyn Host>
+                        },
+                    ),
                     Box::new(move |s| worker_main(s, behaviour)),
                 );
                 config.reexec_on_reload = false;

@@ -122,6 +122,19 @@ pub trait Host: Send + Sync {
     }
     /// Write one line to the server log (a newline is added).
     fn log(&self, line: &str);
+    /// Give the calling process its own harakiri deadline `secs` from now, or clear it
+    /// (`0`): in a worker the calling request core's (cleared when its request ends), in a
+    /// mule the mule's. The master kills the process once it passes. `Err` says why there
+    /// is none to set (not called from a request core, no master, ...).
+    fn set_user_harakiri(&self, secs: u64) -> Result<(), String> {
+        let _ = secs;
+        Err("unable to set user harakiri without the master process".into())
+    }
+    /// The signal on which this process writes the stack of every thread to the log (the
+    /// master sends it before a harakiri kill); `None` if the server never sends one.
+    fn traceback_signal(&self) -> Option<i32> {
+        None
+    }
     /// Set this process's title.
     fn set_process_name(&self, name: &str);
     /// Ask the master for a graceful reload; false if the signal could not be sent.

@@ -280,6 +280,7 @@ impl LanguagePlugin for PythonPlugin {
     }
 
     fn post_fork(&self, role: ProcessRole) {
+        Python::attach(crate::module::harakiri::write_stacks_on_signal);
         self.call_module_hook("post_fork_hook");
         // Preloaded apps: the watcher compares with the master's snapshot. (Lazy apps
         // start it from `load_apps`, which runs after this in the worker.)

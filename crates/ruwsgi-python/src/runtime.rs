@@ -5,7 +5,6 @@
 //! that. Python tracebacks are formatted with the `traceback` module (imported only on the
 //! error path) and written line by line to the server log.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -16,14 +15,9 @@ use ruwsgi_plugin::Host;
 /// Written by `init` (rarely), read by every module function that needs the server.
 static HOST: RwLock<Option<Arc<dyn Host>>> = RwLock::new(None);
 
-/// Bumped by every [`set_host`]: threads compare it with the one their copy was taken at.
+/// Bumped by every [`set_host`]: what a thread derived from the host is good while this
+/// stays the same.
 static HOST_GENERATION: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// This thread's copy of the host and the generation it was taken at, so that the hot
-    /// API functions (`cache_get`, ...) reach the host with one atomic load.
-    static LOCAL_HOST: RefCell<(u64, Option<Arc<dyn Host>>)> = const { RefCell::new((0, None)) };
-}
 
 /// Publish the host of this process.
 pub(crate) fn set_host(host: Arc<dyn Host>) {
@@ -32,21 +26,10 @@ pub(crate) fn set_host(host: Arc<dyn Host>) {
     HOST_GENERATION.fetch_add(1, Ordering::Release);
 }
 
-/// Run `f` with the host of this process (`None` before `init`), without taking a lock or
-/// touching its reference count on the way.
-pub(crate) fn with_host<R>(f: impl FnOnce(&dyn Host) -> R) -> Option<R> {
-    LOCAL_HOST.with(|local| {
-        let generation = HOST_GENERATION.load(Ordering::Acquire);
-        if local.borrow().0 != generation {
-            match local.try_borrow_mut() {
-                Ok(mut l) => *l = (generation, host()),
-                // A call nested in `f` while the copy is being used: the shared slot.
-                Err(_) => return host().map(|h| f(&*h)),
-            }
-        }
-        let l = local.borrow();
-        l.1.as_deref().map(f)
-    })
+/// Changes whenever the host is replaced: what a thread derived from the host is good
+/// while this stays the same.
+pub(crate) fn host_generation() -> u64 {
+    HOST_GENERATION.load(Ordering::Acquire)
 }
 
 /// The host of this process, once `init` ran.

@@ -26,8 +26,8 @@ pub mod user_locks;
 pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
 pub use region::{Region, RegionError, ShmPlain, ShmSafe};
 pub use scoreboard::{
-    AppInfo, AppSnapshot, Scoreboard, WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
-    MAX_MOUNTPOINT,
+    user_deadlines_used, AppInfo, AppSnapshot, CoreSlot, Due, Scoreboard, WorkerSlot,
+    WorkerSnapshot, WorkerStatus, Writers, MAX_APPS, MAX_MOUNTPOINT,
 };
 pub use shared_area::{AreaError, SharedArea};
 pub use user_locks::{UserLockError, UserLocks};

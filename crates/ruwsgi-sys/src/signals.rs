@@ -165,9 +165,52 @@ pub fn kill(pid: nix::unistd::Pid, sig: Signal) -> io::Result<()> {
     Ok(())
 }
 
+/// The signal that asks a child to write every thread's stack to the log (before a
+/// harakiri kill): a real-time signal nothing else in the server uses. Children ignore it
+/// until their language plugin installs a handler ([`ignore_traceback_signal`]).
+pub fn traceback_signal() -> i32 {
+    libc::SIGRTMIN() + 4
+}
+
+/// Ignore [`traceback_signal`] (a child, right after fork: a real-time signal would
+/// otherwise end a process with no handler for it).
+pub fn ignore_traceback_signal() -> io::Result<()> {
+    // SAFETY: a sigaction with SIG_IGN and an empty mask; no Rust code becomes a handler.
+    let rc = unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(traceback_signal(), &action, std::ptr::null_mut())
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Send signal number `signum` (any, real-time included) to `pid`.
+pub fn kill_number(pid: nix::unistd::Pid, signum: i32) -> io::Result<()> {
+    // SAFETY: kill(2) only; an invalid number is reported as EINVAL.
+    if unsafe { libc::kill(pid.as_raw(), signum) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_traceback_signal_is_ignored_once_asked() {
+        let _g = crate::test_lock();
+        ignore_traceback_signal().unwrap();
+        // ignored: the test process survives it
+        kill_number(nix::unistd::getpid(), traceback_signal()).unwrap();
+        assert!(traceback_signal() > libc::SIGRTMIN() && traceback_signal() < libc::SIGRTMAX());
+    }
 
     #[test]
     fn raised_signal_shows_up_as_a_byte() {

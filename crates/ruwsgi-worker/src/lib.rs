@@ -34,4 +34,4 @@ pub mod stream;
 pub mod worker;
 
 pub use stream::{ListenSocket, Peer, Stream};
-pub use worker::{run, WorkerArgs, WorkerExit};
+pub use worker::{current_core, run, WorkerArgs, WorkerExit};

@@ -299,7 +299,17 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
     }
 }
 
+thread_local! {
+    static CURRENT_CORE: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
+}
+
+/// The request core the calling thread runs (`None` outside a worker's cores).
+pub fn current_core() -> Option<u16> {
+    CURRENT_CORE.with(std::cell::Cell::get)
+}
+
 fn serve_core(core_id: u16, shared: &WorkerShared, plugin: &dyn LanguagePlugin) {
+    CURRENT_CORE.with(|c| c.set(Some(core_id)));
     plugin.run_core(core_id, &mut |core| match CoreLoop::new(core_id, shared) {
         Ok(mut l) => l.run(core),
         Err(e) => {

@@ -36,6 +36,8 @@ pub struct Subsystems {
 #[derive(Debug)]
 pub struct ServerHost {
     scoreboard: Scoreboard,
+    /// The mules' scoreboard, if there are mules.
+    mule_board: Option<Scoreboard>,
     /// Prefix for process titles (`procname-prefix`).
     prefix: String,
     /// The listening sockets' fds (inherited unchanged by the workers).
@@ -57,11 +59,18 @@ impl ServerHost {
     ) -> ServerHost {
         ServerHost {
             scoreboard,
+            mule_board: None,
             prefix: prefix.unwrap_or_default(),
             socket_fds,
             cache_client: CacheClient::new(api.timeout),
             api,
         }
+    }
+
+    /// The same host, seeing the mules' scoreboard too.
+    pub fn with_mule_board(mut self, mule_board: Option<Scoreboard>) -> ServerHost {
+        self.mule_board = mule_board;
+        self
     }
 
     fn signal_master(&self, sig: Signal) -> bool {
@@ -113,6 +122,34 @@ impl Host for ServerHost {
 
     fn log(&self, line: &str) {
         log_line(line);
+    }
+
+    fn set_user_harakiri(&self, secs: u64) -> Result<(), String> {
+        let row = match self.role() {
+            ProcessRole::Worker { id } => {
+                let core = ruwsgi_worker::current_core().ok_or(
+                    "set_user_harakiri in a worker applies to a request core: call it while serving a request",
+                )?;
+                self.scoreboard.core(id, usize::from(core))
+            }
+            ProcessRole::Mule { id } => self.mule_board.as_ref().and_then(|b| b.core(id, 0)),
+            _ => return Err("unable to set user harakiri without the master process".into()),
+        };
+        let row = row.ok_or("no harakiri row for this process")?;
+        let deadline = if secs == 0 {
+            0
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            now.saturating_add(secs.saturating_mul(1000))
+        };
+        row.set_user_deadline(deadline);
+        Ok(())
+    }
+
+    fn traceback_signal(&self) -> Option<i32> {
+        Some(ruwsgi_sys::signals::traceback_signal())
     }
 
     fn set_process_name(&self, name: &str) {

@@ -236,13 +236,11 @@ fn run(settings: Settings) -> i32 {
     let mut config = MasterConfig::new(
         settings.clone(),
         plugin,
-        Box::new(move |scoreboard, socket_fds| {
-            Arc::new(ServerHost::new(
-                scoreboard.clone(),
-                prefix,
-                socket_fds.to_vec(),
-                api,
-            )) as Arc<dyn Host>
+        Box::new(move |scoreboard, mule_board, socket_fds| {
+            Arc::new(
+                ServerHost::new(scoreboard.clone(), prefix, socket_fds.to_vec(), api)
+                    .with_mule_board(mule_board.cloned()),
+            ) as Arc<dyn Host>
         }),
         worker_main,
     );

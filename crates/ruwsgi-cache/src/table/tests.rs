@@ -303,3 +303,49 @@ fn concurrent_readers_and_writers_never_see_torn_values() {
     assert!(seen > 0);
     assert_eq!(t.stats().items, 4);
 }
+
+/// Keys longer than the slot's inline part spill into the overflow area: keys that share
+/// their first 64 bytes stay distinct, survive a rebuild and come back whole from `keys`.
+#[test]
+fn long_keys_use_the_overflow_area() {
+    let t = Table::on_heap(
+        Geometry {
+            keysize: 300,
+            hashsize: 1, // every key in one bucket: each lookup compares whole keys
+            ..geo(16)
+        },
+        Policy::default(),
+    )
+    .unwrap();
+    let prefix = [b'k'; 64];
+    let mut keys: Vec<Vec<u8>> = vec![b"short".to_vec(), prefix[..63].to_vec(), prefix.to_vec()];
+    for tail in [&b"a"[..], b"b", &[b'x'; 236][..], &[b'y'; 236][..]] {
+        keys.push([&prefix[..], tail].concat());
+    }
+    for (n, k) in keys.iter().enumerate() {
+        t.store(k, format!("value {n}").as_bytes(), 0, false)
+            .unwrap();
+    }
+    let check = |t: &Table| {
+        for (n, k) in keys.iter().enumerate() {
+            assert_eq!(
+                value(t, k),
+                Some(format!("value {n}").into_bytes()),
+                "key {n}"
+            );
+        }
+        assert_eq!(value(t, &[&prefix[..], b"c"].concat()), None);
+        let mut listed = t.keys().unwrap();
+        listed.sort();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(listed, want);
+    };
+    check(&t);
+    t.write_lock().unwrap().rebuild();
+    check(&t);
+    assert_eq!(
+        t.store(&[b'z'; 301], b"v", 0, false),
+        Err(CacheError::BadKey)
+    );
+}

@@ -14,9 +14,10 @@
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use ruwsgi_plugin::{
-    parse_identifier, CacheBackend, CacheClient, CacheError, Caches, MathOp, Target,
-};
+use ruwsgi_plugin::cache::Cache;
+use ruwsgi_plugin::{parse_identifier, CacheClient, Host, MathOp, Target};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::runtime;
 
@@ -38,9 +39,119 @@ fn expires(secs: i64) -> u64 {
     u64::try_from(secs).unwrap_or(0)
 }
 
-/// Run `f` on the host's caches: `None` when there are none.
-fn with_caches<T>(f: impl FnOnce(&Caches) -> Result<T, CacheError>) -> Option<T> {
-    runtime::with_host(|host| host.caches().and_then(|c| f(c).ok())).flatten()
+/// Local caches this thread has resolved, by name object, for as long as the host they
+/// belong to is the current one. The memo holds its own handle on the host, and the name
+/// objects, so that no other object can take their address.
+struct Memo {
+    generation: u64,
+    host: Option<Arc<dyn Host>>,
+    /// (the name object, `None` for the default cache; its cache's index in the host's).
+    names: Vec<(Option<Py<PyAny>>, usize)>,
+}
+
+/// Names remembered per thread; the oldest goes first.
+const MEMO_NAMES: usize = 8;
+
+thread_local! {
+    static MEMO: RefCell<Memo> = const {
+        RefCell::new(Memo { generation: 0, host: None, names: Vec::new() })
+    };
+}
+
+/// What the memo keys on: the name object's address, null for the default cache.
+fn key_of(name: Option<&Bound<'_, PyAny>>) -> *mut pyo3::ffi::PyObject {
+    name.map_or(std::ptr::null_mut(), |o| o.as_ptr())
+}
+
+impl Memo {
+    fn find(&self, key: *mut pyo3::ffi::PyObject, generation: u64) -> Option<&Cache> {
+        if self.generation != generation {
+            return None;
+        }
+        let (_, index) = self
+            .names
+            .iter()
+            .find(|(n, _)| n.as_ref().map_or(std::ptr::null_mut(), |n| n.as_ptr()) == key)?;
+        self.host.as_ref()?.caches()?.list().get(*index)
+    }
+
+    /// Remember the cache at `index` (of `host`) under `name`; what it displaces is
+    /// returned, to be released once the memo is free again.
+    fn remember(
+        &mut self,
+        generation: u64,
+        host: &Arc<dyn Host>,
+        name: Option<&Bound<'_, PyAny>>,
+        index: usize,
+    ) -> Vec<(Option<Py<PyAny>>, usize)> {
+        let mut displaced = Vec::new();
+        if self.generation != generation {
+            displaced = std::mem::take(&mut self.names);
+            self.generation = generation;
+            self.host = Some(host.clone());
+        } else if self.names.len() >= MEMO_NAMES {
+            displaced.push(self.names.remove(0));
+        }
+        self.names.push((name.map(|n| n.clone().unbind()), index));
+        displaced
+    }
+}
+
+/// Run an operation on the cache a cache-name argument designates (`None`: the default
+/// cache): `local` on one of this instance's, `remote(cache, node)` on another node's.
+/// `Ok(None)`: no such local cache. A name that is not a `str` is a `TypeError`.
+fn on_cache<R>(
+    name: Name<'_, '_>,
+    local: impl FnOnce(&Cache) -> R,
+    remote: impl FnOnce(&str, &str) -> R,
+) -> PyResult<Option<R>> {
+    let name = name.filter(|o| !o.is_none());
+    let key = key_of(name);
+    let generation = runtime::host_generation();
+    let mut local = Some(local);
+    let known = MEMO.with(|memo| {
+        let memo = memo.try_borrow().ok()?;
+        let cache = memo.find(key, generation)?;
+        let f = local.take()?;
+        Some(f(cache))
+    });
+    if let Some(r) = known {
+        return Ok(Some(r));
+    }
+    let local = local.expect("the operation runs only on a memo hit");
+    let local_name = match name {
+        None => None,
+        Some(obj) => {
+            let Ok(text) = obj.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "cache name must be str, not {}",
+                    obj.get_type().name()?
+                )));
+            };
+            match parse_identifier(Some(text.to_str()?)) {
+                Target::Remote { cache, node } => return Ok(Some(remote(cache, node))),
+                Target::Local(n) => n,
+            }
+        }
+    };
+    let Some(host) = runtime::host() else {
+        return Ok(None);
+    };
+    let Some((index, cache)) = host.caches().and_then(|c| {
+        let i = c.position(local_name).ok()?;
+        Some((i, &c.list()[i]))
+    }) else {
+        return Ok(None);
+    };
+    let r = local(cache);
+    // Not remembered when a call running inside another one's lookup holds the memo.
+    let displaced = MEMO.with(|memo| {
+        memo.try_borrow_mut()
+            .ok()
+            .map(|mut m| m.remember(generation, &host, name, index))
+    });
+    drop(displaced);
+    Ok(Some(r))
 }
 
 /// Run `f` on the remote-cache client with the interpreter released; failures to reach
@@ -60,36 +171,39 @@ fn remote<T: Send>(
     }
 }
 
-fn flag(done: Option<()>) -> Option<bool> {
-    done.map(|()| true)
-}
+/// A cache-name argument: `str` or `None` (see [`on_cache`]).
+type Name<'a, 'py> = Option<&'a Bound<'py, PyAny>>;
 
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
 fn cache_get<'py>(
     py: Python<'py>,
     key: &Bound<'py, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, 'py>,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let key = data(key, "key")?;
-    let cache = match parse_identifier(cache) {
-        Target::Local(name) => name,
-        Target::Remote { cache, node } => {
-            return Ok(remote(py, |c| c.get(node, cache, key))
+    on_cache(
+        cache,
+        // Copied once, from the cache straight into the new bytes object.
+        |c| {
+            c.table
+                .get_with(key, |v| {
+                    PyBytes::new_with(py, v.len(), |out| {
+                        v.copy_to(out);
+                        Ok(())
+                    })
+                })
+                .ok()
+                .flatten()
+                .transpose()
+        },
+        |cache, node| {
+            Ok(remote(py, |c| c.get(node, cache, key))
                 .flatten()
                 .map(|item| PyBytes::new(py, &item.value)))
-        }
-    };
-    // The value is copied into a buffer each thread keeps, then once into the result.
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    Ok(BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        with_caches(|c| c.get_into(cache, key, &mut buf))
-            .flatten()
-            .map(|_| PyBytes::new(py, &buf))
-    }))
+        },
+    )?
+    .unwrap_or(Ok(None))
 }
 
 #[pyfunction]
@@ -97,14 +211,15 @@ fn cache_get<'py>(
 fn cache_exists(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let found = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.exists(name, key)),
-        Target::Remote { cache, node } => remote(py, |c| c.exists(node, cache, key)),
-    };
-    Ok(found.filter(|&e| e).map(|_| true))
+    let found = on_cache(
+        cache,
+        |c| c.table.exists(key).ok(),
+        |cache, node| remote(py, |c| c.exists(node, cache, key)),
+    )?;
+    Ok(found.flatten().filter(|&e| e))
 }
 
 fn store(
@@ -112,23 +227,27 @@ fn store(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     secs: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
     overwrite: bool,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let value = data(value, "value")?;
     let secs = expires(secs);
-    Ok(match parse_identifier(cache) {
-        Target::Local(name) => flag(with_caches(|c| c.store(name, key, value, secs, overwrite))),
-        Target::Remote { cache, node } => remote(py, |c| {
-            if overwrite {
-                c.update(node, cache, key, value, secs)
-            } else {
-                c.set(node, cache, key, value, secs)
-            }
-        })
-        .filter(|&done| done),
-    })
+    let done = on_cache(
+        cache,
+        |c| c.store(key, value, secs, overwrite).is_ok(),
+        |cache, node| {
+            remote(py, |c| {
+                if overwrite {
+                    c.update(node, cache, key, value, secs)
+                } else {
+                    c.set(node, cache, key, value, secs)
+                }
+            })
+            .unwrap_or(false)
+        },
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 /// `cache_set(key, value[, expires[, cache]])`: True; None if the key exists (set never
@@ -140,7 +259,7 @@ fn cache_set(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     store(py, key, value, expires, cache, false)
 }
@@ -153,7 +272,7 @@ fn cache_update(
     key: &Bound<'_, PyAny>,
     value: &Bound<'_, PyAny>,
     expires: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     store(py, key, value, expires, cache, true)
 }
@@ -163,23 +282,26 @@ fn cache_update(
 fn cache_del(
     py: Python<'_>,
     key: &Bound<'_, PyAny>,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
-    let done = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.delete(name, key)),
-        Target::Remote { cache, node } => remote(py, |c| c.del(node, cache, key)),
-    };
-    Ok(done.filter(|&d| d).map(|_| true))
+    let done = on_cache(
+        cache,
+        |c| c.table.delete(key).unwrap_or(false),
+        |cache, node| remote(py, |c| c.del(node, cache, key)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
-fn cache_clear(py: Python<'_>, cache: Option<&str>) -> Option<bool> {
-    match parse_identifier(cache) {
-        Target::Local(name) => flag(with_caches(|c| c.clear(name))),
-        Target::Remote { cache, node } => remote(py, |c| c.clear(node, cache)).filter(|&d| d),
-    }
+fn cache_clear(py: Python<'_>, cache: Name<'_, '_>) -> PyResult<Option<bool>> {
+    let done = on_cache(
+        cache,
+        |c| c.table.clear().is_ok(),
+        |cache, node| remote(py, |c| c.clear(node, cache)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 fn math(
@@ -188,16 +310,16 @@ fn math(
     op: MathOp,
     operand: i64,
     secs: i64,
-    cache: Option<&str>,
+    cache: Name<'_, '_>,
 ) -> PyResult<Option<bool>> {
     let key = data(key, "key")?;
     let secs = expires(secs);
-    Ok(match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.math(name, key, op, operand, secs)).map(|_| true),
-        Target::Remote { cache, node } => {
-            remote(py, |c| c.math(node, cache, key, operand, secs)).filter(|&d| d)
-        }
-    })
+    let done = on_cache(
+        cache,
+        |c| c.math(key, op, operand, secs).is_ok(),
+        |cache, node| remote(py, |c| c.math(node, cache, key, operand, secs)).unwrap_or(false),
+    )?;
+    Ok(done.filter(|&d| d))
 }
 
 /// The math functions differ only in their operation and default operand.
@@ -210,7 +332,7 @@ macro_rules! math_function {
             key: &Bound<'_, PyAny>,
             $operand: i64,
             expires: i64,
-            cache: Option<&str>,
+            cache: Name<'_, '_>,
         ) -> PyResult<Option<bool>> {
             math(py, key, $op, $operand, expires, cache)
         }
@@ -225,28 +347,35 @@ math_function!(cache_div, MathOp::Div, divisor = 2);
 /// `cache_num(key[, cache])`: the value as a native 8-byte integer, 0 if it is not one.
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
-fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Option<&str>) -> PyResult<i64> {
+fn cache_num(py: Python<'_>, key: &Bound<'_, PyAny>, cache: Name<'_, '_>) -> PyResult<i64> {
     let key = data(key, "key")?;
-    let item = match parse_identifier(cache) {
-        Target::Local(name) => with_caches(|c| c.get(name, key)).flatten(),
-        Target::Remote { cache, node } => remote(py, |c| c.get(node, cache, key)).flatten(),
-    };
-    Ok(item
-        .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
-        .map_or(0, i64::from_ne_bytes))
+    let value = on_cache(
+        cache,
+        |c| {
+            c.table
+                .get_with(key, |v| {
+                    let mut word = [0u8; 8];
+                    (v.len() == 8).then(|| v.copy_to(&mut word)).map(|()| word)
+                })
+                .ok()
+                .flatten()
+                .flatten()
+        },
+        |cache, node| {
+            remote(py, |c| c.get(node, cache, key))
+                .flatten()
+                .and_then(|item| <[u8; 8]>::try_from(item.value.as_slice()).ok())
+        },
+    )?;
+    Ok(value.flatten().map_or(0, i64::from_ne_bytes))
 }
 
 /// `cache_keys([cache])`: the live keys, as a list of bytes.
 #[pyfunction]
 #[pyo3(signature = (cache = None))]
-fn cache_keys<'py>(py: Python<'py>, cache: Option<&str>) -> PyResult<Bound<'py, PyList>> {
-    let name = match parse_identifier(cache) {
-        Target::Local(name) => name,
-        Target::Remote { .. } => {
-            return Err(PyValueError::new_err("no local uWSGI cache available"))
-        }
-    };
-    let keys = with_caches(|c| c.keys(name))
+fn cache_keys<'py>(py: Python<'py>, cache: Name<'_, 'py>) -> PyResult<Bound<'py, PyList>> {
+    let keys = on_cache(cache, |c| c.table.keys().ok(), |_, _| None)?
+        .flatten()
         .ok_or_else(|| PyValueError::new_err("no local uWSGI cache available"))?;
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }

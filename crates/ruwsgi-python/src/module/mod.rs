@@ -8,6 +8,7 @@
 //! settings.
 
 mod cache;
+pub(crate) mod harakiri;
 mod info;
 mod locks;
 mod process;
@@ -27,6 +28,7 @@ pub(crate) use spooler::add_if_configured as add_spooler_group;
 #[pyo3(name = "uwsgi")]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cache::init_pymodule(m)?;
+    harakiri::init_pymodule(m)?;
     info::init_pymodule(m)?;
     locks::init_pymodule(m)?;
     process::init_pymodule(m)?;

@@ -19,9 +19,11 @@ use crate::impl_shm;
 use crate::region::Region;
 
 mod apps;
+mod cores;
 
 use apps::AppTable;
 pub use apps::{AppInfo, AppSnapshot, Writers, MAX_APPS, MAX_MOUNTPOINT};
+pub use cores::{user_deadlines_used, CoreSlot, Due, WHAT_BYTES};
 
 /// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -333,10 +335,21 @@ pub struct WorkerSnapshot {
 /// The scoreboard's layout: the header, then one slot per worker.
 type Board = Region<Header, WorkerSlot>;
 
-/// The instance's scoreboard: a cheap, `Send + Sync` handle (an `Arc` of the region).
+#[repr(C, align(128))]
+struct CoresHeader {
+    /// Rows per worker.
+    per_worker: AtomicU64,
+}
+impl_shm!(ShmSafe for CoresHeader { per_worker });
+
+type CoreBoard = Region<CoresHeader, CoreSlot>;
+
+/// The instance's scoreboard: a cheap, `Send + Sync` handle (an `Arc` of the regions).
 #[derive(Clone)]
 pub struct Scoreboard {
     region: Arc<Board>,
+    /// `cores_per_worker` rows per worker ([`cores`]).
+    cores: Arc<CoreBoard>,
 }
 
 impl std::fmt::Debug for Scoreboard {
@@ -349,21 +362,62 @@ impl std::fmt::Debug for Scoreboard {
 }
 
 impl Scoreboard {
-    /// Map a shared scoreboard for `workers` workers (before the first fork).
+    /// Map a shared scoreboard for `workers` single-core workers (before the first fork).
     pub fn new(workers: usize) -> io::Result<Scoreboard> {
-        Ok(Scoreboard {
+        Self::with_cores(workers, 1)
+    }
+
+    /// Map a shared scoreboard for `workers` workers of `cores` request cores each.
+    pub fn with_cores(workers: usize, cores: usize) -> io::Result<Scoreboard> {
+        let cores = cores.max(1);
+        let rows = workers
+            .checked_mul(cores)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        let board = Scoreboard {
             region: Arc::new(Board::map(workers)?),
-        })
+            cores: Arc::new(CoreBoard::map(rows)?),
+        };
+        board.cores.header().per_worker.store(cores as u64, Relaxed);
+        Ok(board)
     }
 
     /// A scoreboard on the heap, not shared across fork (tests). Panics only if `workers`
     /// slots overflow the address space.
     pub fn on_heap(workers: usize) -> Scoreboard {
+        Self::on_heap_with_cores(workers, 1)
+    }
+
+    /// The same with `cores` request cores per worker.
+    pub fn on_heap_with_cores(workers: usize, cores: usize) -> Scoreboard {
+        let cores = cores.max(1);
         let region = Board::on_heap(workers)
             .unwrap_or_else(|e| panic!("scoreboard of {workers} workers: {e}"));
+        let rows = CoreBoard::on_heap(workers * cores)
+            .unwrap_or_else(|e| panic!("core rows of {workers} x {cores}: {e}"));
+        rows.header().per_worker.store(cores as u64, Relaxed);
         Scoreboard {
             region: Arc::new(region),
+            cores: Arc::new(rows),
         }
+    }
+
+    /// Request cores per worker.
+    pub fn cores_per_worker(&self) -> usize {
+        self.cores.header().per_worker.load(Relaxed) as usize
+    }
+
+    /// The rows of worker `id`'s cores (empty if there is no such worker).
+    pub fn cores_of(&self, id: u32) -> &[CoreSlot] {
+        let per = self.cores_per_worker();
+        match usize::try_from(id).ok().and_then(|i| i.checked_sub(1)) {
+            Some(i) if i < self.workers() => &self.cores.items()[i * per..(i + 1) * per],
+            _ => &[],
+        }
+    }
+
+    /// Worker `id`'s core `core` row, if it exists.
+    pub fn core(&self, id: u32, core: usize) -> Option<&CoreSlot> {
+        self.cores_of(id).get(core)
     }
 
     /// Number of worker slots.
