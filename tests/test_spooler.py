@@ -406,3 +406,20 @@ def test_graceful_stop_lets_the_running_task_finish(ruwsgi, tmp_path):
     assert srv.stop(signal.SIGTERM) == 0
     assert len(lines(out, "finishing")) == 1
     assert task_files(spool_dir) == []
+
+
+def test_spooler_harakiri_and_user_harakiri(ruwsgi, tmp_path):
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-harakiri", "1")
+    get(srv, "/spool?n=hang&mode=hang-once")
+    srv.wait_log(r"\*\*\* HARAKIRI ON SPOOLER 1 \(pid: \d+", timeout=10)
+    srv.wait_log(r"spooler task uwsgi_spoolfile_on_", timeout=5)
+    # the killed task stays on disk and runs again in the respawned spooler
+    wait_done(out, ["hang"], timeout=15)
+    assert len(lines(out, "hang.start")) == 2 and len(lines(out, "hang")) == 1
+    srv.stop(signal.SIGTERM)
+    srv, _, _ = start(ruwsgi, tmp_path, name="user")
+    get(srv, "/spool?n=uh&mode=user-harakiri-once")
+    srv.wait_log(r"HARAKIRI \(user\) triggered by spooler 1", timeout=10)
+    wait_done(out, ["uh"], timeout=15)
+    assert len(lines(out, "uh.start")) == 2 and len(lines(out, "uh")) == 1
+    srv.stop(signal.SIGTERM)

@@ -23,6 +23,11 @@ def task(env):
     _append(n + ".start", "%f %d" % (time.time(), os.getpid()))
     if mode == "sleep":
         time.sleep(float(env[b"sleep"]))
+    if mode == "hang-once" and attempts == 0:
+        time.sleep(30)
+    if mode == "user-harakiri-once" and attempts == 0:
+        uwsgi.set_user_harakiri(1)
+        time.sleep(30)
     if mode == "raise-once" and attempts == 0:
         raise RuntimeError("task %s fails once" % n)
     if mode == "retry-once" and attempts == 0:

@@ -685,6 +685,14 @@ pub static OPTIONS: &[OptionDef] = &[
         "do not log each completed task",
     ),
     opt(
+        "spooler-harakiri",
+        Seconds,
+        Proc,
+        "0",
+        "kill a spooler whose task runs longer than this (0: off); the task stays on disk and \
+         runs again",
+    ),
+    opt(
         "spooler-fsync",
         Flag,
         Proc,

@@ -479,6 +479,7 @@ fn apply(
         "spooler-chdir" => s.spooler.chdir = Some(v.path()?),
         "spooler-quiet" => s.spooler.quiet = v.boolean(),
         "spooler-fsync" => s.spooler.fsync = v.boolean(),
+        "spooler-harakiri" => s.spooler.harakiri = v.seconds()?,
         "procname-prefix" => s.processes.procname_prefix = Some(v.string()),
         "auto-procname" => s.processes.auto_procname = v.boolean(),
         // ---- python ----

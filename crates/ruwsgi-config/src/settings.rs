@@ -508,6 +508,9 @@ pub struct SpoolerSettings {
     /// `spooler-fsync` (default on): fsync each spool file and its directory before
     /// `spool()` returns.
     pub fsync: bool,
+    /// `spooler-harakiri`: the longest a task may run before the master kills its spooler
+    /// (zero: no limit).
+    pub harakiri: Duration,
 }
 
 impl SpoolerSettings {
@@ -535,6 +538,7 @@ impl Default for SpoolerSettings {
             chdir: None,
             quiet: false,
             fsync: true,
+            harakiri: Duration::ZERO,
         }
     }
 }

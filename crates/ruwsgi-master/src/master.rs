@@ -390,12 +390,16 @@ impl Master {
         }
     }
 
-    /// The harakiri rows of a worker's cores, or of a mule (one row).
+    /// The harakiri rows of a worker's cores, or of a mule or a spooler (one row).
     pub(crate) fn board_cores(&self, slot: &Slot) -> &[ruwsgi_shm::CoreSlot] {
         match slot.kind {
             ChildKind::Worker => self.scoreboard.cores_of(slot.id),
             ChildKind::Mule => self
                 .mule_board
+                .as_ref()
+                .map_or(&[], |b| b.cores_of(slot.id)),
+            ChildKind::Spooler => self
+                .spooler_board
                 .as_ref()
                 .map_or(&[], |b| b.cores_of(slot.id)),
             _ => &[],

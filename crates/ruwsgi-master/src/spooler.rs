@@ -7,7 +7,9 @@
 //! (`spooler-max-tasks`: exit code 17, at once), and stops them like workers on a graceful
 //! reload or stop (`SIGHUP`: the task in progress finishes first, `SIGKILL` after
 //! `worker-reload-mercy`); an immediate stop or a brutal reload `SIGKILL`s them. Their
-//! scoreboard ([`crate::MasterConfig::spooler_board`]) is marked on spawn and on exit.
+//! scoreboard ([`crate::MasterConfig::spooler_board`]) is marked on spawn and on exit, and
+//! its one core row per spooler carries the task's harakiri deadline (`spooler-harakiri`,
+//! `set_user_harakiri`), which the master enforces like a worker's.
 
 use crate::types::ChildStart;
 

@@ -65,6 +65,8 @@ pub type Runner<'a> = dyn FnMut(&Path, &Task) -> SpoolerOutcome + 'a;
 
 struct Loop<'a> {
     spoolers: &'a Spoolers,
+    /// This spooler's id (its rows in the spoolers' scoreboard).
+    id: u32,
     dir: PathBuf,
     row: Option<&'a WorkerSlot>,
     signals: SignalPipe,
@@ -118,6 +120,7 @@ pub fn run(
     }
     let mut l = Loop {
         spoolers,
+        id,
         dir,
         row: spoolers.board().get(id),
         signals,
@@ -280,7 +283,26 @@ impl Loop<'_> {
                 .map_or(1, |d| d.as_micros() as u64);
             row.request_started(now_us);
         }
+        let core = self.row.and(self.spoolers.board().core(self.id, 0));
+        if let Some(core) = core {
+            let harakiri = self.spoolers.settings().harakiri;
+            if !harakiri.is_zero() {
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let name = path.file_name().unwrap_or_default().as_encoded_bytes();
+                core.request_began(
+                    now_ms,
+                    now_ms.saturating_add(harakiri.as_millis() as u64),
+                    &[b"spooler task ", name],
+                );
+            }
+        }
         let outcome = runner(path, &task);
+        if let Some(core) = core {
+            // Both deadlines end with the task (`spooler-harakiri`, `set_user_harakiri`).
+            core.request_ended();
+        }
         let elapsed = started.elapsed();
         if let Some(row) = self.row {
             row.request_finished(

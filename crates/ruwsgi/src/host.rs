@@ -133,6 +133,12 @@ impl Host for ServerHost {
                 self.scoreboard.core(id, usize::from(core))
             }
             ProcessRole::Mule { id } => self.mule_board.as_ref().and_then(|b| b.core(id, 0)),
+            // Cleared when the task ends, as a worker's with its request.
+            ProcessRole::Spooler { id } => self
+                .api
+                .spoolers
+                .as_ref()
+                .and_then(|s| s.board().core(id, 0)),
             _ => return Err("unable to set user harakiri without the master process".into()),
         };
         let row = row.ok_or("no harakiri row for this process")?;
