@@ -390,16 +390,18 @@ def ps_args(pid):
     return out.strip()
 
 
-def test_auto_procname_titles_like_uwsgi(ruwsgi, app):
+def test_auto_procname_titles_like_uwsgi(ruwsgi, app, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--processes", "2",
-                 "--mules", "1", "--auto-procname")
-    kids = srv.wait_children(3)
+                 "--mules", "1", "--spooler", spool, "--auto-procname")
+    kids = srv.wait_children(4)
     assert cmdline(srv.pid) == "uWSGI master" and ps_args(srv.pid) == "uWSGI master"
     assert comm(srv.pid) == "uWSGI master"
-    titles = wait_until(lambda: (lambda t: t if len(t) == 3 and all(x.startswith("uWSGI")
+    titles = wait_until(lambda: (lambda t: t if len(t) == 4 and all(x.startswith("uWSGI")
                                                                     for x in t) else None)(
         sorted(cmdline(p) for p in kids)), 10, what="children titled")
-    assert titles == ["uWSGI mule 1", "uWSGI worker 1", "uWSGI worker 2"]
+    assert titles == ["uWSGI mule 1", "uWSGI spooler", "uWSGI worker 1", "uWSGI worker 2"]
     for p in kids:
         assert ps_args(p) == cmdline(p)
         assert comm(p) == cmdline(p)[:15]

@@ -691,6 +691,104 @@ pub static OPTIONS: &[OptionDef] = &[
          an empty value or true adds a plain mule",
     ),
     opt(
+        "spooler",
+        List,
+        Proc,
+        "",
+        "a spooler directory (created 0750 if missing) served by spooler-processes \
+         spooler processes; uwsgi.spool() writes tasks there",
+    )
+    .short('Q'),
+    opt(
+        "spooler-external",
+        List,
+        Proc,
+        "",
+        "a spooler directory served by another instance: uwsgi.spool() can write to it, \
+         no local process scans it",
+    ),
+    opt(
+        "spooler-processes",
+        Int,
+        Proc,
+        "1",
+        "spooler processes per spooler directory",
+    ),
+    opt(
+        "spooler-frequency",
+        Int,
+        Proc,
+        "30",
+        "seconds between scans of an idle spooler's directory (uwsgi.spool() wakes it at once)",
+    )
+    .aka(&["spooler-freq"]),
+    opt(
+        "spooler-ordered",
+        Flag,
+        Proc,
+        "off",
+        "scan in version order and run numeric priority sub-directories first \
+         (without it, tasks spooled with a priority never run)",
+    ),
+    opt(
+        "spooler-import",
+        List,
+        Proc,
+        "",
+        "import this module (pkg.mod, or a .py file) in the spoolers only",
+    )
+    .aka(&[
+        "spooler-python-import",
+        "spooler-py-import",
+        "spooler-pyimport",
+    ]),
+    opt(
+        "spooler-max-tasks",
+        Int,
+        Proc,
+        "0",
+        "a spooler exits after this many tasks and is respawned (0: never)",
+    ),
+    opt(
+        "spooler-chdir",
+        Path,
+        Proc,
+        "",
+        "directory the spooler processes run their tasks in",
+    ),
+    opt(
+        "spooler-quiet",
+        Flag,
+        Proc,
+        "off",
+        "do not log each completed task",
+    ),
+    opt(
+        "spooler-harakiri",
+        Seconds,
+        Proc,
+        "0",
+        "kill a spooler whose task runs longer than this (0: off); the task stays on disk and \
+         runs again",
+    ),
+    opt(
+        "spooler-fsync",
+        Flag,
+        Proc,
+        "off",
+        "fsync each spool file and its directory before uwsgi.spool() returns, so accepted \
+         tasks survive a power loss too (off, as uWSGI: atomic and safe from any process \
+         death, reload or restart, not from a machine crash)",
+    ),
+    opt(
+        "spooler-accept-remote",
+        Flag,
+        Proc,
+        "off",
+        "write tasks sent by trusted peers as uwsgi packets with modifier1 17 (off: such \
+         packets are refused and the connection closed)",
+    ),
+    opt(
         "procname-prefix",
         Str,
         Proc,
@@ -1167,8 +1265,6 @@ pub static OPTIONS: &[OptionDef] = &[
     )
     .aka(&["offload-thread"]),
     // ---- not implemented yet ----
-    later("spooler", List, "the spooler").short('Q'),
-    later("spooler-processes", Int, "spooler processes"),
     later("farm", List, "a mule farm"),
     later("async", Int, "async cores"),
     later("gevent", Int, "gevent loop"),

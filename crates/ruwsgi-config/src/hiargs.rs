@@ -480,6 +480,21 @@ fn apply(
                 .extend(std::iter::repeat_n(MuleSpec::Plain, n));
         }
         "mule" => s.processes.mules.extend(mule_spec(&v)?),
+        "spooler" => s.spooler.dirs.push(v.path()?),
+        "spooler-external" => s.spooler.external.push(v.path()?),
+        "spooler-processes" => s.spooler.processes = as_usize(v.number(1, 1024)?),
+        "spooler-frequency" => s.spooler.frequency = v.number(1, 86400 * 365)?,
+        "spooler-ordered" => s.spooler.ordered = v.boolean(),
+        "spooler-import" => s
+            .spooler
+            .imports
+            .push(v.required("a module name or a .py file")?),
+        "spooler-max-tasks" => s.spooler.max_tasks = v.number(0, u64::MAX)?,
+        "spooler-chdir" => s.spooler.chdir = Some(v.path()?),
+        "spooler-quiet" => s.spooler.quiet = v.boolean(),
+        "spooler-fsync" => s.spooler.fsync = v.boolean(),
+        "spooler-accept-remote" => s.spooler.accept_remote = v.boolean(),
+        "spooler-harakiri" => s.spooler.harakiri = v.seconds()?,
         "procname-prefix" => s.processes.procname_prefix = Some(v.string()),
         "procname-prefix-spaced" => s.processes.procname_prefix = Some(format!("{} ", v.string())),
         "procname-append" => s.processes.procname_append = Some(v.string()),

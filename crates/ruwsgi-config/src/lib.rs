@@ -49,7 +49,7 @@ pub use load::{load, Command};
 pub use settings::{
     ApiSettings, AreaSize, CacheSpec, HarakiriSettings, LogDate, LogSettings, MuleSpec, OptValue,
     PidfileAction, PluginView, ProcessSettings, Protocol, PythonSettings, RecycleSettings,
-    RequestSettings, Settings, SocketSettings, SocketSpec, StatsSettings,
+    RequestSettings, Settings, SocketSettings, SocketSpec, SpoolerSettings, StatsSettings,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

@@ -571,6 +571,70 @@ pub struct StatsSettings {
     pub prometheus: Option<String>,
 }
 
+/// The spooler (`spooler`, `spooler-*`): durable background tasks.
+#[derive(Debug, Clone)]
+pub struct SpoolerSettings {
+    /// `spooler`/`-Q`: directories served by local spooler processes, in option order.
+    pub dirs: Vec<PathBuf>,
+    /// `spooler-external`: directories `uwsgi.spool()` may write to, served elsewhere.
+    pub external: Vec<PathBuf>,
+    /// `spooler-processes`: processes per directory (default 1).
+    pub processes: usize,
+    /// `spooler-frequency`/`spooler-freq`: seconds between scans of an idle spooler
+    /// (default 30).
+    pub frequency: u64,
+    /// `spooler-ordered`: version-sorted scan, numeric priority sub-directories first.
+    pub ordered: bool,
+    /// `spooler-import`: modules (or `.py` files) imported in the spoolers only.
+    pub imports: Vec<String>,
+    /// `spooler-max-tasks`: a spooler exits after this many tasks (0: never).
+    pub max_tasks: u64,
+    /// `spooler-chdir`: the spoolers' working directory.
+    pub chdir: Option<PathBuf>,
+    /// `spooler-quiet`: no log line per completed task.
+    pub quiet: bool,
+    /// `spooler-fsync` (default off, as uWSGI): fsync each spool file and its directory
+    /// before `spool()` returns.
+    pub fsync: bool,
+    /// `spooler-accept-remote` (default off): answer remote enqueue packets (modifier1 17)
+    /// from trusted peers.
+    pub accept_remote: bool,
+    /// `spooler-harakiri`: the longest a task may run before the master kills its spooler
+    /// (zero: no limit).
+    pub harakiri: Duration,
+}
+
+impl SpoolerSettings {
+    /// Whether any spooler directory (local or external) is configured.
+    pub fn enabled(&self) -> bool {
+        !self.dirs.is_empty() || !self.external.is_empty()
+    }
+
+    /// How many spooler processes the master runs.
+    pub fn process_count(&self) -> usize {
+        self.dirs.len() * self.processes.max(1)
+    }
+}
+
+impl Default for SpoolerSettings {
+    fn default() -> Self {
+        SpoolerSettings {
+            dirs: Vec::new(),
+            external: Vec::new(),
+            processes: 1,
+            frequency: 30,
+            ordered: false,
+            imports: Vec::new(),
+            max_tasks: 0,
+            chdir: None,
+            quiet: false,
+            fsync: false,
+            accept_remote: false,
+            harakiri: Duration::ZERO,
+        }
+    }
+}
+
 /// Fully validated settings of one instance, by consumer.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -590,6 +654,8 @@ pub struct Settings {
     pub statics: StaticSettings,
     /// The stats server and the Prometheus endpoint (master).
     pub stats: StatsSettings,
+    /// The spooler.
+    pub spooler: SpoolerSettings,
     /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
     /// True). Repeated options appear once per occurrence.
     pub opt: Vec<(String, OptValue)>,

@@ -41,7 +41,7 @@ fn not_yet_options() {
         format!("option 'route' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
     );
     assert!(err(&["-t", "soon"]).starts_with("invalid value 'soon' for option 'harakiri'"));
-    assert!(err(&["--spooler", "/tmp/spool"]).starts_with("option 'spooler'"));
+    assert!(err(&["--farm", "f:1"]).starts_with("option 'farm'"));
     assert!(err(&["--set", "cheaper=2"]).starts_with("option 'cheaper'"));
     let e = match try_load(&[], &[("UWSGI_ALARM", "x cmd:true")]) {
         Err(e) => e.to_string(),

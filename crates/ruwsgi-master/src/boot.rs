@@ -48,6 +48,8 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         make_host,
         worker_main,
         mule_main,
+        spooler_main,
+        spooler_board,
         argv,
         reexec_on_reload,
         phase_observer,
@@ -142,16 +144,21 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
             other => other?,
         }
     }
-    let mule_note = match mules {
+    let spoolers = settings.spooler.process_count();
+    let mut mule_note = match mules {
         0 => String::new(),
         n => format!(", {n} mules"),
     };
+    if spoolers > 0 {
+        mule_note.push_str(&format!(", {spoolers} spoolers"));
+    }
     log_line(&format!(
         "ruwsgi: master process started (pid: {master_pid}, generation {reloads}, {processes} workers{mule_note})"
     ));
     let slots: Vec<Slot> = (1..=processes as u32)
         .map(|id| Slot::new(ChildKind::Worker, id))
         .chain((1..=mules as u32).map(|id| Slot::new(ChildKind::Mule, id)))
+        .chain((1..=spoolers as u32).map(|id| Slot::new(ChildKind::Spooler, id)))
         .chain(
             (1..=settings.processes.daemons.len() as u32)
                 .map(|id| Slot::new(ChildKind::Daemon, id)),
@@ -170,6 +177,8 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         plugin,
         worker_main,
         mule_main: mule_main.unwrap_or_else(|| Box::new(crate::mule::default_mule_main)),
+        spooler_main,
+        spooler_board,
         signals: signal_source,
         observer,
         argv,

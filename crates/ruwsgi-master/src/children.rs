@@ -23,10 +23,10 @@ use ruwsgi_sys::{Pid, Signal};
 /// - **Daemon** (`attach-daemon`): an outside program (`/bin/sh -c COMMAND`), exec'd right
 ///   after fork. Respawned through the throttle whenever it exits outside a reload or a
 ///   stop; reloads and stops send it `SIGTERM` (graceful or not), `SIGKILL` at the deadline.
-/// - **Spooler**: runs spooled tasks. It is `SIGKILL`ed on every reload and stop (an
-///   interrupted task stays on disk) and respawned through the throttle when it dies.
-///   The kind and its rule exist; nothing spawns a spooler until the spooler subsystem
-///   lands.
+/// - **Spooler**: runs spooled tasks. Graceful reloads and stops send it `SIGHUP` (it
+///   finishes the task in progress, then exits); immediate ones `SIGKILL` it (the
+///   interrupted task stays on disk and runs again). Respawned through the throttle when it
+///   dies, at once when it recycles (`spooler-max-tasks`, exit code 17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChildKind {
@@ -34,7 +34,7 @@ pub enum ChildKind {
     Worker,
     /// A mule.
     Mule,
-    /// A spooler (not spawned yet).
+    /// A spooler (`spooler DIR`).
     Spooler,
     /// An attached daemon (`attach-daemon`).
     Daemon,
@@ -52,10 +52,11 @@ impl ChildKind {
     }
 
     /// The signal that stops a child of this kind on a reload or a stop: graceful (`SIGHUP`:
-    /// finish what it is doing) or immediate (`SIGTERM`). Spoolers always get `SIGKILL`.
+    /// finish what it is doing) or immediate (`SIGTERM`; `SIGKILL` for spoolers, whose
+    /// task must not be cut by a handler half-way).
     pub fn stop_signal(self, immediate: bool) -> Signal {
         match (self, immediate) {
-            (ChildKind::Spooler, _) => Signal::SIGKILL,
+            (ChildKind::Spooler, true) => Signal::SIGKILL,
             (ChildKind::Daemon, _) => Signal::SIGTERM,
             (_, true) => Signal::SIGTERM,
             (_, false) => Signal::SIGHUP,
@@ -122,7 +123,8 @@ mod tests {
     fn kinds_have_their_stop_signals_and_names() {
         assert_eq!(ChildKind::Worker.stop_signal(false), Signal::SIGHUP);
         assert_eq!(ChildKind::Mule.stop_signal(true), Signal::SIGTERM);
-        assert_eq!(ChildKind::Spooler.stop_signal(false), Signal::SIGKILL);
+        assert_eq!(ChildKind::Spooler.stop_signal(false), Signal::SIGHUP);
+        assert_eq!(ChildKind::Spooler.stop_signal(true), Signal::SIGKILL);
         assert_eq!(ChildKind::Daemon.stop_signal(false), Signal::SIGTERM);
         assert_eq!(Slot::new(ChildKind::Daemon, 2).label(), "daemon 2");
         assert_eq!(Slot::new(ChildKind::Mule, 3).label(), "mule 3");

@@ -1,7 +1,8 @@
 //! Harakiri: the master kills a process one of whose cores ran past its deadline.
 //!
 //! Workers write a deadline into their core's row when a request starts (`harakiri`), the
-//! app may add its own (`set_user_harakiri`, in workers and mules), and the master looks at
+//! app may add its own (`set_user_harakiri`, in workers, mules and spoolers; spoolers also
+//! get one per task with `spooler-harakiri`), and the master looks at
 //! every row on each turn of its loop (at least once a second), so a process dies between
 //! S and S+1 seconds after its request started. Before the kill the log gets who, which
 //! request, for how long, and (the process's language plugin writes them) the stack of

@@ -12,6 +12,7 @@
 //! - [`signals`]: [`SignalSource`], [`MasterCommand`], [`UnixSignals`].
 //! - [`children`]: [`ChildKind`] (worker, mule, spooler) and each kind's respawn rule.
 //! - [`mule`]: [`mule::MuleStart`], [`mule::MuleMain`] and the default mule main.
+//! - [`spooler`]: [`spooler::SpoolerStart`] and [`spooler::SpoolerMain`] (spooler children).
 //! - [`channel`]: the command channel each child shares with the master
 //!   ([`channel::request`] from a child).
 //! - [`events`]: what the loop waits on: [`events::Clock`], deadlines
@@ -53,6 +54,16 @@
 //! the throttle whenever it dies otherwise (a script returning included); see
 //! [`ChildKind`] and [`mule`].
 //!
+//! # Spoolers
+//!
+//! `spooler DIR` adds `spooler-processes` spooler slots per directory after the mules. A
+//! spooler runs [`crate::MasterConfig::spooler_main`]; it is respawned whenever it dies
+//! (through the throttle) and at once when it recycles (exit code 17, `spooler-max-tasks`).
+//! Unlike uWSGI, which `SIGKILL`s spoolers on every reload, a graceful reload or stop sends
+//! `SIGHUP` and lets the running task finish (`SIGKILL` after `worker-reload-mercy`), so a
+//! reload never makes a task run twice; immediate stops and brutal reloads `SIGKILL` them
+//! (the interrupted task stays on disk and runs again). See [`spooler`].
+//!
 //! # Attached daemons
 //!
 //! `attach-daemon COMMAND` adds a [`ChildKind::Daemon`] slot after the mules: the child
@@ -77,7 +88,8 @@
 //! - `*** WARNING: you are running ruwsgi as root without uid/gid !!! ***`
 //! - `ruwsgi: master process started (pid: <pid>, generation <g>, <n> workers)` (`, <m> mules)`
 //!   when there are mules)
-//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`, `spawned ruwsgi mule <id> (pid: <pid>)`
+//! - `spawned ruwsgi worker <id> (pid: <pid>, cores: <threads>)`, `spawned ruwsgi mule <id> (pid: <pid>)`,
+//!   `spawned ruwsgi spooler <id> (pid: <pid>)`
 //! - `Respawned ruwsgi <kind> <id> (new pid: <pid>)`
 //! - `DAMN ! <kind> <id> (pid: <pid>) died, killed by signal <n> :( trying respawn ...`
 //! - `DAMN ! <kind> <id> (pid: <pid>) died with exit status <n> :( trying respawn ...`
@@ -118,6 +130,7 @@ mod recycle;
 pub mod reexec;
 pub mod signals;
 mod spawn;
+pub mod spooler;
 mod stats;
 pub mod throttle;
 mod triggers;

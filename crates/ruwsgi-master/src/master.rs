@@ -26,6 +26,7 @@ use crate::children::{ChildKind, Slot, StopOrder};
 use crate::events::{Clock, Timers, WatchedFds};
 use crate::mule::MuleMain;
 use crate::signals::{Incoming, MasterCommand, SignalSource};
+use crate::spooler::SpoolerMain;
 use crate::throttle::{Throttle, Verdict};
 use crate::types::{
     MasterPhase, Periodic, PeriodicCause, PhaseObserver, WorkerMain, EXIT_NO_APP, EXIT_RECYCLE,
@@ -83,6 +84,9 @@ pub(crate) struct Master {
     pub plugin: Arc<dyn LanguagePlugin>,
     pub worker_main: WorkerMain,
     pub mule_main: MuleMain,
+    pub spooler_main: Option<SpoolerMain>,
+    /// The spoolers' scoreboard, if there are spoolers.
+    pub spooler_board: Option<Scoreboard>,
     pub signals: Box<dyn SignalSource>,
     pub observer: Option<PhaseObserver>,
     pub argv: Vec<OsString>,
@@ -440,8 +444,7 @@ impl Master {
         }
     }
 
-    /// The scoreboard row of the child in `slot` (spoolers have none yet).
-    /// The harakiri rows of a worker's cores, or of a mule (one row).
+    /// The harakiri rows of a worker's cores, or of a mule or a spooler (one row).
     pub(crate) fn board_cores(&self, slot: &Slot) -> &[ruwsgi_shm::CoreSlot] {
         match slot.kind {
             ChildKind::Worker => self.scoreboard.cores_of(slot.id),
@@ -449,14 +452,20 @@ impl Master {
                 .mule_board
                 .as_ref()
                 .map_or(&[], |b| b.cores_of(slot.id)),
+            ChildKind::Spooler => self
+                .spooler_board
+                .as_ref()
+                .map_or(&[], |b| b.cores_of(slot.id)),
             _ => &[],
         }
     }
 
+    /// The scoreboard row of the child in `slot` (daemons have none).
     pub(crate) fn board_row(&self, slot: &Slot) -> Option<&ruwsgi_shm::WorkerSlot> {
         match slot.kind {
             ChildKind::Worker => self.scoreboard.get(slot.id),
             ChildKind::Mule => self.mule_board.as_ref()?.get(slot.id),
+            ChildKind::Spooler => self.spooler_board.as_ref()?.get(slot.id),
             _ => None,
         }
     }
@@ -580,8 +589,9 @@ impl Master {
             return;
         }
         let worker = kind == ChildKind::Worker;
+        let recycles = worker || kind == ChildKind::Spooler;
         match status {
-            WaitStatus::Exited(_, EXIT_RECYCLE) if worker => {
+            WaitStatus::Exited(_, EXIT_RECYCLE) if recycles => {
                 log_line(&format!(
                     "{label} (pid: {pid}) recycled after {served} requests"
                 ));

@@ -20,6 +20,7 @@ use crate::children::{ChildKind, Slot};
 use crate::master::{Master, Watch};
 use crate::mule::MuleStart;
 use crate::signals::MASTER_SIGNALS;
+use crate::spooler::SpoolerStart;
 use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 
 /// The fork itself, run inside the plugin's fork wrapper.
@@ -150,6 +151,7 @@ impl Master {
         let main = AssertUnwindSafe(|| match kind {
             ChildKind::Worker => self.run_worker(id),
             ChildKind::Mule => self.run_mule(id),
+            ChildKind::Spooler => self.run_spooler(id),
             _ => self.run_other(kind, id),
         });
         let code = match catch_unwind(main) {
@@ -205,6 +207,21 @@ impl Master {
             spec,
         };
         (self.mule_main)(start)
+    }
+
+    /// In a spooler child: drop the listening sockets, then run
+    /// [`crate::MasterConfig::spooler_main`].
+    fn run_spooler(&mut self, id: u32) -> i32 {
+        self.sockets.clear();
+        let (Some(main), Some(scoreboard)) = (&self.spooler_main, self.spooler_board.clone())
+        else {
+            log_line(&format!("spooler {id}: no spooler main configured"));
+            return 1;
+        };
+        let start = SpoolerStart {
+            child: self.child_start(id, scoreboard),
+        };
+        main(start)
     }
 
     /// In a worker child: load the app if lazy, then run [`crate::WorkerMain`].

@@ -17,6 +17,7 @@ use ruwsgi_shm::Scoreboard;
 use crate::children::ChildKind;
 use crate::events::{Clock, SystemClock};
 use crate::mule::MuleMain;
+use crate::spooler::SpoolerMain;
 
 /// A worker exits with this after `max-requests` (or another recycling policy): the master
 /// logs `worker N (pid: P) recycled after R requests` and respawns it at once, unthrottled.
@@ -149,6 +150,11 @@ pub struct MasterConfig {
     /// What a mule child runs (`mules`, `mule`); `None` (the default) runs
     /// [`crate::mule::default_mule_main`].
     pub mule_main: Option<MuleMain>,
+    /// What a spooler child runs (`spooler DIR`); required when spoolers are configured.
+    pub spooler_main: Option<SpoolerMain>,
+    /// The spoolers' scoreboard (one row per spooler process), created with the spooler
+    /// subsystem before the first fork; the master marks spawns and exits there.
+    pub spooler_board: Option<Scoreboard>,
     /// The command line to re-exec on reload, captured before anything changed the process
     /// title (which overwrites argv). Defaults to `std::env::args_os()`.
     pub argv: Vec<OsString>,
@@ -179,6 +185,8 @@ impl MasterConfig {
             make_host,
             worker_main,
             mule_main: None,
+            spooler_main: None,
+            spooler_board: None,
             argv: std::env::args_os().collect(),
             reexec_on_reload: true,
             phase_observer: None,
@@ -197,13 +205,13 @@ static CHILD_KIND: AtomicU8 = AtomicU8::new(0);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// What this process is, for a [`Host`] implementation (`ProcessRole::Master` until the
-/// master marks a forked child with its kind and id, before `post_fork`). A spooler answers
-/// `Master` until the spooler subsystem gives [`ProcessRole`] its variant.
+/// master marks a forked child with its kind and id, before `post_fork`).
 pub fn current_role() -> ProcessRole {
     let id = CHILD_ID.load(Ordering::Relaxed);
     match CHILD_KIND.load(Ordering::Relaxed) {
         1 => ProcessRole::Worker { id },
         2 => ProcessRole::Mule { id },
+        3 => ProcessRole::Spooler { id },
         _ => ProcessRole::Master,
     }
 }

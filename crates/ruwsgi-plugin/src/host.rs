@@ -4,7 +4,10 @@
 //! ([`Host::scoreboard`]) to publish its apps in its worker's slot and count requests per app
 //! there, so every process sees every worker's apps.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use ruwsgi_proto::Vars;
 
 pub use ruwsgi_cache::client::{parse_identifier, CacheClient, Target};
 pub use ruwsgi_cache::{CacheBackend, CacheError, Caches, Item, MathOp};
@@ -13,6 +16,7 @@ pub use ruwsgi_shm::{
     AppInfo, AppSnapshot, AreaError, Scoreboard, SharedArea, UserLockError, UserLocks, WorkerSlot,
     WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
+pub use ruwsgi_spooler::{SpoolError, SpoolerOutcome, Spoolers, Task};
 
 /// Which kind of process is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +32,11 @@ pub enum ProcessRole {
     /// Mule `id` (1..=mules): a process for background work, outside the request path.
     Mule {
         /// 1-based mule id.
+        id: u32,
+    },
+    /// Spooler `id` (1..=spooler processes): runs spooled tasks.
+    Spooler {
+        /// 1-based spooler id.
         id: u32,
     },
 }
@@ -60,6 +69,45 @@ pub trait Host: Send + Sync {
             _ => 0,
         }
     }
+    /// The spooler directories of this instance (`spooler`, `spooler-external`) and their
+    /// shared state; `None` when none is configured (or for test hosts). The methods below
+    /// are the spooler API over it.
+    fn spoolers(&self) -> Option<&Spoolers> {
+        None
+    }
+
+    /// `uwsgi.spool()`: write a task (its `vars`, with the special keys `spooler`,
+    /// `priority` and `at`, and its `body`) and return its full path.
+    fn spool(&self, vars: &Vars, body: &[u8]) -> Result<PathBuf, SpoolError> {
+        self.spoolers()
+            .ok_or(SpoolError::NoSpooler)?
+            .spool(vars, body)
+    }
+
+    /// The task files waiting in the first spooler directory (`uwsgi.spooler_jobs()`).
+    fn spooler_jobs(&self) -> Vec<PathBuf> {
+        self.spoolers().map(Spoolers::jobs).unwrap_or_default()
+    }
+
+    /// The spooler processes' pids, in id order (`uwsgi.spooler_pids()`).
+    fn spooler_pids(&self) -> Vec<i32> {
+        self.spoolers().map(Spoolers::pids).unwrap_or_default()
+    }
+
+    /// Override `spooler-frequency` for every spooler (`uwsgi.set_spooler_frequency()`);
+    /// false without spoolers.
+    fn set_spooler_frequency(&self, seconds: u64) -> bool {
+        self.spoolers().map(|s| s.set_frequency(seconds)).is_some()
+    }
+
+    /// The directory this process serves when it is a spooler (`uwsgi.spooler_dir()`).
+    fn spooler_dir(&self) -> Option<PathBuf> {
+        match self.role() {
+            ProcessRole::Spooler { id } => self.spoolers()?.dir_of(id).map(Path::to_path_buf),
+            _ => None,
+        }
+    }
+
     /// Requests completed by all workers.
     fn total_requests(&self) -> u64;
     /// Every worker's counters, in id order (a copy of the shared scoreboard).

@@ -15,7 +15,8 @@
 //!   [`RpcFunction`], [`Host::register_rpc`], [`Host::rpc_call`], [`Host::rpc_remote`]) and
 //!   the user locks ([`UserLocks`], [`Host::user_locks`]), the shared areas
 //!   ([`SharedArea`], [`Host::shared_areas`]) and the caches ([`Caches`],
-//!   [`CacheBackend`], [`Host::caches`]).
+//!   [`CacheBackend`], [`Host::caches`]), and the spooler ([`Spoolers`], [`Host::spool`],
+//!   [`Host::spoolers`]; a plugin runs tasks in [`LanguagePlugin::run_spooler_task`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -28,8 +29,8 @@ pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
     parse_identifier, AppInfo, AppSnapshot, AreaError, CacheBackend, CacheClient, CacheError,
     Caches, Host, Item, MathOp, ProcessRole, RegisterError, Rpc, RpcFunction, Scoreboard,
-    SharedArea, Target, UserLockError, UserLocks, WorkerSlot, WorkerSnapshot, WorkerStatus,
-    Writers, MAX_APPS,
+    SharedArea, SpoolError, SpoolerOutcome, Spoolers, Target, Task, UserLockError, UserLocks,
+    WorkerSlot, WorkerSnapshot, WorkerStatus, Writers, MAX_APPS,
 };
 pub use io::{Request, RequestIo};
 pub use plugin::{Core, ForkOutcome, LanguagePlugin, Outcome};
@@ -38,3 +39,5 @@ pub use ruwsgi_cache as cache;
 pub use ruwsgi_proto::Vars;
 /// The RPC subsystem's crate (limits, client and server details).
 pub use ruwsgi_rpc as rpc;
+/// The spooler's crate (spool file format, scanning, the process loop).
+pub use ruwsgi_spooler as spooler;

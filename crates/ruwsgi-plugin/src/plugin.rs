@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ruwsgi_config::PluginView;
 
 use crate::error::PluginError;
-use crate::host::{Host, ProcessRole};
+use crate::host::{Host, ProcessRole, SpoolerOutcome, Task};
 use crate::io::{Request, RequestIo};
 
 /// The result of a fork, as the plugin's fork wrapper passes it through.
@@ -66,6 +66,24 @@ pub trait LanguagePlugin: Send + Sync {
             plugin: self.name(),
             feature: "mule scripts",
         })
+    }
+    /// In a spooler (after [`post_fork`](Self::post_fork)), once before its first task:
+    /// import `module` (`spooler-import`: a module name, or a `.py` file). The default: no
+    /// support.
+    fn spooler_import(&self, module: &str) -> Result<(), PluginError> {
+        let _ = module;
+        Err(PluginError::Unsupported {
+            plugin: self.name(),
+            feature: "spooler-import",
+        })
+    }
+    /// In a spooler: run the task at `path` (already parsed, and locked by the caller) with
+    /// the language's spooler function, and say what became of it. The default: no
+    /// spooler function in this language, the task is not this plugin's
+    /// ([`SpoolerOutcome::Ignore`]).
+    fn run_spooler_task(&self, path: &Path, task: &Task) -> SpoolerOutcome {
+        let _ = (path, task);
+        SpoolerOutcome::Ignore
     }
 }
 

@@ -14,7 +14,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
 use ruwsgi_config::{PluginView, PythonSettings};
-use ruwsgi_plugin::{Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole};
+use ruwsgi_plugin::{
+    Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, SpoolerOutcome, Task,
+};
 
 use crate::apps::{self, Apps};
 use crate::autoreload;
@@ -169,6 +171,7 @@ impl LanguagePlugin for PythonPlugin {
                 let hostname = hostname(py).unwrap_or_default();
                 module::configure(py, &module, server, &hostname, &host_fds)?;
                 module::add_sharedarea_group(&module)?;
+                module::add_spooler_group(&module)?;
                 let writer = Py::new(py, Writer)?;
                 let start_response = Py::new(py, StartResponse { writer })?;
                 module.setattr("start_response", &start_response)?;
@@ -322,6 +325,34 @@ impl LanguagePlugin for PythonPlugin {
         self.call_module_hook("atexit");
     }
 
+    fn spooler_import(&self, what: &str) -> Result<(), PluginError> {
+        Python::attach(|py| {
+            let imported = if what.ends_with(".py") {
+                import_file(py, Path::new(what))
+            } else {
+                py.import(what).map(drop)
+            };
+            imported.map_err(|e| {
+                runtime::log_exception(py, &e);
+                PluginError::AppLoad {
+                    app: what.to_string(),
+                    message: format!("spooler-import failed: {e}"),
+                }
+            })
+        })
+    }
+
+    fn run_spooler_task(&self, path: &Path, task: &Task) -> SpoolerOutcome {
+        let Some(shared) = self.shared() else {
+            return SpoolerOutcome::Ignore;
+        };
+        Python::attach(|py| {
+            let outcome = module::spooler::run_task(py, shared.module.bind(py), path, task);
+            drop(shared);
+            outcome
+        })
+    }
+
     fn run_mule(&self, script: &Path) -> Result<i32, PluginError> {
         let name = script.display().to_string();
         let source = std::fs::read_to_string(script).map_err(|e| PluginError::AppLoad {
@@ -357,6 +388,31 @@ fn run_main_script(py: Python<'_>, script: &Path, name: &str, source: &str) -> P
     let globals = main.dict();
     globals.set_item("__file__", name)?;
     builtins.call_method1("exec", (code, globals))?;
+    Ok(())
+}
+
+/// Import the file `path` as a module named after its stem (registered in `sys.modules`).
+fn import_file(py: Python<'_>, path: &Path) -> PyResult<()> {
+    let name = path
+        .file_stem()
+        .map_or_else(|| "spooler_import".into(), |s| s.to_string_lossy());
+    let util = py.import("importlib.util")?;
+    let spec = util.call_method1(
+        "spec_from_file_location",
+        (name.as_ref(), path.to_string_lossy().as_ref()),
+    )?;
+    if spec.is_none() {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "cannot import {}",
+            path.display()
+        )));
+    }
+    let module = util.call_method1("module_from_spec", (&spec,))?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(name.as_ref(), &module)?;
+    spec.getattr("loader")?
+        .call_method1("exec_module", (&module,))?;
     Ok(())
 }
 

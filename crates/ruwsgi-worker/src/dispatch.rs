@@ -3,7 +3,7 @@
 //! [`route`] is one `match` over the named values of `ruwsgi_proto::uwsgi::modifier`, so the
 //! whole policy reads in one place and every byte value has an answer (fuzz oracle: modifier
 //! dispatch is total). WSGI requests (0, and 30 with `SCRIPT_NAME` stripped) run the app.
-//! Signal, cache and RPC packets are [`Subsystem`] packets: only trusted peers (unix sockets,
+//! Signal, cache, RPC and spooler (remote enqueue) packets are [`Subsystem`] packets: only trusted peers (unix sockets,
 //! loopback, `uwsgi-trusted-peers`) get past the door, and their handlers plug in at the
 //! `CoreLoop::serve_subsystem` dispatch point. Everything else is what uWSGI calls an
 //! unavailable modifier: it logs `-- unavailable modifier requested: N --` and closes the
@@ -35,6 +35,8 @@ pub enum Subsystem {
     Cache,
     /// modifier1 173: a remote procedure call.
     Rpc,
+    /// modifier1 17: remote enqueue of a spooler task.
+    Spooler,
 }
 
 impl Subsystem {
@@ -44,6 +46,7 @@ impl Subsystem {
             Subsystem::Signal => modifier::SIGNAL,
             Subsystem::Cache => modifier::CACHE,
             Subsystem::Rpc => modifier::RPC,
+            Subsystem::Spooler => modifier::SPOOLER,
         }
     }
 
@@ -53,6 +56,7 @@ impl Subsystem {
             Subsystem::Signal => "signal",
             Subsystem::Cache => "cache",
             Subsystem::Rpc => "RPC",
+            Subsystem::Spooler => "spooler",
         }
     }
 }
@@ -69,7 +73,8 @@ pub fn route(modifier1: u8) -> Route {
         modifier::SIGNAL => Route::Subsystem(Subsystem::Signal),
         modifier::CACHE => Route::Subsystem(Subsystem::Cache),
         modifier::RPC => Route::Subsystem(Subsystem::Rpc),
-        // Management (10), spooler (17) and raw eval (22) are never served from a socket;
+        modifier::SPOOLER => Route::Subsystem(Subsystem::Spooler),
+        // Management (10) and raw eval (22) are never served from a socket;
         // ping, echo, subscriptions and the other plugins' modifiers have no handler yet.
         _ => Route::Unavailable,
     }
@@ -94,7 +99,7 @@ mod tests {
             }
         }
         assert_eq!(wsgi, [(0, false), (30, true)]);
-        assert_eq!(subsystems, [110, 111, 173]);
+        assert_eq!(subsystems, [17, 110, 111, 173]);
         for m in wsgi.iter().map(|w| w.0) {
             assert!(modifier::is_wsgi_request(m));
         }
@@ -105,7 +110,6 @@ mod tests {
         for m in [
             modifier::PSGI,
             modifier::ADMIN,
-            modifier::SPOOLER,
             modifier::EVAL,
             modifier::HTTP_RESPONSE,
             modifier::PING,

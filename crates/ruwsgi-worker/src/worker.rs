@@ -43,6 +43,9 @@ pub struct WorkerArgs {
     pub rpc: Arc<Rpc>,
     /// The caches: modifier1 111 packets read and write them.
     pub caches: Arc<Caches>,
+    /// The spooler directories, if any: modifier1 17 packets (remote enqueue) write tasks
+    /// there.
+    pub spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
 }
 
 /// Why a worker's serve loop ended.
@@ -77,6 +80,8 @@ pub struct WorkerShared {
     pub(crate) rpc: Arc<Rpc>,
     /// The instance's caches.
     pub(crate) caches: Arc<Caches>,
+    /// The spooler directories (remote enqueue), if any.
+    pub(crate) spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
     /// Requests this process served (all cores), for `max-requests`.
     pub(crate) requests: AtomicU64,
     /// A [`StopKind`]; only ever increases.
@@ -286,6 +291,7 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         scoreboard: args.scoreboard,
         rpc: args.rpc,
         caches: args.caches,
+        spoolers: args.spoolers,
         requests: AtomicU64::new(0),
         stop: AtomicU8::new(0),
         exit: AtomicU8::new(0),

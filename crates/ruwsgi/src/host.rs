@@ -1,12 +1,12 @@
 //! The [`Host`] the binary gives to language plugins: identity and counters read from the
 //! shared scoreboard (and the scoreboard itself, where plugins keep their apps' table),
-//! logging, the uWSGI API subsystems (RPC, user locks, shared areas, caches), and requests to the master (over the child's command channel; the master
+//! logging, the uWSGI API subsystems (RPC, user locks, shared areas, caches, spooler), and requests to the master (over the child's command channel; the master
 //! itself, which has none, signals its own pid).
 
 use std::sync::Arc;
 
 use ruwsgi_plugin::{
-    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, UserLocks, WorkerSnapshot,
+    CacheClient, Caches, Host, ProcessRole, Rpc, SharedArea, Spoolers, UserLocks, WorkerSnapshot,
 };
 use ruwsgi_proto::channel::ChildRequest;
 use ruwsgi_shm::Scoreboard;
@@ -26,6 +26,8 @@ pub struct Subsystems {
     pub caches: Arc<Caches>,
     /// Remote calls' time limit (`socket-timeout`).
     pub timeout: std::time::Duration,
+    /// `spooler` / `spooler-external` directories, if any.
+    pub spoolers: Option<Arc<Spoolers>>,
 }
 
 /// One per instance, created by the master once the scoreboard exists and inherited by
@@ -131,6 +133,12 @@ impl Host for ServerHost {
                 self.scoreboard.core(id, usize::from(core))
             }
             ProcessRole::Mule { id } => self.mule_board.as_ref().and_then(|b| b.core(id, 0)),
+            // Cleared when the task ends, as a worker's with its request.
+            ProcessRole::Spooler { id } => self
+                .api
+                .spoolers
+                .as_ref()
+                .and_then(|s| s.board().core(id, 0)),
             _ => return Err("unable to set user harakiri without the master process".into()),
         };
         let row = row.ok_or("no harakiri row for this process")?;
@@ -180,5 +188,9 @@ impl Host for ServerHost {
 
     fn cache_client(&self) -> Option<&CacheClient> {
         Some(&self.cache_client)
+    }
+
+    fn spoolers(&self) -> Option<&Spoolers> {
+        self.api.spoolers.as_deref()
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ruwsgi_config::AreaSize;
 use ruwsgi_config::{Command, Settings};
+use ruwsgi_master::spooler::{SpoolerMain, SpoolerStart};
 use ruwsgi_master::{
     MasterConfig, Periodic, PeriodicCause, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE,
     EXIT_STOPPED,
@@ -67,6 +68,7 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
             areas: Arc::new(Vec::new()),
             caches: Arc::new(Caches::default()),
             timeout: settings.requests.socket_timeout,
+            spoolers: None,
         },
     ));
     let started = plugin
@@ -201,13 +203,28 @@ fn run(settings: Settings) -> i32 {
             return 1;
         }
     };
+    // The spooler directories are created (0750) and resolved before anything changes the
+    // working directory, as uWSGI does.
+    let spoolers = if settings.spooler.enabled() {
+        match ruwsgi_spooler::Spoolers::new(&settings.spooler) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                log_line(&format!("ruwsgi: spooler: {e}"));
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
     let worker_caches = caches.clone();
+    let worker_spoolers = spoolers.clone();
     let api = Subsystems {
         rpc,
         locks,
         areas,
         caches: caches.clone(),
         timeout: settings.requests.socket_timeout,
+        spoolers: spoolers.clone(),
     };
     let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
@@ -224,6 +241,7 @@ fn run(settings: Settings) -> i32 {
             channel: start.child.channel,
             rpc: worker_rpc.clone(),
             caches: worker_caches.clone(),
+            spoolers: worker_spoolers.clone(),
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -244,6 +262,10 @@ fn run(settings: Settings) -> i32 {
         worker_main,
     );
     config.periodic = periodic;
+    if let Some(spoolers) = spoolers.filter(|s| s.process_count() > 0) {
+        config.spooler_board = Some(spoolers.board().clone());
+        config.spooler_main = Some(spooler_main(spoolers));
+    }
     match ruwsgi_master::run(config, Box::new(signals)) {
         Ok(code) => code,
         Err(e) => {
@@ -251,6 +273,28 @@ fn run(settings: Settings) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// What a spooler child runs: `spooler-import`, then the spooler loop with the plugin
+/// running each task.
+fn spooler_main(spoolers: Arc<ruwsgi_spooler::Spoolers>) -> SpoolerMain {
+    Box::new(move |start: SpoolerStart| -> i32 {
+        let plugin = start.child.plugin;
+        for module in &spoolers.settings().imports {
+            if let Err(e) = plugin.spooler_import(module) {
+                log_line(&format!("spooler {}: {e}", start.child.id));
+            }
+        }
+        let mut runner = |path: &std::path::Path, task: &ruwsgi_spooler::Task| {
+            plugin.run_spooler_task(path, task)
+        };
+        match ruwsgi_spooler::run::run(&spoolers, start.child.id, start.child.channel, &mut runner)
+        {
+            ruwsgi_spooler::SpoolerExit::Stopped => 0,
+            ruwsgi_spooler::SpoolerExit::Recycled => EXIT_RECYCLE,
+            ruwsgi_spooler::SpoolerExit::Failed => 1,
+        }
+    })
 }
 
 /// Map every `sharedarea` (whole pages, as uWSGI rounds anonymous areas), in id order.

@@ -3,7 +3,7 @@
 //! Registered with `append_to_inittab!` before the interpreter starts, so `import uwsgi` works
 //! in the master, in workers and in Rust tests alike. Each area of the API lives in its own
 //! file and adds itself through an `init_pymodule(m)` function (RPC, user locks, shared
-//! areas, caches, ...); areas to come (signals, async, spooler) plug in the same way.
+//! areas, caches, ...); areas to come (signals, async) plug in the same way.
 //! Values that depend on the configuration are set by [`configure`] once `init` knows the
 //! settings.
 
@@ -15,11 +15,13 @@ mod process;
 mod request;
 mod rpc;
 mod sharedarea;
+pub(crate) mod spooler;
 
 use pyo3::prelude::*;
 
 pub(crate) use info::configure;
 pub(crate) use sharedarea::add_if_configured as add_sharedarea_group;
+pub(crate) use spooler::add_if_configured as add_spooler_group;
 
 /// The `uwsgi` module definition.
 #[pymodule]
@@ -32,5 +34,6 @@ pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     process::init_pymodule(m)?;
     request::init_pymodule(m)?;
     rpc::init_pymodule(m)?;
+    spooler::init_pymodule(m)?;
     Ok(())
 }

@@ -31,13 +31,6 @@ fn mule_id() -> u32 {
     runtime::host().map_or(0, |h| h.mule_id())
 }
 
-/// True in a spooler process, else None (§2.10; present without spoolers too, as
-/// `uwsgidecorators`' `@lock` calls it). No process is a spooler until spoolers exist.
-#[pyfunction]
-fn i_am_the_spooler() -> Option<bool> {
-    None
-}
-
 #[pyfunction]
 fn total_requests() -> u64 {
     runtime::host().map_or(0, |h| h.total_requests())
@@ -151,7 +144,6 @@ pub(super) fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(worker_id, m)?)?;
     m.add_function(wrap_pyfunction!(mule_id, m)?)?;
     m.add_function(wrap_pyfunction!(total_requests, m)?)?;
-    m.add_function(wrap_pyfunction!(i_am_the_spooler, m)?)?;
     m.add_function(wrap_pyfunction!(workers, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(setprocname, m)?)?;

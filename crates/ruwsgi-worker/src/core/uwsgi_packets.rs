@@ -86,7 +86,10 @@ impl CoreLoop<'_> {
         match sub {
             Subsystem::Rpc => self.serve_rpc(idx, header),
             Subsystem::Cache => self.serve_cache(idx, header),
-            Subsystem::Signal => {
+            Subsystem::Spooler if self.shared.settings.spooler.accept_remote => {
+                self.serve_spool(idx, header)
+            }
+            Subsystem::Spooler | Subsystem::Signal => {
                 self.unavailable_modifier(idx, header);
                 Step::Closed
             }
@@ -172,6 +175,54 @@ impl CoreLoop<'_> {
                 shared.settings.requests.header_timeout
             };
         Step::Served
+    }
+
+    /// A remote enqueue (modifier1 17): the vars block is a task for the first spooler
+    /// directory (or the one its `spooler` var names). Reply `(255, 0, 1)` once the task is
+    /// written, `(255, 0, 0)` when it is not (no spooler, bad vars, write failure); if the
+    /// reply cannot be sent the task is removed again, so the peer's view stays true.
+    fn serve_spool(&mut self, idx: usize, header: PacketHeader) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let started = self.clock.tick();
+        let slot = shared.scoreboard.worker(shared.id);
+        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let len = header.packet_len();
+        let block = &c.rbuf.data()[uwsgi::HEADER_LEN..len];
+        let written = match &shared.spoolers {
+            Some(s) => s.spool_block(block).map_err(|e| e.to_string()),
+            None => Err("no spooler configured".to_string()),
+        };
+        c.rbuf.consume(len);
+        let status = match &written {
+            Ok(_) => 1,
+            Err(why) => {
+                log_line(&format!(
+                    "ruwsgi: remote spool request from {} refused: {why}",
+                    peer_text(&c.peer)
+                ));
+                0
+            }
+        };
+        let reply = PacketHeader {
+            modifier1: 255,
+            datasize: 0,
+            modifier2: status,
+        }
+        .to_bytes();
+        let timeout = shared.settings.requests.socket_timeout;
+        let sent = write_all_vectored(&mut c.stream, &mut [IoSlice::new(&reply)], timeout);
+        if let (Err(e), Ok(path)) = (&sent, &written) {
+            log_line(&format!(
+                "ruwsgi: cannot send the spooler reply to {}: {e}; removing {}",
+                c.peer,
+                path.display()
+            ));
+            let _ = std::fs::remove_file(path);
+        }
+        self.subsystem_reply(idx, started, "spooler", &[], &[], true)
     }
 
     /// A cache packet (modifier1 111) on this instance's caches. A magic `set`/`update`
