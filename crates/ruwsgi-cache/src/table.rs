@@ -203,6 +203,7 @@ fn now_unix() -> u64 {
 }
 
 /// uWSGI's default key hash.
+#[inline]
 fn djb33x(key: &[u8]) -> u64 {
     let mut h: u32 = 5381;
     for &b in key {
@@ -279,8 +280,14 @@ fn copy_words(words: &[AtomicU64], out: &mut [u8]) {
 }
 
 /// Run `f` over `key` packed into words: on the stack for keys up to 256 bytes.
+#[inline]
 fn with_words<R>(key: &[u8], f: impl FnOnce(&[u64]) -> R) -> R {
-    if key.len() <= 256 {
+    if key.len() <= 64 {
+        // Most keys: a line of stack to clear, not four.
+        let mut small = [0u64; 8];
+        for_each_word(key, |k, w| small[k] = w);
+        f(&small[..words_for(key.len())])
+    } else if key.len() <= 256 {
         let mut small = [0u64; 32];
         for_each_word(key, |k, w| small[k] = w);
         f(&small[..words_for(key.len())])
@@ -453,14 +460,17 @@ impl Table {
         }
     }
 
+    #[inline]
     fn words(&self) -> &[AtomicU64] {
         self.region.items()
     }
 
+    #[inline]
     fn w(&self, at: usize) -> &AtomicU64 {
         &self.words()[at]
     }
 
+    #[inline]
     fn slot(&self, i: usize, field: usize) -> &AtomicU64 {
         self.w(self.slots_at + i * self.slot_words + field)
     }
@@ -474,6 +484,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn hash(&self, key: &[u8]) -> u64 {
         if self.policy.murmur2 {
             murmur2(key)
@@ -482,6 +493,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn bucket(&self, hash: u64) -> &AtomicU64 {
         let at = match self.hash_mask {
             Some(mask) => hash & mask,
@@ -509,6 +521,7 @@ impl Table {
 
     /// Find `key` (packed in `kw`): its slot, if the walk sees it. Bounded and checked, so
     /// a concurrent change can only make it miss or find a slot the caller re-validates.
+    #[inline]
     fn find(&self, key: &[u8], kw: &[u64], hash: u64) -> Option<usize> {
         let mut next = self.bucket(hash).load(Ordering::Acquire);
         for _ in 0..=self.geo.items {
@@ -533,6 +546,7 @@ impl Table {
     }
 
     /// The value words of slot `i` (checked against the geometry).
+    #[inline]
     fn value_span(&self, i: usize) -> Option<(usize, usize)> {
         let lens = self.slot(i, F_LENS).load(Ordering::Relaxed);
         let len = (lens >> 32) as usize;
@@ -570,6 +584,7 @@ impl Table {
     }
 
     /// Look `key` up and read what `read` wants of its slot, lock-free when possible.
+    #[inline]
     fn read<T>(
         &self,
         key: &[u8],
@@ -582,6 +597,7 @@ impl Table {
         with_words(key, |kw| self.read_words(key, kw, hash, read))
     }
 
+    #[inline]
     fn read_words<T>(
         &self,
         key: &[u8],
@@ -628,6 +644,7 @@ impl Table {
     /// Look `key` up and give `make` its value, to copy where it wants, without a lock.
     /// `make` may run more than once when a writer changes the cache meanwhile: only the
     /// result of the last run is returned, the others are dropped. `None` on a miss.
+    #[inline]
     pub fn get_with<T>(
         &self,
         key: &[u8],
