@@ -1,5 +1,5 @@
-"""Reliability tests RT-01 to RT-08, RT-10 to RT-15 (http-rules.md §2; RT-09 and RT-17 come
-with the stats server and the signal framework, RT-16 is scripts/soak.py).
+"""Reliability tests RT-01 to RT-15 (http-rules.md §2; RT-17 comes with the signal
+framework, RT-16 is scripts/soak.py).
 
 Load is bounded (seconds, and a request budget) and goes to 127.0.0.1 only.
 """
@@ -371,6 +371,72 @@ def test_rt08_reload_on_rss(ruwsgi, fault_app):
     assert len(set(pids)) >= 2, pids                     # replaced after crossing 200 MiB
     srv.wait_log(r"reload-on-rss: \d+ MB > 200 MB", timeout=5)
     assert peak[0] <= (200 + 50 + 30) << 20, peak[0] >> 20   # one request's 50 MiB (+ slack)
+    assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-09
+
+def test_rt09_listen_queue_overflow(ruwsgi, fault_app):
+    """A burst of 200 connections at a one-worker instance with `listen 16`: the server
+    stays up, the full queue is logged and shown by the stats server, every client gets an
+    answer or fails within its own timeouts (no hang), and the instance serves again once
+    the queue has drained. (The worker runs one request at a time, so the queued requests
+    are served one after the other: the drain takes their time, 0.1 s each here.)"""
+    import json
+    srv = start_fault(ruwsgi, fault_app, "--listen", "16", "--stats", "127.0.0.1:0",
+                      processes=1)
+    m = srv.wait_log(r"stats server enabled on (\S+) \(stats, fd")[0]
+    host, port = m.group(1).rsplit(":", 1)
+    seen_queue = []
+
+    def stats_queue():
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            data = b""
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    break
+                data += got
+        return json.loads(data)["listen_queue"]
+
+    outcomes = []
+    lock = threading.Lock()
+
+    def client():
+        t0 = time.monotonic()
+        try:
+            s = socket.create_connection(srv.addr, timeout=2)
+            s.settimeout(8)
+            s.sendall(b"GET /sleep?s=0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = s.recv(64)
+            s.close()
+            what = "ok" if data.startswith(b"HTTP/1.1 200") else "closed"
+        except OSError as e:
+            what = type(e).__name__
+        with lock:
+            outcomes.append((what, time.monotonic() - t0))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(200)]
+    for i, t in enumerate(threads):
+        t.start()
+        if i % 40 == 0:
+            time.sleep(0.2)          # 200 connects spread over about a second
+    for _ in range(10):
+        seen_queue.append(stats_queue())
+        time.sleep(0.1)
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    assert srv.proc.poll() is None, "the server went down"
+    assert all(took < 2 + 8 + 1 for _, took in outcomes), max(took for _, took in outcomes)
+    assert sum(1 for what, _ in outcomes if what == "ok") >= 16
+    srv.wait_log(r"listen queue of socket \"127\.0\.0\.1:\d+\" \(fd: \d+\) full !!! "
+                 r"\(\d+/16\)", timeout=5)
+    assert max(seen_queue) > 0, seen_queue
+    wait_until(lambda: http_request(srv.addr, "GET", "/", timeout=2).status == 200, 15,
+               what="service after the burst")
+    for _ in range(20):
+        assert http_request(srv.addr, "GET", "/", timeout=5).status == 200
     assert srv.stop() == 0
 
 

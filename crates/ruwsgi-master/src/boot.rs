@@ -198,6 +198,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         stats,
         host: Some(host),
         triggers: crate::triggers::Triggers::new(&settings.processes),
+        queues_checked: None,
     };
     master.watch_stats(stats_fds);
     let now = master.clock.now();

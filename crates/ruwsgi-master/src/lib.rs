@@ -116,6 +116,7 @@
 //! - `*** no app loaded. GAME OVER ***`
 //! - `goodbye to ruwsgi.`
 
+mod backlog;
 mod bind;
 mod boot;
 pub mod channel;

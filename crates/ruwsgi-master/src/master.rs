@@ -119,6 +119,8 @@ pub(crate) struct Master {
     pub host: Option<Arc<dyn ruwsgi_plugin::Host>>,
     /// Touched files, the master FIFO and the chain reload in progress.
     pub triggers: crate::triggers::Triggers,
+    /// When the listen queues were last looked at.
+    pub queues_checked: Option<Instant>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -147,6 +149,7 @@ impl Master {
             let now = self.clock.now();
             self.enforce_deadlines(now);
             self.check_harakiri(now);
+            self.check_listen_queues(now);
             if self.mode == Mode::Running {
                 self.check_recycling(now);
                 self.check_touched();
