@@ -283,6 +283,29 @@ def test_daemonize2_detaches_after_loading_and_survives_a_reload(tmp_path, daemo
     wait_gone(pid)
 
 
+def test_daemonize2_returns_once_the_pidfile_holds_the_daemon_or_fails(tmp_path, daemons):
+    """The launching command exits only after the detached master wrote its pidfiles (so a
+    script reads the daemon's pid right away), and exits 1, saying where the log is, when
+    the detached master fails before that."""
+    app = write(tmp_path, "app.py", RELOAD_APP)
+    for i in range(3):
+        log, pidfile = tmp_path / ("ok%d.log" % i), tmp_path / ("ok%d.pid" % i)
+        r = run_to_end(["--http-socket", "127.0.0.1:0", "--wsgi-file", app,
+                        "--daemonize2", log, "--pidfile", pidfile], timeout=15)
+        assert r.returncode == 0, r.stderr
+        pid = read_pid(pidfile)
+        daemons.append(pid)
+        assert os.getsid(pid) == pid                      # the daemon, not the launcher
+        os.kill(pid, signal.SIGTERM)
+        wait_gone(pid)
+    log = tmp_path / "bad.log"
+    r = run_to_end(["--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--daemonize2", log,
+                    "--pidfile2", tmp_path / "missing" / "pid2"], timeout=15)
+    assert r.returncode == 1
+    assert "the detached master stopped before it was ready; its log is %s" % log in r.stderr
+    assert "cannot write pidfile" in log.read_text()
+
+
 def get_ok(url, timeout=15.0):
     r = wait_answer(url, timeout)
     assert r.status_code == 200, r.text

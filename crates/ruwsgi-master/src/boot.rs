@@ -129,9 +129,11 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         }
     }
     // `daemonize2`: detach now that the apps are loaded (never again after a re-exec).
+    let mut detached = None;
     let master_pid = match (&settings.processes.daemonize2, reloads) {
         (Some(path), 0) => {
-            let pid = daemonize_late(&settings, &plugin, path)?;
+            let (pid, ready) = daemonize_late(&settings, &plugin, path)?;
+            detached = Some(ready);
             scoreboard.set_master_pid(pid.as_raw());
             write_pidfiles(&settings, pid.as_raw())?;
             pid
@@ -143,6 +145,11 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
             Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
             other => other?,
         }
+    }
+    // The launching process exits (0) only now: its caller finds the daemon's pid in the
+    // pidfiles. Closing without the byte (a failure above) makes it exit 1.
+    if let Some(ready) = detached {
+        let _ = nix::unistd::write(&ready, b"r");
     }
     let spoolers = settings.spooler.process_count();
     let mut mule_note = match mules {
@@ -223,13 +230,21 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     Ok(code)
 }
 
-/// `daemonize2`: fork through the plugin's fork wrapper (the interpreter is up), the parent
-/// exits 0, the child carries on as the master in a new session. Returns the new pid.
+/// `daemonize2`: fork through the plugin's fork wrapper (the interpreter is up); the child
+/// carries on as the master in a new session, and the parent waits until the child reports
+/// its pidfiles written (a byte on a pipe), then exits 0 (1 if the child failed first).
+/// Returns the new pid and the pipe end to report on.
 fn daemonize_late(
     settings: &ruwsgi_config::Settings,
     plugin: &Arc<dyn ruwsgi_plugin::LanguagePlugin>,
     path: &std::path::Path,
-) -> Result<ruwsgi_sys::Pid, MasterError> {
+) -> Result<(ruwsgi_sys::Pid, std::os::fd::OwnedFd), MasterError> {
+    let fork_error = |source: std::io::Error| MasterError::Daemonize {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (ready_r, ready_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fork_error(e.into()))?;
     let log =
         match settings.logging.logto {
             Some(_) => None,
@@ -246,17 +261,33 @@ fn daemonize_late(
         let _ = signals::restore_mask(mask);
     }
     match outcome {
-        ruwsgi_plugin::ForkOutcome::Parent(_) => ruwsgi_sys::process::exit_now(0),
+        ruwsgi_plugin::ForkOutcome::Parent(_) => {
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            let reported = loop {
+                match nix::unistd::read(&ready_r, &mut byte) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            if reported == Ok(1) {
+                ruwsgi_sys::process::exit_now(0);
+            }
+            log_line(&format!(
+                "ruwsgi: daemonize2: the detached master stopped before it was ready; its log \
+                 is {}",
+                settings.logging.logto.as_deref().unwrap_or(path).display()
+            ));
+            ruwsgi_sys::process::exit_now(1)
+        }
         ruwsgi_plugin::ForkOutcome::Failed(errno) => Err(MasterError::Daemonize {
             path: path.to_path_buf(),
             source: std::io::Error::from_raw_os_error(errno),
         }),
         ruwsgi_plugin::ForkOutcome::Child => {
-            ruwsgi_sys::daemon::detach_session(log).map_err(|source| MasterError::Daemonize {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            Ok(ruwsgi_sys::process::pid())
+            drop(ready_r);
+            ruwsgi_sys::daemon::detach_session(log).map_err(fork_error)?;
+            Ok((ruwsgi_sys::process::pid(), ready_w))
         }
     }
 }
