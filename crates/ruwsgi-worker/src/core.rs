@@ -192,7 +192,8 @@ impl<'a> CoreLoop<'a> {
                 s.logging.log_x_forwarded_for,
             )
         });
-        let memory = if s.logging.memory_report {
+        // One sampler serves memory-report and reload-on-rss/-as: one read per request.
+        let memory = if s.logging.memory_report || s.processes.recycle.samples_memory() {
             match ruwsgi_sys::process::MemorySampler::open() {
                 Ok(m) => Some(m),
                 Err(e) => {
@@ -756,10 +757,10 @@ impl<'a> CoreLoop<'a> {
                 total_requests: shared.scoreboard.total_requests(),
                 core: self.id,
                 started: wall.as_secs(),
-                memory,
+                memory: memory.filter(|_| shared.settings.logging.memory_report),
             });
         }
-        shared.check_recycle(worker_requests, outcome.exception);
+        shared.check_recycle(worker_requests, outcome.exception, memory);
         if close {
             self.close(idx);
             return Step::Closed;

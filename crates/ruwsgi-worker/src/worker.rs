@@ -191,10 +191,11 @@ impl WorkerShared {
     }
 
     /// After each request: recycle the worker when `max-requests` is reached, when its
-    /// memory is above `reload-on-rss`/`reload-on-as` (both once it lived
-    /// `min-worker-lifetime`), or when the app raised and `reload-on-exception` is on.
-    /// Nothing is read unless one of them is set.
-    pub(crate) fn check_recycle(&self, served: u64, exception: bool) {
+    /// memory (`memory`: the core's sample after the request, taken only when
+    /// `reload-on-rss`/`reload-on-as` or `memory-report` is set) is above
+    /// `reload-on-rss`/`reload-on-as` (both once it lived `min-worker-lifetime`), or when
+    /// the app raised and `reload-on-exception` is on.
+    pub(crate) fn check_recycle(&self, served: u64, exception: bool, memory: Option<(u64, u64)>) {
         let p = &self.settings.processes;
         if self.stop_kind() != StopKind::Running {
             return;
@@ -210,11 +211,7 @@ impl WorkerShared {
                 return self.recycle(&format!("max requests reached ({served} >= {limit})"));
             }
         }
-        if p.recycle.samples_memory() {
-            let Ok((rss, vsz)) = ruwsgi_sys::process::memory(None) else {
-                return;
-            };
-            self.scoreboard.worker(self.id).set_memory(rss, vsz);
+        if let (true, Some((rss, vsz))) = (p.recycle.samples_memory(), memory) {
             let over = |limit: u64, value: u64| limit != 0 && value > limit;
             if over(p.recycle.rss, rss) && old_enough() {
                 self.recycle(&format!(

@@ -156,7 +156,7 @@ impl CoreLoop<'_> {
         self.served += 1;
         c.served += 1;
         let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        shared.check_recycle(worker_requests, false);
+        shared.check_recycle(worker_requests, false, None);
         if let Err(e) = &written {
             log_line(&format!(
                 "ruwsgi: cannot send the {what} reply to {}: {e}",
