@@ -27,7 +27,7 @@ pub use lock::{LockError, RobustGuard, RobustMutex, ShmGuard, ShmMutex};
 pub use region::{Region, RegionError, ShmPlain, ShmSafe};
 pub use scoreboard::{
     user_deadlines_used, AppInfo, AppSnapshot, CoreSlot, CoreSnapshot, Due, Scoreboard, WorkerSlot,
-    WorkerSnapshot, WorkerStatus, Writers, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_APPS, MAX_CORES,
+    WorkerSnapshot, WorkerStatus, Writers, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_APPS,
     MAX_MOUNTPOINT,
 };
 pub use shared_area::{AreaError, SharedArea};

@@ -645,11 +645,13 @@ impl<'a> CoreLoop<'a> {
         let wall = self.clock.wall_at(started);
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
-        slot.core_started(usize::from(self.id), wall.as_micros() as u64);
-        // Harakiri rows are touched only when a deadline can exist.
+        // This core's row: its counters, and with harakiri its deadline.
         let harakiri = shared.settings.processes.harakiri.timeout;
-        let core_row = || shared.scoreboard.core(shared.id, usize::from(self.id));
-        if let Some(row) = core_row().filter(|_| !harakiri.is_zero()) {
+        let core_row = shared.scoreboard.core(shared.id, usize::from(self.id));
+        if let Some(row) = core_row {
+            row.started(wall.as_micros() as u64);
+        }
+        if let Some(row) = core_row.filter(|_| !harakiri.is_zero()) {
             let now_ms = wall.as_millis() as u64;
             let method = self.vars.get(b"REQUEST_METHOD").unwrap_or(b"");
             let uri = self.vars.get(b"REQUEST_URI").unwrap_or(b"");
@@ -731,15 +733,12 @@ impl<'a> CoreLoop<'a> {
         let ended = self.clock.tick();
         let micros = ended.saturating_duration_since(started).as_micros() as u64;
         slot.request_finished(micros, self.resp.tx, outcome.exception);
-        slot.core_finished(usize::from(self.id));
+        if let Some(row) = core_row {
+            row.finished();
+        }
         let memory = self.memory.as_mut().and_then(|m| m.sample().ok());
         if let Some((rss, vsz)) = memory {
             slot.set_memory(rss, vsz);
-        }
-        if !harakiri.is_zero() || ruwsgi_shm::user_deadlines_used() {
-            if let Some(row) = core_row() {
-                row.request_ended();
-            }
         }
         self.served += 1;
         let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;

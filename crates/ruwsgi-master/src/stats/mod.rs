@@ -458,7 +458,6 @@ impl Master {
                     .collect()
             })
             .unwrap_or_default();
-        let threads = self.settings.processes.threads.max(1);
         let workers = self
             .scoreboard
             .snapshot()
@@ -473,7 +472,7 @@ impl Master {
                     }
                 }
                 WorkerView {
-                    cores: slot.cores(threads),
+                    cores: self.scoreboard.core_snapshots(snap.id),
                     latency: slot.latency_buckets(),
                     snap,
                 }

@@ -1,10 +1,12 @@
-//! One row per request core of every worker (and one per mule): the harakiri deadlines the
-//! master checks every second, and what the core is serving, for the harakiri log.
+//! One row per request core of every worker (and one per mule and spooler): the core's
+//! request count and current request start (the stats' `cores`), the harakiri deadlines
+//! the master checks every second, and what the core is serving, for the harakiri log.
 //!
-//! A core writes only its own row, with plain stores: when a request starts (only with
-//! `harakiri` on) its deadline and a short description (`GET /path`), when it ends a zero.
-//! The app may add its own deadline (`set_user_harakiri`), cleared with the request. The
-//! master reads rows and never writes them while their process lives.
+//! A core writes only its own row, with plain stores (it is the only writer): its request
+//! start and count; when a request starts with `harakiri` on, its deadline and a short
+//! description (`GET /path`); when it ends, zeroes. The app may add its own deadline
+//! (`set_user_harakiri`), cleared with the request. The master reads rows, and clears the
+//! in-request fields when a process takes or leaves the row.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
@@ -19,7 +21,7 @@ pub fn user_deadlines_used() -> bool {
 }
 
 /// Bytes of the request description a row keeps (longer ones are cut).
-pub const WHAT_BYTES: usize = 96;
+pub const WHAT_BYTES: usize = 80;
 const WHAT_WORDS: usize = WHAT_BYTES / 8;
 
 /// One core's harakiri row (a cache line pair of its own).
@@ -35,8 +37,25 @@ pub struct CoreSlot {
     /// Length of the description in `what`.
     what_len: AtomicU64,
     what: [AtomicU64; WHAT_WORDS],
+    /// Requests this core served (since the instance started: survives respawns).
+    requests: AtomicU64,
+    /// Start of the current request (µs since the epoch); 0 when idle.
+    request_start_us: AtomicU64,
 }
-impl_shm!(ShmSafe for CoreSlot { deadline_ms, user_deadline_ms, started_ms, what_len, what });
+impl_shm!(ShmSafe for CoreSlot {
+    deadline_ms, user_deadline_ms, started_ms, what_len, what, requests, request_start_us,
+});
+
+/// One core's counters, copied out (the stats' `cores` list).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreSnapshot {
+    /// Core index (0-based).
+    pub id: usize,
+    /// Requests served by the core.
+    pub requests: u64,
+    /// Start of the request in progress (µs since the epoch), 0 when idle.
+    pub request_start_us: u64,
+}
 
 /// A deadline that passed ([`CoreSlot::due`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +67,30 @@ pub struct Due {
 }
 
 impl CoreSlot {
+    /// The core started a request at `now_us` (µs since the epoch).
+    pub fn started(&self, now_us: u64) {
+        self.request_start_us.store(now_us.max(1), Relaxed);
+    }
+
+    /// The core finished its request: one more served (a load and a store: the core is the
+    /// only writer), no request in progress, and no deadline left (a load each when none
+    /// was set).
+    pub fn finished(&self) {
+        self.requests
+            .store(self.requests.load(Relaxed) + 1, Relaxed);
+        self.request_start_us.store(0, Relaxed);
+        self.request_ended();
+    }
+
+    /// The counters of this row, as core `id`.
+    pub fn snapshot(&self, id: usize) -> CoreSnapshot {
+        CoreSnapshot {
+            id,
+            requests: self.requests.load(Relaxed),
+            request_start_us: self.request_start_us.load(Relaxed),
+        }
+    }
+
     /// A request starts at `now_ms` and may run until `deadline_ms`; `what` describes it.
     pub fn request_began(&self, now_ms: u64, deadline_ms: u64, what: &[&[u8]]) {
         let mut len = 0;
@@ -125,8 +168,10 @@ impl CoreSlot {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    /// Forget everything (a new process takes the row, or the old one is gone).
+    /// Forget the request in progress and the deadlines (a new process takes the row, or
+    /// the old one is gone); the request count stays.
     pub fn clear(&self) {
+        self.request_start_us.store(0, Relaxed);
         self.deadline_ms.store(0, Relaxed);
         self.user_deadline_ms.store(0, Relaxed);
         self.started_ms.store(0, Relaxed);
@@ -169,5 +214,43 @@ mod tests {
         assert!(core.what().starts_with("POST xxx"));
         core.clear();
         assert_eq!((core.what(), core.due(u64::MAX)), (String::new(), None));
+    }
+
+    #[test]
+    fn request_counts_and_starts() {
+        let sb = Scoreboard::on_heap_with_cores(1, 2);
+        let core = sb.core(1, 1).unwrap();
+        core.started(5);
+        assert_eq!(
+            sb.core_snapshots(1)[1],
+            CoreSnapshot {
+                id: 1,
+                requests: 0,
+                request_start_us: 5
+            }
+        );
+        core.request_began(1, 2, &[b"GET /"]);
+        core.finished();
+        assert_eq!(
+            sb.core_snapshots(1)[1],
+            CoreSnapshot {
+                id: 1,
+                requests: 1,
+                request_start_us: 0
+            }
+        );
+        assert_eq!(core.due(u64::MAX), None, "finished clears the deadline");
+        core.started(7);
+        core.clear();
+        assert_eq!(
+            sb.core_snapshots(1)[1],
+            CoreSnapshot {
+                id: 1,
+                requests: 1,
+                request_start_us: 0
+            }
+        );
+        assert_eq!(sb.core_snapshots(1).len(), 2);
+        assert!(sb.core_snapshots(2).is_empty());
     }
 }

@@ -24,9 +24,9 @@ mod counters;
 
 use apps::AppTable;
 pub use apps::{AppInfo, AppSnapshot, Writers, MAX_APPS, MAX_MOUNTPOINT};
-pub use cores::{user_deadlines_used, CoreSlot, Due, WHAT_BYTES};
-pub use counters::{CoreSnapshot, LATENCY_BOUNDS_US, LATENCY_BUCKETS, MAX_CORES};
-use counters::{CoreTable, Latency};
+pub use cores::{user_deadlines_used, CoreSlot, CoreSnapshot, Due, WHAT_BYTES};
+use counters::Latency;
+pub use counters::{LATENCY_BOUNDS_US, LATENCY_BUCKETS};
 
 /// What a worker is doing, as the stats show it ([`WorkerStatus::as_str`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,13 +119,11 @@ pub struct WorkerSlot {
     harakiri_count: AtomicU64,
     /// Request durations, bucketed ([`LATENCY_BOUNDS_US`]); bumped with `requests`.
     latency: Latency,
-    /// Per-core requests and request start, for the stats' `cores` lists.
-    cores: CoreTable,
 }
 impl_shm!(ShmSafe for WorkerSlot {
     pid, status, accepting, spawns, requests, delta_requests, exceptions, running_time_us,
     last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz, apps,
-    harakiri_count, latency, cores,
+    harakiri_count, latency,
 });
 
 impl WorkerSlot {
@@ -134,7 +132,6 @@ impl WorkerSlot {
     /// and no apps until it publishes its own.
     pub fn spawned(&self, pid: i32, now_unix: u64) {
         self.apps.clear();
-        self.cores.clear_in_request();
         self.spawns.fetch_add(1, Relaxed);
         self.delta_requests.store(0, Relaxed);
         self.request_start_us.store(0, Relaxed);
@@ -173,23 +170,6 @@ impl WorkerSlot {
         self.status.store(WorkerStatus::Idle as u8, Relaxed);
     }
 
-    /// Core `core` of this worker started a request (`now_us`: µs since the epoch); the
-    /// worker's own counters are [`Self::request_started`]'s. Cores past [`MAX_CORES`] are
-    /// not tracked.
-    pub fn core_started(&self, core: usize, now_us: u64) {
-        self.cores.started(core, now_us);
-    }
-
-    /// Core `core` finished its request (after [`Self::core_started`]).
-    pub fn core_finished(&self, core: usize) {
-        self.cores.finished(core);
-    }
-
-    /// The first `n` cores' counters (at most [`MAX_CORES`]).
-    pub fn cores(&self, n: usize) -> Vec<CoreSnapshot> {
-        self.cores.read(n)
-    }
-
     /// Per-bucket request counts by duration ([`LATENCY_BOUNDS_US`], the overflow bucket
     /// last; not cumulative), since the instance started.
     pub fn latency_buckets(&self) -> [u64; LATENCY_BUCKETS] {
@@ -208,7 +188,6 @@ impl WorkerSlot {
 
     /// The process is gone (called by the master when it reaps it).
     pub fn exited(&self) {
-        self.cores.clear_in_request();
         self.rss.store(0, Relaxed);
         self.vsz.store(0, Relaxed);
         self.accepting.store(0, Relaxed);
@@ -465,6 +444,15 @@ impl Scoreboard {
             Some(i) if i < self.workers() => &self.cores.items()[i * per..(i + 1) * per],
             _ => &[],
         }
+    }
+
+    /// Worker `id`'s cores' counters, in core order (empty if there is no such worker).
+    pub fn core_snapshots(&self, id: u32) -> Vec<CoreSnapshot> {
+        self.cores_of(id)
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.snapshot(i))
+            .collect()
     }
 
     /// Worker `id`'s core `core` row, if it exists.
