@@ -362,6 +362,32 @@ def test_stats_off_by_default_and_bad_addresses(ruwsgi, app):
 
 # --------------------------------------------------------------------------- memory-report
 
+def test_stats_token(ruwsgi, app):
+    """With stats-token, the raw socket answers a client whose first line is the token and
+    closes on anyone else; HTTP endpoints want `Authorization: Bearer TOKEN`, else 401."""
+    raw = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app,
+                 "--stats", "127.0.0.1:0", "--stats-token", "s3cret", name="raw")
+    addr = stats_addr(raw)
+    assert json.loads(read_all(addr, send=b"s3cret\n"))["workers"]
+    assert read_all(addr, send=b"guess\n") == b""
+    assert read_all(addr, send=b"s3cre") == b""            # no line before the close
+    raw.wait_log(r"a client without the stats-token: closed")
+    port = free_port()
+    web = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--stats",
+                 "127.0.0.1:0", "--stats-http", "--stats-token", "s3cret",
+                 "--stats-prometheus", "127.0.0.1:%d" % port, name="web")
+    addr = stats_addr(web)
+    for target, path in ((addr, "/"), (addr, "/metrics"), (("127.0.0.1", port), "/metrics")):
+        head = "GET %s HTTP/1.1\r\nHost: x\r\n" % path
+        denied = read_all(target, send=(head + "\r\n").encode())
+        assert denied.startswith(b"HTTP/1.0 401 "), denied[:40]
+        wrong = read_all(target, send=(head + "Authorization: Bearer nope\r\n\r\n").encode())
+        assert wrong.startswith(b"HTTP/1.0 401 "), wrong[:40]
+        ok = read_all(target, send=(head + "Authorization: Bearer s3cret\r\n\r\n").encode())
+        assert ok.startswith(b"HTTP/1.0 200 OK"), ok[:40]
+    web.wait_log(r"a request without the stats-token: 401")
+
+
 def test_memory_report(ruwsgi, app):
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--memory-report")
     get(srv, "/")

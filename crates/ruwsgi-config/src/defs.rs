@@ -843,6 +843,15 @@ pub static OPTIONS: &[OptionDef] = &[
         "the stats server speaks HTTP (GET /metrics gives the Prometheus text)",
     ),
     opt(
+        "stats-token",
+        Str,
+        Proc,
+        "",
+        "the stats endpoints answer only a client that shows this token: over HTTP as \
+         'Authorization: Bearer TOKEN' (else 401), on the raw stats socket as the first line \
+         it sends (else the connection is closed)",
+    ),
+    opt(
         "stats-minified",
         Flag,
         Proc,

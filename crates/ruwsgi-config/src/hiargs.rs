@@ -505,6 +505,7 @@ fn apply(
             s.stats.address = Some(v.required("an address (host:port, :port or a unix path)")?)
         }
         "stats-http" => s.stats.http = v.boolean(),
+        "stats-token" => s.stats.token = Some(v.required("a token")?),
         "stats-minified" => s.stats.minified = v.boolean(),
         "stats-no-cores" => s.stats.no_cores = v.boolean(),
         "stats-no-metrics" => s.stats.no_metrics = v.boolean(),

@@ -569,6 +569,8 @@ pub struct StatsSettings {
     pub no_metrics: bool,
     /// `stats-prometheus`: a separate HTTP listener serving `GET /metrics`.
     pub prometheus: Option<String>,
+    /// `stats-token`: what a client must show to get an answer from either endpoint.
+    pub token: Option<String>,
 }
 
 /// The spooler (`spooler`, `spooler-*`): durable background tasks.

@@ -61,6 +61,8 @@ pub(crate) struct StatsListener {
 enum State {
     /// Reading an HTTP request head.
     Reading(Vec<u8>),
+    /// Raw stats socket with `stats-token`: reading the client's first line.
+    ReadingToken(Vec<u8>),
     /// Sending the reply; `sent` bytes are out.
     Writing { out: Vec<u8>, sent: usize },
 }
@@ -177,10 +179,46 @@ enum Reply {
     Metrics,
     NotFound,
     BadRequest,
+    Unauthorized,
+}
+
+/// Equal, in a time that does not depend on where they differ (only on the length).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the head carries `Authorization: Bearer TOKEN`.
+fn shows_token(head: &[u8], token: &str) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        name.eq_ignore_ascii_case(b"authorization")
+            && value.len() > 7
+            && value[..7].eq_ignore_ascii_case(b"bearer ")
+            && same_secret(value[7..].trim_ascii(), token.as_bytes())
+    })
+}
+
+/// Whether the raw stats client's first line (complete in `buf`) is the token: `Some` once
+/// a line is there (or the 1 KiB a token line may take is exceeded).
+fn token_line(buf: &[u8], token: &str) -> Option<bool> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line = &buf[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Some(same_secret(line, token.as_bytes()))
+        }
+        None if buf.len() > 1024 => Some(false),
+        None => None,
+    }
 }
 
 /// Where a complete request head sends it. `None` while the head is incomplete.
-fn route(endpoint: Endpoint, head: &[u8]) -> Option<Reply> {
+/// With `token`, a head that does not show it gets [`Reply::Unauthorized`].
+fn route(endpoint: Endpoint, head: &[u8], token: Option<&str>) -> Option<Reply> {
     let end = head
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -194,6 +232,9 @@ fn route(endpoint: Endpoint, head: &[u8]) -> Option<Reply> {
     };
     if !version.starts_with("HTTP/") {
         return Some(Reply::BadRequest);
+    }
+    if token.is_some_and(|t| !shows_token(&head[..end], t)) {
+        return Some(Reply::Unauthorized);
     }
     let path = target.split('?').next().unwrap_or("");
     Some(match (endpoint, path) {
@@ -298,6 +339,8 @@ impl Master {
             let id = self.stats.next_id;
             let state = if http {
                 State::Reading(Vec::new())
+            } else if self.settings.stats.token.is_some() {
+                State::ReadingToken(Vec::new())
             } else {
                 State::Writing {
                     out: self.stats_json(),
@@ -324,6 +367,40 @@ impl Master {
             return;
         };
         let endpoint = self.stats.conns[at].endpoint;
+        let token = self.settings.stats.token.clone();
+        if let State::ReadingToken(buf) = &mut self.stats.conns[at].state {
+            let Some(fd) = self.watched.get(&Watch::StatsConn(id)) else {
+                return;
+            };
+            let mut chunk = [0u8; 1100];
+            let verdict = loop {
+                match nix::unistd::read(fd, &mut chunk) {
+                    Ok(0) => break Some(false),
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(ok) = token_line(buf, token.as_deref().unwrap_or("")) {
+                            break Some(ok);
+                        }
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Err(Errno::EAGAIN) => break None,
+                    Err(_) => break Some(false),
+                }
+            };
+            match verdict {
+                None => return,
+                Some(false) => {
+                    log_line("ruwsgi: stats server: a client without the stats-token: closed");
+                    self.stats_close(id);
+                    return;
+                }
+                Some(true) => {
+                    let out = self.stats_json();
+                    self.stats.conns[at].state = State::Writing { out, sent: 0 };
+                    self.watched.set_writable(&Watch::StatsConn(id), true);
+                }
+            }
+        }
         if let State::Reading(buf) = &mut self.stats.conns[at].state {
             let Some(fd) = self.watched.get(&Watch::StatsConn(id)) else {
                 return;
@@ -334,7 +411,7 @@ impl Master {
                     Ok(0) => break Err(true),
                     Ok(n) => {
                         buf.extend_from_slice(&chunk[..n]);
-                        if let Some(reply) = route(endpoint, buf) {
+                        if let Some(reply) = route(endpoint, buf, token.as_deref()) {
                             break Ok(reply);
                         }
                         if buf.len() > MAX_REQUEST {
@@ -364,6 +441,10 @@ impl Master {
                 Reply::NotFound => http_response("404 Not Found", "text/plain", b"not found\n"),
                 Reply::BadRequest => {
                     http_response("400 Bad Request", "text/plain", b"bad request\n")
+                }
+                Reply::Unauthorized => {
+                    log_line("ruwsgi: stats server: a request without the stats-token: 401");
+                    http_response("401 Unauthorized", "text/plain", b"token required\n")
                 }
             };
             self.stats.conns[at].state = State::Writing { out, sent: 0 };
@@ -517,23 +598,60 @@ mod tests {
     #[test]
     fn routes() {
         use Endpoint::*;
-        assert_eq!(route(Stats, b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-        assert_eq!(route(Stats, b"GET / HTTP/1.1\r\n\r\n"), Some(Reply::Json));
-        assert_eq!(route(Stats, b"GET /x?y HTTP/1.0\n\n"), Some(Reply::Json));
+        assert_eq!(route(Stats, b"GET / HTTP/1.1\r\nHost: x\r\n", None), None);
         assert_eq!(
-            route(Stats, b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
+            route(Stats, b"GET / HTTP/1.1\r\n\r\n", None),
+            Some(Reply::Json)
+        );
+        assert_eq!(
+            route(Stats, b"GET /x?y HTTP/1.0\n\n", None),
+            Some(Reply::Json)
+        );
+        assert_eq!(
+            route(Stats, b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", None),
             Some(Reply::Metrics)
         );
         assert_eq!(
-            route(Prometheus, b"GET /metrics HTTP/1.1\r\n\r\n"),
+            route(Prometheus, b"GET /metrics HTTP/1.1\r\n\r\n", None),
             Some(Reply::Metrics)
         );
         assert_eq!(
-            route(Prometheus, b"GET / HTTP/1.1\r\n\r\n"),
+            route(Prometheus, b"GET / HTTP/1.1\r\n\r\n", None),
             Some(Reply::NotFound)
         );
-        assert_eq!(route(Prometheus, b"hello\r\n\r\n"), Some(Reply::BadRequest));
-        assert_eq!(route(Stats, b"GET / SMTP\r\n\r\n"), Some(Reply::BadRequest));
+        assert_eq!(
+            route(Prometheus, b"hello\r\n\r\n", None),
+            Some(Reply::BadRequest)
+        );
+        assert_eq!(
+            route(Stats, b"GET / SMTP\r\n\r\n", None),
+            Some(Reply::BadRequest)
+        );
+        let t = Some("s3cret");
+        assert_eq!(
+            route(Stats, b"GET / HTTP/1.1\r\n\r\n", t),
+            Some(Reply::Unauthorized)
+        );
+        assert_eq!(
+            route(
+                Stats,
+                b"GET / HTTP/1.1\r\nauthorization:  bearer s3cret \r\n\r\n",
+                t
+            ),
+            Some(Reply::Json)
+        );
+        assert_eq!(
+            route(
+                Prometheus,
+                b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n",
+                t
+            ),
+            Some(Reply::Unauthorized)
+        );
+        assert_eq!(token_line(b"s3cret\r\n", "s3cret"), Some(true));
+        assert_eq!(token_line(b"s3cre", "s3cret"), None);
+        assert_eq!(token_line(b"nope\n", "s3cret"), Some(false));
+        assert_eq!(token_line(&[b'x'; 1025], "s3cret"), Some(false));
     }
 
     #[test]
