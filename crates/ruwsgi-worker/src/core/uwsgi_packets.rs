@@ -15,13 +15,14 @@ use ruwsgi_proto::uwsgi::{self, PacketHeader, Parsed};
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log::log_line;
 
-use super::{peer_text, CoreLoop, Serve, Step};
+use super::{peer_text, Clock, CoreLoop, Serve, Step};
 use crate::body::BodyState;
 use crate::dispatch::{self, Route, Subsystem};
 use crate::request::sanitize_uwsgi_vars;
 use crate::response::ResponseContext;
 use crate::stream::{write_all_vectored, Peer};
 use crate::worker::StopKind;
+use crate::worker::WorkerShared;
 
 impl CoreLoop<'_> {
     /// A uwsgi packet: route it by its modifier1 as soon as the header is readable.
@@ -104,9 +105,7 @@ impl CoreLoop<'_> {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Step::Closed;
         };
-        let started = self.clock.tick();
-        let slot = shared.scoreboard.worker(shared.id);
-        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let started = subsystem_started(&mut self.clock, shared);
         let len = header.packet_len();
         let answer = ruwsgi_rpc::server::answer(
             shared.rpc.registry(),
@@ -126,7 +125,7 @@ impl CoreLoop<'_> {
         )
     }
 
-    /// Write a subsystem's answer (`head` then `body`; nothing at all when both are empty),
+    /// Write a subsystem's answer (after [`subsystem_started`]) (`head` then `body`; nothing at all when both are empty),
     /// count it as a request (scoreboard, `max-requests`), then keep the connection for
     /// the next packet or close it (`close`, a failed write, a stopping worker).
     fn subsystem_reply(
@@ -186,9 +185,7 @@ impl CoreLoop<'_> {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Step::Closed;
         };
-        let started = self.clock.tick();
-        let slot = shared.scoreboard.worker(shared.id);
-        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let started = subsystem_started(&mut self.clock, shared);
         let len = header.packet_len();
         let block = &c.rbuf.data()[uwsgi::HEADER_LEN..len];
         let written = match &shared.spoolers {
@@ -234,9 +231,7 @@ impl CoreLoop<'_> {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Step::Closed;
         };
-        let started = self.clock.tick();
-        let slot = shared.scoreboard.worker(shared.id);
-        slot.request_started(self.clock.wall_at(started).as_micros() as u64);
+        let started = subsystem_started(&mut self.clock, shared);
         let timeout = shared.settings.requests.socket_timeout;
         let max_value = shared.caches.max_value();
         let data = c.rbuf.data();
@@ -411,4 +406,13 @@ fn strip_script_name_prefix(vars: &mut Vars, scratch: &mut Vec<u8>) {
 /// subsystems.
 fn is_trusted(peer: &Peer, trusted: &[IpAddr]) -> bool {
     peer.is_local() || matches!(peer, Peer::Tcp(a) if trusted.contains(&a.ip()))
+}
+
+/// A subsystem packet (RPC, cache, spooler) starts: its start time, and the worker shown
+/// busy in the scoreboard until [`CoreLoop::subsystem_reply`] counts it as a request.
+fn subsystem_started(clock: &mut Clock, shared: &WorkerShared) -> std::time::Instant {
+    let started = clock.tick();
+    let slot = shared.scoreboard.worker(shared.id);
+    slot.request_started(clock.wall_at(started).as_micros() as u64);
+    started
 }
