@@ -111,7 +111,7 @@ pub fn request(req: ChildRequest) -> io::Result<()> {
 pub fn send_request(fd: BorrowedFd<'_>, req: ChildRequest) -> io::Result<()> {
     let packet = req.encode();
     loop {
-        match send(fd.as_raw_fd(), &packet, MsgFlags::MSG_NOSIGNAL) {
+        match send(fd.as_raw_fd(), packet.as_bytes(), MsgFlags::MSG_NOSIGNAL) {
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),

@@ -7,10 +7,9 @@
 //! [`MAX_PAYLOAD`] payload bytes, so a receiver reads into a [`MAX_MESSAGE`]-byte buffer
 //! and never allocates from what a peer claims.
 //!
-//! Directions: child → master is [`ChildRequest`]. Master → child carries nothing yet: the
-//! signal framework will use it (a uWSGI signal number to run, a mule message); until then
-//! a child treats any packet from the master as unknown and only its end-of-file (the master
-//! is gone) matters.
+//! Directions: child → master is [`ChildRequest`] (reloads, stops, a uWSGI signal to
+//! route, "the timer tables changed"); master → child is [`MasterMessage`] (a uWSGI signal
+//! for this process to handle). Each side's end-of-file means the other process is gone.
 //!
 //! Decoding never panics: a bad packet is a [`DecodeError`] the receiver logs and drops.
 
@@ -25,6 +24,36 @@ pub const MAX_PAYLOAD: usize = 60;
 /// Largest packet: a receive buffer of this size always holds a whole valid message.
 pub const MAX_MESSAGE: usize = HEADER_LEN + MAX_PAYLOAD;
 
+/// One encoded message: at most a header and a one-byte payload today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    bytes: [u8; HEADER_LEN + 1],
+    len: u8,
+}
+
+impl Packet {
+    fn new(kind: u8, payload: Option<u8>) -> Packet {
+        let mut bytes = [MAGIC, VERSION, kind, 0, 0];
+        let len = match payload {
+            Some(b) => {
+                bytes[3] = 1;
+                bytes[4] = b;
+                HEADER_LEN + 1
+            }
+            None => HEADER_LEN,
+        };
+        Packet {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The bytes to send, as one packet.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// What a child asks of the master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -37,43 +66,87 @@ pub enum ChildRequest {
     /// bounds that with its reload mercy (`SIGKILL` after it) and respawns the slot as a
     /// recycle once it is gone (a worker that reached `max-requests`).
     ReloadMe,
+    /// Route uWSGI signal N to its registered target (`uwsgi.signal(N)`, a modifier1 110
+    /// packet a worker received).
+    Signal(u8),
+    /// The shared tables of timers, crons and file monitors gained entries: read them now
+    /// rather than on the next loop turn.
+    Scheduled,
 }
 
 impl ChildRequest {
-    fn kind(self) -> u8 {
+    fn parts(self) -> (u8, Option<u8>) {
         match self {
-            ChildRequest::ReloadInstance => 1,
-            ChildRequest::StopInstance => 2,
-            ChildRequest::ReloadMe => 3,
+            ChildRequest::ReloadInstance => (1, None),
+            ChildRequest::StopInstance => (2, None),
+            ChildRequest::ReloadMe => (3, None),
+            ChildRequest::Signal(n) => (4, Some(n)),
+            ChildRequest::Scheduled => (5, None),
         }
     }
 
-    fn from_kind(kind: u8) -> Option<ChildRequest> {
-        Some(match kind {
-            1 => ChildRequest::ReloadInstance,
-            2 => ChildRequest::StopInstance,
-            3 => ChildRequest::ReloadMe,
-            _ => return None,
-        })
-    }
-
-    /// The packet for this request (no payload today).
-    pub fn encode(self) -> [u8; HEADER_LEN] {
-        [MAGIC, VERSION, self.kind(), 0]
+    /// The packet for this request.
+    pub fn encode(self) -> Packet {
+        let (kind, payload) = self.parts();
+        Packet::new(kind, payload)
     }
 
     /// Decode one whole packet.
     pub fn decode(packet: &[u8]) -> Result<ChildRequest, DecodeError> {
         let payload = check_header(packet)?;
         let kind = packet[2];
-        let request = ChildRequest::from_kind(kind).ok_or(DecodeError::UnknownKind(kind))?;
-        if !payload.is_empty() {
+        let request = match kind {
+            1 => ChildRequest::ReloadInstance,
+            2 => ChildRequest::StopInstance,
+            3 => ChildRequest::ReloadMe,
+            4 => ChildRequest::Signal(one_byte(kind, payload)?),
+            5 => ChildRequest::Scheduled,
+            _ => return Err(DecodeError::UnknownKind(kind)),
+        };
+        if request.parts().1.is_none() && !payload.is_empty() {
             return Err(DecodeError::UnexpectedPayload {
                 kind,
                 len: payload.len(),
             });
         }
         Ok(request)
+    }
+}
+
+/// What the master tells a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MasterMessage {
+    /// Handle uWSGI signal N (run this process's handler for it).
+    Signal(u8),
+}
+
+impl MasterMessage {
+    /// The packet for this message.
+    pub fn encode(self) -> Packet {
+        match self {
+            MasterMessage::Signal(n) => Packet::new(1, Some(n)),
+        }
+    }
+
+    /// Decode one whole packet.
+    pub fn decode(packet: &[u8]) -> Result<MasterMessage, DecodeError> {
+        let payload = check_header(packet)?;
+        match packet[2] {
+            1 => Ok(MasterMessage::Signal(one_byte(1, payload)?)),
+            kind => Err(DecodeError::UnknownKind(kind)),
+        }
+    }
+}
+
+/// The payload of a message that carries exactly one byte.
+fn one_byte(kind: u8, payload: &[u8]) -> Result<u8, DecodeError> {
+    match payload {
+        [b] => Ok(*b),
+        _ => Err(DecodeError::PayloadLength {
+            kind,
+            len: payload.len(),
+        }),
     }
 }
 
@@ -135,6 +208,14 @@ pub enum DecodeError {
         /// Received.
         actual: usize,
     },
+    /// A one-byte message with another payload length.
+    #[error("message kind {kind} takes a one-byte payload ({len} bytes received)")]
+    PayloadLength {
+        /// The kind.
+        kind: u8,
+        /// Payload bytes received.
+        len: usize,
+    },
     /// A payload on a message that has none.
     #[error("message kind {kind} takes no payload ({len} bytes received)")]
     UnexpectedPayload {
@@ -149,24 +230,53 @@ pub enum DecodeError {
 mod tests {
     use super::*;
 
-    const ALL: [ChildRequest; 3] = [
+    const ALL: [ChildRequest; 5] = [
         ChildRequest::ReloadInstance,
         ChildRequest::StopInstance,
         ChildRequest::ReloadMe,
+        ChildRequest::Signal(17),
+        ChildRequest::Scheduled,
     ];
 
     #[test]
     fn every_request_round_trips() {
         for r in ALL {
             let packet = r.encode();
-            assert!(packet.len() <= MAX_MESSAGE);
-            assert_eq!(ChildRequest::decode(&packet), Ok(r));
+            assert!(packet.as_bytes().len() <= MAX_MESSAGE);
+            assert_eq!(ChildRequest::decode(packet.as_bytes()), Ok(r));
         }
+        for n in [0u8, 1, 255] {
+            let packet = MasterMessage::Signal(n).encode();
+            assert_eq!(
+                MasterMessage::decode(packet.as_bytes()),
+                Ok(MasterMessage::Signal(n))
+            );
+            // A master message is not a child request of the same kind number.
+            assert_ne!(
+                ChildRequest::decode(packet.as_bytes()),
+                Ok(ChildRequest::Signal(n))
+            );
+        }
+    }
+
+    #[test]
+    fn one_byte_messages_want_exactly_one_byte() {
+        let bare = [MAGIC, VERSION, 4, 0];
+        assert_eq!(
+            ChildRequest::decode(&bare),
+            Err(DecodeError::PayloadLength { kind: 4, len: 0 })
+        );
+        let two = [MAGIC, VERSION, 1, 2, 7, 7];
+        assert_eq!(
+            MasterMessage::decode(&two),
+            Err(DecodeError::PayloadLength { kind: 1, len: 2 })
+        );
     }
 
     #[test]
     fn truncated_packets_are_rejected() {
         let packet = ChildRequest::ReloadMe.encode();
+        let packet = packet.as_bytes();
         for len in 0..packet.len() {
             assert_eq!(
                 ChildRequest::decode(&packet[..len]),
@@ -177,7 +287,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        let ok = ChildRequest::StopInstance.encode();
+        let ok: [u8; HEADER_LEN] = ChildRequest::StopInstance.encode().as_bytes().try_into().unwrap();
         let mut bad = ok;
         bad[0] = b'G';
         assert_eq!(ChildRequest::decode(&bad), Err(DecodeError::BadMagic(b'G')));
@@ -212,8 +322,8 @@ mod tests {
         );
     }
 
-    /// Every short input decodes or fails without panicking, and only the three real
-    /// packets decode.
+    /// Every short input decodes or fails without panicking, and only the real packets
+    /// decode (the payload-free requests, and kind 4 with its one byte).
     #[test]
     fn no_input_panics() {
         let mut decoded = 0;
@@ -231,6 +341,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(decoded, ALL.len());
+        assert_eq!(decoded, 4);
     }
 }

@@ -180,7 +180,7 @@ impl WorkerShared {
         loop {
             match nix::sys::socket::send(
                 fd.as_raw_fd(),
-                &packet,
+                packet.as_bytes(),
                 nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             ) {
                 Ok(_) => return true,
