@@ -175,8 +175,13 @@ impl WorkerShared {
     /// Ask the master to replace this worker; false if there is no channel or the send
     /// failed.
     fn ask_replace(&self) -> bool {
+        self.send_to_master(ruwsgi_proto::channel::ChildRequest::ReloadMe)
+    }
+
+    /// Send `request` to the master; false if there is no channel or the send failed.
+    pub(crate) fn send_to_master(&self, request: ruwsgi_proto::channel::ChildRequest) -> bool {
         let Some(fd) = self.channel else { return false };
-        let packet = ruwsgi_proto::channel::ChildRequest::ReloadMe.encode();
+        let packet = request.encode();
         loop {
             match nix::sys::socket::send(
                 fd.as_raw_fd(),

@@ -90,7 +90,8 @@ impl CoreLoop<'_> {
             Subsystem::Spooler if self.shared.settings.spooler.accept_remote => {
                 self.serve_spool(idx, header)
             }
-            Subsystem::Spooler | Subsystem::Signal => {
+            Subsystem::Signal => self.serve_signal(idx, header),
+            Subsystem::Spooler => {
                 self.unavailable_modifier(idx, header);
                 Step::Closed
             }
@@ -220,6 +221,34 @@ impl CoreLoop<'_> {
             let _ = std::fs::remove_file(path);
         }
         self.subsystem_reply(idx, started, "spooler", &[], &[], true)
+    }
+
+    /// A signal packet (modifier1 110, the signal in `modifier2`; a payload is ignored):
+    /// handed to the master, which routes it to the signal's target. Reply `(255, 0, 1)`
+    /// once it is queued to the master, `(255, 0, 0)` when it could not be. Counted like an
+    /// RPC call; the connection stays open for the next packet.
+    fn serve_signal(&mut self, idx: usize, header: PacketHeader) -> Step {
+        let shared = self.shared;
+        let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return Step::Closed;
+        };
+        let started = subsystem_started(&mut self.clock, shared);
+        c.rbuf.consume(header.packet_len());
+        let signum = header.modifier2;
+        let queued = shared.send_to_master(ruwsgi_proto::channel::ChildRequest::Signal(signum));
+        if !queued {
+            log_line(&format!(
+                "ruwsgi: cannot queue signal {signum} from {} to the master",
+                peer_text(&c.peer)
+            ));
+        }
+        let reply = PacketHeader {
+            modifier1: 255,
+            datasize: 0,
+            modifier2: u8::from(queued),
+        }
+        .to_bytes();
+        self.subsystem_reply(idx, started, "signal", &reply, &[], false)
     }
 
     /// A cache packet (modifier1 111) on this instance's caches. A magic `set`/`update`
