@@ -3,3 +3,4 @@
 
 pub mod sockets;
 pub mod remote;
+pub mod mules;
