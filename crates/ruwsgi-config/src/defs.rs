@@ -113,13 +113,15 @@ pub enum Category {
     Api,
     /// Static files served by the workers.
     Static,
+    /// Signals, timers, crons, mule farms and alarms.
+    Signals,
     /// Subsystems ruwsgi does not implement yet.
     Other,
 }
 
 impl Category {
     /// All categories in `--help` order.
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::Sockets,
         Category::Processes,
         Category::Python,
@@ -127,6 +129,7 @@ impl Category {
         Category::Config,
         Category::Api,
         Category::Static,
+        Category::Signals,
         Category::Other,
     ];
 
@@ -140,6 +143,7 @@ impl Category {
             Category::Config => "Configuration and commands",
             Category::Api => "uWSGI API subsystems",
             Category::Static => "Static files",
+            Category::Signals => "Signals, timers, cron, mules and alarms",
             Category::Other => "Other",
         }
     }
@@ -243,8 +247,8 @@ impl OptionDef {
 }
 
 use Category::{
-    Api, Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Sockets as Sock,
-    Static as Stat,
+    Api, Config as Cfg, Logging as Log, Processes as Proc, Python as Py, Signals as Sig,
+    Sockets as Sock, Static as Stat,
 };
 use Kind::*;
 
@@ -1273,17 +1277,160 @@ pub static OPTIONS: &[OptionDef] = &[
         "threads per worker sending big static files (the connection closes after)",
     )
     .aka(&["offload-thread"]),
+    // ---- signals, timers, cron, mules and alarms ----
+    opt(
+        "timer",
+        List,
+        Sig,
+        "",
+        "SIG SECS: the master routes uWSGI signal SIG every SECS seconds",
+    )
+    .aka(&["signal-timer"]),
+    opt(
+        "rbtimer",
+        List,
+        Sig,
+        "",
+        "SIG SECS: like timer, with one-second resolution",
+    )
+    .aka(&["signal-rbtimer"]),
+    opt(
+        "cron",
+        List,
+        Sig,
+        "",
+        "MIN HOUR DAY MONTH WEEKDAY COMMAND: the master runs the shell command \
+         (-1: any, -N: every N)",
+    ),
+    opt(
+        "unique-cron",
+        List,
+        Sig,
+        "",
+        "like cron, but not started again while the previous run is alive",
+    ),
+    opt(
+        "cron2",
+        List,
+        Sig,
+        "",
+        "minute=M,hour=H,day=D,month=M,week=W,unique=0|1,harakiri=N COMMAND \
+         (missing fields: any)",
+    ),
+    opt(
+        "touch-signal",
+        List,
+        Sig,
+        "",
+        "FILE SIG: route uWSGI signal SIG when FILE's modification time changes",
+    ),
+    opt(
+        "farm",
+        List,
+        Sig,
+        "",
+        "NAME:1,2,...: a mule farm (mule ids from 1) sharing one message queue",
+    ),
+    opt(
+        "mule-harakiri",
+        Seconds,
+        Sig,
+        "0",
+        "kill a mule whose signal handler runs longer than this (0: no limit)",
+    ),
+    opt(
+        "mule-msg-size",
+        Size,
+        Sig,
+        "0",
+        "socket buffer of mule message queues (0: the kernel's default)",
+    ),
+    opt(
+        "mule-msg-recv-size",
+        Size,
+        Sig,
+        "65536",
+        "longest mule message read (longer ones are truncated)",
+    ),
+    opt(
+        "signal-bufsize",
+        Size,
+        Sig,
+        "0",
+        "socket buffer of signal channels (0: the kernel's default)",
+    ),
+    opt(
+        "mule-reload-mercy",
+        Seconds,
+        Sig,
+        "60",
+        "time a stopping mule gets before SIGKILL",
+    ),
+    opt(
+        "touch-mules-reload",
+        List,
+        Sig,
+        "",
+        "respawn every mule when this file's modification time changes",
+    ),
+    opt(
+        "alarm",
+        List,
+        Sig,
+        "",
+        "NAME PLUGIN:ARGS: an alarm (cmd:COMMAND, signal:SIG, mule:ID, log:PREFIX)",
+    ),
+    opt(
+        "alarm-log",
+        List,
+        Sig,
+        "",
+        "NAME[,NAME...] REGEXP: raise the alarms for log lines matching REGEXP",
+    )
+    .aka(&["log-alarm"]),
+    opt(
+        "not-alarm-log",
+        List,
+        Sig,
+        "",
+        "NAME[,NAME...] REGEXP: a matching log line raises nothing and skips later rules",
+    )
+    .aka(&["not-log-alarm"]),
+    opt(
+        "alarm-backlog",
+        List,
+        Sig,
+        "",
+        "NAME: raise this alarm when a listen queue is full",
+    )
+    .aka(&["alarm-lq", "alarm-listen-queue"]),
+    opt(
+        "alarm-segfault",
+        List,
+        Sig,
+        "",
+        "NAME: raise this alarm when a process crashes with SIGSEGV",
+    ),
+    opt(
+        "alarm-freq",
+        Seconds,
+        Sig,
+        "3",
+        "an alarm skips a message identical to its previous one within this time",
+    ),
+    opt(
+        "alarm-msg-size",
+        Size,
+        Sig,
+        "8192",
+        "longest alarm message (longer uwsgi.alarm() messages are dropped)",
+    ),
     // ---- not implemented yet ----
-    later("farm", List, "a mule farm"),
     later("async", Int, "async cores"),
     later("gevent", Int, "gevent loop"),
     later("ugreen", Flag, "uGreen loop"),
     later("greenlet", Flag, "greenlet loop"),
     later("route", List, "internal routing"),
-    later("alarm", List, "alarms"),
-    later("cron", List, "cron tasks"),
-    later("timer", List, "timers"),
-    later("rbtimer", List, "red-black tree timers"),
     later("cheaper", Int, "adaptive process spawning"),
     later("idle", Seconds, "idle mode"),
     later("enable-metrics", Flag, "the metrics subsystem"),

@@ -21,6 +21,7 @@ use crate::settings::{
     AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, PidfileAction, Protocol, Settings,
     SocketSpec, StaticMap,
 };
+use crate::signal_spec::{self, AlarmPlugin};
 
 // ---- issue 13: plugins ----
 
@@ -319,6 +320,7 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
         }
     }
     s.processes.reload_mercy = reload_mercy.unwrap_or(s.processes.worker_reload_mercy);
+    check_signal_references(&s, &collected.opts)?;
     s.opt = collected
         .opts
         .into_iter()
@@ -333,6 +335,66 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     s.config_files = collected.config_files;
     s.warnings.extend(collected.warnings);
     Ok(s)
+}
+
+/// Checks what signal-framework options refer to once every option is read (a farm or an
+/// alarm may come before the mules or the alarm it names): farm members and `mule:` alarms
+/// name existing mules, alarm triggers name defined alarms. The error points at the option
+/// that refers.
+fn check_signal_references(s: &Settings, opts: &[RawOpt]) -> Result<(), ConfigError> {
+    let mules = s.processes.mules.len();
+    let alarm_defined = |name: &str| s.signals.alarms.iter().any(|a| a.name == name);
+    for opt in opts {
+        let RawKind::Option(def) = opt.kind else {
+            continue;
+        };
+        let v = Val {
+            name: &opt.key,
+            value: opt.value.as_deref(),
+            at: &opt.at,
+        };
+        let unknown_alarm = |name: &str| {
+            v.invalid(&format!(
+                "names of alarms defined with 'alarm' ('{name}' is none)"
+            ))
+        };
+        match def.name {
+            "farm" => {
+                let farm = signal_spec::parse_farm(v.text()).map_err(|why| v.invalid(&why))?;
+                if let Some(id) = farm.mules.iter().find(|id| **id as usize > mules) {
+                    return Err(v.invalid(&format!(
+                        "mule ids from 1 to {mules}, the number of mules (not {id})"
+                    )));
+                }
+            }
+            "alarm" => {
+                let alarm = signal_spec::parse_alarm(v.text()).map_err(|why| v.invalid(&why))?;
+                if let AlarmPlugin::Mule(id) = alarm.plugin {
+                    if mules == 0 || id as usize > mules {
+                        return Err(v.invalid(&format!(
+                            "mule:N with N from 0 (any mule) to {mules}, the number of mules \
+                             (not {id})"
+                        )));
+                    }
+                }
+            }
+            "alarm-log" | "not-alarm-log" => {
+                let rule =
+                    signal_spec::parse_alarm_log(v.text(), false).map_err(|why| v.invalid(&why))?;
+                if let Some(name) = rule.alarms.iter().find(|n| !alarm_defined(n)) {
+                    return Err(unknown_alarm(name));
+                }
+            }
+            "alarm-backlog" | "alarm-segfault" => {
+                let name = v.text();
+                if !alarm_defined(name) {
+                    return Err(unknown_alarm(name));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether the custom key `opt` may stay: never under `strict`; not when its name is close
@@ -610,6 +672,55 @@ fn apply(
         "static-gzip-all" => s.statics.gzip_all = v.boolean(),
         "mimefile" => s.statics.mimefiles.push(v.path()?),
         "offload-threads" => s.statics.offload_threads = as_usize(v.number(0, 256)?),
+        // ---- signals, timers, cron, mules and alarms ----
+        "timer" | "rbtimer" => {
+            let rb = def.name == "rbtimer";
+            let timer = signal_spec::parse_timer(v.text(), rb).map_err(|why| v.invalid(&why))?;
+            s.signals.timers.push(timer);
+        }
+        "cron" | "unique-cron" => {
+            let unique = def.name == "unique-cron";
+            let cron = signal_spec::parse_cron(v.text(), unique).map_err(|why| v.invalid(&why))?;
+            s.signals.crons.push(cron);
+        }
+        "cron2" => {
+            let cron = signal_spec::parse_cron2(v.text()).map_err(|why| v.invalid(&why))?;
+            s.signals.crons.push(cron);
+        }
+        "touch-signal" => {
+            let touch = signal_spec::parse_touch_signal(v.text()).map_err(|why| v.invalid(&why))?;
+            s.signals.touch_signals.push(touch);
+        }
+        "farm" => {
+            let farm = signal_spec::parse_farm(v.text()).map_err(|why| v.invalid(&why))?;
+            if s.signals.farms.iter().any(|f| f.name == farm.name) {
+                return Err(v.invalid(&format!("a farm name not used yet ('{}' is)", farm.name)));
+            }
+            s.signals.farms.push(farm);
+        }
+        "mule-harakiri" => s.signals.mule_harakiri = v.seconds()?,
+        "mule-msg-size" => s.signals.mule_msg_size = v.size(0, 1 << 30)?,
+        "mule-msg-recv-size" => s.signals.mule_msg_recv_size = v.size(1, 1 << 30)?,
+        "signal-bufsize" => s.signals.signal_bufsize = v.size(0, 1 << 30)?,
+        "mule-reload-mercy" => s.signals.mule_reload_mercy = v.seconds()?,
+        "touch-mules-reload" => s.signals.touch_mules_reload.push(v.path()?),
+        "alarm" => {
+            let alarm = signal_spec::parse_alarm(v.text()).map_err(|why| v.invalid(&why))?;
+            if s.signals.alarms.iter().any(|a| a.name == alarm.name) {
+                return Err(v.invalid(&format!("an alarm name not used yet ('{}' is)", alarm.name)));
+            }
+            s.signals.alarms.push(alarm);
+        }
+        "alarm-log" | "not-alarm-log" => {
+            let negate = def.name == "not-alarm-log";
+            let rule =
+                signal_spec::parse_alarm_log(v.text(), negate).map_err(|why| v.invalid(&why))?;
+            s.signals.alarm_log.push(rule);
+        }
+        "alarm-backlog" => s.signals.alarm_backlog.push(v.required("an alarm name")?),
+        "alarm-segfault" => s.signals.alarm_segfault.push(v.required("an alarm name")?),
+        "alarm-freq" => s.signals.alarm_freq = v.seconds()?,
+        "alarm-msg-size" => s.signals.alarm_msg_size = v.size(1, 1 << 30)?,
         // ---- handled while collecting ----
         "strict" | "set" | "set-placeholder" | "ini" | "yaml" | "json" | "toml" | "show-config"
         | "help" | "version" => {}
@@ -727,6 +838,157 @@ mod tests {
         }
     }
 
+    fn load(args: &[&str]) -> Result<Settings, ConfigError> {
+        let argv = args.iter().map(std::ffi::OsString::from).collect();
+        match crate::load(argv, Vec::new())? {
+            crate::Command::Run(s) => Ok(*s),
+            _ => panic!("not a run"),
+        }
+    }
+
+    fn load_err(args: &[&str]) -> String {
+        load(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn signal_options() {
+        let s = load(&[
+            "--timer",
+            "1 10",
+            "--signal-rbtimer",
+            "2 5",
+            "--cron",
+            "0 -2 -1 -1 -1 echo hi",
+            "--unique-cron",
+            "-5 -1 -1 -1 -1 echo u",
+            "--cron2",
+            "hour=3,harakiri=9 echo two",
+            "--touch-signal",
+            "/tmp/t 7",
+            "--farm",
+            "f:1,2",
+            "--mules",
+            "2",
+            "--mule-harakiri",
+            "30",
+            "--mule-msg-size",
+            "1k",
+            "--mule-msg-recv-size",
+            "4096",
+            "--signal-bufsize",
+            "2m",
+            "--mule-reload-mercy",
+            "5",
+            "--touch-mules-reload",
+            "/tmp/m",
+            "--log-alarm",
+            "a,b ERROR",
+            "--alarm",
+            "a cmd:mail root",
+            "--alarm",
+            "b mule:2",
+            "--not-log-alarm",
+            "a IGNORED",
+            "--alarm-log",
+            "b x",
+            "--alarm-lq",
+            "a",
+            "--alarm-segfault",
+            "b",
+            "--alarm-freq",
+            "10",
+            "--alarm-msg-size",
+            "100",
+        ])
+        .unwrap();
+        let g = &s.signals;
+        assert_eq!(g.timers.len(), 2);
+        assert!(!g.timers[0].rb && g.timers[1].rb);
+        assert_eq!((g.timers[1].signum, g.timers[1].period.as_secs()), (2, 5));
+        assert_eq!(g.crons.len(), 3);
+        assert!(!g.crons[0].unique && g.crons[1].unique);
+        assert_eq!(g.crons[2].harakiri, Some(9));
+        assert_eq!(g.touch_signals, [(PathBuf::from("/tmp/t"), 7)]);
+        assert_eq!(g.farms[0].mules, [1, 2]);
+        assert_eq!(g.mule_harakiri, Duration::from_secs(30));
+        assert_eq!((g.mule_msg_size, g.mule_msg_recv_size), (1024, 4096));
+        assert_eq!(g.signal_bufsize, 2 << 20);
+        assert_eq!(g.mule_reload_mercy, Duration::from_secs(5));
+        assert_eq!(g.touch_mules_reload, [PathBuf::from("/tmp/m")]);
+        assert_eq!(g.alarms.len(), 2);
+        assert_eq!(g.alarms[1].plugin, AlarmPlugin::Mule(2));
+        let order: Vec<_> = g.alarm_log.iter().map(|r| (r.negate, &*r.regex)).collect();
+        assert_eq!(order, [(false, "ERROR"), (true, "IGNORED"), (false, "x")]);
+        assert_eq!(g.alarm_backlog, ["a"]);
+        assert_eq!(g.alarm_segfault, ["b"]);
+        assert_eq!(g.alarm_freq, Duration::from_secs(10));
+        assert_eq!(g.alarm_msg_size, 100);
+        let d = Settings::default().signals;
+        assert_eq!(d.mule_msg_recv_size, 65536);
+        assert_eq!(d.alarm_freq, Duration::from_secs(3));
+        assert_eq!(d.alarm_msg_size, 8192);
+        assert_eq!(d.mule_reload_mercy, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn signal_option_errors() {
+        for (args, needle) in [
+            (
+                &["--timer", "300 1"][..],
+                "invalid value '300 1' for option 'timer' (from command line argument 1): \
+                 expected a signal number from 0 to 255, not '300'",
+            ),
+            (
+                &["--cron", "61 -1 -1 -1 -1 x"],
+                "for option 'cron' (from command line argument 1): expected minute to be",
+            ),
+            (
+                &["--mules", "1", "--farm", "f:1,2"],
+                "invalid value 'f:1,2' for option 'farm' (from command line argument 3): \
+                 expected mule ids from 1 to 1, the number of mules (not 2)",
+            ),
+            (
+                &["--farm", "f:1"],
+                "from 1 to 0, the number of mules (not 1)",
+            ),
+            (
+                &["--mules", "2", "--farm", "f:1", "--farm", "f:2"],
+                "expected a farm name not used yet ('f' is)",
+            ),
+            (
+                &["--alarm", "a log:", "--alarm", "a log:"],
+                "expected an alarm name not used yet ('a' is)",
+            ),
+            (
+                &["--alarm", "a pager:1"],
+                "expected one of the alarm plugins cmd, signal, mule, log, not 'pager'",
+            ),
+            (
+                &["--alarm", "a mule:1"],
+                "expected mule:N with N from 0 (any mule) to 0",
+            ),
+            (
+                &["--alarm", "a log:", "--alarm-log", "a,b x"],
+                "invalid value 'a,b x' for option 'alarm-log' (from command line argument 3): \
+                 expected names of alarms defined with 'alarm' ('b' is none)",
+            ),
+            (
+                &["--not-alarm-log", "z x"],
+                "for option 'not-alarm-log' (from command line argument 1): expected names",
+            ),
+            (&["--alarm-log", "a ("], "a valid regular expression"),
+            (&["--alarm-segfault", "z"], "('z' is none)"),
+            (
+                &["--alarm-listen-queue", "z"],
+                "option 'alarm-listen-queue'",
+            ),
+            (&["--mule-msg-recv-size", "0"], "a size from 1 to"),
+        ] {
+            let e = load_err(args);
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+
     /// Every supported option reaches a real arm of [`apply`] (the fallback asserts).
     #[test]
     fn every_supported_option_is_applied() {
@@ -740,6 +1002,13 @@ mod tests {
                 Kind::List if def.name.starts_with("static-map") => "/s=/srv/s",
                 Kind::List if def.name == "static-expires-type" => "text/css=60",
                 Kind::List if def.name.starts_with("static-expires") => "\\.css$ 60",
+                Kind::List if def.name.contains("timer") => "1 10",
+                Kind::List if def.name.contains("cron2") => "minute=1 true",
+                Kind::List if def.name.contains("cron") => "-1 -1 -1 -1 -1 true",
+                Kind::List if def.name == "touch-signal" => "/tmp/x 1",
+                Kind::List if def.name == "farm" => "f:1",
+                Kind::List if def.name == "alarm" => "a log:x",
+                Kind::List if def.name.ends_with("alarm-log") => "a x",
                 Kind::Int | Kind::Size | Kind::Seconds => "10",
                 _ => "x",
             };

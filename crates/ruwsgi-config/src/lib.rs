@@ -15,6 +15,7 @@
 //!   custom key.
 //! - [`hiargs`]: the high layer, validating values into [`Settings`].
 //! - [`settings`]: [`Settings`], the validated typed view every other crate reads.
+//! - [`signal_spec`]: values of the signal-framework options (timers, crons, farms, alarms).
 //! - [`help`]: `--help` (generated from the table), `--version`, `--show-config`.
 //! - `load`: the entry point, [`load`] and [`Command`].
 //!
@@ -40,6 +41,7 @@ pub mod hiargs;
 mod load;
 pub mod lowargs;
 pub mod settings;
+pub mod signal_spec;
 pub mod subst;
 pub mod uwsgi_names;
 
@@ -49,7 +51,11 @@ pub use load::{load, Command};
 pub use settings::{
     ApiSettings, AreaSize, CacheSpec, HarakiriSettings, LogDate, LogSettings, MuleSpec, OptValue,
     PidfileAction, PluginView, ProcessSettings, Protocol, PythonSettings, RecycleSettings,
-    RequestSettings, Settings, SocketSettings, SocketSpec, SpoolerSettings, StatsSettings,
+    RequestSettings, Settings, SignalSettings, SocketSettings, SocketSpec, SpoolerSettings,
+    StatsSettings,
+};
+pub use signal_spec::{
+    AlarmLogRule, AlarmPlugin, AlarmSpec, CommandCron, CronSpec, FarmSpec, TimerSpec,
 };
 
 /// The version ruwsgi reports (`uwsgi.version`, `--version`).

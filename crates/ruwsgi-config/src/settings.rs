@@ -14,6 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::cache_spec::CacheSpec;
+pub use crate::signal_spec::{
+    AlarmLogRule, AlarmPlugin, AlarmSpec, CommandCron, CronSpec, FarmSpec, TimerSpec,
+};
 
 /// The protocol a bound socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -637,6 +640,72 @@ impl Default for SpoolerSettings {
     }
 }
 
+/// The signal framework, mules' limits and alarms (the master, the mules and the signal
+/// crate read it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalSettings {
+    /// `timer`/`signal-timer` and `rbtimer`/`signal-rbtimer`, in option order.
+    pub timers: Vec<TimerSpec>,
+    /// `cron`, `unique-cron` and `cron2`: shell commands the master runs, in option order.
+    pub crons: Vec<CommandCron>,
+    /// `touch-signal FILE SIG`: route SIG when FILE's modification time changes.
+    pub touch_signals: Vec<(PathBuf, u8)>,
+    /// `farm NAME:1,2,...`, in option order (`farmN` targets count from 1 here); every
+    /// member id is at most the number of mules.
+    pub farms: Vec<FarmSpec>,
+    /// `mule-harakiri`: the longest a mule's signal handler or task may run (zero: no limit).
+    pub mule_harakiri: Duration,
+    /// `mule-msg-size`: socket buffer size of mule message queues (0: the kernel's default).
+    pub mule_msg_size: u64,
+    /// `mule-msg-recv-size` (default 65536): the longest message a mule reads; longer ones
+    /// are truncated.
+    pub mule_msg_recv_size: u64,
+    /// `signal-bufsize`: socket buffer size of signal channels (0: the kernel's default).
+    pub signal_bufsize: u64,
+    /// `mule-reload-mercy` (default 60 s): time a stopping mule gets before SIGKILL.
+    pub mule_reload_mercy: Duration,
+    /// `touch-mules-reload`: files whose modification time respawns every mule.
+    pub touch_mules_reload: Vec<PathBuf>,
+    /// `alarm NAME PLUGIN:ARGS`, in option order; names are unique.
+    pub alarms: Vec<AlarmSpec>,
+    /// `alarm-log`/`log-alarm` and `not-alarm-log`/`not-log-alarm` rules, interleaved in
+    /// option order; each alarm they name is defined.
+    pub alarm_log: Vec<AlarmLogRule>,
+    /// `alarm-backlog`/`alarm-lq`/`alarm-listen-queue`: alarms raised when a listen queue
+    /// is full.
+    pub alarm_backlog: Vec<String>,
+    /// `alarm-segfault`: alarms raised when a process crashes with SIGSEGV.
+    pub alarm_segfault: Vec<String>,
+    /// `alarm-freq` (default 3 s): an alarm skips a message identical to its previous one
+    /// sent less than this long ago.
+    pub alarm_freq: Duration,
+    /// `alarm-msg-size` (default 8192): longer `uwsgi.alarm()` messages are dropped.
+    pub alarm_msg_size: u64,
+}
+
+impl Default for SignalSettings {
+    fn default() -> Self {
+        SignalSettings {
+            timers: Vec::new(),
+            crons: Vec::new(),
+            touch_signals: Vec::new(),
+            farms: Vec::new(),
+            mule_harakiri: Duration::ZERO,
+            mule_msg_size: 0,
+            mule_msg_recv_size: 65536,
+            signal_bufsize: 0,
+            mule_reload_mercy: Duration::from_secs(60),
+            touch_mules_reload: Vec::new(),
+            alarms: Vec::new(),
+            alarm_log: Vec::new(),
+            alarm_backlog: Vec::new(),
+            alarm_segfault: Vec::new(),
+            alarm_freq: Duration::from_secs(3),
+            alarm_msg_size: 8192,
+        }
+    }
+}
+
 /// Fully validated settings of one instance, by consumer.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -658,6 +727,8 @@ pub struct Settings {
     pub stats: StatsSettings,
     /// The spooler.
     pub spooler: SpoolerSettings,
+    /// Signals, timers, crons, farms, mule limits and alarms.
+    pub signals: SignalSettings,
     /// The collected options, in order, as `uwsgi.opt` shows them (str key, bytes value or
     /// True). Repeated options appear once per occurrence.
     pub opt: Vec<(String, OptValue)>,

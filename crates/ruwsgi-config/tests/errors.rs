@@ -41,13 +41,13 @@ fn not_yet_options() {
         format!("option 'route' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
     );
     assert!(err(&["-t", "soon"]).starts_with("invalid value 'soon' for option 'harakiri'"));
-    assert!(err(&["--farm", "f:1"]).starts_with("option 'farm'"));
+    assert!(err(&["--async", "4"]).starts_with("option 'async'"));
     assert!(err(&["--set", "cheaper=2"]).starts_with("option 'cheaper'"));
-    let e = match try_load(&[], &[("UWSGI_ALARM", "x cmd:true")]) {
+    let e = match try_load(&[], &[("UWSGI_LOGGER", "file:/tmp/x")]) {
         Err(e) => e.to_string(),
         Ok(_) => panic!(),
     };
-    assert!(e.contains("environment variable UWSGI_ALARM"), "{e}");
+    assert!(e.contains("environment variable UWSGI_LOGGER"), "{e}");
 }
 
 /// uWSGI options outside ruwsgi's table are not taken for custom keys: an operator who wrote
