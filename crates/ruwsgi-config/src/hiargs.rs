@@ -194,7 +194,11 @@ fn mule_spec(v: &Val<'_>) -> Result<Option<MuleSpec>, ConfigError> {
     }
     let callable = !t.contains('/') && !t.ends_with(".py") && t.contains(':');
     if callable {
-        return Err(v.invalid("a script path (pkg.mod:callable mules are not supported yet)"));
+        let (module, function) = t.split_once(':').unwrap_or((t, ""));
+        if module.is_empty() || function.is_empty() {
+            return Err(v.invalid("a script path or module:callable"));
+        }
+        return Ok(Some(MuleSpec::Callable(t.to_string())));
     }
     Ok(Some(MuleSpec::Script(PathBuf::from(t))))
 }

@@ -127,6 +127,9 @@ pub enum MuleSpec {
     /// Runs this script as `__main__` (`mule = file.py`); when it returns, the mule exits
     /// and is respawned.
     Script(PathBuf),
+    /// Calls this callable with no arguments (`mule = package.module:function`); when it
+    /// returns, the mule exits and is respawned.
+    Callable(String),
 }
 
 /// The master's section: processes, their lifecycle and identity.

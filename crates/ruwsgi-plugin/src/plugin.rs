@@ -67,6 +67,23 @@ pub trait LanguagePlugin: Send + Sync {
             feature: "mule scripts",
         })
     }
+    /// In a mule: call `spec` (`package.module:function`) with no arguments and return the
+    /// mule's exit code once it returns (the master then respawns the mule). The default:
+    /// no support.
+    fn run_mule_callable(&self, spec: &str) -> Result<i32, PluginError> {
+        let _ = spec;
+        Err(PluginError::Unsupported {
+            plugin: self.name(),
+            feature: "mule callables",
+        })
+    }
+    /// In a plain mule: hand a message it received to the language's message hooks
+    /// (`uwsgi.mule_msg_hook`, hooks installed with `install_mule_msg_hook`); false when
+    /// no hook took it (the mule then logs the message's size). The default: no hooks.
+    fn mule_message(&self, msg: &[u8]) -> bool {
+        let _ = msg;
+        false
+    }
     /// In a spooler (after [`post_fork`](Self::post_fork)), once before its first task:
     /// import `module` (`spooler-import`: a module name, or a `.py` file). The default: no
     /// support.

@@ -353,6 +353,58 @@ impl LanguagePlugin for PythonPlugin {
         })
     }
 
+    fn run_mule_callable(&self, spec: &str) -> Result<i32, PluginError> {
+        let (module, function) = spec.split_once(':').unwrap_or((spec, ""));
+        Python::attach(|py| {
+            let callable = py
+                .import(module)
+                .and_then(|m| m.getattr(function))
+                .map_err(|e| {
+                    runtime::log_exception(py, &e);
+                    PluginError::AppLoad {
+                        app: spec.to_string(),
+                        message: "cannot import the mule callable".into(),
+                    }
+                })?;
+            match callable.call0() {
+                Ok(_) => Ok(0),
+                Err(e) if e.is_instance_of::<PySystemExit>(py) => Ok(exit_code(py, &e)),
+                Err(e) => {
+                    runtime::log(&format!("mule callable {spec} raised:"));
+                    runtime::log_exception(py, &e);
+                    Ok(1)
+                }
+            }
+        })
+    }
+
+    fn mule_message(&self, msg: &[u8]) -> bool {
+        let Some(shared) = self.shared() else {
+            return false;
+        };
+        Python::attach(|py| {
+            let module = shared.module.bind(py);
+            let mut hooks = Vec::new();
+            match module.getattr_opt("mule_msg_hook") {
+                Ok(Some(hook)) if !hook.is_none() => hooks.push(hook),
+                Ok(_) => {}
+                Err(e) => runtime::log_exception(py, &e),
+            }
+            hooks.extend(crate::module::mule::extra_hooks(py));
+            if hooks.is_empty() {
+                return false;
+            }
+            let message = pyo3::types::PyBytes::new(py, msg);
+            for hook in hooks {
+                if let Err(e) = hook.call1((&message,)) {
+                    runtime::log_exception(py, &e);
+                }
+            }
+            drop(shared);
+            true
+        })
+    }
+
     fn run_mule(&self, script: &Path) -> Result<i32, PluginError> {
         let name = script.display().to_string();
         let source = std::fs::read_to_string(script).map_err(|e| PluginError::AppLoad {
