@@ -36,6 +36,11 @@
 //!   private to the master.
 #![warn(missing_docs)]
 
+pub mod table;
 pub mod target;
 
+pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
+
+#[cfg(test)]
+mod testing;
