@@ -36,9 +36,13 @@
 //!   private to the master.
 #![warn(missing_docs)]
 
+pub mod registry;
 pub mod table;
 pub mod target;
 
+pub use registry::{
+    AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
+};
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
 
