@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use ruwsgi_proto::Vars;
 
+use crate::signal::{AddError, Caller, CronSpec, RemoteError, SignalError, SignalHandler, Signals};
+
 pub use ruwsgi_cache::client::{parse_identifier, CacheClient, Target};
 pub use ruwsgi_cache::{CacheBackend, CacheError, Caches, Item, MathOp};
 pub use ruwsgi_rpc::{RegisterError, Rpc, RpcFunction};
@@ -106,6 +108,105 @@ pub trait Host: Send + Sync {
             ProcessRole::Spooler { id } => self.spoolers()?.dir_of(id).map(Path::to_path_buf),
             _ => None,
         }
+    }
+
+    /// The signal framework of this instance (`None` for hosts without one, such as test
+    /// hosts). The methods below are the API over it.
+    fn signals(&self) -> Option<&Signals> {
+        None
+    }
+
+    /// This process, as the signal framework sees it.
+    fn signal_caller(&self) -> Caller {
+        match self.role() {
+            ProcessRole::Master => Caller::Master,
+            ProcessRole::Worker { id } => Caller::Worker(id),
+            ProcessRole::Mule { id } => Caller::Mule(id),
+            ProcessRole::Spooler { id } => Caller::Spooler(id),
+        }
+    }
+
+    /// Register `handler` for signal `num`, delivered to `target` (`uwsgi.register_signal`).
+    /// Only the master (before forking: every child inherits it) and workers may register.
+    fn register_signal(
+        &self,
+        num: u8,
+        target: &str,
+        handler: Arc<dyn SignalHandler>,
+    ) -> Result<(), SignalError> {
+        let signals = self.signals().ok_or(SignalError::NotAllowed)?;
+        signals.register(self.signal_caller(), num, target, 0, handler)
+    }
+
+    /// Whether this process has a handler for `num` (`uwsgi.signal_registered`).
+    fn signal_registered(&self, num: u8) -> bool {
+        self.signals().is_some_and(|s| s.has_handler(num))
+    }
+
+    /// Have the master route signal `num` (`uwsgi.signal(num)`).
+    fn raise_signal(&self, num: u8) -> Result<(), SignalError> {
+        match self.signals() {
+            Some(s) => s.raise(num),
+            None => Err(SignalError::NotAllowed),
+        }
+    }
+
+    /// Raise signal `num` on `node` (`uwsgi.signal(num, node)`), within `socket-timeout`.
+    fn raise_remote_signal(&self, node: &str, num: u8) -> Result<(), RemoteError> {
+        match self.signals() {
+            Some(s) => s.raise_remote(node, num),
+            None => crate::signal::remote::RemoteSignals::new(std::time::Duration::from_secs(4))
+                .raise(node, num),
+        }
+    }
+
+    /// Wait for the next signal of this process (`uwsgi.signal_wait`): its number, or
+    /// `None` when `timeout` passed. The caller runs its handler ([`Self::dispatch_signal`]).
+    fn signal_wait(&self, timeout: Option<std::time::Duration>) -> std::io::Result<Option<u8>> {
+        match self.signals() {
+            Some(s) => s.wait(self.signal_caller(), timeout),
+            None => Err(std::io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// Run this process's handler for `num` (errors are logged); true when it succeeded.
+    fn dispatch_signal(&self, num: u8) -> bool {
+        let who = match self.role() {
+            ProcessRole::Master => "master".to_string(),
+            ProcessRole::Worker { id } => format!("worker {id}"),
+            ProcessRole::Mule { id } => format!("mule {id}"),
+            ProcessRole::Spooler { id } => format!("spooler {id}"),
+        };
+        self.signals().is_some_and(|s| s.dispatch(num, &who))
+    }
+
+    /// Have the master route `num` every `period` (`add_timer`, `add_ms_timer`).
+    fn add_timer(&self, num: u8, period: std::time::Duration) -> Result<(), AddError> {
+        self.signals().ok_or_else(no_framework)?.add_timer(num, period)
+    }
+
+    /// Have the master route `num` every `secs`, `iterations` times (`add_rb_timer`).
+    fn add_rb_timer(&self, num: u8, secs: u64, iterations: u64) -> Result<(), AddError> {
+        self.signals()
+            .ok_or_else(no_framework)?
+            .add_rb_timer(num, secs, iterations)
+    }
+
+    /// Have the master route `num` on the minutes `spec` matches (`add_cron`).
+    fn add_cron(&self, num: u8, spec: CronSpec) -> Result<(), AddError> {
+        self.signals().ok_or_else(no_framework)?.add_cron(num, spec)
+    }
+
+    /// Have the master route `num` when `path` changes (`add_file_monitor`).
+    fn add_file_monitor(&self, num: u8, path: &Path) -> Result<(), AddError> {
+        self.signals()
+            .ok_or_else(no_framework)?
+            .add_file_monitor(num, path)
+    }
+
+    /// What `mule = ...` gave mule `id` (`uwsgi.mule_file`), `None` for a plain mule.
+    fn mule_file(&self, id: u32) -> Option<String> {
+        self.signals()?.mule_file(id).map(str::to_string)
     }
 
     /// Requests completed by all workers.
@@ -210,5 +311,12 @@ pub trait Host: Send + Sync {
         self.rpc().map_or_else(Vec::new, |r| {
             r.registry().list().into_iter().map(|(n, _)| n).collect()
         })
+    }
+}
+
+fn no_framework() -> AddError {
+    AddError::Invalid {
+        what: "signal source",
+        reason: "no master process".into(),
     }
 }

@@ -16,7 +16,9 @@
 //!   the user locks ([`UserLocks`], [`Host::user_locks`]), the shared areas
 //!   ([`SharedArea`], [`Host::shared_areas`]) and the caches ([`Caches`],
 //!   [`CacheBackend`], [`Host::caches`]), and the spooler ([`Spoolers`], [`Host::spool`],
-//!   [`Host::spoolers`]; a plugin runs tasks in [`LanguagePlugin::run_spooler_task`]).
+//!   [`Host::spoolers`]; a plugin runs tasks in [`LanguagePlugin::run_spooler_task`]),
+//!   and the signal framework ([`signal::Signals`], [`Host::register_signal`],
+//!   [`Host::raise_signal`], [`Host::add_timer`], mule messages through [`Host::signals`]).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
@@ -41,3 +43,12 @@ pub use ruwsgi_proto::Vars;
 pub use ruwsgi_rpc as rpc;
 /// The spooler's crate (spool file format, scanning, the process loop).
 pub use ruwsgi_spooler as spooler;
+
+/// The signal framework (signal table, handlers, timers, mule queues), re-exported whole.
+pub mod signal {
+    pub use ruwsgi_config::CronSpec;
+    pub use ruwsgi_signal::mules::{MuleMsgError, MuleTarget, Received};
+    pub use ruwsgi_signal::registry::AddError;
+    pub use ruwsgi_signal::remote::RemoteError;
+    pub use ruwsgi_signal::*;
+}

@@ -44,6 +44,7 @@ pub mod registry;
 pub mod table;
 pub mod target;
 
+pub mod instance;
 pub mod mules;
 pub mod remote;
 pub mod sockets;
@@ -51,6 +52,7 @@ pub mod sockets;
 pub use registry::{
     AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
 };
+pub use instance::{Caller, SignalError, Signals};
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
 

@@ -117,6 +117,27 @@ impl<'a> Inbox<'a> {
         timeout: Option<Duration>,
         max: usize,
     ) -> io::Result<Received> {
+        self.wait_on(true, farms, signals, timeout, max)
+    }
+
+    /// As [`Self::wait`], for messages of the mule's farms only (`farm_get_msg`).
+    pub fn wait_farms(
+        &self,
+        signals: bool,
+        timeout: Option<Duration>,
+        max: usize,
+    ) -> io::Result<Received> {
+        self.wait_on(false, true, signals, timeout, max)
+    }
+
+    fn wait_on(
+        &self,
+        own: bool,
+        farms: bool,
+        signals: bool,
+        timeout: Option<Duration>,
+        max: usize,
+    ) -> io::Result<Received> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let s = self.sockets;
         let mut sources: Vec<(BorrowedFd<'_>, Source)> = Vec::new();
@@ -129,13 +150,15 @@ impl<'a> Inbox<'a> {
                 sources.push((f.signals.recv_fd(), Source::SharedSignal));
             }
         }
-        if let Some(q) = (self.id as usize)
-            .checked_sub(1)
-            .and_then(|i| s.mule_queues.get(i))
-        {
-            sources.push((q.recv_fd(), Source::Messages));
+        if own {
+            if let Some(q) = (self.id as usize)
+                .checked_sub(1)
+                .and_then(|i| s.mule_queues.get(i))
+            {
+                sources.push((q.recv_fd(), Source::Messages));
+            }
+            sources.push((s.mule_messages.recv_fd(), Source::Messages));
         }
-        sources.push((s.mule_messages.recv_fd(), Source::Messages));
         if farms {
             for f in s.farms_of(self.id) {
                 sources.push((f.messages.recv_fd(), Source::Messages));

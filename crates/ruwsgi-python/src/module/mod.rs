@@ -11,9 +11,11 @@ mod cache;
 pub(crate) mod harakiri;
 mod info;
 mod locks;
+pub(crate) mod mule;
 mod process;
 mod request;
 mod rpc;
+mod signals;
 mod sharedarea;
 pub(crate) mod spooler;
 
@@ -34,6 +36,8 @@ pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     process::init_pymodule(m)?;
     request::init_pymodule(m)?;
     rpc::init_pymodule(m)?;
+    signals::init_pymodule(m)?;
+    mule::init_pymodule(m)?;
     spooler::init_pymodule(m)?;
     Ok(())
 }
