@@ -36,15 +36,19 @@
 //!   private to the master.
 #![warn(missing_docs)]
 
+pub mod cron;
 pub mod registry;
 pub mod table;
 pub mod target;
+pub mod timers;
 
+pub use cron::{CronAction, CronTable, Tm};
 pub use registry::{
     AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
 };
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
+pub use timers::Timers;
 
 #[cfg(test)]
 mod testing;
