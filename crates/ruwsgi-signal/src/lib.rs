@@ -37,12 +37,14 @@
 #![warn(missing_docs)]
 
 pub mod cron;
+pub mod filemon;
 pub mod registry;
 pub mod table;
 pub mod target;
 pub mod timers;
 
 pub use cron::{CronAction, CronTable, Tm};
+pub use filemon::FileMonitors;
 pub use registry::{
     AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
 };
