@@ -36,6 +36,7 @@
 //!   private to the master.
 #![warn(missing_docs)]
 
+pub mod alarm;
 pub mod cron;
 pub mod filemon;
 pub mod registry;
@@ -43,6 +44,7 @@ pub mod table;
 pub mod target;
 pub mod timers;
 
+pub use alarm::{AlarmRules, Throttle, ALARM_LOG_PREFIX};
 pub use cron::{CronAction, CronTable, Tm};
 pub use filemon::FileMonitors;
 pub use registry::{
