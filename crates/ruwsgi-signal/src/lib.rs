@@ -40,21 +40,29 @@
 //!   private to the master.
 #![warn(missing_docs)]
 
+pub mod alarm;
+pub mod cron;
+pub mod filemon;
 pub mod registry;
 pub mod table;
 pub mod target;
+pub mod timers;
 
 pub mod instance;
 pub mod mules;
 pub mod remote;
 pub mod sockets;
 
+pub use alarm::{AlarmRules, Throttle, ALARM_LOG_PREFIX};
+pub use cron::{CronAction, CronTable, Tm};
+pub use filemon::FileMonitors;
 pub use registry::{
     AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
 };
 pub use instance::{Caller, SignalError, Signals};
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
+pub use timers::Timers;
 
 #[cfg(test)]
 mod testing;
