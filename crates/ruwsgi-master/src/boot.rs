@@ -55,6 +55,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         phase_observer,
         clock,
         periodic,
+        signals: signal_framework,
     } = config;
     let mut observer = phase_observer;
     let mut phase = |p: MasterPhase| {
@@ -206,7 +207,17 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         host: Some(host),
         triggers: crate::triggers::Triggers::new(&settings.processes),
         queues_checked: None,
+        sig: None,
     };
+    if let Some(framework) = signal_framework {
+        let now = master.clock.now();
+        master.sig = Some(crate::routing::SignalSources::new(
+            framework,
+            &settings.signals,
+            now,
+        ));
+        master.read_registrations(now);
+    }
     master.watch_stats(stats_fds);
     let now = master.clock.now();
     master.arm_periodic(now);

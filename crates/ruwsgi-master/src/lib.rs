@@ -129,6 +129,7 @@ pub mod mule;
 pub mod procname;
 mod recycle;
 pub mod reexec;
+mod routing;
 pub mod signals;
 mod spawn;
 pub mod spooler;

@@ -63,6 +63,12 @@ pub(crate) enum Deadline {
     Stats,
     /// The earliest harakiri deadline of a core (the loop checks every row on each turn).
     Harakiri,
+    /// The next signal timer is due.
+    SignalTimer,
+    /// A new minute: run the cron entries it matches.
+    Cron,
+    /// A command cron passes its harakiri.
+    CronKill,
 }
 
 /// What a watched fd of the master is.
@@ -76,6 +82,8 @@ pub(crate) enum Watch {
     StatsConn(u64),
     /// The active master FIFO.
     Fifo,
+    /// The file monitors' inotify descriptor.
+    FileMonitor,
 }
 
 /// All the master's state.
@@ -121,6 +129,8 @@ pub(crate) struct Master {
     pub triggers: crate::triggers::Triggers,
     /// When the listen queues were last looked at.
     pub queues_checked: Option<Instant>,
+    /// uWSGI signals: the framework, and the timers, crons and monitors the master runs.
+    pub sig: Option<crate::routing::SignalSources>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -150,9 +160,11 @@ impl Master {
             self.enforce_deadlines(now);
             self.check_harakiri(now);
             self.check_listen_queues(now);
+            self.read_registrations(now);
             if self.mode == Mode::Running {
                 self.check_recycling(now);
                 self.check_touched();
+                self.check_touch_signals();
             }
             self.advance_chain();
             match self.mode {
@@ -246,6 +258,7 @@ impl Master {
                 Watch::Channel(index) => self.read_channel(index),
                 Watch::StatsListener(_) | Watch::StatsConn(_) => self.on_stats_ready(watch),
                 Watch::Fifo => self.read_master_fifo(),
+                Watch::FileMonitor => self.on_file_monitor(),
             }
         }
     }
@@ -277,6 +290,8 @@ impl Master {
             ChildRequest::ReloadInstance => self.command(MasterCommand::GracefulReload, &origin),
             ChildRequest::StopInstance => self.command(MasterCommand::GracefulStop, &origin),
             ChildRequest::ReloadMe => self.replace(index),
+            ChildRequest::Signal(num) => self.route_signal(num, &origin),
+            ChildRequest::Scheduled => self.read_registrations(self.clock.now()),
             other => log_line(&format!(
                 "ruwsgi: ignored an unsupported request from {origin}: {other:?}"
             )),
@@ -517,6 +532,9 @@ impl Master {
                 // runs on every turn.
                 Deadline::RespawnResume | Deadline::Harakiri => {}
                 Deadline::Stats => self.stats_expire(now),
+                Deadline::SignalTimer => self.on_signal_timers(now),
+                Deadline::Cron => self.on_cron(),
+                Deadline::CronKill => self.on_cron_kill(now),
                 Deadline::Periodic(i) => {
                     if let Some(task) = self.periodic.get_mut(i) {
                         (task.run)(PeriodicCause::Timer);
@@ -546,6 +564,7 @@ impl Master {
     fn on_exit(&mut self, status: WaitStatus) {
         let Some(pid) = status.pid() else { return };
         let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
+            self.reaped_command_cron(pid, &describe(&status));
             return;
         };
         let (served, kind) = {

@@ -2,18 +2,19 @@
 //! ([`default_mule_main`]) the master runs in it unless [`crate::MasterConfig::mule_main`]
 //! says otherwise.
 //!
-//! A plain mule waits on its signals and its channel to the master and exits cleanly on
-//! any stop signal or when the master is gone; the signal framework will give it work. A
-//! script mule runs its file through the language plugin ([`ruwsgi_plugin::LanguagePlugin::run_mule`]);
-//! when the script returns the mule exits and the master respawns it. Stop signals keep
-//! their default action while a script runs, so a reload or a stop ends a script mule at
-//! once, as uWSGI does.
+//! A plain mule waits for uWSGI signals and mule messages and runs their handlers and hooks;
+//! it exits when the master is gone. A script mule runs its file through the language
+//! plugin ([`ruwsgi_plugin::LanguagePlugin::run_mule`]), a callable mule its callable
+//! ([`ruwsgi_plugin::LanguagePlugin::run_mule_callable`]); when either returns the mule
+//! exits and the master respawns it. Stop signals keep their default action in every mule,
+//! so a reload or a stop ends a mule at once, as uWSGI does.
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
 use ruwsgi_config::MuleSpec;
-use ruwsgi_sys::{log_line, Signal, SignalPipe};
+use ruwsgi_signal::mules::Received;
+use ruwsgi_sys::log_line;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::types::ChildStart;
@@ -30,41 +31,92 @@ pub struct MuleStart {
 /// How a mule process runs; its return value is the child's exit code.
 pub type MuleMain = Box<dyn Fn(MuleStart) -> i32>;
 
-/// The master's mule main: a plain mule's wait loop, or the script through the plugin.
+/// The master's mule main: a plain mule's loop, or the script or callable through the
+/// plugin.
 pub fn default_mule_main(start: MuleStart) -> i32 {
-    match &start.spec {
-        MuleSpec::Plain => plain_mule(start.child.id, start.child.channel),
-        MuleSpec::Script(script) => match start.child.plugin.run_mule(script) {
-            Ok(code) => code,
-            Err(e) => {
-                log_line(&format!("mule {}: {e}", start.child.id));
-                1
-            }
-        },
+    let id = start.child.id;
+    let result = match &start.spec {
+        MuleSpec::Plain => return plain_mule(&start),
+        MuleSpec::Script(script) => start.child.plugin.run_mule(script),
+        MuleSpec::Callable(spec) => start.child.plugin.run_mule_callable(spec),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            log_line(&format!("mule {id}: {e}"));
+            1
+        }
     }
 }
 
-/// Wait for a stop signal (`SIGHUP`, `SIGTERM`, `SIGINT`, `SIGQUIT`: exit 0) or the
-/// master's end-of-file on the channel (exit 0). Packets from the master are not defined
-/// yet: they are logged and dropped.
-fn plain_mule(id: u32, channel: Option<BorrowedFd<'static>>) -> i32 {
-    let signals = match SignalPipe::install(&[
-        Signal::SIGHUP,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-    ]) {
-        Ok(p) => p,
-        Err(e) => {
-            log_line(&format!("mule {id}: cannot install signal handlers: {e}"));
-            return 1;
+/// A plain mule: wait for signals (its channel, the shared mule socket, its farms') and
+/// messages (its queue, the shared one, its farms'); run the handler of each signal (under
+/// `mule-harakiri`) and hand each message to the plugin's hooks. Stop signals keep their
+/// default action (the mule leaves at once, as uWSGI's do); the master's end-of-file ends it
+/// too (exit 0).
+fn plain_mule(start: &MuleStart) -> i32 {
+    let id = start.child.id;
+    let Some(signals) = start.child.signals.as_ref() else {
+        return wait_for_master(id, start.child.channel);
+    };
+    let max = signals.mule_msg_recv_size();
+    let limit = start.child.settings.signals.mule_harakiri;
+    let row = start.child.scoreboard.core(id, 0);
+    let who = format!("mule {id}");
+    loop {
+        match signals.inbox(id).wait(true, true, None, max) {
+            Ok(Received::Signal(n)) => {
+                signals.dispatch_guarded(n, &who, row, limit);
+            }
+            Ok(Received::Message(msg)) => {
+                if let Some(row) = row.filter(|_| !limit.is_zero()) {
+                    let now_ms = unix_ms();
+                    row.request_began(
+                        now_ms,
+                        now_ms.saturating_add(limit.as_millis() as u64),
+                        &[b"mule message"],
+                    );
+                }
+                if !start.child.plugin.mule_message(&msg) {
+                    log_line(&format!(
+                        "*** mule {id} received a {} bytes message ***",
+                        msg.len()
+                    ));
+                }
+                if let Some(row) = row {
+                    row.request_ended();
+                }
+            }
+            Ok(Received::Timeout) => {}
+            Ok(Received::MasterGone) => {
+                log_line(&format!("mule {id}: the master is gone, exiting"));
+                return 0;
+            }
+            Err(e) => {
+                log_line(&format!("mule {id}: cannot wait for messages: {e}"));
+                return 1;
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Without the signal framework: wait for the master's end-of-file (stop signals keep their
+/// default action).
+fn wait_for_master(id: u32, channel: Option<BorrowedFd<'static>>) -> i32 {
+    let Some(fd) = channel else {
+        loop {
+            nix::unistd::pause();
         }
     };
-    let mut channel = channel;
     let mut buf = [0u8; ruwsgi_proto::channel::MAX_MESSAGE + 1];
     loop {
-        let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
-        fds.extend(channel.map(|c| PollFd::new(c, PollFlags::POLLIN)));
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -72,24 +124,15 @@ fn plain_mule(id: u32, channel: Option<BorrowedFd<'static>>) -> i32 {
                 return 1;
             }
         }
-        if !signals.drain().is_empty() {
-            return 0;
-        }
-        let Some(fd) = channel else { continue };
         match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(0) | Err(Errno::ECONNRESET) => {
                 log_line(&format!("mule {id}: the master is gone, exiting"));
                 return 0;
             }
-            Ok(n) => log_line(&format!(
-                "mule {id}: dropped an unexpected {n}-byte message from the master"
-            )),
-            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => {}
             Err(e) => {
-                log_line(&format!(
-                    "mule {id}: channel error ({e}): no longer watched"
-                ));
-                channel = None;
+                log_line(&format!("mule {id}: channel error: {e}"));
+                return 1;
             }
         }
     }

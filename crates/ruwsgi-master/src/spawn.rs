@@ -264,6 +264,7 @@ impl Master {
             generation: self.generation,
             master_pid: self.master_pid.as_raw(),
             channel: crate::channel::child_channel(),
+            signals: self.sig.as_ref().map(|s| s.framework.clone()),
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct ChildStart {
     /// readable at end-of-file when the master is gone; requests go the other way
     /// ([`crate::channel::request`]). `None` if it could not be created.
     pub channel: Option<BorrowedFd<'static>>,
+    /// The signal framework (shared sockets, handlers), if the instance has one.
+    pub signals: Option<Arc<ruwsgi_signal::Signals>>,
 }
 
 /// Everything a worker process starts with: what every child gets, plus the listeners.
@@ -168,6 +170,9 @@ pub struct MasterConfig {
     pub clock: Arc<dyn Clock>,
     /// Periodic work of the subsystems (none by default).
     pub periodic: Vec<Periodic>,
+    /// The signal framework, created before the first fork (`None`: signals are not
+    /// routed, and mules only wait for their stop).
+    pub signals: Option<Arc<ruwsgi_signal::Signals>>,
 }
 
 impl MasterConfig {
@@ -192,6 +197,7 @@ impl MasterConfig {
             phase_observer: None,
             clock: Arc::new(SystemClock),
             periodic: Vec::new(),
+            signals: None,
         }
     }
 }

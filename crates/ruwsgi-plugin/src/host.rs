@@ -182,7 +182,9 @@ pub trait Host: Send + Sync {
 
     /// Have the master route `num` every `period` (`add_timer`, `add_ms_timer`).
     fn add_timer(&self, num: u8, period: std::time::Duration) -> Result<(), AddError> {
-        self.signals().ok_or_else(no_framework)?.add_timer(num, period)
+        self.signals()
+            .ok_or_else(no_framework)?
+            .add_timer(num, period)
     }
 
     /// Have the master route `num` every `secs`, `iterations` times (`add_rb_timer`).

@@ -287,7 +287,11 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        let ok: [u8; HEADER_LEN] = ChildRequest::StopInstance.encode().as_bytes().try_into().unwrap();
+        let ok: [u8; HEADER_LEN] = ChildRequest::StopInstance
+            .encode()
+            .as_bytes()
+            .try_into()
+            .unwrap();
         let mut bad = ok;
         bad[0] = b'G';
         assert_eq!(ChildRequest::decode(&bad), Err(DecodeError::BadMagic(b'G')));

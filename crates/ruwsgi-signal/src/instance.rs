@@ -191,6 +191,35 @@ impl Signals {
         }
     }
 
+    /// [`Self::dispatch`] under a harakiri deadline: with a `row` and a non-zero `limit`,
+    /// the handler's run is written into the row (as a request would be: "signal N"), so
+    /// the master kills the process if the handler runs past `limit`.
+    pub fn dispatch_guarded(
+        &self,
+        num: u8,
+        who: &str,
+        row: Option<&ruwsgi_shm::CoreSlot>,
+        limit: Duration,
+    ) -> bool {
+        let row = row.filter(|_| !limit.is_zero());
+        if let Some(row) = row {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let digits = num.to_string();
+            row.request_began(
+                now_ms,
+                now_ms.saturating_add(limit.as_millis() as u64),
+                &[b"signal ", digits.as_bytes()],
+            );
+        }
+        let ok = self.dispatch(num, who);
+        if let Some(row) = row {
+            row.request_ended();
+        }
+        ok
+    }
+
     /// Tell the master its tables gained entries (no-op in the master itself, which reads
     /// them on its next loop turn).
     fn nudge(&self) {

@@ -56,10 +56,10 @@ pub mod sockets;
 pub use alarm::{AlarmRules, Throttle, ALARM_LOG_PREFIX};
 pub use cron::{CronAction, CronTable, Tm};
 pub use filemon::FileMonitors;
+pub use instance::{Caller, SignalError, Signals};
 pub use registry::{
     AddError, Cursor, Registration, Registrations, TimerKind, MAX_ENTRIES, MAX_PATH,
 };
-pub use instance::{Caller, SignalError, Signals};
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
 pub use timers::Timers;

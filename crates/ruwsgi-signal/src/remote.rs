@@ -71,9 +71,7 @@ impl RemoteSignals {
                     let mut head = [0u8; 4];
                     let first = conn.read_by(&mut head, deadline);
                     match first {
-                        Ok(0) => {
-                            return Err(ReadFail::Early(io::ErrorKind::UnexpectedEof.into()))
-                        }
+                        Ok(0) => return Err(ReadFail::Early(io::ErrorKind::UnexpectedEof.into())),
                         Err(e) => return Err(ReadFail::Early(e)),
                         Ok(n) if n < head.len() => conn
                             .read_exact_by(&mut head[n..], deadline)
@@ -161,7 +159,10 @@ mod tests {
             .raise(&addr, 1)
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
-        assert!(err.to_string().starts_with("unable to deliver signal 1"), "{err}");
+        assert!(
+            err.to_string().starts_with("unable to deliver signal 1"),
+            "{err}"
+        );
         drop(l);
     }
 }

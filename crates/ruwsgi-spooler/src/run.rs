@@ -71,11 +71,23 @@ struct Loop<'a> {
     row: Option<&'a WorkerSlot>,
     signals: SignalPipe,
     channel: Option<BorrowedFd<'static>>,
+    /// uWSGI signals for the spoolers: the shared socket and what runs a signal's handler.
+    hook: Option<SignalHook<'a>>,
     stop: bool,
     /// Tasks kept by RETRY / IGNORE / an error: not run again before the instant.
     held: HashMap<PathBuf, Instant>,
     tasks: u64,
     label: String,
+}
+
+/// How a spooler takes uWSGI signals between tasks: the master sends the ones for this
+/// process on its channel, the ones for "the spoolers" on the `shared` socket; `run`
+/// handles one.
+pub struct SignalHook<'a> {
+    /// The shared spooler signal socket (one-byte packets; the first spooler reads each).
+    pub shared: Option<BorrowedFd<'a>>,
+    /// Run the handler of a signal.
+    pub run: Box<dyn FnMut(u8) + 'a>,
 }
 
 /// Run spooler `id` until it is stopped or recycled. `channel` is the master's command
@@ -85,6 +97,17 @@ pub fn run(
     id: u32,
     channel: Option<BorrowedFd<'static>>,
     runner: &mut Runner<'_>,
+) -> SpoolerExit {
+    run_with_signals(spoolers, id, channel, runner, None)
+}
+
+/// [`run`], handling uWSGI signals between tasks through `hook`.
+pub fn run_with_signals<'a>(
+    spoolers: &'a Spoolers,
+    id: u32,
+    channel: Option<BorrowedFd<'static>>,
+    runner: &mut Runner<'_>,
+    hook: Option<SignalHook<'a>>,
 ) -> SpoolerExit {
     let Some(dir) = spoolers.dir_of(id).map(Path::to_path_buf) else {
         log_line(&format!("spooler {id}: no directory for this id"));
@@ -125,6 +148,7 @@ pub fn run(
         row: spoolers.board().get(id),
         signals,
         channel,
+        hook,
         stop: false,
         held: HashMap::new(),
         tasks: 0,
@@ -207,6 +231,9 @@ impl Loop<'_> {
             .unwrap_or(PollTimeout::MAX);
         let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
         fds.extend(self.channel.map(|c| PollFd::new(c, PollFlags::POLLIN)));
+        let shared = self.hook.as_ref().and_then(|h| h.shared);
+        let shared_at = fds.len();
+        fds.extend(shared.map(|s| PollFd::new(s, PollFlags::POLLIN)));
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -214,11 +241,22 @@ impl Loop<'_> {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let channel_ready = fds
-            .get(1)
-            .and_then(PollFd::revents)
-            .is_some_and(|r| !r.is_empty());
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| !r.is_empty())
+        };
+        let channel_ready = self.channel.is_some() && ready(1);
+        let shared_ready = shared.is_some() && ready(shared_at);
         drop(fds);
+        if let (true, Some(fd)) = (shared_ready, shared) {
+            let mut one = [0u8; 2];
+            if let Ok(1) = recv(fd.as_raw_fd(), &mut one, MsgFlags::MSG_DONTWAIT) {
+                if let Some(hook) = self.hook.as_mut() {
+                    (hook.run)(one[0]);
+                }
+            }
+        }
         if channel_ready {
             if let Some(fd) = self.channel {
                 let mut buf = [0u8; 256];
@@ -227,7 +265,20 @@ impl Loop<'_> {
                         log_line(&format!("{} the master is gone, exiting", self.label));
                         return false;
                     }
-                    Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => {}
+                    Ok(n) => {
+                        if let Ok(ruwsgi_proto::channel::MasterMessage::Signal(num)) =
+                            ruwsgi_proto::channel::MasterMessage::decode(&buf[..n])
+                        {
+                            match self.hook.as_mut() {
+                                Some(hook) => (hook.run)(num),
+                                None => log_line(&format!(
+                                    "{} signal {num} dropped: no signal framework",
+                                    self.label
+                                )),
+                            }
+                        }
+                    }
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
                     Err(_) => self.channel = None,
                 }
             }

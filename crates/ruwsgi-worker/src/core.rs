@@ -45,6 +45,7 @@ const LISTENER_BASE: u64 = 1 << 62;
 const WAKE_TOKEN: u64 = 1 << 61;
 const SIGNAL_TOKEN: u64 = (1 << 61) + 1;
 const CHANNEL_TOKEN: u64 = (1 << 61) + 2;
+const SHARED_SIGNAL_TOKEN: u64 = (1 << 61) + 3;
 /// Largest trailer section accepted on chunked request bodies.
 const MAX_TRAILERS: usize = 8 * 1024;
 /// How long a fresh connection may still take to send its first request once the worker
@@ -180,6 +181,16 @@ impl<'a> CoreLoop<'a> {
             if let Some(channel) = shared.channel {
                 epoll.add(channel, EpollEvent::new(EpollFlags::EPOLLIN, CHANNEL_TOKEN))?;
             }
+            // Every worker's core 0 waits on it; one is woken per signal.
+            if let Some(signals) = &shared.uwsgi_signals {
+                epoll.add(
+                    signals.sockets().any_worker.recv_fd(),
+                    EpollEvent::new(
+                        EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
+                        SHARED_SIGNAL_TOKEN,
+                    ),
+                )?;
+            }
         }
         // Room for the longest request line (8 KiB), a head of buffer-size bytes, and a
         // post-buffered body.
@@ -290,6 +301,8 @@ impl<'a> CoreLoop<'a> {
                     // The stop state is checked at the top of the loop.
                 } else if token == SIGNAL_TOKEN {
                     self.shared.handle_signals();
+                } else if token == SHARED_SIGNAL_TOKEN {
+                    self.shared.handle_shared_signals();
                 } else if token == CHANNEL_TOKEN {
                     if !self.shared.handle_channel() {
                         if let Some(channel) = self.shared.channel {

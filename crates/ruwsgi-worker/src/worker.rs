@@ -46,6 +46,9 @@ pub struct WorkerArgs {
     /// The spooler directories, if any: modifier1 17 packets (remote enqueue) write tasks
     /// there.
     pub spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
+    /// The uWSGI signal framework, if any: core 0 runs the handlers of the signals that
+    /// arrive on the channel and on the shared "any worker" socket.
+    pub uwsgi_signals: Option<Arc<ruwsgi_signal::Signals>>,
 }
 
 /// Why a worker's serve loop ended.
@@ -82,6 +85,8 @@ pub struct WorkerShared {
     pub(crate) caches: Arc<Caches>,
     /// The spooler directories (remote enqueue), if any.
     pub(crate) spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
+    /// The uWSGI signal framework (handlers run by core 0 between requests).
+    pub(crate) uwsgi_signals: Option<Arc<ruwsgi_signal::Signals>>,
     /// Requests this process served (all cores), for `max-requests`.
     pub(crate) requests: AtomicU64,
     /// A [`StopKind`]; only ever increases.
@@ -161,13 +166,49 @@ impl WorkerShared {
                     self.begin_stop(StopKind::Graceful);
                     return false;
                 }
-                // Nothing flows from the master to workers yet: drop it.
-                Ok(n) => log_line(&format!(
-                    "worker {}: dropped an unexpected {n}-byte message from the master",
-                    self.id
-                )),
+                Ok(n) => match ruwsgi_proto::channel::MasterMessage::decode(&buf[..n]) {
+                    Ok(ruwsgi_proto::channel::MasterMessage::Signal(num)) => self.run_signal(num),
+                    Ok(other) => log_line(&format!(
+                        "worker {}: ignored an unsupported message from the master: {other:?}",
+                        self.id
+                    )),
+                    Err(e) => log_line(&format!(
+                        "worker {}: dropped a bad message from the master: {e}",
+                        self.id
+                    )),
+                },
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return true,
+            }
+        }
+    }
+
+    /// Run the handler of uWSGI signal `num` (on core 0, between requests), under
+    /// `harakiri` like a request.
+    pub(crate) fn run_signal(&self, num: u8) {
+        let Some(signals) = &self.uwsgi_signals else {
+            log_line(&format!(
+                "worker {}: signal {num} dropped: no signal framework",
+                self.id
+            ));
+            return;
+        };
+        let row = self.scoreboard.core(self.id, 0);
+        let who = format!("worker {}", self.id);
+        signals.dispatch_guarded(num, &who, row, self.settings.processes.harakiri.timeout);
+    }
+
+    /// Read the signals waiting on the shared "any worker" socket (another worker may take
+    /// them first) and run their handlers.
+    pub(crate) fn handle_shared_signals(&self) {
+        let Some(signals) = &self.uwsgi_signals else {
+            return;
+        };
+        // A bounded batch per wake-up: requests are not starved by a signal storm.
+        for _ in 0..16 {
+            match ruwsgi_signal::sockets::try_recv_signal(signals.sockets().any_worker.recv_fd()) {
+                Some(num) => self.run_signal(num),
+                None => return,
             }
         }
     }
@@ -294,6 +335,7 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
         rpc: args.rpc,
         caches: args.caches,
         spoolers: args.spoolers,
+        uwsgi_signals: args.uwsgi_signals,
         requests: AtomicU64::new(0),
         stop: AtomicU8::new(0),
         exit: AtomicU8::new(0),

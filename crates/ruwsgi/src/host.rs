@@ -28,6 +28,12 @@ pub struct Subsystems {
     pub timeout: std::time::Duration,
     /// `spooler` / `spooler-external` directories, if any.
     pub spoolers: Option<Arc<Spoolers>>,
+    /// The uWSGI signal framework (signal table, timers, mule queues).
+    pub signals: Option<Arc<ruwsgi_plugin::signal::Signals>>,
+    /// `harakiri` (workers' signal handlers run under it) and `mule-harakiri`.
+    pub harakiri: std::time::Duration,
+    /// `mule-harakiri`.
+    pub mule_harakiri: std::time::Duration,
 }
 
 /// One per instance, created by the master once the scoreboard exists and inherited by
@@ -192,5 +198,45 @@ impl Host for ServerHost {
 
     fn spoolers(&self) -> Option<&Spoolers> {
         self.api.spoolers.as_deref()
+    }
+
+    fn signals(&self) -> Option<&ruwsgi_plugin::signal::Signals> {
+        self.api.signals.as_deref()
+    }
+
+    /// Handlers run under the process's harakiri like a request: `harakiri` in workers,
+    /// `mule-harakiri` in mules, `spooler-harakiri` in spoolers.
+    fn dispatch_signal(&self, num: u8) -> bool {
+        let Some(signals) = self.api.signals.as_deref() else {
+            return false;
+        };
+        let (who, row, limit) = match self.role() {
+            ProcessRole::Worker { id } => {
+                let core = ruwsgi_worker::current_core().unwrap_or(0);
+                (
+                    format!("worker {id}"),
+                    self.scoreboard.core(id, usize::from(core)),
+                    self.api.harakiri,
+                )
+            }
+            ProcessRole::Mule { id } => (
+                format!("mule {id}"),
+                self.mule_board.as_ref().and_then(|b| b.core(id, 0)),
+                self.api.mule_harakiri,
+            ),
+            ProcessRole::Spooler { id } => (
+                format!("spooler {id}"),
+                self.api
+                    .spoolers
+                    .as_ref()
+                    .and_then(|s| s.board().core(id, 0)),
+                self.api
+                    .spoolers
+                    .as_ref()
+                    .map_or(std::time::Duration::ZERO, |s| s.settings().harakiri),
+            ),
+            _ => ("master".to_string(), None, std::time::Duration::ZERO),
+        };
+        signals.dispatch_guarded(num, &who, row, limit)
     }
 }

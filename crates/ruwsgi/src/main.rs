@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ruwsgi_config::AreaSize;
-use ruwsgi_config::{Command, Settings};
+use ruwsgi_config::{Command, MuleSpec, Settings};
 use ruwsgi_master::spooler::{SpoolerMain, SpoolerStart};
 use ruwsgi_master::{
     MasterConfig, Periodic, PeriodicCause, UnixSignals, WorkerMain, WorkerStart, EXIT_RECYCLE,
@@ -69,6 +69,9 @@ fn reexec_probe(settings: &Settings, expected_libraries: &str) -> i32 {
             caches: Arc::new(Caches::default()),
             timeout: settings.requests.socket_timeout,
             spoolers: None,
+            signals: None,
+            harakiri: std::time::Duration::ZERO,
+            mule_harakiri: std::time::Duration::ZERO,
         },
     ));
     let started = plugin
@@ -216,6 +219,31 @@ fn run(settings: Settings) -> i32 {
     } else {
         None
     };
+    // The signal framework: its tables and sockets exist before any app code runs, so
+    // handlers and timers registered at import time (in the master) serve every child.
+    let mule_files = settings
+        .processes
+        .mules
+        .iter()
+        .map(|m| match m {
+            MuleSpec::Plain => None,
+            MuleSpec::Script(p) => Some(p.display().to_string()),
+            MuleSpec::Callable(c) => Some(c.clone()),
+        })
+        .collect();
+    let uwsgi_signals = match ruwsgi_plugin::signal::Signals::new(
+        &settings.signals,
+        mule_files,
+        ruwsgi_master::channel::child_channel,
+        settings.requests.socket_timeout,
+    ) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log_line(&format!("ruwsgi: cannot create the signal framework: {e}"));
+            return 1;
+        }
+    };
+    let worker_signals = uwsgi_signals.clone();
     let worker_caches = caches.clone();
     let worker_spoolers = spoolers.clone();
     let api = Subsystems {
@@ -225,6 +253,9 @@ fn run(settings: Settings) -> i32 {
         caches: caches.clone(),
         timeout: settings.requests.socket_timeout,
         spoolers: spoolers.clone(),
+        signals: Some(uwsgi_signals.clone()),
+        harakiri: settings.processes.harakiri.timeout,
+        mule_harakiri: settings.signals.mule_harakiri,
     };
     let worker_main: WorkerMain = Box::new(move |start: WorkerStart| -> i32 {
         let listeners = start
@@ -242,6 +273,7 @@ fn run(settings: Settings) -> i32 {
             rpc: worker_rpc.clone(),
             caches: worker_caches.clone(),
             spoolers: worker_spoolers.clone(),
+            uwsgi_signals: Some(worker_signals.clone()),
         });
         match exit {
             WorkerExit::Stopped => EXIT_STOPPED,
@@ -262,9 +294,10 @@ fn run(settings: Settings) -> i32 {
         worker_main,
     );
     config.periodic = periodic;
+    config.signals = Some(uwsgi_signals.clone());
     if let Some(spoolers) = spoolers.filter(|s| s.process_count() > 0) {
         config.spooler_board = Some(spoolers.board().clone());
-        config.spooler_main = Some(spooler_main(spoolers));
+        config.spooler_main = Some(spooler_main(spoolers, uwsgi_signals));
     }
     match ruwsgi_master::run(config, Box::new(signals)) {
         Ok(code) => code,
@@ -277,7 +310,10 @@ fn run(settings: Settings) -> i32 {
 
 /// What a spooler child runs: `spooler-import`, then the spooler loop with the plugin
 /// running each task.
-fn spooler_main(spoolers: Arc<ruwsgi_spooler::Spoolers>) -> SpoolerMain {
+fn spooler_main(
+    spoolers: Arc<ruwsgi_spooler::Spoolers>,
+    signals: Arc<ruwsgi_plugin::signal::Signals>,
+) -> SpoolerMain {
     Box::new(move |start: SpoolerStart| -> i32 {
         let plugin = start.child.plugin;
         for module in &spoolers.settings().imports {
@@ -288,8 +324,23 @@ fn spooler_main(spoolers: Arc<ruwsgi_spooler::Spoolers>) -> SpoolerMain {
         let mut runner = |path: &std::path::Path, task: &ruwsgi_spooler::Task| {
             plugin.run_spooler_task(path, task)
         };
-        match ruwsgi_spooler::run::run(&spoolers, start.child.id, start.child.channel, &mut runner)
-        {
+        let id = start.child.id;
+        let row = spoolers.board().core(id, 0);
+        let limit = spoolers.settings().harakiri;
+        let who = format!("spooler {id}");
+        let hook = ruwsgi_spooler::run::SignalHook {
+            shared: Some(signals.sockets().spooler.recv_fd()),
+            run: Box::new(|num| {
+                signals.dispatch_guarded(num, &who, row, limit);
+            }),
+        };
+        match ruwsgi_spooler::run::run_with_signals(
+            &spoolers,
+            id,
+            start.child.channel,
+            &mut runner,
+            Some(hook),
+        ) {
             ruwsgi_spooler::SpoolerExit::Stopped => 0,
             ruwsgi_spooler::SpoolerExit::Recycled => EXIT_RECYCLE,
             ruwsgi_spooler::SpoolerExit::Failed => 1,

@@ -15,8 +15,8 @@ pub(crate) mod mule;
 mod process;
 mod request;
 mod rpc;
-mod signals;
 mod sharedarea;
+mod signals;
 pub(crate) mod spooler;
 
 use pyo3::prelude::*;

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
 use ruwsgi_plugin::signal::{MuleMsgError, MuleTarget, Received};
@@ -154,7 +154,10 @@ fn mule_get_msg<'py>(
 #[pyfunction]
 fn farm_msg(farm: &str, msg: &Bound<'_, PyAny>) -> PyResult<()> {
     let msg = message_bytes(msg)?;
-    if let Some(s) = runtime::host().as_ref().and_then(|h| h.signals().map(|s| s.sockets().mule_msg(MuleTarget::Farm(farm), &msg))) {
+    if let Some(s) = runtime::host().as_ref().and_then(|h| {
+        h.signals()
+            .map(|s| s.sockets().mule_msg(MuleTarget::Farm(farm), &msg))
+    }) {
         if let Err(MuleMsgError::Send(e)) = s {
             runtime::log(&format!("*** FARM MSG QUEUE IS FULL: {e} ***"));
         }

@@ -60,7 +60,9 @@ fn signal(py: Python<'_>, num: u8, remote: Option<&str>) -> PyResult<()> {
     match remote {
         None => {
             if let Err(e) = host.raise_signal(num) {
-                runtime::log(&format!("could not deliver signal {num} to the master: {e}"));
+                runtime::log(&format!(
+                    "could not deliver signal {num} to the master: {e}"
+                ));
             }
             Ok(())
         }
@@ -106,12 +108,10 @@ fn signal_wait(py: Python<'_>, num: Option<u8>) -> PyResult<Bound<'_, PyBytes>> 
     let generation = current_generation();
     RECEIVED.with(|r| r.set((generation, -1)));
     loop {
-        let got = py
-            .detach(|| host.signal_wait(None))
-            .map_err(|e| {
-                runtime::log(&format!("signal_wait: {e}"));
-                PySystemError::new_err("error waiting for signal")
-            })?;
+        let got = py.detach(|| host.signal_wait(None)).map_err(|e| {
+            runtime::log(&format!("signal_wait: {e}"));
+            PySystemError::new_err("error waiting for signal")
+        })?;
         let Some(n) = got else {
             return Err(PySystemError::new_err("error waiting for signal"));
         };
