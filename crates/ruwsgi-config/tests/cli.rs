@@ -494,6 +494,10 @@ fn mules_and_mule_add_mules_in_option_order() {
         ]
     );
     assert!(run(&[]).processes.mules.is_empty());
-    let e = crate::util::err(&["--mule", "jobs.main:run"]);
-    assert!(e.contains("not supported yet"), "{e}");
+    assert_eq!(
+        run(&["--mule", "jobs.main:run"]).processes.mules,
+        [MuleSpec::Callable("jobs.main:run".into())]
+    );
+    let e = crate::util::err(&["--mule", "jobs.main:"]);
+    assert!(e.contains("module:callable"), "{e}");
 }

@@ -6,15 +6,16 @@
 //! it exits when the master is gone. A script mule runs its file through the language
 //! plugin ([`ruwsgi_plugin::LanguagePlugin::run_mule`]), a callable mule its callable
 //! ([`ruwsgi_plugin::LanguagePlugin::run_mule_callable`]); when either returns the mule
-//! exits and the master respawns it. Stop signals keep their default action in every mule,
-//! so a reload or a stop ends a mule at once, as uWSGI does.
+//! exits and the master respawns it. Stop signals end a plain mule cleanly between two
+//! handlers, and keep their default action in script and callable mules, so a reload or a
+//! stop ends those at once, as uWSGI does.
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
 use ruwsgi_config::MuleSpec;
 use ruwsgi_signal::mules::Received;
-use ruwsgi_sys::log_line;
+use ruwsgi_sys::{log_line, Signal, SignalPipe};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::types::ChildStart;
@@ -51,20 +52,42 @@ pub fn default_mule_main(start: MuleStart) -> i32 {
 
 /// A plain mule: wait for signals (its channel, the shared mule socket, its farms') and
 /// messages (its queue, the shared one, its farms'); run the handler of each signal (under
-/// `mule-harakiri`) and hand each message to the plugin's hooks. Stop signals keep their
-/// default action (the mule leaves at once, as uWSGI's do); the master's end-of-file ends it
-/// too (exit 0).
+/// `mule-harakiri`) and hand each message to the plugin's hooks. A stop signal ends it
+/// (exit 0) once the handler in progress returns; so does the master's end-of-file.
 fn plain_mule(start: &MuleStart) -> i32 {
     let id = start.child.id;
+    // Stop signals end a waiting mule cleanly (exit 0); while a handler or a hook runs
+    // they are taken once it returns.
+    let stops = match SignalPipe::install(&[
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ]) {
+        Ok(p) => p,
+        Err(e) => {
+            log_line(&format!("mule {id}: cannot install signal handlers: {e}"));
+            return 1;
+        }
+    };
     let Some(signals) = start.child.signals.as_ref() else {
-        return wait_for_master(id, start.child.channel);
+        return wait_for_master(id, start.child.channel, &stops);
     };
     let max = signals.mule_msg_recv_size();
     let limit = start.child.settings.signals.mule_harakiri;
     let row = start.child.scoreboard.core(id, 0);
     let who = format!("mule {id}");
     loop {
-        match signals.inbox(id).wait(true, true, None, max) {
+        match signals
+            .inbox(id)
+            .stop_on(stops.fd())
+            .wait(true, true, None, max)
+        {
+            Ok(Received::Stop) => {
+                if !stops.drain().is_empty() {
+                    return 0;
+                }
+            }
             Ok(Received::Signal(n)) => {
                 signals.dispatch_guarded(n, &who, row, limit);
             }
@@ -106,17 +129,13 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Without the signal framework: wait for the master's end-of-file (stop signals keep their
-/// default action).
-fn wait_for_master(id: u32, channel: Option<BorrowedFd<'static>>) -> i32 {
-    let Some(fd) = channel else {
-        loop {
-            nix::unistd::pause();
-        }
-    };
+/// Without the signal framework: wait for a stop signal (exit 0) or the master's
+/// end-of-file.
+fn wait_for_master(id: u32, channel: Option<BorrowedFd<'static>>, stops: &SignalPipe) -> i32 {
     let mut buf = [0u8; ruwsgi_proto::channel::MAX_MESSAGE + 1];
     loop {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(stops.fd(), PollFlags::POLLIN)];
+        fds.extend(channel.map(|c| PollFd::new(c, PollFlags::POLLIN)));
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -124,6 +143,10 @@ fn wait_for_master(id: u32, channel: Option<BorrowedFd<'static>>) -> i32 {
                 return 1;
             }
         }
+        if !stops.drain().is_empty() {
+            return 0;
+        }
+        let Some(fd) = channel else { continue };
         match recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
             Ok(0) | Err(Errno::ECONNRESET) => {
                 log_line(&format!("mule {id}: the master is gone, exiting"));

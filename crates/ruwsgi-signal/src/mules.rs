@@ -73,6 +73,8 @@ pub enum Received {
     Timeout,
     /// The master is gone (end-of-file on the command channel): the mule should leave.
     MasterGone,
+    /// The stop descriptor ([`Inbox::stop_on`]) became readable.
+    Stop,
 }
 
 /// What mule `id` waits on.
@@ -81,6 +83,7 @@ pub struct Inbox<'a> {
     sockets: &'a Sockets,
     id: u32,
     channel: Option<BorrowedFd<'a>>,
+    stop: Option<BorrowedFd<'a>>,
 }
 
 /// Which source a polled descriptor is.
@@ -89,6 +92,7 @@ enum Source {
     Channel,
     SharedSignal,
     Messages,
+    Stop,
 }
 
 impl<'a> Inbox<'a> {
@@ -98,7 +102,15 @@ impl<'a> Inbox<'a> {
             sockets,
             id,
             channel,
+            stop: None,
         }
+    }
+
+    /// Also end a wait with [`Received::Stop`] when `fd` becomes readable (a signal
+    /// self-pipe); the caller drains it.
+    pub fn stop_on(mut self, fd: BorrowedFd<'a>) -> Inbox<'a> {
+        self.stop = Some(fd);
+        self
     }
 
     /// The mule's id.
@@ -141,6 +153,9 @@ impl<'a> Inbox<'a> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let s = self.sockets;
         let mut sources: Vec<(BorrowedFd<'_>, Source)> = Vec::new();
+        if let Some(fd) = self.stop {
+            sources.push((fd, Source::Stop));
+        }
         if signals {
             if let Some(c) = self.channel {
                 sources.push((c, Source::Channel));
@@ -194,6 +209,7 @@ impl<'a> Inbox<'a> {
             for i in ready {
                 let (fd, source) = sources[i];
                 match source {
+                    Source::Stop => return Ok(Received::Stop),
                     Source::Channel => {
                         let mut packet = [0u8; ruwsgi_proto::channel::MAX_MESSAGE + 1];
                         match try_recv(fd, &mut packet) {

@@ -118,7 +118,7 @@ fn receive<'py>(
             Ok(Received::Signal(n)) => {
                 host.dispatch_signal(n);
             }
-            Ok(Received::MasterGone) => {
+            Ok(Received::MasterGone | Received::Stop) => {
                 runtime::log(&format!("mule {id}: the master is gone"));
                 return Ok(None);
             }
@@ -154,13 +154,12 @@ fn mule_get_msg<'py>(
 #[pyfunction]
 fn farm_msg(farm: &str, msg: &Bound<'_, PyAny>) -> PyResult<()> {
     let msg = message_bytes(msg)?;
-    if let Some(s) = runtime::host().as_ref().and_then(|h| {
+    let sent = runtime::host().and_then(|h| {
         h.signals()
             .map(|s| s.sockets().mule_msg(MuleTarget::Farm(farm), &msg))
-    }) {
-        if let Err(MuleMsgError::Send(e)) = s {
-            runtime::log(&format!("*** FARM MSG QUEUE IS FULL: {e} ***"));
-        }
+    });
+    if let Some(Err(MuleMsgError::Send(e))) = sent {
+        runtime::log(&format!("*** FARM MSG QUEUE IS FULL: {e} ***"));
     }
     Ok(())
 }
