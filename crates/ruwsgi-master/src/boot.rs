@@ -205,7 +205,10 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         periodic,
         stats,
         host: Some(host),
-        triggers: crate::triggers::Triggers::new(&settings.processes),
+        triggers: crate::triggers::Triggers::new(
+            &settings.processes,
+            &settings.signals.touch_mules_reload,
+        ),
         queues_checked: None,
         sig: None,
     };

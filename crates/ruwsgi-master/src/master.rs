@@ -322,8 +322,9 @@ impl Master {
             slot.label()
         ));
         let sig = slot.kind.stop_signal(false);
+        let mercy = self.mercy_of(slot.kind, self.settings.processes.worker_reload_mercy);
         self.slots[index].recycle = true;
-        let deadline = self.clock.now() + self.settings.processes.worker_reload_mercy;
+        let deadline = self.clock.now() + mercy;
         self.stop_slot(index, sig, deadline);
     }
 
@@ -451,14 +452,28 @@ impl Master {
     /// ([`ChildKind::stop_signal`]), with a `SIGKILL` deadline `mercy` from now. Children
     /// already stopping are left alone unless `resend` (an escalation).
     fn stop_children(&mut self, immediate: bool, mercy: Duration, resend: bool) {
-        let deadline = self.clock.now() + mercy;
+        let now = self.clock.now();
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
             if slot.pid.is_none() || (slot.stop.is_some() && !resend) {
                 continue;
             }
             let sig = slot.kind.stop_signal(immediate);
-            self.stop_slot(index, sig, deadline);
+            let mercy = if immediate {
+                mercy
+            } else {
+                self.mercy_of(slot.kind, mercy)
+            };
+            self.stop_slot(index, sig, now + mercy);
+        }
+    }
+
+    /// How long a graceful stop of a child of `kind` may take: `mule-reload-mercy` for
+    /// mules, `mercy` for the others.
+    fn mercy_of(&self, kind: ChildKind, mercy: Duration) -> Duration {
+        match kind {
+            ChildKind::Mule => self.settings.signals.mule_reload_mercy,
+            _ => mercy,
         }
     }
 

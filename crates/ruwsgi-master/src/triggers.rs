@@ -30,6 +30,7 @@ enum Touch {
     Reload,
     Workers,
     Chain,
+    Mules,
 }
 
 /// The master's reload triggers and the chain reload in progress.
@@ -51,12 +52,13 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 impl Triggers {
     /// The triggers `settings` configure (files are looked at once now).
-    pub(crate) fn new(p: &ruwsgi_config::ProcessSettings) -> Triggers {
+    pub(crate) fn new(p: &ruwsgi_config::ProcessSettings, mules: &[PathBuf]) -> Triggers {
         let mut touched = Vec::new();
         for (files, kind) in [
             (&p.touch_reload, Touch::Reload),
             (&p.touch_workers_reload, Touch::Workers),
             (&p.touch_chain_reload, Touch::Chain),
+            (&mules.to_vec(), Touch::Mules),
         ] {
             touched.extend(files.iter().map(|f| (f.clone(), kind, mtime(f))));
         }
@@ -169,7 +171,17 @@ impl Master {
             }
         }
         for kind in fired {
+            if kind == Touch::Mules {
+                let mules: Vec<usize> = (0..self.slots.len())
+                    .filter(|&i| self.slots[i].kind == ChildKind::Mule)
+                    .collect();
+                for index in mules {
+                    self.replace_because(index, "touch-mules-reload");
+                }
+                continue;
+            }
             let (command, origin) = match kind {
+                Touch::Mules => continue,
                 Touch::Reload => (MasterCommand::GracefulReload, "touch-reload"),
                 Touch::Workers => (MasterCommand::ReloadWorkers, "touch-workers-reload"),
                 Touch::Chain => (MasterCommand::ChainReload, "touch-chain-reload"),
