@@ -89,7 +89,7 @@ fn plain_mule(start: &MuleStart) -> i32 {
                 }
             }
             Ok(Received::Signal(n)) => {
-                signals.dispatch_guarded(n, &who, row, limit);
+                signals.dispatch_guarded(n, &who, start.child.scoreboard.get(id), row, limit);
             }
             Ok(Received::Message(msg)) => {
                 if let Some(row) = row.filter(|_| !limit.is_zero()) {

@@ -194,13 +194,18 @@ impl Signals {
     /// [`Self::dispatch`] under a harakiri deadline: with a `row` and a non-zero `limit`,
     /// the handler's run is written into the row (as a request would be: "signal N"), so
     /// the master kills the process if the handler runs past `limit`.
+    /// `slot` (the process's scoreboard row) counts the signal for the stats.
     pub fn dispatch_guarded(
         &self,
         num: u8,
         who: &str,
+        slot: Option<&ruwsgi_shm::WorkerSlot>,
         row: Option<&ruwsgi_shm::CoreSlot>,
         limit: Duration,
     ) -> bool {
+        if let Some(slot) = slot {
+            slot.count_signal();
+        }
         let row = row.filter(|_| !limit.is_zero());
         if let Some(row) = row {
             let now_ms = std::time::SystemTime::now()

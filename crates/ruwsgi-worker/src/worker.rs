@@ -195,7 +195,14 @@ impl WorkerShared {
         };
         let row = self.scoreboard.core(self.id, 0);
         let who = format!("worker {}", self.id);
-        signals.dispatch_guarded(num, &who, row, self.settings.processes.harakiri.timeout);
+        let slot = self.scoreboard.get(self.id);
+        signals.dispatch_guarded(
+            num,
+            &who,
+            slot,
+            row,
+            self.settings.processes.harakiri.timeout,
+        );
     }
 
     /// Read the signals waiting on the shared "any worker" socket (another worker may take

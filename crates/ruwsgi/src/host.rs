@@ -210,22 +210,25 @@ impl Host for ServerHost {
         let Some(signals) = self.api.signals.as_deref() else {
             return false;
         };
-        let (who, row, limit) = match self.role() {
+        let (who, slot, row, limit) = match self.role() {
             ProcessRole::Worker { id } => {
                 let core = ruwsgi_worker::current_core().unwrap_or(0);
                 (
                     format!("worker {id}"),
+                    self.scoreboard.get(id),
                     self.scoreboard.core(id, usize::from(core)),
                     self.api.harakiri,
                 )
             }
             ProcessRole::Mule { id } => (
                 format!("mule {id}"),
+                self.mule_board.as_ref().and_then(|b| b.get(id)),
                 self.mule_board.as_ref().and_then(|b| b.core(id, 0)),
                 self.api.mule_harakiri,
             ),
             ProcessRole::Spooler { id } => (
                 format!("spooler {id}"),
+                self.api.spoolers.as_ref().and_then(|s| s.board().get(id)),
                 self.api
                     .spoolers
                     .as_ref()
@@ -235,8 +238,8 @@ impl Host for ServerHost {
                     .as_ref()
                     .map_or(std::time::Duration::ZERO, |s| s.settings().harakiri),
             ),
-            _ => ("master".to_string(), None, std::time::Duration::ZERO),
+            _ => ("master".to_string(), None, None, std::time::Duration::ZERO),
         };
-        signals.dispatch_guarded(num, &who, row, limit)
+        signals.dispatch_guarded(num, &who, slot, row, limit)
     }
 }

@@ -331,7 +331,7 @@ fn spooler_main(
         let hook = ruwsgi_spooler::run::SignalHook {
             shared: Some(signals.sockets().spooler.recv_fd()),
             run: Box::new(|num| {
-                signals.dispatch_guarded(num, &who, row, limit);
+                signals.dispatch_guarded(num, &who, spoolers.board().get(id), row, limit);
             }),
         };
         match ruwsgi_spooler::run::run_with_signals(

@@ -136,7 +136,7 @@ fn worker_json(w: &WorkerView, view: &View, opts: &StatsSettings) -> Json {
         .set("delta_requests", s.delta_requests)
         .set("exceptions", s.exceptions)
         .set("harakiri_count", s.harakiri_count)
-        .set("signals", 0u64)
+        .set("signals", s.signals)
         .set("signal_queue", 0u64)
         .set("status", s.status.as_str())
         .set("rss", s.rss)
@@ -461,6 +461,7 @@ mod tests {
             last_spawn: 10,
             respawn_count: 2,
             harakiri_count: 1,
+            signals: 0,
             ..WorkerSnapshot::default()
         };
         w1.delta_requests = 1;

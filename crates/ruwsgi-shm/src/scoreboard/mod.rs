@@ -117,13 +117,15 @@ pub struct WorkerSlot {
     /// Requests killed by harakiri in this slot (after the app table, off the hot line;
     /// bumped by the master when it kills one).
     harakiri_count: AtomicU64,
+    /// uWSGI signals this slot's processes handled (off the hot line too).
+    signals: AtomicU64,
     /// Request durations, bucketed ([`LATENCY_BOUNDS_US`]); bumped with `requests`.
     latency: Latency,
 }
 impl_shm!(ShmSafe for WorkerSlot {
     pid, status, accepting, spawns, requests, delta_requests, exceptions, running_time_us,
     last_spawn, tx, avg_rt_us, request_start_us, harakiri_deadline, rss, vsz, apps,
-    harakiri_count, latency,
+    harakiri_count, signals, latency,
 });
 
 impl WorkerSlot {
@@ -179,6 +181,16 @@ impl WorkerSlot {
     /// A request of this worker was killed by harakiri.
     pub fn count_harakiri(&self) {
         self.harakiri_count.fetch_add(1, Relaxed);
+    }
+
+    /// The process ran the handler of a uWSGI signal.
+    pub fn count_signal(&self) {
+        self.signals.fetch_add(1, Relaxed);
+    }
+
+    /// uWSGI signals handled in this slot since the instance started.
+    pub fn signals(&self) -> u64 {
+        self.signals.load(Relaxed)
     }
 
     /// Requests killed by harakiri in this slot since the instance started.
@@ -317,6 +329,7 @@ impl WorkerSlot {
             avg_rt: self.avg_rt_us(),
             request_start_us: self.request_start_us(),
             harakiri_count: self.harakiri_count(),
+            signals: self.signals(),
             apps: self.apps(),
         }
     }
@@ -358,6 +371,8 @@ pub struct WorkerSnapshot {
     pub request_start_us: u64,
     /// Requests killed by harakiri.
     pub harakiri_count: u64,
+    /// uWSGI signals handled.
+    pub signals: u64,
     /// The worker's published apps, in id order, with their counters; empty (no
     /// allocation) until the worker publishes, and for plugins without apps.
     pub apps: Vec<AppSnapshot>,
