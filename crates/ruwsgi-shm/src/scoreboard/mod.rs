@@ -164,7 +164,8 @@ impl WorkerSlot {
         let avg = if avg == 0 {
             elapsed_us
         } else {
-            (avg + elapsed_us) / 2
+            // The mean of the two without overflowing on absurd durations.
+            avg / 2 + elapsed_us / 2 + (avg & elapsed_us & 1)
         };
         self.avg_rt_us.store(avg, Relaxed);
         self.latency.observe(elapsed_us);
