@@ -1,5 +1,5 @@
-"""Reliability tests RT-01 to RT-15 (http-rules.md §2; RT-17 comes with the signal
-framework, RT-16 is scripts/soak.py).
+"""Reliability tests RT-01 to RT-15 and RT-17 (http-rules.md §2; RT-16 is
+scripts/soak.py).
 
 Load is bounded (seconds, and a request budget) and goes to 127.0.0.1 only.
 """
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import (NAME, children_of, http_request, pid_alive, port_is_free, port_listening,
+from helpers import (APPS, NAME, children_of, http_request, pid_alive, port_is_free, port_listening,
                      wait_until)
 from load import run_load
 
@@ -612,3 +612,58 @@ def test_rt12_large_bodies(ruwsgi, fault_app):
                what="the next request after an aborted download")
     assert int(http_request(srv.addr, "GET", "/pid", timeout=10).body) == pid
     assert srv.stop() == 0
+
+
+# --------------------------------------------------------------------------- RT-17
+
+def test_rt17_subsystems_across_reload(ruwsgi, tmp_path):
+    """A spooler, a mule, a cache with a store and a timer signal: 50 spool jobs and 50 cache
+    keys, a graceful reload (re-exec) half-way, the mule SIGKILLed. Every job runs exactly
+    once, the mule is respawned, the cache (stored) survives the reload and a worker's
+    death, and the timer fires again after the reload."""
+    out = tmp_path / "out"
+    out.mkdir()
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", APPS / "rt17app.py", "--master",
+                 "--processes", "2", "--spooler", tmp_path / "spool", "--mules", "1",
+                 "--cache2", "name=c,items=100,store=%s" % (tmp_path / "c.cache"),
+                 "--disable-logging", env={"RT17_OUT": str(out)})
+    ticks = out / "ticks"
+
+    def reload_ticks(gen):
+        return sum(1 for line in ticks.read_text().split() if line == gen) if ticks.exists() else 0
+
+    wait_until(lambda: reload_ticks("0") >= 1, 10, what="the timer firing")
+
+    def get(path):
+        r = http_request(srv.http.target, "GET", path, timeout=10)
+        assert r.status == 200, r
+        return r.body
+
+    for i in range(25):
+        get("/spool/%d" % i)
+        get("/set/k%02d" % i)
+    srv.signal(signal.SIGHUP)
+    for i in range(25, 50):
+        get("/spool/%d" % i)
+        get("/set/k%02d" % i)
+    srv.wait_log(r"reload done, generation 1 ready", timeout=30)
+
+    mules = re.findall(r"spawned ruwsgi mule 1 \(pid: (\d+)\)", srv.log_text())
+    assert mules, srv.log_tail()
+    os.kill(int(mules[-1]), signal.SIGKILL)
+    srv.wait_log(r"Respawned ruwsgi mule 1 \(new pid: \d+\)", timeout=10)
+
+    wait_until(lambda: len(list(out.glob("job-*"))) == 50, 30,
+               what="all 50 spool jobs done (have %d)" % len(list(out.glob("job-*"))))
+    assert not list(out.glob("dup-*")), "a job ran twice"
+    wait_until(lambda: not list((tmp_path / "spool").rglob("uwsgi_spoolfile_on_*")), 10,
+               what="an empty spool directory")
+
+    expected = b",".join(sorted(b"k%02d" % i for i in range(50)))
+    assert get("/keys") == expected
+    worker = int(re.findall(r"spawned ruwsgi worker 1 \(pid: (\d+)", srv.log_text())[-1])
+    os.kill(worker, signal.SIGKILL)
+    srv.wait_log(r"Respawned ruwsgi worker 1 \(new pid: \d+\)", timeout=10)
+    assert get("/keys") == expected
+
+    wait_until(lambda: reload_ticks("1") >= 2, 10, what="the timer firing after the reload")
