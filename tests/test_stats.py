@@ -243,6 +243,27 @@ def test_harakiri_is_counted(ruwsgi, app):
     srv.stop()
 
 
+def test_stats_verbose_shows_busy_cores_requests(ruwsgi, app):
+    """Only with stats-verbose does a busy core's `vars` show its request (method, URI,
+    client address); an idle core's stays empty."""
+    srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", app, "--threads", "2",
+                 "--stats", "127.0.0.1:0", "--stats-verbose")
+    addr = stats_addr(srv)
+    with socket.create_connection(srv.addr, timeout=5) as c:
+        c.sendall(b"GET /sleep?who=me HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        def busy():
+            cores = json.loads(read_all(addr))["workers"][0]["cores"]
+            return [c for c in cores if c["in_request"]] or None
+        cores = wait_until(busy, 10, what="a busy core in the stats")
+        assert cores[0]["vars"] == ["REQUEST_METHOD=GET", "REQUEST_URI=/sleep?who=me",
+                                    "REMOTE_ADDR=127.0.0.1"], cores
+        idle = [c for c in json.loads(read_all(addr))["workers"][0]["cores"]
+                if not c["in_request"]]
+        assert idle and all(c["vars"] == [] for c in idle)
+    srv.stop()
+
+
 # --------------------------------------------------------------------------- uwsgitop
 
 def test_real_uwsgitop_shows_the_workers(ruwsgi, app):

@@ -864,6 +864,13 @@ pub static OPTIONS: &[OptionDef] = &[
     )
     .aka(&["stats-min"]),
     opt(
+        "stats-verbose",
+        Flag,
+        Proc,
+        "off",
+        "show each busy core's request (method, URI, client address) in the stats",
+    ),
+    opt(
         "stats-no-cores",
         Flag,
         Proc,

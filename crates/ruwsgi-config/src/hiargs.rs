@@ -574,6 +574,7 @@ fn apply(
         "stats-token" => s.stats.token = Some(v.required("a token")?),
         "stats-minified" => s.stats.minified = v.boolean(),
         "stats-no-cores" => s.stats.no_cores = v.boolean(),
+        "stats-verbose" => s.stats.verbose = v.boolean(),
         "stats-no-metrics" => s.stats.no_metrics = v.boolean(),
         "stats-prometheus" => {
             s.stats.prometheus = Some(v.required("an address (host:port, :port or a unix path)")?)

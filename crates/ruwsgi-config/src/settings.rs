@@ -577,6 +577,9 @@ pub struct StatsSettings {
     pub prometheus: Option<String>,
     /// `stats-token`: what a client must show to get an answer from either endpoint.
     pub token: Option<String>,
+    /// `stats-verbose`: each busy core's request (method, URI, client address) in the
+    /// stats; workers then record it per request.
+    pub verbose: bool,
 }
 
 /// The spooler (`spooler`, `spooler-*`): durable background tasks.

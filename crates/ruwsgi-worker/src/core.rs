@@ -664,15 +664,20 @@ impl<'a> CoreLoop<'a> {
         if let Some(row) = core_row {
             row.started(wall.as_micros() as u64);
         }
-        if let Some(row) = core_row.filter(|_| !harakiri.is_zero()) {
+        let verbose = shared.settings.stats.verbose;
+        if let Some(row) = core_row.filter(|_| !harakiri.is_zero() || verbose) {
             let now_ms = wall.as_millis() as u64;
             let method = self.vars.get(b"REQUEST_METHOD").unwrap_or(b"");
             let uri = self.vars.get(b"REQUEST_URI").unwrap_or(b"");
-            row.request_began(
-                now_ms,
-                now_ms + harakiri.as_millis() as u64,
-                &[method, b" ", uri],
-            );
+            let deadline = if harakiri.is_zero() {
+                0
+            } else {
+                now_ms + harakiri.as_millis() as u64
+            };
+            row.request_began(now_ms, deadline, &[method, b" ", uri]);
+            if verbose {
+                row.set_peer(self.vars.get(b"REMOTE_ADDR").unwrap_or(b""));
+            }
         }
         self.resp.reset();
         // Static files first: one prefix check per map for other requests.

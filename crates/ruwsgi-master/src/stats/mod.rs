@@ -552,8 +552,20 @@ impl Master {
                         snap.vsz = vsz;
                     }
                 }
+                let cores = self.scoreboard.core_snapshots(snap.id);
+                let vars = if self.settings.stats.verbose {
+                    self.scoreboard
+                        .cores_of(snap.id)
+                        .iter()
+                        .zip(&cores)
+                        .map(|(row, c)| request_vars(row, c))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 WorkerView {
-                    cores: self.scoreboard.core_snapshots(snap.id),
+                    cores,
+                    vars,
                     latency: slot.latency_buckets(),
                     snap,
                 }
@@ -661,4 +673,18 @@ mod tests {
         assert!(text.starts_with("HTTP/1.0 200 OK\r\nConnection: close\r\n"));
         assert!(text.contains("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"));
     }
+}
+
+/// A busy core's request as the stats' `vars` strings (empty when the core is idle).
+fn request_vars(row: &ruwsgi_shm::CoreSlot, core: &ruwsgi_shm::CoreSnapshot) -> Vec<String> {
+    if core.request_start_us == 0 {
+        return Vec::new();
+    }
+    let what = row.what();
+    let (method, uri) = what.split_once(' ').unwrap_or((what.as_str(), ""));
+    vec![
+        format!("REQUEST_METHOD={method}"),
+        format!("REQUEST_URI={uri}"),
+        format!("REMOTE_ADDR={}", row.peer()),
+    ]
 }

@@ -48,6 +48,9 @@ pub(crate) struct CacheView {
 pub(crate) struct WorkerView {
     pub snap: WorkerSnapshot,
     pub cores: Vec<CoreSnapshot>,
+    /// With `stats-verbose`: each busy core's request as `KEY=value` strings (the same
+    /// order as `cores`; empty for an idle core, or without the option).
+    pub vars: Vec<Vec<String>>,
     pub latency: [u64; LATENCY_BUCKETS],
 }
 
@@ -88,7 +91,7 @@ fn spawns(w: &WorkerSnapshot) -> u64 {
     }
 }
 
-fn core_json(c: &CoreSnapshot) -> Json {
+fn core_json(c: &CoreSnapshot, vars: Option<&Vec<String>>) -> Json {
     let req_info = match c.request_start_us {
         0 => Obj::new(),
         us => Obj::new().set("request_start", us / 1_000_000),
@@ -102,8 +105,13 @@ fn core_json(c: &CoreSnapshot) -> Json {
         .set("write_errors", 0u64)
         .set("read_errors", 0u64)
         .set("in_request", c.request_start_us != 0)
-        // Per-request details stay out of the stats (no URIs or client addresses).
-        .set("vars", Vec::<Json>::new())
+        // Per-request details (URIs, client addresses) only with `stats-verbose`.
+        .set(
+            "vars",
+            vars.map_or_else(Vec::new, |v| {
+                v.iter().map(|s| Json::from(s.as_str())).collect::<Vec<_>>()
+            }),
+        )
         .set("req_info", req_info)
         .into()
 }
@@ -148,7 +156,14 @@ fn worker_json(w: &WorkerView, view: &View, opts: &StatsSettings) -> Json {
         .set("avg_rt", s.avg_rt)
         .set("apps", apps);
     if !opts.no_cores {
-        o.push("cores", w.cores.iter().map(core_json).collect::<Vec<_>>());
+        o.push(
+            "cores",
+            w.cores
+                .iter()
+                .enumerate()
+                .map(|(i, c)| core_json(c, w.vars.get(i)))
+                .collect::<Vec<_>>(),
+        );
     }
     o.into()
 }
@@ -490,6 +505,7 @@ mod tests {
                         requests: 3,
                         request_start_us: 5_000_000,
                     }],
+                    vars: vec![],
                     latency,
                 },
                 WorkerView {
@@ -498,6 +514,7 @@ mod tests {
                         ..WorkerSnapshot::default()
                     },
                     cores: vec![],
+                    vars: vec![],
                     latency: [0; LATENCY_BUCKETS],
                 },
             ],

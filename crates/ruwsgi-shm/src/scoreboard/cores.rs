@@ -23,6 +23,9 @@ pub fn user_deadlines_used() -> bool {
 /// Bytes of the request description a row keeps (longer ones are cut).
 pub const WHAT_BYTES: usize = 80;
 const WHAT_WORDS: usize = WHAT_BYTES / 8;
+/// Bytes of the client address a core keeps (`stats-verbose`): an IPv6 text fits.
+pub const PEER_BYTES: usize = 48;
+const PEER_WORDS: usize = PEER_BYTES / 8;
 
 /// One core's harakiri row (a cache line pair of its own).
 #[repr(C, align(128))]
@@ -41,10 +44,52 @@ pub struct CoreSlot {
     requests: AtomicU64,
     /// Start of the current request (µs since the epoch); 0 when idle.
     request_start_us: AtomicU64,
+    /// Length of `peer`.
+    peer_len: AtomicU64,
+    /// The client address of the current request (`stats-verbose` only).
+    peer: [AtomicU64; PEER_WORDS],
 }
 impl_shm!(ShmSafe for CoreSlot {
     deadline_ms, user_deadline_ms, started_ms, what_len, what, requests, request_start_us,
+    peer_len, peer,
 });
+
+/// Pack `parts` into `words` (at most `words.len() * 8` bytes) and publish the length.
+fn store_bytes(words: &[AtomicU64], len_cell: &AtomicU64, parts: &[&[u8]]) {
+    let cap = words.len() * 8;
+    let mut len = 0;
+    let mut word = [0u8; 8];
+    let mut k = 0;
+    for part in parts {
+        for &b in *part {
+            if len == cap {
+                break;
+            }
+            word[len % 8] = b;
+            len += 1;
+            if len % 8 == 0 {
+                words[k].store(u64::from_ne_bytes(word), Relaxed);
+                k += 1;
+                word = [0; 8];
+            }
+        }
+    }
+    if len % 8 != 0 {
+        words[k].store(u64::from_ne_bytes(word), Relaxed);
+    }
+    len_cell.store(len as u64, Relaxed);
+}
+
+/// The bytes [`store_bytes`] packed (lossy UTF-8).
+fn load_bytes(words: &[AtomicU64], len_cell: &AtomicU64) -> String {
+    let len = (len_cell.load(Relaxed) as usize).min(words.len() * 8);
+    let mut bytes = Vec::with_capacity(len.next_multiple_of(8));
+    for w in &words[..len.div_ceil(8)] {
+        bytes.extend_from_slice(&w.load(Relaxed).to_ne_bytes());
+    }
+    bytes.truncate(len);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
 
 /// One core's counters, copied out (the stats' `cores` list).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,27 +138,7 @@ impl CoreSlot {
 
     /// A request starts at `now_ms` and may run until `deadline_ms`; `what` describes it.
     pub fn request_began(&self, now_ms: u64, deadline_ms: u64, what: &[&[u8]]) {
-        let mut len = 0;
-        let mut word = [0u8; 8];
-        let mut k = 0;
-        for part in what {
-            for &b in *part {
-                if len == WHAT_BYTES {
-                    break;
-                }
-                word[len % 8] = b;
-                len += 1;
-                if len % 8 == 0 {
-                    self.what[k].store(u64::from_ne_bytes(word), Relaxed);
-                    k += 1;
-                    word = [0; 8];
-                }
-            }
-        }
-        if len % 8 != 0 {
-            self.what[k].store(u64::from_ne_bytes(word), Relaxed);
-        }
-        self.what_len.store(len as u64, Relaxed);
+        store_bytes(&self.what, &self.what_len, what);
         self.started_ms.store(now_ms, Relaxed);
         self.deadline_ms.store(deadline_ms, Release);
     }
@@ -159,13 +184,17 @@ impl CoreSlot {
 
     /// What the core was serving, as it recorded it (lossy UTF-8).
     pub fn what(&self) -> String {
-        let len = (self.what_len.load(Relaxed) as usize).min(WHAT_BYTES);
-        let mut bytes = Vec::with_capacity(len.next_multiple_of(8));
-        for w in &self.what[..len.div_ceil(8)] {
-            bytes.extend_from_slice(&w.load(Relaxed).to_ne_bytes());
-        }
-        bytes.truncate(len);
-        String::from_utf8_lossy(&bytes).into_owned()
+        load_bytes(&self.what, &self.what_len)
+    }
+
+    /// The client address of the request in progress (`stats-verbose`).
+    pub fn set_peer(&self, peer: &[u8]) {
+        store_bytes(&self.peer, &self.peer_len, &[peer]);
+    }
+
+    /// What [`Self::set_peer`] recorded last.
+    pub fn peer(&self) -> String {
+        load_bytes(&self.peer, &self.peer_len)
     }
 
     /// Forget the request in progress and the deadlines (a new process takes the row, or
