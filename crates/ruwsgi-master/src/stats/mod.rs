@@ -603,6 +603,20 @@ impl Master {
     }
 }
 
+/// A busy core's request as the stats' `vars` strings (empty when the core is idle).
+fn request_vars(row: &ruwsgi_shm::CoreSlot, core: &ruwsgi_shm::CoreSnapshot) -> Vec<String> {
+    if core.request_start_us == 0 {
+        return Vec::new();
+    }
+    let what = row.what();
+    let (method, uri) = what.split_once(' ').unwrap_or((what.as_str(), ""));
+    vec![
+        format!("REQUEST_METHOD={method}"),
+        format!("REQUEST_URI={uri}"),
+        format!("REMOTE_ADDR={}", row.peer()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,18 +687,4 @@ mod tests {
         assert!(text.starts_with("HTTP/1.0 200 OK\r\nConnection: close\r\n"));
         assert!(text.contains("Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"));
     }
-}
-
-/// A busy core's request as the stats' `vars` strings (empty when the core is idle).
-fn request_vars(row: &ruwsgi_shm::CoreSlot, core: &ruwsgi_shm::CoreSnapshot) -> Vec<String> {
-    if core.request_start_us == 0 {
-        return Vec::new();
-    }
-    let what = row.what();
-    let (method, uri) = what.split_once(' ').unwrap_or((what.as_str(), ""));
-    vec![
-        format!("REQUEST_METHOD={method}"),
-        format!("REQUEST_URI={uri}"),
-        format!("REMOTE_ADDR={}", row.peer()),
-    ]
 }
