@@ -116,6 +116,7 @@
 //! - `*** no app loaded. GAME OVER ***`
 //! - `goodbye to ruwsgi.`
 
+mod alarms;
 mod backlog;
 mod bind;
 mod boot;
@@ -124,6 +125,7 @@ pub mod children;
 pub mod error;
 pub mod events;
 mod harakiri;
+mod logmaster;
 mod master;
 pub mod mule;
 pub mod procname;

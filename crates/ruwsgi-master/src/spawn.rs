@@ -63,6 +63,7 @@ impl Master {
             // Close the master's ends of every other child's channel (and of this one), so
             // that end-of-file on a channel means exactly that its owner is gone.
             self.watched.clear();
+            crate::logmaster::close_in_child();
             if let Some(pair) = pair {
                 drop(pair.master);
                 crate::channel::adopt_child_end(pair.child);
