@@ -380,7 +380,7 @@ mod tests {
         let mut buf = vec![0u8; queue.packet_size()];
         assert_eq!(
             queue.try_recv(&mut buf).unwrap(),
-            Some(("boom", &b"an ERROR that i"[..])),
+            Some(("boom", &b"an ERROR that is"[..])),
             "cut to alarm-msg-size"
         );
         assert_eq!(

@@ -5,7 +5,9 @@
 //! nearest registered deadline ([`Deadline`] in [`crate::events::Timers`]) capped at 1 s
 //! while running and 100 ms while children are leaving; each wake-up is followed by a
 //! `waitpid(WNOHANG)` sweep and the due deadlines. Nothing blocks elsewhere, so no event
-//! can be missed for long and no thread is ever needed (forks stay safe).
+//! can be missed for long and the loop needs no thread (forks stay safe). The log master's
+//! thread (`alarm-log` only) is not part of the loop: it copies log lines and hands the
+//! alarms they raise to the loop through the alarm queue ([`crate::logmaster`]).
 
 use std::ffi::OsString;
 use std::sync::Arc;

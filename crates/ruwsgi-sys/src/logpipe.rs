@@ -10,12 +10,17 @@
 //! end-of-file once no other process holds the write end.
 //!
 //! Lines stay whole through the pipe as long as each one is written with a single
-//! `write(2)` of at most `PIPE_BUF` bytes ([`crate::log::log_line`] does so).
+//! `write(2)` of at most `PIPE_BUF` bytes ([`crate::log::log_line`] does so). A larger
+//! write of whole lines (a batch of request log lines) stays whole unless the pipe fills
+//! meanwhile; the pipe is made [`PIPE_SIZE`] large to keep that rare.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+/// The capacity asked for the pipe (1 MiB, the default `pipe-max-size`).
+pub const PIPE_SIZE: i32 = 1 << 20;
 
 /// The redirection made by [`LogPipe::redirect`].
 #[derive(Debug)]
@@ -49,6 +54,9 @@ impl LogPipe {
         };
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        // Best effort: a roomier pipe fills less often under bursts (a writer only waits,
+        // and a write larger than `PIPE_BUF` can only be split, when it is full).
+        let _ = fcntl(&read, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         nix::unistd::dup2_stderr(&write)?;
         if real_out.is_some() {
             if let Err(e) = nix::unistd::dup2_stdout(&write) {
