@@ -49,6 +49,8 @@ pub(crate) const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 pub(crate) const MAX_COMMANDS: usize = 16;
 /// At most this many queued alarms are read per loop turn (the rest on the next turn).
 const BATCH: usize = 256;
+/// The receive buffer never needs more (a socket's buffer is smaller).
+const MAX_PACKET: usize = 8 << 20;
 
 /// A running `cmd` alarm command.
 struct Command {
@@ -85,7 +87,8 @@ impl Alarms {
             AlarmRules::default()
         });
         Some(Alarms {
-            buf: vec![0u8; queue.packet_size() + 1],
+            // A packet larger than the socket's buffer cannot be sent at all.
+            buf: vec![0u8; queue.packet_size().min(MAX_PACKET) + 1],
             framework: framework.clone(),
             specs: settings.alarms.clone(),
             rules,
