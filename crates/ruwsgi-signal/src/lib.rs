@@ -37,6 +37,9 @@
 //!   keeps a [`Cursor`] and, when [`Registrations::generation`] moves, takes the new entries
 //!   into its own [`Timers`], [`CronTable`] and [`FileMonitors`]. Entries are never
 //!   removed: they last until the master re-executes.
+//! - [`AlarmQueue`]: a socket pair made before the first fork when alarms are configured;
+//!   any process sends `NAME\0MESSAGE` packets (`uwsgi.alarm`, the master's log thread),
+//!   only the master reads them and runs the alarm.
 //! - [`Timers`], [`CronTable`], [`FileMonitors`], [`AlarmRules`] and [`Throttle`] are
 //!   private to the master.
 #![warn(missing_docs)]
