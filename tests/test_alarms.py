@@ -61,7 +61,8 @@ def test_alarm_log_runs_a_command_with_the_line(ruwsgi, tmp_path):
     alarm-log rule runs the cmd alarm with the line on its stdin; other lines do not."""
     out = tmp_path / "alarm.txt"
     srv = start(ruwsgi, tmp_path, *cmd_alarm("file", out), "--alarm-log", "file DISK (FULL|GONE)")
-    srv.wait_log(r"ruwsgi: log master started: stderr and stdout of every process")
+    srv.wait_log(r"ruwsgi: log master started \(alarm-log\): every process logs through it "
+                 r"\(stderr, stdout\)")
     get(srv, "/err", m="nothing to see")
     get(srv, "/err", m="DISK FULL on /var")
     wait_text(out, "DISK FULL on /var\n")

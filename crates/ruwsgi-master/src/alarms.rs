@@ -114,10 +114,14 @@ impl Alarms {
             .and_then(|sender| LogMaster::start(self.rules.clone(), sender));
         match started {
             Ok(m) => {
-                let also = if m.has_stdout() { " and stdout" } else { "" };
+                let fds = if m.has_stdout() {
+                    "stderr, stdout"
+                } else {
+                    "stderr"
+                };
                 self.log_master = Some(m);
                 ruwsgi_sys::log_line(&format!(
-                    "ruwsgi: log master started: stderr{also} of every process go through it (alarm-log)"
+                    "ruwsgi: log master started (alarm-log): every process logs through it ({fds})"
                 ));
             }
             Err(e) => ruwsgi_sys::log_line(&format!(

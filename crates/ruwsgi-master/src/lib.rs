@@ -118,7 +118,7 @@
 //! - `ruwsgi: graceful stop requested (SIGTERM): waiting for workers to finish`
 //! - `ruwsgi: immediate stop requested (SIGINT): killing workers`
 //! - `*** no app loaded. GAME OVER ***`
-//! - `ruwsgi: log master started: stderr[ and stdout] of every process go through it (alarm-log)`
+//! - `ruwsgi: log master started (alarm-log): every process logs through it (stderr[, stdout])`
 //! - `[ruwsgi-alarm NAME] ALARM: PREFIX MESSAGE` (a `log:PREFIX` alarm); every line of the
 //!   alarm subsystem starts with `[ruwsgi-alarm` and never triggers `alarm-log` rules
 //! - `goodbye to ruwsgi.`
