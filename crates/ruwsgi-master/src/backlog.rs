@@ -20,6 +20,7 @@ impl Master {
             return;
         }
         self.queues_checked = Some(now);
+        let mut full = Vec::new();
         for b in self.sockets.iter().filter(|b| !b.is_unix) {
             let Ok((waiting, backlog)) =
                 ruwsgi_sys::socket::listen_queue(std::os::fd::AsFd::as_fd(&b.fd))
@@ -27,12 +28,17 @@ impl Master {
                 continue;
             };
             if backlog > 0 && waiting >= backlog {
-                log_line(&format!(
+                let line = format!(
                     "*** listen queue of socket \"{}\" (fd: {}) full !!! ({waiting}/{backlog}) ***",
                     b.name,
                     std::os::fd::AsRawFd::as_raw_fd(&b.fd)
-                ));
+                );
+                log_line(&line);
+                full.push(line);
             }
+        }
+        for line in full {
+            self.alarm_backlog(&line);
         }
     }
 }

@@ -77,6 +77,13 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     if let Some(title) = crate::ProcNames::new(&settings.processes).master() {
         set_process_title(&title);
     }
+    // Alarms, and with `alarm-log` the log master, before anything else logs (after
+    // `daemonize2` when it is still to come: its fork would not carry the log thread).
+    let late_detach = settings.processes.daemonize2.is_some() && reloads == 0;
+    let mut alarms = crate::alarms::Alarms::new(&settings.signals, signal_framework.as_ref());
+    if let (Some(a), false) = (alarms.as_mut(), late_detach) {
+        a.start_log_master();
+    }
 
     phase(MasterPhase::Binding);
     let mut inherited = inherited_listeners();
@@ -141,6 +148,9 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         }
         _ => master_pid,
     };
+    if let (Some(a), true) = (alarms.as_mut(), late_detach) {
+        a.start_log_master();
+    }
     if let Some(path) = &settings.processes.pidfile2 {
         match write_pidfile2(path, master_pid.as_raw()) {
             Err(e) if reloads > 0 => log_line(&format!("ruwsgi: {e} (kept the previous one)")),
@@ -211,6 +221,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         ),
         queues_checked: None,
         sig: None,
+        alarms,
     };
     if let Some(framework) = signal_framework {
         let now = master.clock.now();
@@ -222,6 +233,7 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
         master.read_registrations(now);
     }
     master.watch_stats(stats_fds);
+    master.watch_alarms();
     let now = master.clock.now();
     master.arm_periodic(now);
     master.open_master_fifo();

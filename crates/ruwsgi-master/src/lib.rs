@@ -1,7 +1,9 @@
 //! The ruwsgi master: binds the sockets, loads the apps, forks its children (workers, and
 //! mules: [`ChildKind`]), supervises, reloads and stops them. Single-threaded, no async
-//! runtime, no threads, ever (forks stay safe); one `poll` loop over a [`SignalSource`], the
-//! children's channels and its deadlines ([`events`]).
+//! runtime (forks stay safe); one `poll` loop over a [`SignalSource`], the children's
+//! channels and its deadlines ([`events`]). The one other thread is the log master's, only
+//! with `alarm-log` rules: it copies log lines and holds nothing a forked child needs
+//! (`logmaster`).
 //!
 //! The binary builds a [`MasterConfig`] holding each kind's main (a [`WorkerMain`] runs the
 //! worker crate in each forked worker with a [`WorkerStart`]) and a [`UnixSignals`], then
@@ -23,6 +25,8 @@
 //! - [`error`]: [`MasterError`] and its exit codes.
 //! - `boot` ([`run`]), `bind`, `master` (the loop), `spawn` (fork + child setup), `stats`
 //!   (the stats server and Prometheus endpoint, served from the loop).
+//! - `alarms` (the configured alarms, what raises them, what they do) and `logmaster` (the
+//!   log pipe and its thread, with `alarm-log`).
 //!
 //! # Signals (uWSGI 2.1 semantics, ARCHITECTURE §6)
 //!
@@ -114,8 +118,12 @@
 //! - `ruwsgi: graceful stop requested (SIGTERM): waiting for workers to finish`
 //! - `ruwsgi: immediate stop requested (SIGINT): killing workers`
 //! - `*** no app loaded. GAME OVER ***`
+//! - `ruwsgi: log master started (alarm-log): every process logs through it (stderr[, stdout])`
+//! - `[ruwsgi-alarm NAME] ALARM: PREFIX MESSAGE` (a `log:PREFIX` alarm); every line of the
+//!   alarm subsystem starts with `[ruwsgi-alarm` and never triggers `alarm-log` rules
 //! - `goodbye to ruwsgi.`
 
+mod alarms;
 mod backlog;
 mod bind;
 mod boot;
@@ -124,6 +132,7 @@ pub mod children;
 pub mod error;
 pub mod events;
 mod harakiri;
+mod logmaster;
 mod master;
 pub mod mule;
 pub mod procname;

@@ -5,7 +5,9 @@
 //! nearest registered deadline ([`Deadline`] in [`crate::events::Timers`]) capped at 1 s
 //! while running and 100 ms while children are leaving; each wake-up is followed by a
 //! `waitpid(WNOHANG)` sweep and the due deadlines. Nothing blocks elsewhere, so no event
-//! can be missed for long and no thread is ever needed (forks stay safe).
+//! can be missed for long and the loop needs no thread (forks stay safe). The log master's
+//! thread (`alarm-log` only) is not part of the loop: it copies log lines and hands the
+//! alarms they raise to the loop through the alarm queue ([`crate::logmaster`]).
 
 use std::ffi::OsString;
 use std::sync::Arc;
@@ -69,6 +71,8 @@ pub(crate) enum Deadline {
     Cron,
     /// A command cron passes its harakiri.
     CronKill,
+    /// An alarm command passes its time limit.
+    AlarmKill,
 }
 
 /// What a watched fd of the master is.
@@ -84,6 +88,8 @@ pub(crate) enum Watch {
     Fifo,
     /// The file monitors' inotify descriptor.
     FileMonitor,
+    /// The alarm queue.
+    Alarms,
 }
 
 /// All the master's state.
@@ -131,6 +137,8 @@ pub(crate) struct Master {
     pub queues_checked: Option<Instant>,
     /// uWSGI signals: the framework, and the timers, crons and monitors the master runs.
     pub sig: Option<crate::routing::SignalSources>,
+    /// Alarms: the configured ones, the log master, running alarm commands.
+    pub alarms: Option<crate::alarms::Alarms>,
 }
 
 fn describe(status: &WaitStatus) -> String {
@@ -259,6 +267,7 @@ impl Master {
                 Watch::StatsListener(_) | Watch::StatsConn(_) => self.on_stats_ready(watch),
                 Watch::Fifo => self.read_master_fifo(),
                 Watch::FileMonitor => self.on_file_monitor(),
+                Watch::Alarms => self.on_alarm_queue(),
             }
         }
     }
@@ -550,6 +559,7 @@ impl Master {
                 Deadline::SignalTimer => self.on_signal_timers(now),
                 Deadline::Cron => self.on_cron(),
                 Deadline::CronKill => self.on_cron_kill(now),
+                Deadline::AlarmKill => self.on_alarm_kill(now),
                 Deadline::Periodic(i) => {
                     if let Some(task) = self.periodic.get_mut(i) {
                         (task.run)(PeriodicCause::Timer);
@@ -579,7 +589,11 @@ impl Master {
     fn on_exit(&mut self, status: WaitStatus) {
         let Some(pid) = status.pid() else { return };
         let Some(index) = self.slots.iter().position(|s| s.pid == Some(pid)) else {
-            self.reaped_command_cron(pid, &describe(&status));
+            let how = describe(&status);
+            if !self.reaped_command_cron(pid, &how) {
+                let success = matches!(status, WaitStatus::Exited(_, 0));
+                self.reaped_alarm_command(pid, success, &how);
+            }
             return;
         };
         let (served, kind) = {
@@ -596,6 +610,9 @@ impl Master {
         };
         self.timers.cancel(&Deadline::Kill(index));
         self.watched.remove(&Watch::Channel(index));
+        if let WaitStatus::Signaled(_, Signal::SIGSEGV, _) = status {
+            self.alarm_segfault(index, pid);
+        }
         let slot = &mut self.slots[index];
         let label = slot.label();
         slot.pid = None;

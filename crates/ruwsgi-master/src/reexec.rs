@@ -211,6 +211,8 @@ impl Master {
         log_line(&format!(
             "ruwsgi: all workers gone, re-executing the master (reload {reloads})"
         ));
+        // fd 2 back to the real log: the new image makes its own log pipe.
+        self.suspend_log_master();
         let mask = signals::block_all().ok();
         let err = match nix::unistd::execve(c"/proc/self/exe", &argv, &env) {
             Err(errno) => io::Error::from(errno),
@@ -219,6 +221,7 @@ impl Master {
         if let Some(mask) = mask {
             let _ = signals::restore_mask(&mask);
         }
+        self.resume_log_master();
         err
     }
 }

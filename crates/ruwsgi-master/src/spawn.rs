@@ -26,9 +26,11 @@ use crate::types::{ChildStart, Listener, WorkerStart, EXIT_NO_APP, EXIT_PANIC};
 /// The fork itself, run inside the plugin's fork wrapper.
 #[allow(unsafe_code)] // the master's one fork site (STYLE R6/R8)
 pub(crate) fn fork_once() -> ForkOutcome {
-    // SAFETY: the master is single-threaded by design (no runtime, no logger thread: see
-    // ARCHITECTURE §1) and this is only called from its loop; the plugin's wrapper puts its
-    // runtime in a fork-safe state around it. The child leaves only through `exit_now`.
+    // SAFETY: the master is single-threaded by design (no runtime: see ARCHITECTURE §1) and
+    // this is only called from its loop; the one other thread, the log master's (with
+    // `alarm-log`), takes no lock a child takes (raw descriptors, the C allocator whose fork
+    // handling covers it; see `crate::logmaster`). The plugin's wrapper puts its runtime in
+    // a fork-safe state around it. The child leaves only through `exit_now`.
     match unsafe { ruwsgi_sys::fork() } {
         Ok(ForkResult::Parent { child }) => ForkOutcome::Parent(child.as_raw()),
         Ok(ForkResult::Child) => ForkOutcome::Child,
@@ -63,6 +65,7 @@ impl Master {
             // Close the master's ends of every other child's channel (and of this one), so
             // that end-of-file on a channel means exactly that its owner is gone.
             self.watched.clear();
+            crate::logmaster::close_in_child();
             if let Some(pair) = pair {
                 drop(pair.master);
                 crate::channel::adopt_child_end(pair.child);

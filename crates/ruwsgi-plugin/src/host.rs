@@ -211,6 +211,16 @@ pub trait Host: Send + Sync {
         self.signals()?.mule_file(id).map(str::to_string)
     }
 
+    /// Raise alarm `name` with `msg` (`uwsgi.alarm`): queued for the master, which runs it.
+    /// Refused without alarms, for an unknown alarm, a message longer than
+    /// `alarm-msg-size`, or a full queue.
+    fn alarm(&self, name: &str, msg: &[u8]) -> Result<(), crate::signal::AlarmError> {
+        match self.signals() {
+            Some(s) => s.alarm(name, msg),
+            None => Err(crate::signal::AlarmError::NoAlarms),
+        }
+    }
+
     /// Requests completed by all workers.
     fn total_requests(&self) -> u64;
     /// Every worker's counters, in id order (a copy of the shared scoreboard).

@@ -15,6 +15,7 @@ use ruwsgi_config::{CronSpec, SignalSettings};
 use ruwsgi_proto::channel::{ChildRequest, MasterMessage};
 use ruwsgi_sys::log_line;
 
+use crate::alarm_queue::{AlarmError, AlarmQueue};
 use crate::mules::Inbox;
 use crate::registry::{AddError, Registrations};
 use crate::remote::{RemoteError, RemoteSignals};
@@ -60,6 +61,8 @@ pub struct Signals {
     channel: fn() -> Option<BorrowedFd<'static>>,
     mule_msg_recv_size: usize,
     mule_files: Vec<Option<String>>,
+    /// The alarm queue (`None` without alarms).
+    alarms: Option<AlarmQueue>,
 }
 
 impl std::fmt::Debug for Signals {
@@ -99,7 +102,30 @@ impl Signals {
             channel,
             mule_msg_recv_size: settings.mule_msg_recv_size.max(1) as usize,
             mule_files,
+            alarms: if settings.alarms.is_empty() {
+                None
+            } else {
+                Some(AlarmQueue::new(
+                    settings.alarms.iter().map(|a| a.name.clone()).collect(),
+                    usize::try_from(settings.alarm_msg_size).unwrap_or(usize::MAX),
+                )?)
+            },
         })
+    }
+
+    /// The alarm queue (`None` when no alarm is configured).
+    pub fn alarms(&self) -> Option<&AlarmQueue> {
+        self.alarms.as_ref()
+    }
+
+    /// Raise alarm `name` with `msg` from any process (`uwsgi.alarm`): queued for the
+    /// master, which runs it. Refused without alarms, for an unknown alarm, a message
+    /// longer than `alarm-msg-size` or a full queue.
+    pub fn alarm(&self, name: &str, msg: &[u8]) -> Result<(), AlarmError> {
+        self.alarms
+            .as_ref()
+            .ok_or(AlarmError::NoAlarms)?
+            .raise(name, msg)
     }
 
     /// The shared table of registered numbers.

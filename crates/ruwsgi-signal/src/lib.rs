@@ -15,7 +15,8 @@
 //! - [`cron`]: [`CronTable`], calendar entries checked once a minute.
 //! - [`filemon`]: [`FileMonitors`], inotify watches that raise a signal on change.
 //! - [`alarm`]: [`AlarmRules`] (which alarms a log line raises) and [`Throttle`]
-//!   (`alarm-freq`).
+//!   (`alarm-freq`); [`alarm_queue`]: [`AlarmQueue`], how any process raises an alarm
+//!   for the master (`uwsgi.alarm`, the log master's matches).
 //!
 //! - [`sockets`]: [`sockets::Sockets`], the shared delivery sockets (any worker, any mule,
 //!   spoolers, farms) and the mule message queues; [`mules`]: sending mule messages and a
@@ -36,11 +37,15 @@
 //!   keeps a [`Cursor`] and, when [`Registrations::generation`] moves, takes the new entries
 //!   into its own [`Timers`], [`CronTable`] and [`FileMonitors`]. Entries are never
 //!   removed: they last until the master re-executes.
+//! - [`AlarmQueue`]: a socket pair made before the first fork when alarms are configured;
+//!   any process sends `NAME\0MESSAGE` packets (`uwsgi.alarm`, the master's log thread),
+//!   only the master reads them and runs the alarm.
 //! - [`Timers`], [`CronTable`], [`FileMonitors`], [`AlarmRules`] and [`Throttle`] are
 //!   private to the master.
 #![warn(missing_docs)]
 
 pub mod alarm;
+pub mod alarm_queue;
 pub mod cron;
 pub mod filemon;
 pub mod registry;
@@ -54,6 +59,7 @@ pub mod remote;
 pub mod sockets;
 
 pub use alarm::{AlarmRules, Throttle, ALARM_LOG_PREFIX};
+pub use alarm_queue::{AlarmError, AlarmQueue, AlarmSender};
 pub use cron::{CronAction, CronTable, Tm};
 pub use filemon::FileMonitors;
 pub use instance::{Caller, SignalError, Signals};

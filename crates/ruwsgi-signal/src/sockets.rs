@@ -68,6 +68,11 @@ impl Queue {
         send_packet(self.send.as_fd(), packet)
     }
 
+    /// The end senders write.
+    pub fn send_fd(&self) -> BorrowedFd<'_> {
+        self.send.as_fd()
+    }
+
     /// The end readers poll and read.
     pub fn recv_fd(&self) -> BorrowedFd<'_> {
         self.recv.as_fd()

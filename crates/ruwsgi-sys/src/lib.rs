@@ -12,6 +12,7 @@
 //! - [`process`]: parent-death signal, `_exit`, process titles, privilege drop.
 //! - [`socket`]: address parsing, binding listeners, passing them across a re-exec.
 //! - [`log`]: one-`write(2)` log lines on fd 2 and `logto` redirection.
+//! - [`logpipe`]: [`logpipe::LogPipe`], fd 2 turned into a pipe for the log master.
 //! - [`daemon`]: `daemonize`/`daemonize2`: detach into a new session.
 //! - [`logdate`]: the `logdate` prefix of log lines (ctime or strftime).
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
@@ -25,6 +26,7 @@ pub mod localtime;
 pub mod lock;
 pub mod log;
 pub mod logdate;
+pub mod logpipe;
 pub mod memory;
 pub mod mmap;
 pub mod process;

@@ -22,12 +22,17 @@ const STACK_LINE: usize = 1024;
 /// short write, which only happens on a full pipe or disk, is completed by further writes).
 /// Errors are ignored: there is nowhere left to report them.
 pub fn log_line(line: &str) {
+    log_line_to(io::stderr().as_fd(), line);
+}
+
+/// [`log_line`] to `fd` rather than fd 2 (the real log while fd 2 is the log pipe).
+pub fn log_line_to(fd: BorrowedFd<'_>, line: &str) {
     if let Some(prefix) = DATE_PREFIX.get() {
         let mut dated = date_prefix(prefix);
         dated.push_str(line);
-        return log_bytes(dated.as_bytes());
+        return log_bytes(fd, dated.as_bytes());
     }
-    log_bytes(line.as_bytes());
+    log_bytes(fd, line.as_bytes());
 }
 
 /// What `logdate` puts before each line.
@@ -63,23 +68,24 @@ fn date_prefix(prefix: &DatePrefix) -> String {
     out
 }
 
-fn log_bytes(bytes: &[u8]) {
+fn log_bytes(fd: BorrowedFd<'_>, bytes: &[u8]) {
     if bytes.len() < STACK_LINE {
         let mut buf = [0u8; STACK_LINE];
         buf[..bytes.len()].copy_from_slice(bytes);
         buf[bytes.len()] = b'\n';
-        write_all_stderr(&buf[..=bytes.len()]);
+        write_all(fd, &buf[..=bytes.len()]);
     } else {
         let mut buf = Vec::with_capacity(bytes.len() + 1);
         buf.extend_from_slice(bytes);
         buf.push(b'\n');
-        write_all_stderr(&buf);
+        write_all(fd, &buf);
     }
 }
 
-fn write_all_stderr(mut buf: &[u8]) {
-    let stderr = io::stderr();
-    let fd: BorrowedFd<'_> = stderr.as_fd();
+/// Write all of `buf` to `fd` as it is (no date, no newline added): retried on `EINTR`,
+/// completed after a short write, errors ignored. Takes no lock and formats nothing, so a
+/// thread may call it while the process forks.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) {
     while !buf.is_empty() {
         match nix::unistd::write(fd, buf) {
             Ok(0) => return,

@@ -29,7 +29,7 @@ pub(crate) fn extra_hooks(py: Python<'_>) -> Vec<Bound<'_, PyAny>> {
 }
 
 /// A message argument: `bytes` or `str` (UTF-8), as uWSGI's `s#` takes.
-fn message_bytes(msg: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+pub(crate) fn message_bytes(msg: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(b) = msg.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
