@@ -241,6 +241,34 @@ def test_timers_file_monitor_and_touch_signal(ruwsgi, tmp_path):
     assert "DAMN" not in srv.log_text()
 
 
+@pytest.mark.parametrize("kind", ["ruwsgi", "uwsgi"])
+def test_cron_matching_every_minute_fires_at_once(ruwsgi, tmp_path, kind):
+    """A signal cron (add_cron) and a command cron (`cron` option) whose fields are all -1
+    match every minute: the master fires them on its first check, within a second or two
+    of their registration, not at the start of the next minute (uWSGI, the reference, is
+    run as well). Later firings (at most once per 60 s) are not waited for."""
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd_out = tmp_path / "cmd.out"
+    args = ["--master", "--processes", "1", "--http-socket", "127.0.0.1:0", "--wsgi-file", APP,
+            "--cron", "-1 -1 -1 -1 -1 date +%%s.%%N >> %s" % cmd_out]
+    env = dict(os.environ, SIG_OUT=str(out), SIG_PROFILE="timers")
+    t0 = time.time()
+    if kind == "ruwsgi":
+        srv = ruwsgi(*args, env=env)
+    else:
+        srv = start_uwsgi(args, tmp_path / "uwsgi", env=env)
+        ruwsgi.servers.append(srv)
+    try:
+        wait_runs(out, "cron", 1, timeout=5)
+        wait_until(lambda: cmd_out.exists() and cmd_out.read_text().strip(), 5,
+                   what="the cron command's output")
+    finally:
+        elapsed = time.time() - t0
+        srv.kill()
+    assert elapsed < 10
+
+
 # --------------------------------------------------------------------------- remote signals
 
 @pytest.fixture(scope="module")
