@@ -57,7 +57,7 @@ def mules(tmp_path_factory):
     mules 1 and 2; auto-procname."""
     tmp = tmp_path_factory.mktemp("mules")
     f = Factory(tmp)
-    srv, out = start(f, tmp, "--mules", "1", "--mule", SCRIPT, "--mule", "mulefuncs:loop",
+    srv, out = start(f, tmp, "--mules", "1", "--mule=%s" % SCRIPT, "--mule=mulefuncs:loop",
                      "--pythonpath", APPS, "--farm", "solo:2", "--farm", "pair:1,2",
                      "--auto-procname", name="mules")
     # the script reports once its 1 s mule_get_msg(timeout=1) returned
