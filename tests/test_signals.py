@@ -8,6 +8,7 @@ worker id and mule id of the process that ran it: the tests count runs per proce
 import json
 import os
 import socket
+import struct
 import threading
 import time
 from urllib.parse import quote
@@ -114,7 +115,7 @@ def test_unregistered_signal_and_raising_handler_are_logged(targets):
 def test_registration_rules(targets):
     srv, _ = targets
     reg = json.loads(get(srv, "/reg"))
-    for n in (10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 31, 32, 33, 34, 50):
+    for n in (10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 31, 32, 33, 34, 50):
         assert reg[str(n)] == "None", (n, reg)
     # the master cannot register a number twice; targets are checked and at most 63 long
     assert reg["again"] == "ValueError: unable to register signal"
@@ -188,6 +189,23 @@ def test_signal_wait_and_signal_received(targets):
     assert res["received"] == want and res["returned"] == "b''" and res["before"] == 0, res
     mine = [r["sig"] for r in runs(out, "wait") if r["wid"] == wid]
     assert mine[-2:] == [first, want], mine
+
+
+def test_a_busy_worker_runs_its_signal_after_its_request(targets):
+    """A signal for every worker reaches a worker busy with a request too: its handler runs
+    once the request is over."""
+    srv, out = targets
+    t, box = wait_in_background(srv, "/slow?s=1.5")
+    busy = int(wait_until(lambda: [p.name for p in out.glob("slow-*")], 10,
+                          what="a worker in /slow")[0].split("-")[1])
+    assert get(srv, "/raise?n=21") == "None"
+    first = wait_runs(out, "busy", 1)
+    assert first[0]["wid"] == 3 - busy        # the idle worker at once
+    res = finish(t, box)
+    assert res["wid"] == busy
+    ran = wait_runs(out, "busy", 2)
+    late = [r for r in ran if r["wid"] == busy]
+    assert len(late) == 1 and late[0]["t"] >= res["end"], (ran, res)
 
 
 # --------------------------------------------------------------------------- timers & co
@@ -312,6 +330,33 @@ def test_remote_signal(remote_pair, caller, node):
     # the node routed it to each of its own workers
     assert sorted(r["wid"] for r in ran) == [1, 2] and {r["sig"] for r in ran} == {11}, ran
     assert {r["pid"] for r in ran} <= set(nsrv.children()), ran
+
+
+def signal_packet(addr, num, payload=b""):
+    """Send a modifier1 110 packet raising `num`; the 4-byte reply (b"" if closed first)."""
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(struct.pack("<BHB", 110, len(payload), num) + payload)
+        data = b""
+        while len(data) < 4:
+            got = s.recv(4 - len(data))
+            if not got:
+                break
+            data += got
+        return data
+
+
+@pytest.mark.parametrize("node", ["ruwsgi", "uwsgi"])
+def test_raw_signal_packet(remote_pair, node):
+    """modifier1 110, signal number in modifier2: queued to the master, answered FF 00 00 01;
+    a payload is accepted and ignored."""
+    nsrv, nout = remote_pair[node]
+    addr = ("127.0.0.1", int(tcp_addr(nsrv).rsplit(":", 1)[1]))
+    before = len(runs(nout, "workers"))
+    assert signal_packet(addr, 11) == b"\xff\x00\x00\x01"
+    wait_runs(nout, "workers", before + 2)
+    assert signal_packet(addr, 11, b"ignored payload") == b"\xff\x00\x00\x01"
+    ran = wait_runs(nout, "workers", before + 4)[before:]
+    assert sorted(r["wid"] for r in ran) == [1, 1, 2, 2], ran
 
 
 @pytest.mark.parametrize("caller", ["ruwsgi", "uwsgi"])

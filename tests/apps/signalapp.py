@@ -20,7 +20,8 @@ Endpoints (GET):
   /wait[?n=1]              signal_wait() (or signal_wait(33|34) with n) in this worker
   /raise_other?base=B      raise B (worker 2 answering) or B+1 (worker 1 answering): the
                            signal of the *other* worker, for /wait
-  /slow?s=SECONDS          sleep (a worker kept busy)
+  /slow?s=SECONDS          sleep (a worker kept busy); {"wid", "end"}, with $SIG_OUT/slow-WID
+                           existing while it sleeps
   /                        "ok"
 """
 import json
@@ -75,6 +76,7 @@ TARGETS = {
     18: ("farm2", "farm2"),
     19: ("spooler", "spooler"),
     20: ("worker", "worker"),
+    21: ("workers", "busy"),
     # signal_wait: one number per worker
     31: ("worker1", "wait"),
     32: ("worker2", "wait"),
@@ -165,7 +167,11 @@ def application(environ, start_response):
                 uwsgi.signal(int(n) + other - 1)
         body = outcome(uwsgi.signal, base + other - 1)
     elif path == "/slow":
+        marker = os.path.join(OUT, "slow-%d" % uwsgi.worker_id())
+        open(marker, "w").close()
         time.sleep(float(q.get("s", "1")))
+        os.unlink(marker)
+        body = json.dumps({"wid": uwsgi.worker_id(), "end": time.time()})
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body.encode())))])
     return [body.encode()]
