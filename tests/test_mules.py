@@ -124,6 +124,22 @@ def test_mule_api_inside_mules(mules):
     assert [r["mid"] for r in wait_msg(out, "script-farm", "F1")] == [2]
 
 
+def test_programmed_mules_run_signal_handlers_while_waiting(mules):
+    """mule_get_msg() (signals=True by default) runs the handlers of the signals that reach
+    a mule script or a mule callable while they wait for messages."""
+    srv, out = mules
+    for n in (6, 7, 8):
+        assert get(srv, "/raise?n=%d" % n) == "None"
+    assert [r["mid"] for r in wait_recs(out, "sig6", 1)] == [2]
+    assert [r["mid"] for r in wait_recs(out, "sig7", 1)] == [3]
+    assert [r["mid"] for r in wait_recs(out, "sig8", 1)] == [2]     # farm solo = mule 2
+    # and they keep getting their messages afterwards
+    assert get(srv, "/send?msg=after-signal&to=2") == "True"
+    wait_msg(out, "script", "after-signal")
+    assert get(srv, "/send?msg=after-signal&to=3") == "True"
+    wait_msg(out, "func", "after-signal")
+
+
 def test_mule_api_errors(mules, tmp_path):
     srv, out = mules
     assert get(srv, "/send?msg=x&farm=nofarm") == "ValueError: unknown farm"
@@ -197,9 +213,11 @@ def test_mules_respawn(mules):
     assert [r["pid"] for r in wait_msg(out, "script", "after-return")] == [again["pid"]]
 
 
-def test_mule_harakiri(ruwsgi, tmp_path):
-    """A plain mule whose signal handler runs past mule-harakiri is killed and respawned."""
-    srv, out = start(ruwsgi, tmp_path, "--mules", "1", "--mule-harakiri", "1", name="mh")
+def test_harakiri_of_signal_handlers(ruwsgi, tmp_path):
+    """A plain mule whose signal handler runs past mule-harakiri is killed and respawned;
+    so is a worker whose handler runs past harakiri."""
+    srv, out = start(ruwsgi, tmp_path, "--mules", "1", "--mule-harakiri", "1",
+                     "--harakiri", "1", name="mh")
     (out / "slow").touch()
     assert get(srv, "/raise?n=5") == "None"
     first = wait_recs(out, "sig5", 1)[0]
@@ -213,3 +231,14 @@ def test_mule_harakiri(ruwsgi, tmp_path):
     assert get(srv, "/raise?n=5") == "None"
     second = wait_recs(out, "sig5", 2)[1]
     assert second["pid"] != first["pid"] and second["mid"] == 1
+    # a worker's handler (signal 9 for worker 1) under harakiri
+    (out / "slow").touch()
+    mark = srv.log_len()
+    assert get(srv, "/raise?n=9") == "None"
+    w = wait_recs(out, "sig9", 1)[0]
+    assert w["mid"] == 0
+    srv.wait_log(r"HARAKIRI.*worker 1", timeout=6, start=mark)
+    srv.wait_log(r"worker 1 \(pid: %d\) killed by harakiri" % w["pid"], timeout=6, start=mark)
+    (out / "slow").unlink()
+    wait_until(lambda: get(srv, "/") == "ok", 10, what="worker 1 serving again")
+    assert recs(out, "sig9-survived") == [] and recs(out, "sig5-survived") == []

@@ -16,7 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from conftest import Factory
-from helpers import APPS, free_port, http_request, start_uwsgi, tcp_addr, wait_until
+from helpers import (APPS, free_port, http_request, start_uwsgi, tcp_addr, unix_addr,
+                     wait_until)
 from load import run_load
 
 APP = APPS / "signalapp.py"
@@ -291,7 +292,7 @@ def test_cron_matching_every_minute_fires_at_once(ruwsgi, tmp_path, kind):
 
 @pytest.fixture(scope="module")
 def remote_pair(tmp_path_factory):
-    """A ruwsgi and a uWSGI instance, each with a uwsgi socket and the targets profile
+    """A ruwsgi and a uWSGI instance, each with uwsgi sockets (TCP, unix) and the targets profile
     (2 workers: one raising a signal on its own node leaves the other to answer), each able
     to raise signals on the other; --socket-timeout 2."""
     tmp = tmp_path_factory.mktemp("remote")
@@ -302,7 +303,8 @@ def remote_pair(tmp_path_factory):
             out = tmp / ("out-" + kind)
             out.mkdir()
             args = ["--master", "--processes", "2", "--http-socket", "127.0.0.1:0",
-                    "--socket", "127.0.0.1:0", "--socket-timeout", "2", "--wsgi-file", APP]
+                    "--socket", "127.0.0.1:0", "--socket", tmp / ("%s.sock" % kind),
+                    "--socket-timeout", "2", "--wsgi-file", APP]
             env = dict(os.environ, SIG_OUT=str(out), SIG_PROFILE="targets")
             if kind == "ruwsgi":
                 srv = f(*args, env=env, name=kind)
@@ -319,11 +321,12 @@ def remote_pair(tmp_path_factory):
                                          ("ruwsgi", "ruwsgi"), ("uwsgi", "uwsgi")],
                          ids=["ruwsgi->uwsgi", "uwsgi->ruwsgi", "ruwsgi->ruwsgi",
                               "uwsgi->uwsgi"])
-def test_remote_signal(remote_pair, caller, node):
+@pytest.mark.parametrize("via", ["tcp", "unix"])
+def test_remote_signal(remote_pair, caller, node, via):
     csrv, _ = remote_pair[caller]
     nsrv, nout = remote_pair[node]
     before = len(runs(nout, "workers"))
-    addr = tcp_addr(nsrv)
+    addr = tcp_addr(nsrv) if via == "tcp" else str(unix_addr(nsrv))
     body = get(csrv, "/raise?n=11&node=" + quote(addr))
     assert body.startswith("None "), body
     ran = wait_runs(nout, "workers", before + 2)[before:]

@@ -2,8 +2,9 @@
 lines (pid, mule id, message).
 
 At import (in the master, so every mule has them): `uwsgi.mule_msg_hook` and a hook added
-with `install_mule_msg_hook` (plain mules hand each message to both), and signal 5 for mule 1,
-whose handler sleeps 30 s while $MULE_OUT/slow exists (mule-harakiri).
+with `install_mule_msg_hook` (plain mules hand each message to both); signals 5 (mule 1) and
+9 (worker 1), whose handler sleeps 30 s while $MULE_OUT/slow exists (harakiri), and signals
+6 (mule 2), 7 (mule 3), 8 (farm solo) with a quick handler.
 
 Endpoints (GET):
   /send?msg=M[&to=N | &farm=NAME | &strtarget=S]   repr(uwsgi.mule_msg(M, target))
@@ -58,7 +59,16 @@ def slow_handler(signum):
         record("sig%d-survived" % signum)
 
 
+def quick_handler(signum):
+    record("sig%d" % signum)
+
+
 uwsgi.register_signal(5, "mule1", slow_handler)
+uwsgi.register_signal(9, "worker1", slow_handler)
+# handled by the programmed mules while they wait in mule_get_msg() / farm queues
+uwsgi.register_signal(6, "mule2", quick_handler)
+uwsgi.register_signal(7, "mule3", quick_handler)
+uwsgi.register_signal(8, "farm_solo", quick_handler)
 
 
 def application(environ, start_response):
