@@ -138,6 +138,10 @@ def test_programmed_mules_run_signal_handlers_while_waiting(mules):
     wait_msg(out, "script", "after-signal")
     assert get(srv, "/send?msg=after-signal&to=3") == "True"
     wait_msg(out, "func", "after-signal")
+    # a mule raises a signal: the master routes it to the worker
+    assert get(srv, "/send?msg=raise:4&to=2") == "True"
+    assert wait_recs(out, "script-raised", 1)[0]["result"] == "None"
+    assert [(r["wid"], r["mid"]) for r in wait_recs(out, "sig4", 1)] == [(1, 0)]
 
 
 def test_mule_api_errors(mules, tmp_path):

@@ -209,6 +209,24 @@ def test_a_busy_worker_runs_its_signal_after_its_request(targets):
     assert len(late) == 1 and late[0]["t"] >= res["end"], (ran, res)
 
 
+def test_signals_registered_in_lazy_workers(ruwsgi, tmp_path):
+    """With lazy-apps each worker registers the signals itself (the master has none): a
+    worker may register a number again (its own entry is overwritten), and the signals
+    reach the targets the workers gave."""
+    srv, out = start(ruwsgi, tmp_path, "--lazy-apps", name="lazy")
+    srv.wait_children(2)
+    reg = json.loads(get(srv, "/reg"))
+    assert reg["10"] == "None" and reg["again"] == "None", reg
+    assert reg["long_target"] == "ValueError: unable to register signal"
+    for n in (10, 11, 12):
+        assert get(srv, "/raise?n=%d" % n) == "None"
+    assert sorted(r["wid"] for r in wait_runs(out, "workers", 2)) == [1, 2]
+    assert [r["wid"] for r in wait_runs(out, "worker2", 1)] == [2]
+    # signal 10 ran the handler that replaced the first one, in one worker
+    assert len(wait_runs(out, "again", 1)) == 1 and runs(out, "any") == []
+    assert len(runs(out, "again")) == 1 and len(runs(out, "workers")) == 2
+
+
 # --------------------------------------------------------------------------- timers & co
 
 def test_timers_file_monitor_and_touch_signal(ruwsgi, tmp_path):

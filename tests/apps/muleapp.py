@@ -4,7 +4,7 @@ lines (pid, mule id, message).
 At import (in the master, so every mule has them): `uwsgi.mule_msg_hook` and a hook added
 with `install_mule_msg_hook` (plain mules hand each message to both); signals 5 (mule 1) and
 9 (worker 1), whose handler sleeps 30 s while $MULE_OUT/slow exists (harakiri), and signals
-6 (mule 2), 7 (mule 3), 8 (farm solo) with a quick handler.
+6 (mule 2), 7 (mule 3), 8 (farm solo) and 4 (every worker) with a quick handler.
 
 Endpoints (GET):
   /send?msg=M[&to=N | &farm=NAME | &strtarget=S]   repr(uwsgi.mule_msg(M, target))
@@ -23,7 +23,8 @@ OUT = os.environ["MULE_OUT"]
 
 
 def record(tag, **extra):
-    d = {"pid": os.getpid(), "mid": uwsgi.mule_id(), "t": time.time()}
+    d = {"pid": os.getpid(), "mid": uwsgi.mule_id(), "wid": uwsgi.worker_id(),
+         "t": time.time()}
     d.update(extra)
     fd = os.open(os.path.join(OUT, tag), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -69,6 +70,8 @@ uwsgi.register_signal(9, "worker1", slow_handler)
 uwsgi.register_signal(6, "mule2", quick_handler)
 uwsgi.register_signal(7, "mule3", quick_handler)
 uwsgi.register_signal(8, "farm_solo", quick_handler)
+# raised by a mule (mulescript.py's "raise:N" message)
+uwsgi.register_signal(4, "workers", quick_handler)
 
 
 def application(environ, start_response):

@@ -1,7 +1,7 @@
 """A mule script (`mule = mulescript.py`, run as __main__ in its mule): reports what the mule
 API says in a mule, then loops on uwsgi.mule_get_msg(), recording every message. The message
-b"farmget" makes it read one message with uwsgi.farm_get_msg(); b"return" makes the script
-return (the mule exits and is respawned)."""
+b"farmget" makes it read one message with uwsgi.farm_get_msg(); b"raise:N" makes it raise
+signal N; b"return" makes the script return (the mule exits and is respawned)."""
 import json
 import os
 import time
@@ -45,3 +45,5 @@ while True:
         record("script-farm", msg=uwsgi.farm_get_msg().decode("latin-1"))
     elif msg == b"return":
         break
+    elif msg.startswith(b"raise:"):
+        record("script-raised", result=outcome(uwsgi.signal, int(msg[6:])))
