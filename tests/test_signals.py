@@ -420,3 +420,30 @@ def test_signals_to_every_worker_under_load(ruwsgi, tmp_path):
     for w, n in per_worker.items():
         assert n >= 0.25 * expected, (w, n, expected, res.summary())
     assert "SIGNAL QUEUE IS FULL" not in srv.log_text()
+
+
+@pytest.mark.parametrize("kind", ["ruwsgi", "uwsgi"])
+def test_an_idle_thread_runs_the_signal_while_another_serves(ruwsgi, tmp_path, kind):
+    """In a worker with 2 threads, one busy with a 3 s request, a signal for the worker is
+    handled by the idle thread at once, not after the request (uWSGI, the reference, is run
+    as well)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["--master", "--processes", "1", "--threads", "2", "--http-socket", "127.0.0.1:0",
+            "--wsgi-file", APP]
+    env = dict(os.environ, SIG_OUT=str(out), SIG_PROFILE="targets")
+    if kind == "ruwsgi":
+        srv = ruwsgi(*args, env=env)
+    else:
+        srv = start_uwsgi(args, tmp_path / "uwsgi", env=env)
+        ruwsgi.servers.append(srv)
+    t, box = wait_in_background(srv, "/slow?s=3")
+    wait_until(lambda: list(out.glob("slow-*")), 10, what="a thread in /slow")
+    t0 = time.time()
+    assert get(srv, "/raise?n=10") == "None"
+    try:
+        ran = wait_runs(out, "any", 1, timeout=1.5)
+        assert ran[0]["t"] - t0 < 1.0, ran
+    finally:
+        res = finish(t, box)
+    assert ran[0]["t"] < res["end"]
