@@ -197,6 +197,10 @@ def test_mules_respawn(mules):
     assert new != old
     assert get(srv, "/send?msg=after-kill&to=2") == "True"
     assert [r["pid"] for r in wait_msg(out, "script", "after-kill")] == [new]
+    # signals for mule 2 reach the new process
+    n6 = len(recs(out, "sig6"))
+    assert get(srv, "/raise?n=6") == "None"
+    assert wait_recs(out, "sig6", n6 + 1)[-1]["pid"] == new
     # the plain mule too
     get(srv, "/send?msg=who&to=1")
     plain = wait_msg(out, "hook", "who")[0]["pid"]
@@ -206,6 +210,8 @@ def test_mules_respawn(mules):
     assert get(srv, "/send?msg=after-kill-1&to=1") == "True"
     got = wait_msg(out, "hook", "after-kill-1")
     assert got[0]["pid"] != plain and got[0]["mid"] == 1
+    assert get(srv, "/raise?n=5") == "None"
+    assert wait_recs(out, "sig5", 1)[-1]["pid"] == got[0]["pid"]
     # a script that returns ends its mule, which is respawned and runs the script again
     n = len(recs(out, "script-start"))
     mark = srv.log_len()
@@ -245,4 +251,8 @@ def test_harakiri_of_signal_handlers(ruwsgi, tmp_path):
     srv.wait_log(r"worker 1 \(pid: %d\) killed by harakiri" % w["pid"], timeout=6, start=mark)
     (out / "slow").unlink()
     wait_until(lambda: get(srv, "/") == "ok", 10, what="worker 1 serving again")
+    # the new worker 1 gets the signal
+    assert get(srv, "/raise?n=9") == "None"
+    again = wait_recs(out, "sig9", 2)[1]
+    assert again["pid"] != w["pid"] and again["wid"] == 1
     assert recs(out, "sig9-survived") == [] and recs(out, "sig5-survived") == []
