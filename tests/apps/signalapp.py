@@ -20,8 +20,8 @@ Endpoints (GET):
   /wait[?n=1]              signal_wait() (or signal_wait(33|34) with n) in this worker
   /raise_other?base=B      raise B (worker 2 answering) or B+1 (worker 1 answering): the
                            signal of the *other* worker, for /wait
-  /slow?s=SECONDS          sleep (a worker kept busy); {"wid", "end"}, with $SIG_OUT/slow-WID
-                           existing while it sleeps
+  /slow?s=SECONDS          sleep (a worker kept busy); {"wid", "core", "end"}; the file
+                           $SIG_OUT/slow-WID holds the core while it sleeps
   /                        "ok"
 """
 import json
@@ -167,11 +167,14 @@ def application(environ, start_response):
                 uwsgi.signal(int(n) + other - 1)
         body = outcome(uwsgi.signal, base + other - 1)
     elif path == "/slow":
+        core = environ.get("uwsgi.core", 0)
         marker = os.path.join(OUT, "slow-%d" % uwsgi.worker_id())
-        open(marker, "w").close()
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(core))
+        os.rename(marker + ".tmp", marker)
         time.sleep(float(q.get("s", "1")))
         os.unlink(marker)
-        body = json.dumps({"wid": uwsgi.worker_id(), "end": time.time()})
+        body = json.dumps({"wid": uwsgi.worker_id(), "core": core, "end": time.time()})
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body.encode())))])
     return [body.encode()]
