@@ -192,9 +192,15 @@ def test_mules_respawn(mules):
     old = starts[-1]["pid"]
     mark = srv.log_len()
     os.kill(old, signal.SIGKILL)
+    # a message sent meanwhile waits in mule 2's queue for the new process (whose first
+    # call, mule_get_msg(timeout=1) in the script's report, gets it)
+    assert get(srv, "/send?msg=while-dead&to=2") == "True"
     srv.wait_log(r"Respawned ruwsgi mule 2", start=mark)
-    new = wait_recs(out, "script-start", len(starts) + 1)[-1]["pid"]
+    fresh = wait_recs(out, "script-start", len(starts) + 1)[-1]
+    new = fresh["pid"]
     assert new != old
+    assert fresh["empty"] == repr(b"while-dead") or \
+        [r["pid"] for r in wait_msg(out, "script", "while-dead")] == [new], fresh
     assert get(srv, "/send?msg=after-kill&to=2") == "True"
     assert [r["pid"] for r in wait_msg(out, "script", "after-kill")] == [new]
     # signals for mule 2 reach the new process
