@@ -205,7 +205,7 @@ impl Master {
                 self.timers.cancel(&Deadline::SignalTimer);
             }
         }
-        if !src.crons.is_empty() {
+        if !src.crons.is_empty() && self.timers.due_at(&Deadline::Cron).is_none() {
             let now_unix = unix_now();
             let next = CronTable::next_check(now_unix);
             let wait = Duration::from_secs((next - now_unix).max(1) as u64);

@@ -89,7 +89,7 @@ pub enum CronAction {
 struct Entry {
     spec: CronSpec,
     action: CronAction,
-    /// The minute (Unix seconds / 60) it last fired.
+    /// When it last fired (Unix seconds).
     fired: Option<i64>,
 }
 
@@ -131,22 +131,25 @@ impl CronTable {
     }
 
     /// The indexes of the entries that fire now: `unix_secs` is the current time and `tm`
-    /// its broken-down form. Each entry fires at most once per minute.
+    /// its broken-down form. An entry fires when its fields match and it has not fired in
+    /// the last 60 seconds: checked every second, a new entry whose fields match the
+    /// current minute fires at once (not at the next minute), and an entry of every minute
+    /// fires every 60 seconds from then on.
     pub fn due(&mut self, unix_secs: i64, tm: &Tm) -> Vec<usize> {
-        let minute = unix_secs.div_euclid(60);
         let mut out = Vec::new();
         for (i, e) in self.entries.iter_mut().enumerate() {
-            if e.fired != Some(minute) && matches(&e.spec, tm) {
-                e.fired = Some(minute);
+            let rested = e.fired.is_none_or(|f| unix_secs - f >= 60);
+            if rested && matches(&e.spec, tm) {
+                e.fired = Some(unix_secs);
                 out.push(i);
             }
         }
         out
     }
 
-    /// When to check next: the start of the next minute.
+    /// When to check next: the next second (the master looks once a second).
     pub fn next_check(unix_secs: i64) -> i64 {
-        (unix_secs.div_euclid(60) + 1) * 60
+        unix_secs + 1
     }
 }
 
@@ -281,8 +284,21 @@ mod tests {
         assert_eq!(t.due(SUNDAY, &tm), [0]);
         assert_eq!(t.due(SUNDAY + 59, &tm), Vec::<usize>::new());
         assert_eq!(t.due(SUNDAY + 60, &Tm::utc(SUNDAY + 60)), [0, 1]);
-        assert_eq!(CronTable::next_check(SUNDAY), SUNDAY + 60);
-        assert_eq!(CronTable::next_check(SUNDAY + 59), SUNDAY + 60);
+        assert_eq!(CronTable::next_check(SUNDAY), SUNDAY + 1);
         assert_eq!(CronTable::next_check(-1), 0);
+    }
+
+    #[test]
+    fn a_new_matching_entry_fires_at_once_then_every_60_seconds() {
+        let mut t = CronTable::new();
+        t.add(CronSpec::ANY, CronAction::Signal(1));
+        let at = SUNDAY + 37;
+        assert_eq!(t.due(at, &Tm::utc(at)), [0]);
+        assert!(
+            t.due(at + 23, &Tm::utc(at + 23)).is_empty(),
+            "a new minute is not enough"
+        );
+        assert!(t.due(at + 59, &Tm::utc(at + 59)).is_empty());
+        assert_eq!(t.due(at + 60, &Tm::utc(at + 60)), [0]);
     }
 }

@@ -161,8 +161,8 @@ impl Clock {
 }
 
 impl<'a> CoreLoop<'a> {
-    /// Set up core `id`: its epoll with the listeners and the wake-up fd (and, on core 0,
-    /// the signal pipe).
+    /// Set up core `id`: its epoll with the listeners, the wake-up fd, the channel and the
+    /// shared uWSGI signal socket (and, on core 0, the signal pipe).
     pub fn new(id: u16, shared: &'a WorkerShared) -> std::io::Result<CoreLoop<'a>> {
         let s = &shared.settings;
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -178,19 +178,19 @@ impl<'a> CoreLoop<'a> {
             if let Some(sig) = &shared.signals {
                 epoll.add(sig.fd(), EpollEvent::new(EpollFlags::EPOLLIN, SIGNAL_TOKEN))?;
             }
-            if let Some(channel) = shared.channel {
-                epoll.add(channel, EpollEvent::new(EpollFlags::EPOLLIN, CHANNEL_TOKEN))?;
-            }
-            // Every worker's core 0 waits on it; one is woken per signal.
-            if let Some(signals) = &shared.uwsgi_signals {
-                epoll.add(
-                    signals.sockets().any_worker.recv_fd(),
-                    EpollEvent::new(
-                        EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE,
-                        SHARED_SIGNAL_TOKEN,
-                    ),
-                )?;
-            }
+        }
+        // uWSGI signals: every core of every worker waits on the shared "any worker" socket,
+        // and every core of this worker on its channel; one waiter is woken per event, so
+        // whichever core is idle runs the handler.
+        let exclusive = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+        if let Some(channel) = shared.channel {
+            epoll.add(channel, EpollEvent::new(exclusive, CHANNEL_TOKEN))?;
+        }
+        if let Some(signals) = &shared.uwsgi_signals {
+            epoll.add(
+                signals.sockets().any_worker.recv_fd(),
+                EpollEvent::new(exclusive, SHARED_SIGNAL_TOKEN),
+            )?;
         }
         // Room for the longest request line (8 KiB), a head of buffer-size bytes, and a
         // post-buffered body.
@@ -302,9 +302,9 @@ impl<'a> CoreLoop<'a> {
                 } else if token == SIGNAL_TOKEN {
                     self.shared.handle_signals();
                 } else if token == SHARED_SIGNAL_TOKEN {
-                    self.shared.handle_shared_signals();
+                    self.shared.handle_shared_signals(self.id);
                 } else if token == CHANNEL_TOKEN {
-                    if !self.shared.handle_channel() {
+                    if !self.shared.handle_channel(self.id) {
                         if let Some(channel) = self.shared.channel {
                             let _ = self.epoll.delete(channel);
                         }

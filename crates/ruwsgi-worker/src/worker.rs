@@ -2,8 +2,9 @@
 //!
 //! The stop state is one atomic read by every core at the top of its loop; changing it also
 //! writes an eventfd that every core watches (one-shot), so a core asleep in `epoll_wait`
-//! notices at once. Signals reach the process through a self-pipe that only core 0 watches,
-//! and so does the command channel to the master (its end-of-file means the master is gone).
+//! notices at once. Signals reach the process through a self-pipe that only core 0 watches;
+//! every core watches the command channel to the master (its end-of-file means the master
+//! is gone) and the shared uWSGI signal socket, so an idle core runs signal handlers.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -46,7 +47,7 @@ pub struct WorkerArgs {
     /// The spooler directories, if any: modifier1 17 packets (remote enqueue) write tasks
     /// there.
     pub spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
-    /// The uWSGI signal framework, if any: core 0 runs the handlers of the signals that
+    /// The uWSGI signal framework, if any: an idle core runs the handlers of the signals that
     /// arrive on the channel and on the shared "any worker" socket.
     pub uwsgi_signals: Option<Arc<ruwsgi_signal::Signals>>,
 }
@@ -85,7 +86,7 @@ pub struct WorkerShared {
     pub(crate) caches: Arc<Caches>,
     /// The spooler directories (remote enqueue), if any.
     pub(crate) spoolers: Option<Arc<ruwsgi_spooler::Spoolers>>,
-    /// The uWSGI signal framework (handlers run by core 0 between requests).
+    /// The uWSGI signal framework (handlers run by an idle core between requests).
     pub(crate) uwsgi_signals: Option<Arc<ruwsgi_signal::Signals>>,
     /// Requests this process served (all cores), for `max-requests`.
     pub(crate) requests: AtomicU64,
@@ -97,7 +98,7 @@ pub struct WorkerShared {
     pub(crate) wake: EventFd,
     /// Signal self-pipe, watched by core 0.
     pub(crate) signals: Option<SignalPipe>,
-    /// Command channel to the master, watched by core 0; any core may send on it (one
+    /// Command channel to the master, watched by every core; any core may send on it (one
     /// packet per `send`, so concurrent senders never interleave).
     pub(crate) channel: Option<BorrowedFd<'static>>,
     /// The master was asked to replace this worker (sent once).
@@ -146,10 +147,10 @@ impl WorkerShared {
         }
     }
 
-    /// Read what the master sent (core 0, when the channel is readable). Returns false at
+    /// Read what the master sent (on core `core`, when the channel is readable). Returns false at
     /// end-of-file: the master is gone, this worker stops gracefully and the caller stops
     /// watching the channel.
-    pub(crate) fn handle_channel(&self) -> bool {
+    pub(crate) fn handle_channel(&self, core: u16) -> bool {
         let Some(fd) = self.channel else { return false };
         let mut buf = [0u8; ruwsgi_proto::channel::MAX_MESSAGE + 1];
         loop {
@@ -167,7 +168,9 @@ impl WorkerShared {
                     return false;
                 }
                 Ok(n) => match ruwsgi_proto::channel::MasterMessage::decode(&buf[..n]) {
-                    Ok(ruwsgi_proto::channel::MasterMessage::Signal(num)) => self.run_signal(num),
+                    Ok(ruwsgi_proto::channel::MasterMessage::Signal(num)) => {
+                        self.run_signal(num, core)
+                    }
                     Ok(other) => log_line(&format!(
                         "worker {}: ignored an unsupported message from the master: {other:?}",
                         self.id
@@ -183,9 +186,9 @@ impl WorkerShared {
         }
     }
 
-    /// Run the handler of uWSGI signal `num` (on core 0, between requests), under
+    /// Run the handler of uWSGI signal `num` on core `core` (between its requests), under
     /// `harakiri` like a request.
-    pub(crate) fn run_signal(&self, num: u8) {
+    pub(crate) fn run_signal(&self, num: u8, core: u16) {
         let Some(signals) = &self.uwsgi_signals else {
             log_line(&format!(
                 "worker {}: signal {num} dropped: no signal framework",
@@ -193,7 +196,7 @@ impl WorkerShared {
             ));
             return;
         };
-        let row = self.scoreboard.core(self.id, 0);
+        let row = self.scoreboard.core(self.id, usize::from(core));
         let who = format!("worker {}", self.id);
         let slot = self.scoreboard.get(self.id);
         signals.dispatch_guarded(
@@ -207,14 +210,14 @@ impl WorkerShared {
 
     /// Read the signals waiting on the shared "any worker" socket (another worker may take
     /// them first) and run their handlers.
-    pub(crate) fn handle_shared_signals(&self) {
+    pub(crate) fn handle_shared_signals(&self, core: u16) {
         let Some(signals) = &self.uwsgi_signals else {
             return;
         };
         // A bounded batch per wake-up: requests are not starved by a signal storm.
         for _ in 0..16 {
             match ruwsgi_signal::sockets::try_recv_signal(signals.sockets().any_worker.recv_fd()) {
-                Some(num) => self.run_signal(num),
+                Some(num) => self.run_signal(num, core),
                 None => return,
             }
         }
