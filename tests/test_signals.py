@@ -409,7 +409,7 @@ def test_signals_to_every_worker_under_load(ruwsgi, tmp_path):
     assert json.loads(get(srv, "/reg")) == {"70": "None", "add_ms_timer": "None"}
     wait_runs(out, "load", 4, timeout=5)   # the timer runs
     t0 = time.time()
-    duration = 6.0
+    duration = 10.0
     res = run_load(srv.addr, "/", connections=6, duration=duration, keepalive=True)
     t1 = time.time()
     assert res.errors == 0 and res.non2xx == 0, res.summary()
@@ -417,8 +417,9 @@ def test_signals_to_every_worker_under_load(ruwsgi, tmp_path):
     expected = (t1 - t0) / 0.1
     during = [r for r in runs(out, "load") if t0 <= r["t"] <= t1 + 0.2]
     per_worker = {w: sum(1 for r in during if r["wid"] == w) for w in (1, 2)}
+    # `workers`: each worker handles every signal (some may fall just past the window).
     for w, n in per_worker.items():
-        assert n >= 0.25 * expected, (w, n, expected, res.summary())
+        assert n >= 0.8 * expected, (w, n, expected, res.summary())
     assert "SIGNAL QUEUE IS FULL" not in srv.log_text()
 
 

@@ -150,7 +150,19 @@ mod tests {
     fn a_send_to_a_closed_master_fails_without_a_signal() {
         let p = pair().unwrap();
         drop(p.master);
-        let err = send_request(p.child.as_fd(), ChildRequest::ReloadInstance).unwrap_err();
+        // Another test of this process may fork (and exec) meanwhile: its child holds a
+        // copy of the master's end until its exec closes it, and a send succeeds while it
+        // does. Bounded retries until the end is closed everywhere.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let err = loop {
+            match send_request(p.child.as_fd(), ChildRequest::ReloadInstance) {
+                Err(e) => break e,
+                Ok(()) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Ok(()) => panic!("a send to a closed master kept succeeding"),
+            }
+        };
         assert_eq!(err.raw_os_error(), Some(nix::errno::Errno::EPIPE as i32));
     }
 
