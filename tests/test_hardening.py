@@ -145,17 +145,17 @@ def test_zero_length_uwsgi_packet_closed_without_reply(usrv, modifier1):
     assert_uwsgi_alive(usrv, usrv.uwsgi.target)
 
 
-@pytest.mark.parametrize("modifier1,body,modifier2", [
-    (110, b"", 17),                                            # raise signal 17
-], ids=["signal"])
-def test_subsystem_packets_from_trusted_peer_unavailable(usrv, modifier1, body, modifier2):
+@pytest.mark.parametrize("body", [b"", b"ignored payload"], ids=["bare", "payload"])
+def test_signal_packets_from_a_trusted_peer_are_queued(usrv, body):
+    """A 110 packet (raise signal 17) from a trusted peer is handed to the master and
+    answered (255, 0, 1); a payload is ignored. Nothing registered signal 17, so the master
+    logs that it dropped it; the worker keeps serving."""
     start = usrv.log_len()
-    pkt = struct.pack("<BHB", modifier1, len(body), modifier2) + body
-    r = raw_exchange(usrv.uwsgi.target, pkt, timeout=5)
-    assert r.closed and r.data == b"", r
-    usrv.wait_log(r"^-- unavailable modifier requested: %d \(from 127\.0\.0\.1:\d+\) --$"
-                  % modifier1, timeout=5, start=start)
-    assert "empty uwsgi packet" not in usrv.log_text()[start:]
+    pkt = struct.pack("<BHB", 110, len(body), 17) + body
+    r = raw_exchange(usrv.uwsgi.target, pkt, timeout=5, shutdown_write=True)
+    assert r.data == b"\xff\x00\x00\x01", r
+    usrv.wait_log(r"signal 17 from worker 1 is not registered: dropped", timeout=5, start=start)
+    assert "unavailable modifier" not in usrv.log_text()[start:]
     assert_uwsgi_alive(usrv, usrv.uwsgi.target)
 
 
