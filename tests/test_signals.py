@@ -306,6 +306,26 @@ def test_cron_matching_every_minute_fires_at_once(ruwsgi, tmp_path, kind):
     assert elapsed < 10
 
 
+def test_cron2_harakiri_and_unique_cron(ruwsgi, tmp_path):
+    """`cron2` with `harakiri=1`: the master kills a run that lasts longer and logs it;
+    `unique-cron` starts its command (an every-minute entry fires at once) and logs its
+    start; both runs are reaped and logged when they end."""
+    marker = tmp_path / "unique.out"
+    srv = ruwsgi("--master", "--processes", "1", "--http-socket", "127.0.0.1:0",
+                 "--wsgi-file", APP,
+                 "--cron2", "minute=-1,harakiri=1 sleep 30",
+                 "--unique-cron", "-1 -1 -1 -1 -1 echo once >> %s" % marker,
+                 env=dict(os.environ, SIG_OUT=str(tmp_path), SIG_PROFILE="timers"))
+    srv.wait_log(r'\[ruwsgi-cron\] running "sleep 30" \(pid \d+\)', timeout=5)
+    srv.wait_log(r'\[ruwsgi-cron\] command "sleep 30" \(pid \d+\) ran past its harakiri: killed',
+                 timeout=5)
+    srv.wait_log(r'\[ruwsgi-cron\] command "sleep 30" \(pid \d+\) ended: signal 9', timeout=5)
+    wait_until(lambda: marker.exists() and marker.read_text() == "once\n", 5,
+               what="the unique cron's output")
+    srv.wait_log(r'\[ruwsgi-cron\] command "echo once >> .*" \(pid \d+\) ended: exit status 0',
+                 timeout=5)
+
+
 # --------------------------------------------------------------------------- remote signals
 
 @pytest.fixture(scope="module")
