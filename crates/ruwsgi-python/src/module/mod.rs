@@ -7,6 +7,7 @@
 //! Values that depend on the configuration are set by [`configure`] once `init` knows the
 //! settings.
 
+mod async_api;
 mod cache;
 pub(crate) mod harakiri;
 mod info;
@@ -29,6 +30,7 @@ pub(crate) use spooler::add_if_configured as add_spooler_group;
 #[pymodule]
 #[pyo3(name = "uwsgi")]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    async_api::init_pymodule(m)?;
     cache::init_pymodule(m)?;
     harakiri::init_pymodule(m)?;
     info::init_pymodule(m)?;
