@@ -8,6 +8,7 @@ HTTP client app in uWSGI's async-example style fetches a page from a local serve
 pool makes clients wait (and says so in the log), never drops them; wsgi.input reads park
 the core; SIGHUP lets requests in flight finish.
 """
+import re
 import selectors
 import signal
 import socket
@@ -304,6 +305,33 @@ def test_sighup_lets_async_requests_in_flight_finish(ruwsgi):
 def started(srv):
     r = http_request(srv.http.target, "GET", "/gl/started", timeout=5)
     return int(r.body) if r.status == 200 else 0
+
+
+def test_harakiri_deadlines_are_per_core(ruwsgi):
+    """A long request on core 0 is killed at its own deadline although other cores keep
+    starting (and finishing) requests meanwhile."""
+    srv = start(ruwsgi, "--processes", "1", "--harakiri", "2", cores=8)
+    out = {}
+
+    def long():
+        t0 = time.monotonic()
+        out["r"] = http_request(srv.http.target, "GET", "/gl/sleep?30", timeout=20)
+        out["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=long)
+    t.start()
+    wait_until(lambda: started(srv) >= 1, timeout=5, what="the long request")
+    deadline = time.monotonic() + 15
+    while t.is_alive() and time.monotonic() < deadline:
+        http_request(srv.http.target, "GET", "/gl/sleep?0.2", timeout=5)
+    t.join(timeout=20)
+    r = out["r"]
+    assert r.closed and r.status is None, r
+    assert 1.9 <= out["took"] < 2 + 1.6 + 0.5, out["took"]
+    srv.wait_log(r"HARAKIRI triggered by worker 1 core 0 !!!", timeout=5)
+    assert re.search(r'worker 1 core 0 \(pid: \d+\) was serving "GET /gl/sleep\?30"',
+                     srv.log_text()), srv.log_tail()
+    srv.wait_log(r"Respawned ruwsgi worker 1", timeout=10)
 
 
 def test_the_async_api_outside_async_mode(ruwsgi):

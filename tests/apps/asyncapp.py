@@ -2,7 +2,7 @@
 `uwsgi.suspend()`) and the generator style (`yield` the wait), chosen by the path prefix
 `/gl/` or `/gen/`.
 
-  /X/sleep              async_sleep(1), then "slept core N"
+  /X/sleep[?secs]       async_sleep(secs, default 1), then "slept core N"
   /X/fast               answers at once
   /gl/started           how many /gl/sleep requests began in this worker
   /X/spin?secs          CPU-bound for `secs` seconds, suspending after every slice
@@ -53,7 +53,7 @@ def suspend_app(env, sr, path):
         return _text(sr, str(STARTED[0]))
     if path == "/sleep":
         STARTED[0] += 1
-        uwsgi.async_sleep(1)
+        uwsgi.async_sleep(float(_qs(env) or "1"))
         uwsgi.suspend()
         return _text(sr, "slept core %d" % core)
     if path == "/fast":
