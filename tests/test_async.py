@@ -283,6 +283,34 @@ def test_a_body_read_parks_its_core_while_others_are_served(ruwsgi):
         s.close()
 
 
+def test_an_rpc_call_parks_its_core_while_others_are_served(ruwsgi):
+    node = ruwsgi("--http-socket", "127.0.0.1:0", "--socket", "127.0.0.1:0", "--wsgi-file", APP,
+                  site=True, ready_path="/gl/fast")
+    srv = start(ruwsgi, "--processes", "1", cores=4)
+    host, port = node.uwsgi.target
+    out = {}
+
+    def call():
+        t0 = time.monotonic()
+        out["r"] = http_request(srv.http.target, "GET", "/gl/rpc?node=%s:%d&secs=1.5" % (host, port),
+                                timeout=20)
+        out["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=call)
+    t.start()
+    try:
+        time.sleep(0.2)      # an offset so the call is in flight, not a synchronisation
+        for _ in range(5):
+            t0 = time.monotonic()
+            r = http_request(srv.http.target, "GET", "/gl/fast", timeout=5)
+            assert r.status == 200 and time.monotonic() - t0 < 0.5, r
+        assert t.is_alive(), "the RPC call was expected to still be waiting"
+    finally:
+        t.join(timeout=20)
+    assert out["r"].status == 200 and out["r"].body == b"rpc: slept 1.5", out["r"]
+    assert 1.4 <= out["took"] < 5, out["took"]
+
+
 def test_sighup_lets_async_requests_in_flight_finish(ruwsgi):
     srv = start(ruwsgi, "--processes", "1", "--worker-reload-mercy", "10", cores=50)
     out = {}

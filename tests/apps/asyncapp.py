@@ -11,10 +11,20 @@
   /X/fetch?port         an HTTP client built on async_connect / wait_fd_write / send /
                         wait_fd_read / recv (uWSGI's async examples); the remote page
   /X/echo               reads wsgi.input whole; "got N bytes"
+  /gl/rpc?node&secs     uwsgi.rpc(node, "slow", secs): the node's `slow` blocks secs seconds
 """
 import time
 
 import uwsgi
+
+
+def slow(secs=b"1"):
+    """RPC function (served by a sync node): blocks that long, then answers."""
+    time.sleep(float(secs))
+    return b"slept " + secs
+
+
+uwsgi.register_rpc("slow", slow)
 
 
 def _qs(env):
@@ -99,6 +109,10 @@ def suspend_app(env, sr, path):
             chunks.append(buf)
         uwsgi.close(fd)
         return _text(sr, b"".join(chunks).split(b"\r\n\r\n", 1)[-1])
+    if path == "/rpc":
+        a = _args(env)
+        got = uwsgi.rpc(a["node"], b"slow", a.get("secs", "1").encode())
+        return _text(sr, b"rpc: " + (got or b"None"))
     if path == "/echo":
         body = env["wsgi.input"].read()
         return _text(sr, "got %d bytes core %d" % (len(body), core))

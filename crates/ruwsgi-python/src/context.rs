@@ -207,6 +207,12 @@ pub(crate) fn with_async<R>(f: impl FnOnce(&mut AsyncCores) -> R) -> Option<R> {
     ASYNC.with(|a| a.try_borrow_mut().ok()?.as_mut().map(f))
 }
 
+/// True inside a core greenlet: I/O there may switch to another core, so the interpreter
+/// must not be released around it.
+pub(crate) fn in_core_greenlet() -> bool {
+    with_async(|a| a.in_greenlet).unwrap_or(false)
+}
+
 /// As [`with_async`], on the running core's slot (with its number).
 pub(crate) fn with_current_core<R>(f: impl FnOnce(u16, &mut CoreSlot) -> R) -> Option<R> {
     with_async(|a| {

@@ -15,8 +15,8 @@
 //! kernel's queue (any other worker may take them) and keep-alive requests wait in a queue
 //! of their own, and the log says the pool is full (at most once a second).
 //!
-//! Waits the server does for the app (body bytes not there yet, a full socket on write)
-//! go through the plugin's suspend function: the core parks on the client socket instead of
+//! Waits the server does for the app (body bytes not there yet, a full socket on write, a
+//! reply from an RPC or remote-cache node) go through the plugin's suspend function: the core parks on the client socket instead of
 //! blocking the worker. Where the plugin cannot suspend (no engine, or the loop itself is
 //! writing) they block as in sync mode, bounded by `socket-timeout`.
 
@@ -284,7 +284,10 @@ fn core_token(core: u16, fd: RawFd) -> u64 {
 impl CoreLoop<'_> {
     /// Serve until the worker stops, with `cores` async cores run by `plugin`.
     pub fn run_async(&mut self, plugin: &mut dyn AsyncCore, cores: u16) {
-        SUSPEND.with(|s| s.set(plugin.suspender()));
+        let suspender = plugin.suspender();
+        SUSPEND.with(|s| s.set(suspender));
+        // The RPC and remote-cache clients park the calling core too.
+        ruwsgi_node::set_wait_hook(suspender);
         self.trim_conns = false;
         let n = usize::from(cores.max(1));
         let mut pool = AsyncCores {
@@ -317,6 +320,7 @@ impl CoreLoop<'_> {
         };
         self.async_loop(&mut pool);
         SUSPEND.with(|s| s.set(None));
+        ruwsgi_node::set_wait_hook(None);
     }
 
     fn async_loop(&mut self, pool: &mut AsyncCores<'_>) {
