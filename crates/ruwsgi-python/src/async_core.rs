@@ -231,7 +231,9 @@ impl CoreRunner {
                 // Each streamed item is one scheduling step.
                 let f = sender.send_body(&result, || {
                     if let Err(e) = suspend_core(py) {
-                        runtime::log_exception(py, &e);
+                        if !is_greenlet_exit(py, &e) {
+                            runtime::log_exception(py, &e);
+                        }
                         return false;
                     }
                     keys.publish(py, environ, core);
@@ -239,6 +241,8 @@ impl CoreRunner {
                 });
                 sender.close_result(&result) || f
             }
+            // The worker is leaving and kills its cores: nothing to report.
+            Err(e) if is_greenlet_exit(py, &e) => true,
             Err(e) => {
                 runtime::log_exception(py, &e);
                 true
@@ -247,6 +251,13 @@ impl CoreRunner {
         let outcome = complete(sender, core, fault);
         with_core(core, |slot| slot.done = Some(outcome));
     }
+}
+
+/// The exception greenlet throws into a core it kills (the worker stopping at once).
+fn is_greenlet_exit(py: Python<'_>, e: &PyErr) -> bool {
+    e.get_type(py)
+        .name()
+        .is_ok_and(|n| n.to_cow().is_ok_and(|n| n == "GreenletExit"))
 }
 
 /// Complete core `core`'s response after the app ran (the request's state and connection
@@ -261,9 +272,8 @@ fn complete(sender: BodySender<'_>, core: u16, fault: bool) -> Outcome {
         };
     };
     let outcome = sender.complete(io.request_io(), fault, st);
-    if with_core(core, |slot| slot.io = Some(io)).is_none() {
-        runtime::log("python: an async core finished after the worker stopped");
-    }
+    // Gone only when the worker is leaving (its cores torn down): the connection closes.
+    let _ = with_core(core, |slot| slot.io = Some(io));
     outcome
 }
 
