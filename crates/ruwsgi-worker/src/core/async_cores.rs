@@ -23,7 +23,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -215,6 +215,8 @@ pub(crate) struct AsyncCores<'p> {
     park: Park,
     /// (deadline, core, generation) of parked cores with a timeout.
     timers: BinaryHeap<Reverse<(Instant, u16, u32)>>,
+    /// Which core each descriptor registered for an app's wait belongs to.
+    armed_by: HashMap<RawFd, u16>,
     /// Cores to run on the next pass, with what woke them.
     ready: Vec<(u16, Wake)>,
     /// Connections holding a request while no core was free, oldest first.
@@ -312,6 +314,7 @@ impl CoreLoop<'_> {
             free: (0..n as u16).rev().collect(),
             park: Park::default(),
             timers: BinaryHeap::new(),
+            armed_by: HashMap::new(),
             ready: Vec::new(),
             deferred: VecDeque::new(),
             listening: true,
@@ -653,30 +656,71 @@ impl CoreLoop<'_> {
             let token = core_token(core, fd);
             let armed = match rawfd::epoll_ctl(epfd, EpollOp::Add, fd, flags.bits() as u32, token) {
                 Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => {
-                    // Waited on for both directions: one registration with both.
-                    let both = EpollFlags::EPOLLIN
-                        | EpollFlags::EPOLLRDHUP
-                        | EpollFlags::EPOLLOUT
-                        | EpollFlags::EPOLLONESHOT;
-                    rawfd::epoll_ctl(epfd, EpollOp::Modify, fd, both.bits() as u32, token)
+                    match pool.armed_by.get(&fd) {
+                        // Waited on for both directions: one registration with both.
+                        Some(&owner) if owner == core => {
+                            let both = EpollFlags::EPOLLIN
+                                | EpollFlags::EPOLLRDHUP
+                                | EpollFlags::EPOLLOUT
+                                | EpollFlags::EPOLLONESHOT;
+                            let r = rawfd::epoll_ctl(
+                                epfd,
+                                EpollOp::Modify,
+                                fd,
+                                both.bits() as u32,
+                                token,
+                            );
+                            if r.is_ok() {
+                                continue;
+                            }
+                            r
+                        }
+                        // Another core's wait, or one of the loop's own descriptors: never
+                        // taken over. The core runs again at once.
+                        owner => {
+                            log_line(&format!(
+                                "worker {} core {core}: cannot wait on fd {fd}: {}",
+                                self.shared.id,
+                                match owner {
+                                    Some(o) => format!("core {o} is waiting on it"),
+                                    None => "the worker watches it".to_string(),
+                                }
+                            ));
+                            ready_now = ready_now.or(Some(-1));
+                            continue;
+                        }
+                    }
                 }
                 other => other,
             };
             match armed {
-                Ok(()) => slot.armed.push(fd),
+                Ok(()) => {
+                    slot.armed.push(fd);
+                    pool.armed_by.insert(fd, core);
+                }
                 // A regular file (always ready) or a bad descriptor: the core runs at once
                 // and its next operation on it says which.
                 Err(_) => ready_now = ready_now.or(Some(fd)),
             }
         }
         if let Some(fd) = ready_now {
-            self.wake_core(pool, core, Wake::Fd(fd));
+            let wake = if fd < 0 { Wake::Run } else { Wake::Fd(fd) };
+            self.wake_core(pool, core, wake);
             return;
         }
         if let Some(t) = pool.park.timeout {
             let slot = &pool.slots[k];
             pool.timers
                 .push(Reverse((self.clock.now + t, core, slot.generation)));
+            if pool.timers.len() > 64 + 4 * pool.slots.len() {
+                // Timeouts of waits that ended early: drop them now rather than when due.
+                let slots = &pool.slots;
+                pool.timers.retain(|Reverse((_, c, g))| {
+                    slots
+                        .get(usize::from(*c))
+                        .is_some_and(|s| s.parked && s.generation == *g)
+                });
+            }
         } else if pool.park.fds.is_empty() {
             // A plain yield: its turn comes on the next pass.
             self.wake_core(pool, core, Wake::Run);
@@ -695,6 +739,7 @@ impl CoreLoop<'_> {
         let epfd = self.epoll.0.as_fd();
         for fd in slot.armed.drain(..) {
             let _ = rawfd::epoll_ctl(epfd, EpollOp::Delete, fd, 0, 0);
+            pool.armed_by.remove(&fd);
         }
         slot.parked = false;
         slot.generation = slot.generation.wrapping_add(1);
@@ -716,6 +761,7 @@ impl CoreLoop<'_> {
         let slot = &mut pool.slots[k];
         for fd in slot.armed.drain(..) {
             let _ = rawfd::epoll_ctl(epfd, EpollOp::Delete, fd, 0, 0);
+            pool.armed_by.remove(&fd);
         }
         slot.busy = false;
         slot.parked = false;
