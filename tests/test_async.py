@@ -335,6 +335,28 @@ def started(srv):
     return int(r.body) if r.status == 200 else 0
 
 
+def test_signal_handlers_run_while_cores_are_parked(ruwsgi):
+    srv = start(ruwsgi, "--processes", "1", cores=8)
+    out = {}
+
+    def sleepers():
+        out["r"] = fan_out(srv.http.target, ["/gl/sleep?2"] * 4, timeout=20)
+
+    t = threading.Thread(target=sleepers)
+    t.start()
+    try:
+        wait_until(lambda: started(srv) >= 4, timeout=10, what="4 parked cores")
+        r = http_request(srv.http.target, "GET", "/gl/raise", timeout=5)
+        assert r.status == 200, r
+        wait_until(lambda: http_request(srv.http.target, "GET", "/gl/signals", timeout=5).body
+                   == b"1", timeout=5, what="the handler ran")
+        assert t.is_alive(), "the handler was expected to run while the sleepers were parked"
+    finally:
+        t.join(timeout=20)
+    results, _ = out["r"]
+    assert all(r and r[0] == 200 for r in results), results
+
+
 def test_harakiri_deadlines_are_per_core(ruwsgi):
     """A long request on core 0 is killed at its own deadline although other cores keep
     starting (and finishing) requests meanwhile."""

@@ -5,6 +5,7 @@
   /X/sleep[?secs]       async_sleep(secs, default 1), then "slept core N"
   /X/fast               answers at once
   /gl/started           how many /gl/sleep requests began in this worker
+  /gl/raise, /gl/signals  raise uWSGI signal 21 (to the workers); how many this worker ran
   /X/spin?secs          CPU-bound for `secs` seconds, suspending after every slice
   /X/waitfd?port&t      connect to 127.0.0.1:port, wait (timeout t) for it to be readable;
                         "ready=R fd=F data=D" (R is -1 on timeout)
@@ -25,6 +26,16 @@ def slow(secs=b"1"):
 
 
 uwsgi.register_rpc("slow", slow)
+
+SIGNALS = [0]
+
+
+def on_signal(num):
+    """Run by the worker's loop between cores."""
+    SIGNALS[0] += 1
+
+
+uwsgi.register_signal(21, "workers", on_signal)
 
 
 def _qs(env):
@@ -61,6 +72,11 @@ def suspend_app(env, sr, path):
     core = env.get("uwsgi.core", -1)
     if path == "/started":
         return _text(sr, str(STARTED[0]))
+    if path == "/signals":
+        return _text(sr, str(SIGNALS[0]))
+    if path == "/raise":
+        uwsgi.signal(21)
+        return _text(sr, "raised")
     if path == "/sleep":
         STARTED[0] += 1
         uwsgi.async_sleep(float(_qs(env) or "1"))
