@@ -384,6 +384,25 @@ def test_harakiri_deadlines_are_per_core(ruwsgi):
     srv.wait_log(r"Respawned ruwsgi worker 1", timeout=10)
 
 
+def test_set_user_harakiri_applies_to_the_calling_core(ruwsgi):
+    srv = start(ruwsgi, "--processes", "1", cores=8)
+    out = {}
+
+    def sleeper():
+        out["r"] = http_request(srv.http.target, "GET", "/gl/sleep?20", timeout=30)
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    wait_until(lambda: started(srv) >= 1, timeout=5, what="a request on core 0")
+    t0 = time.monotonic()
+    r = http_request(srv.http.target, "GET", "/gl/user-harakiri", timeout=20)
+    took = time.monotonic() - t0
+    assert r.closed and r.status is None and took < 1 + 1.6 + 0.5, (r, took)
+    # the deadline was the second request's core, not core 0's
+    srv.wait_log(r"HARAKIRI \(user\) triggered by worker 1 core 1 !!!", timeout=5)
+    t.join(timeout=30)
+
+
 def test_the_async_api_outside_async_mode(ruwsgi):
     srv = ruwsgi("--http-socket", "127.0.0.1:0", "--wsgi-file", APPS / "asyncapi_sync.py")
     r = http_request(srv.http.target, "GET", "/", timeout=10)

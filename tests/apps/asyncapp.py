@@ -5,6 +5,7 @@
   /X/sleep[?secs]       async_sleep(secs, default 1), then "slept core N"
   /X/fast               answers at once
   /gl/started           how many /gl/sleep requests began in this worker
+  /gl/user-harakiri     set_user_harakiri(1), then park for 20 s
   /gl/raise, /gl/signals  raise uWSGI signal 21 (to the workers); how many this worker ran
   /X/spin?secs          CPU-bound for `secs` seconds, suspending after every slice
   /X/waitfd?port&t      connect to 127.0.0.1:port, wait (timeout t) for it to be readable;
@@ -72,6 +73,12 @@ def suspend_app(env, sr, path):
     core = env.get("uwsgi.core", -1)
     if path == "/started":
         return _text(sr, str(STARTED[0]))
+    if path == "/user-harakiri":
+        # this core's own deadline, then a long wait parked on a timer
+        uwsgi.set_user_harakiri(1)
+        uwsgi.async_sleep(20)
+        uwsgi.suspend()
+        return _text(sr, "survived")
     if path == "/signals":
         return _text(sr, str(SIGNALS[0]))
     if path == "/raise":
