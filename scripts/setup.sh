@@ -105,6 +105,7 @@ install_reqs test "${TEST_REQS[@]}"
 if [ "$BENCH" = 1 ]; then
     BENCH_REQS=(
         "gunicorn>=23"
+        "gevent>=24"
         "granian>=2,<3"
         "bjoern>=3.2,<4"
         "redis>=5"

@@ -100,6 +100,16 @@ pub enum ConfigError {
         /// What would have been accepted.
         expected: String,
     },
+    /// Options that cannot be used together, or one that needs another.
+    #[error("option '{name}' (from {at}) {reason}")]
+    Incompatible {
+        /// The option as written.
+        name: String,
+        /// Where.
+        at: Source,
+        /// What it conflicts with or needs.
+        reason: String,
+    },
     /// An option that needs a value got none.
     #[error("option '{name}' (from {at}) requires a value")]
     MissingValue {
@@ -196,6 +206,7 @@ impl ConfigError {
             | ConfigError::NotImplemented { at, .. }
             | ConfigError::InvalidValue { at, .. }
             | ConfigError::MissingValue { at, .. }
+            | ConfigError::Incompatible { at, .. }
             | ConfigError::UnknownPlugin { at, .. }
             | ConfigError::Syntax { at, .. }
             | ConfigError::IncludeDepth { at, .. }

@@ -19,7 +19,7 @@ use crate::error::{ConfigError, Source};
 use crate::lowargs::{Collected, RawKind, RawOpt};
 use crate::settings::{
     AreaSize, ExpiresRule, LogDate, MuleSpec, OptValue, PidfileAction, Protocol, Settings,
-    SocketSpec, StaticMap,
+    SocketSpec, StaticMap, SuspendEngine,
 };
 use crate::signal_spec::{self, AlarmPlugin};
 
@@ -325,6 +325,7 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     }
     s.processes.reload_mercy = reload_mercy.unwrap_or(s.processes.worker_reload_mercy);
     check_signal_references(&s, &collected.opts)?;
+    check_async(&s, &collected.opts)?;
     s.opt = collected
         .opts
         .into_iter()
@@ -339,6 +340,40 @@ pub fn build(collected: Collected) -> Result<Settings, ConfigError> {
     s.config_files = collected.config_files;
     s.warnings.extend(collected.warnings);
     Ok(s)
+}
+
+/// Async mode's options agree: a suspend engine needs `async`, and `async` runs its cores
+/// on one thread, so it cannot be combined with `threads` > 1. The error points at the
+/// last option that set the conflicting value.
+fn check_async(s: &Settings, opts: &[RawOpt]) -> Result<(), ConfigError> {
+    let last = |names: &[&str]| {
+        opts.iter()
+            .rfind(|o| o.def().is_some_and(|d| names.contains(&d.name)))
+    };
+    let p = &s.processes;
+    if p.async_cores == 0 && p.suspend_engine != SuspendEngine::None {
+        if let Some(o) = last(&["greenlet", "ugreen"]) {
+            return Err(ConfigError::Incompatible {
+                name: o.key.clone(),
+                at: o.at.clone(),
+                reason: "needs async mode: add 'async N' (N cores per worker)".into(),
+            });
+        }
+    }
+    if p.async_cores > 0 && p.threads > 1 {
+        if let Some(o) = last(&["async"]) {
+            return Err(ConfigError::Incompatible {
+                name: o.key.clone(),
+                at: o.at.clone(),
+                reason: format!(
+                    "cannot be combined with 'threads {}': ruwsgi runs a worker's async cores on \
+                     one thread; use more processes instead",
+                    p.threads
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks what signal-framework options refer to once every option is read (a farm or an
@@ -490,6 +525,15 @@ fn apply(
         }
         "processes" => s.processes.workers = as_usize(v.number(1, 65535)?),
         "threads" => s.processes.threads = as_usize(v.number(1, 65535)?),
+        "async" => s.processes.async_cores = as_usize(v.number(0, 65535)?),
+        "greenlet" | "ugreen" => {
+            s.processes.suspend_engine = if v.boolean() {
+                SuspendEngine::Greenlet
+            } else {
+                SuspendEngine::None
+            }
+        }
+        "disable-async-warn-on-queue-full" => s.processes.async_warn_queue_full = !v.boolean(),
         "enable-threads" => s.processes.enable_threads = v.boolean(),
         "lazy-apps" | "lazy" => s.processes.lazy_apps = v.boolean(),
         "rpc-max" => s.api.rpc_max = as_usize(v.number(1, 65536)?),

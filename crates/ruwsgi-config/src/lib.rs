@@ -52,7 +52,7 @@ pub use settings::{
     ApiSettings, AreaSize, CacheSpec, HarakiriSettings, LogDate, LogSettings, MuleSpec, OptValue,
     PidfileAction, PluginView, ProcessSettings, Protocol, PythonSettings, RecycleSettings,
     RequestSettings, Settings, SignalSettings, SocketSettings, SocketSpec, SpoolerSettings,
-    StatsSettings,
+    StatsSettings, SuspendEngine,
 };
 pub use signal_spec::{
     AlarmLogRule, AlarmPlugin, AlarmSpec, CommandCron, CronSpec, FarmSpec, TimerSpec,

@@ -132,6 +132,17 @@ pub enum MuleSpec {
     Callable(String),
 }
 
+/// How async cores suspend (`async` mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuspendEngine {
+    /// No engine: a core only leaves at the `yield`s of a generator response (`yield
+    /// uwsgi.wait_fd_read(...)`); `uwsgi.suspend()` is a no-op.
+    None,
+    /// Each core is a long-lived greenlet switched by the worker's loop (`greenlet`, and
+    /// `ugreen`, its alias): `uwsgi.suspend()` works from anywhere in the app.
+    Greenlet,
+}
+
 /// The master's section: processes, their lifecycle and identity.
 #[derive(Debug, Clone)]
 pub struct ProcessSettings {
@@ -139,6 +150,14 @@ pub struct ProcessSettings {
     pub workers: usize,
     /// `threads`: cores per worker (default 1).
     pub threads: usize,
+    /// `async`: async cores per worker, multiplexed on one thread (0 = off, the default).
+    /// Never combined with `threads` > 1 (refused when the settings are built).
+    pub async_cores: usize,
+    /// How an async core suspends inside ordinary code (`greenlet`, `ugreen`); the
+    /// generator pattern works with either.
+    pub suspend_engine: SuspendEngine,
+    /// Log when every async core is busy (off with `disable-async-warn-on-queue-full`).
+    pub async_warn_queue_full: bool,
     /// `enable-threads`/`-T` (default on).
     pub enable_threads: bool,
     /// `lazy-apps`/`lazy`: load the app in each worker instead of the master.
@@ -292,11 +311,25 @@ impl Default for HarakiriSettings {
     }
 }
 
+impl ProcessSettings {
+    /// Request cores per worker: `async` when set, else `threads` (at least 1).
+    pub fn cores(&self) -> usize {
+        if self.async_cores > 0 {
+            self.async_cores
+        } else {
+            self.threads.max(1)
+        }
+    }
+}
+
 impl Default for ProcessSettings {
     fn default() -> Self {
         ProcessSettings {
             workers: 1,
             threads: 1,
+            async_cores: 0,
+            suspend_engine: SuspendEngine::None,
+            async_warn_queue_full: true,
             enable_threads: true,
             lazy_apps: false,
             max_requests: 0,

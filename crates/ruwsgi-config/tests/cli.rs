@@ -501,3 +501,28 @@ fn mules_and_mule_add_mules_in_option_order() {
     let e = crate::util::err(&["--mule", "jobs.main:"]);
     assert!(e.contains("module:callable"), "{e}");
 }
+
+/// `async N` with its engines: `greenlet` and its alias `ugreen` select the stack-switching
+/// engine, none means the generator pattern only; `cores()` follows `async`.
+#[test]
+fn async_options() {
+    use ruwsgi_config::SuspendEngine;
+    let s = run(&["--async", "100"]);
+    assert_eq!(s.processes.async_cores, 100);
+    assert_eq!(s.processes.suspend_engine, SuspendEngine::None);
+    assert_eq!(s.processes.cores(), 100);
+    assert!(s.processes.async_warn_queue_full);
+    let s = run(&["--async", "8", "--greenlet"]);
+    assert_eq!(s.processes.suspend_engine, SuspendEngine::Greenlet);
+    let s = run(&[
+        "--async",
+        "8",
+        "--ugreen",
+        "--disable-async-warn-on-queue-full",
+    ]);
+    assert_eq!(s.processes.suspend_engine, SuspendEngine::Greenlet);
+    assert!(!s.processes.async_warn_queue_full);
+    let s = run(&["--threads", "3"]);
+    assert_eq!((s.processes.async_cores, s.processes.cores()), (0, 3));
+    assert_eq!(run(&[]).processes.cores(), 1);
+}

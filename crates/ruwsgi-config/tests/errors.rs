@@ -41,7 +41,7 @@ fn not_yet_options() {
         format!("option 'route' (from {ini}:7) is a uWSGI option ruwsgi does not implement yet")
     );
     assert!(err(&["-t", "soon"]).starts_with("invalid value 'soon' for option 'harakiri'"));
-    assert!(err(&["--async", "4"]).starts_with("option 'async'"));
+    assert!(err(&["--gevent", "4"]).starts_with("option 'gevent'"));
     assert!(err(&["--set", "cheaper=2"]).starts_with("option 'cheaper'"));
     let e = match try_load(&[], &[("UWSGI_LOGGER", "file:/tmp/x")]) {
         Err(e) => e.to_string(),
@@ -143,5 +143,33 @@ fn unknown_plugin() {
         err(&["--plugins", "python3,php"]),
         "plugin 'php' (from command line argument 1) is not available: ruwsgi has python \
          (python, python3, python3NN), http and notfound built in"
+    );
+}
+
+/// Async mode's options: a suspend engine needs `async`, and `async` does not mix with
+/// `threads` > 1; both errors say why and point at the option.
+#[test]
+fn async_option_conflicts() {
+    assert_eq!(
+        err(&["--greenlet"]),
+        "option 'greenlet' (from command line argument 1) needs async mode: add 'async N' \
+         (N cores per worker)"
+    );
+    assert!(err(&["--ugreen"])
+        .starts_with("option 'ugreen' (from command line argument 1) needs async mode"));
+    let e = err(&["--async", "10", "--threads", "4"]);
+    assert!(
+        e.starts_with(
+            "option 'async' (from command line argument 1) cannot be combined with 'threads 4'"
+        ),
+        "{e}"
+    );
+    let d = TempDir::new();
+    let ini = d.write("a.ini", "[uwsgi]\ngreenlet = true\n");
+    assert_eq!(
+        err(&["--ini", &ini]),
+        format!(
+            "option 'greenlet' (from {ini}:2) needs async mode: add 'async N' (N cores per worker)"
+        )
     );
 }

@@ -99,8 +99,8 @@ pub fn run(config: MasterConfig, signal_source: Box<dyn SignalSource>) -> Result
     phase(MasterPhase::LoadingApps);
     let processes = settings.processes.workers.max(1);
     let mules = settings.processes.mules.len();
-    let scoreboard = Scoreboard::with_cores(processes, settings.processes.threads.max(1))
-        .map_err(MasterError::Shm)?;
+    let scoreboard =
+        Scoreboard::with_cores(processes, settings.processes.cores()).map_err(MasterError::Shm)?;
     let mule_board = match mules {
         0 => None,
         n => Some(Scoreboard::new(n).map_err(MasterError::Shm)?),

@@ -97,7 +97,7 @@ impl Master {
                 } else if kind == ChildKind::Worker {
                     log_line(&format!(
                         "spawned ruwsgi {label} (pid: {pid}, cores: {})",
-                        self.settings.processes.threads.max(1)
+                        self.settings.processes.cores()
                     ));
                 } else {
                     log_line(&format!("spawned ruwsgi {label} (pid: {pid})"));

@@ -18,14 +18,19 @@
 //! - the kept connections belong to one process: a child that inherited its parent's
 //!   through fork (ruwsgi's or the application's) drops them unused.
 //!
+//! On a thread that installed a [`WaitHook`] (an async worker's cores), a read or write
+//! that would block asks the hook to wait instead: the calling core parks and the worker
+//! serves other requests meanwhile. Without a hook the socket's own timeouts bound it.
+//!
 //! The one case where a request can be handled twice: the node's worker dies while
 //! handling it on a kept connection (the caller cannot tell that from a node that closed an
 //! idle connection).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -87,6 +92,24 @@ impl NodeError {
     }
 }
 
+/// How a node exchange waits on this thread when its socket is not ready: for `fd` to be
+/// readable (`false`) or writable (`true`), at most the duration; `Some(Ok(false))` is a
+/// timeout, `None` means "block the usual way" (the caller cannot be suspended here).
+pub type WaitHook = fn(BorrowedFd<'_>, bool, Duration) -> Option<io::Result<bool>>;
+
+thread_local! {
+    static WAIT_HOOK: Cell<Option<WaitHook>> = const { Cell::new(None) };
+}
+
+/// Install (or remove) this thread's [`WaitHook`].
+pub fn set_wait_hook(hook: Option<WaitHook>) {
+    WAIT_HOOK.with(|h| h.set(hook));
+}
+
+fn wait_hook() -> Option<WaitHook> {
+    WAIT_HOOK.with(Cell::get)
+}
+
 /// A connection to a node.
 enum Conn {
     Tcp(TcpStream),
@@ -108,12 +131,52 @@ impl Conn {
         }
     }
 
-    /// Still usable: the node neither closed it nor sent anything unasked.
-    fn is_idle(&self) -> bool {
-        let fd = match self {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
             Conn::Tcp(s) => s.as_fd(),
             Conn::Unix(s) => s.as_fd(),
-        };
+        }
+    }
+
+    /// Write all of `buf`, never past `deadline`, waiting through `hook` whenever the socket
+    /// is full (and the usual blocking way when the hook declines).
+    fn write_all_by(
+        &mut self,
+        mut buf: &[u8],
+        deadline: Instant,
+        hook: WaitHook,
+    ) -> io::Result<()> {
+        while !buf.is_empty() {
+            let sent = socket::send(
+                self.fd().as_raw_fd(),
+                buf,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            );
+            match sent {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    match hook(self.fd(), true, left) {
+                        Some(Ok(true)) => {}
+                        Some(Ok(false)) => return Err(io::ErrorKind::TimedOut.into()),
+                        Some(Err(e)) => return Err(e),
+                        None => return self.write_all(buf),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Still usable: the node neither closed it nor sent anything unasked.
+    fn is_idle(&self) -> bool {
+        let fd = self.fd();
         let mut byte = [0u8; 1];
         matches!(
             socket::recv(
@@ -161,6 +224,28 @@ impl Live {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
+        }
+        if let Some(hook) = wait_hook() {
+            loop {
+                let got = socket::recv(self.conn.fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT);
+                match got {
+                    Ok(n) => return Ok(n),
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                        match hook(self.conn.fd(), false, left) {
+                            Some(Ok(true)) => {}
+                            Some(Ok(false)) => return Err(io::ErrorKind::TimedOut.into()),
+                            Some(Err(e)) => return Err(e),
+                            None => break,
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         if left + Duration::from_millis(5) < self.read_timeout {
             self.conn.set_read_timeout(left)?;
@@ -310,7 +395,11 @@ impl Nodes {
                 Some(k) => k.conn,
                 None => self.connect(node, deadline)?,
             };
-            if let Err(err) = conn.conn.write_all(request) {
+            let written = match wait_hook() {
+                Some(hook) => conn.conn.write_all_by(request, deadline, hook),
+                None => conn.conn.write_all(request),
+            };
+            if let Err(err) = written {
                 match since {
                     // The node closed a fresh connection while the request went out: its
                     // refusal (a request larger than it takes).
@@ -574,5 +663,87 @@ mod tests {
         assert!(matches!(parse_node("/tmp/x.sock"), Ok(Addr::Unix(_))));
         assert!(matches!(parse_node("relative.sock"), Ok(Addr::Unix(_))));
         assert!(matches!(parse_node("@abstract"), Ok(Addr::Unix(_))));
+    }
+
+    thread_local! {
+        static HOOK_CALLS: std::cell::RefCell<Vec<bool>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A hook that records each wait and then waits with poll (as a parked core would be
+    /// woken by the loop).
+    fn recording_hook(fd: BorrowedFd<'_>, writable: bool, t: Duration) -> Option<io::Result<bool>> {
+        HOOK_CALLS.with(|c| c.borrow_mut().push(writable));
+        let ms = i32::try_from(t.as_millis()).unwrap_or(i32::MAX);
+        Some(ruwsgi_sys::rawfd::poll_one(fd.as_raw_fd(), writable, ms))
+    }
+
+    /// A hook that declines: the exchange blocks the usual way.
+    fn declining_hook(_: BorrowedFd<'_>, _: bool, _: Duration) -> Option<io::Result<bool>> {
+        HOOK_CALLS.with(|c| c.borrow_mut().push(false));
+        None
+    }
+
+    /// A node that answers after `delay`.
+    fn slow_echo_node(delay: Duration) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut b = [0u8; 4];
+                    while s.read_exact(&mut b).is_ok() {
+                        std::thread::sleep(delay);
+                        if s.write_all(&b).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_wait_hook_waits_for_replies_and_can_decline() {
+        let addr = slow_echo_node(Duration::from_millis(50));
+        let nodes = Nodes::new(Duration::from_secs(5));
+        set_wait_hook(Some(recording_hook));
+        assert_eq!(&ping(&nodes, &addr, b"wxyz"), b"wxyz");
+        let calls = HOOK_CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        // the reply was not there at once: the hook waited for readability
+        assert!(calls.contains(&false), "{calls:?}");
+        set_wait_hook(Some(declining_hook));
+        assert_eq!(&ping(&nodes, &addr, b"abcd"), b"abcd");
+        assert!(!HOOK_CALLS.with(|c| c.borrow().is_empty()));
+        set_wait_hook(None);
+        HOOK_CALLS.with(|c| c.borrow_mut().clear());
+        assert_eq!(&ping(&nodes, &addr, b"efgh"), b"efgh");
+        assert!(HOOK_CALLS.with(|c| c.borrow().is_empty()));
+    }
+
+    #[test]
+    fn a_wait_hook_timeout_is_the_exchange_timeout() {
+        let addr = slow_echo_node(Duration::from_secs(3));
+        let nodes = Nodes::new(Duration::from_millis(300));
+        set_wait_hook(Some(recording_hook));
+        let t0 = Instant::now();
+        let r = nodes.exchange(
+            &addr,
+            b"late",
+            |conn, deadline| {
+                let mut b = [0u8; 4];
+                conn.read_exact_by(&mut b, deadline)
+                    .map_err(ReadFail::Early)?;
+                Ok(Reply {
+                    value: b,
+                    reusable: true,
+                })
+            },
+            |e| Err::<_, NodeError>(NodeError::io(&addr, e)),
+        );
+        set_wait_hook(None);
+        assert!(matches!(r, Err(NodeError::Timeout(_))), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
     }
 }

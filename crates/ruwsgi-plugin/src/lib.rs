@@ -19,14 +19,18 @@
 //!   [`Host::spoolers`]; a plugin runs tasks in [`LanguagePlugin::run_spooler_task`]),
 //!   and the signal framework ([`signal::Signals`], [`Host::register_signal`],
 //!   [`Host::raise_signal`], [`Host::add_timer`], mule messages through [`Host::signals`]).
+//! - [`async_core`]: async mode, [`AsyncCore`] (cores a plugin suspends and the worker's
+//!   loop resumes) and [`AsyncIo`] (a connection a core owns for a request).
 //! - [`error`]: the typed errors crossing the boundary.
 #![warn(missing_docs)]
 
+pub mod async_core;
 pub mod error;
 pub mod host;
 pub mod io;
 pub mod plugin;
 
+pub use async_core::{AsyncCore, AsyncIo, AsyncStep, Interest, Park, SuspendFn, Wake};
 pub use error::{BodyError, PluginError, ResponseError};
 pub use host::{
     parse_identifier, AppInfo, AppSnapshot, AreaError, CacheBackend, CacheClient, CacheError,

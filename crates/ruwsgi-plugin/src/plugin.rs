@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ruwsgi_config::PluginView;
 
+use crate::async_core::AsyncCore;
 use crate::error::PluginError;
 use crate::host::{Host, ProcessRole, SpoolerOutcome, Task};
 use crate::io::{Request, RequestIo};
@@ -55,6 +56,20 @@ pub trait LanguagePlugin: Send + Sync {
     /// Run `body` on this thread with a fresh core attached to the runtime for the whole
     /// call (CPython: attached once for the thread's life).
     fn run_core(&self, core_id: u16, body: &mut dyn FnMut(&mut dyn Core));
+    /// Async mode (`async N`): run `body` on this thread with the worker's `cores` async
+    /// cores, attached to the runtime for the whole call. The default: this plugin has no
+    /// async mode.
+    fn run_async(
+        &self,
+        cores: u16,
+        body: &mut dyn FnMut(&mut dyn AsyncCore),
+    ) -> Result<(), PluginError> {
+        let _ = (cores, body);
+        Err(PluginError::Unsupported {
+            plugin: self.name(),
+            feature: "async mode",
+        })
+    }
     /// The process is leaving: user `atexit` hooks.
     fn at_exit(&self);
     /// In a mule (after [`post_fork`](Self::post_fork)): run `script` as the main program

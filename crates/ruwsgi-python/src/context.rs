@@ -13,8 +13,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
-use pyo3::PyResult;
-use ruwsgi_plugin::{RequestIo, ResponseError};
+use pyo3::prelude::*;
+use ruwsgi_plugin::{AsyncIo, Outcome, Park, RequestIo, ResponseError};
 
 /// What the Python side learnt about one request while it ran.
 #[derive(Debug, Default)]
@@ -36,6 +36,9 @@ pub(crate) struct RequestState {
     pub disconnected: bool,
     /// Reading the body failed; the connection's framing is lost.
     pub body_error: bool,
+    /// An async core with a suspend engine serves it: its I/O may switch to another core,
+    /// so the interpreter is never released around it.
+    pub suspendable: bool,
 }
 
 impl RequestState {
@@ -125,15 +128,137 @@ pub(crate) fn with_request<R>(
         let mut b = s
             .try_borrow_mut()
             .map_err(|_| PyRuntimeError::new_err("request object used re-entrantly"))?;
-        let slot = b
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("no request in progress on this thread"))?;
-        // SAFETY: the slot is installed only inside `scope`, which keeps the original
-        // `&mut dyn RequestIo` borrowed (so nobody else uses it) and removes the pointer
-        // before returning. The RefCell borrow makes this the only live reference.
-        let io = unsafe { slot.io.as_mut() };
-        Ok(f(&mut slot.state, io))
+        if let Some(slot) = b.as_mut() {
+            // SAFETY: the slot is installed only inside `scope`, which keeps the original
+            // `&mut dyn RequestIo` borrowed (so nobody else uses it) and removes the pointer
+            // before returning. The RefCell borrow makes this the only live reference.
+            let io = unsafe { slot.io.as_mut() };
+            return Ok(f(&mut slot.state, io));
+        }
+        drop(b);
+        // Async mode keeps no sync slot: the request is the running core's.
+        with_async_request(f)
     })
+}
+
+/// One async core's request as the Python side holds it between the core's runs.
+#[derive(Default)]
+pub(crate) struct CoreSlot {
+    /// The request's state and connection. Each operation takes them out and puts them
+    /// back, so a core that suspends inside one (a write on a full socket) owns them
+    /// meanwhile and no borrow outlives a switch. Absent between requests.
+    pub state: Option<RequestState>,
+    pub io: Option<Box<dyn AsyncIo>>,
+    /// What the core asked to wait for since it last ran (`wait_fd_*`, `async_sleep`).
+    pub park: Park,
+    /// The descriptor that woke the core last; -1 after a timeout or a plain yield.
+    pub ready_fd: i32,
+    /// The core's last wait ended by its timeout.
+    pub timed_out: bool,
+    /// The request is over (set by the core before it goes back to the loop).
+    pub done: Option<Outcome>,
+}
+
+/// The async cores of this thread (async mode only).
+pub(crate) struct AsyncCores {
+    /// The core running now (`None` in the loop, between cores).
+    pub current: Option<u16>,
+    /// A core greenlet is running (suspending is possible), as opposed to the loop
+    /// driving a generator.
+    pub in_greenlet: bool,
+    /// The loop's greenlet, which `suspend()` switches to (greenlet engine only).
+    pub hub: Option<Py<PyAny>>,
+    pub slots: Vec<CoreSlot>,
+}
+
+thread_local! {
+    /// Set while this thread runs async cores.
+    static ASYNC: RefCell<Option<AsyncCores>> = const { RefCell::new(None) };
+}
+
+/// Make this thread an async one with `cores` cores (and `hub` for the greenlet engine).
+pub(crate) fn async_install(cores: usize, hub: Option<Py<PyAny>>) {
+    let slots = (0..cores)
+        .map(|_| CoreSlot {
+            ready_fd: -1,
+            ..CoreSlot::default()
+        })
+        .collect();
+    let prev = ASYNC.with(|a| {
+        a.replace(Some(AsyncCores {
+            current: None,
+            in_greenlet: false,
+            hub,
+            slots,
+        }))
+    });
+    drop(prev);
+}
+
+/// This thread no longer runs async cores; what they held is returned (dropped by the
+/// caller while attached).
+pub(crate) fn async_remove() -> Option<AsyncCores> {
+    ASYNC.with(|a| a.try_borrow_mut().ok().and_then(|mut a| a.take()))
+}
+
+/// Run `f` on this thread's async cores; `None` outside async mode (or re-entrantly).
+/// Never switch greenlets inside `f`.
+pub(crate) fn with_async<R>(f: impl FnOnce(&mut AsyncCores) -> R) -> Option<R> {
+    ASYNC.with(|a| a.try_borrow_mut().ok()?.as_mut().map(f))
+}
+
+/// True inside a core greenlet: I/O there may switch to another core, so the interpreter
+/// must not be released around it.
+pub(crate) fn in_core_greenlet() -> bool {
+    with_async(|a| a.in_greenlet).unwrap_or(false)
+}
+
+/// As [`with_async`], on the running core's slot (with its number).
+pub(crate) fn with_current_core<R>(f: impl FnOnce(u16, &mut CoreSlot) -> R) -> Option<R> {
+    with_async(|a| {
+        let k = a.current?;
+        a.slots.get_mut(usize::from(k)).map(|slot| f(k, slot))
+    })
+    .flatten()
+}
+
+/// The running async core's request, lent to `f` with no borrow held meanwhile (`f` may
+/// suspend the core).
+fn with_async_request<R>(
+    f: impl FnOnce(&mut RequestState, &mut dyn RequestIo) -> R,
+) -> PyResult<R> {
+    let taken = with_current_core(|k, slot| match (slot.state.take(), slot.io.take()) {
+        (Some(st), Some(io)) => Ok((k, st, io)),
+        (st, io) => {
+            let reentrant = st.is_some() || io.is_some();
+            slot.state = st;
+            slot.io = io;
+            Err(reentrant)
+        }
+    });
+    let (k, mut st, mut io) = match taken {
+        Some(Ok(t)) => t,
+        Some(Err(true)) => {
+            return Err(PyRuntimeError::new_err("request object used re-entrantly"));
+        }
+        _ => {
+            return Err(PyRuntimeError::new_err(
+                "no request in progress on this thread",
+            ))
+        }
+    };
+    let r = f(&mut st, io.request_io());
+    let back = with_async(|a| {
+        if let Some(slot) = a.slots.get_mut(usize::from(k)) {
+            slot.state = Some(st);
+            slot.io = Some(io);
+        }
+    });
+    if back.is_none() {
+        // The cores were torn down while this one was suspended: its request is gone.
+        return Err(PyRuntimeError::new_err("the async core was stopped"));
+    }
+    Ok(r)
 }
 
 /// As [`with_request`], for an object bound to the request of generation `generation`: any

@@ -249,6 +249,16 @@ impl EnvironBuilder {
         })
     }
 
+    /// Put `key: value` in every later environ (async mode's `x-wsgiorg.fdevent.*`).
+    pub fn set_constant(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.template.bind(py).set_item(intern(py, key), value)
+    }
+
     fn key<'py>(&mut self, py: Python<'py>, raw: &[u8]) -> PyResult<Bound<'py, PyString>> {
         if let Some(k) = self.keys.get(raw) {
             return Ok(k.bind(py).clone());

@@ -95,7 +95,12 @@ impl InputStream {
         b.data.resize(old + max.clamp(1, MAX_PULL), 0);
         let dst = &mut b.data[old..];
         let res = context::with_request_of(self.generation, |st, io| {
-            let r = py.detach(|| io.read_body(dst));
+            let r = if st.suspendable {
+                // The core may switch to another one while it waits: keep the interpreter.
+                io.read_body(dst)
+            } else {
+                py.detach(|| io.read_body(dst))
+            };
             if r.is_err() {
                 st.body_error = true;
             }
@@ -157,7 +162,11 @@ impl InputStream {
             while filled < len {
                 let rest = &mut dst[filled..];
                 let r = context::with_request_of(self.generation, |st, io| {
-                    let r = py.detach(|| io.read_body(rest));
+                    let r = if st.suspendable {
+                        io.read_body(rest)
+                    } else {
+                        py.detach(|| io.read_body(rest))
+                    };
                     if r.is_err() {
                         st.body_error = true;
                     }

@@ -13,6 +13,7 @@
 //! - `apps`: loading `wsgi-file` / `module` / `mount` apps, choosing one per request,
 //!   publishing them and counting their requests in the worker's scoreboard slot.
 //! - `wsgi`: the core: the request call, body iteration, `close()`, errors → 500.
+//! - `async_core`: async mode's cores (`async N`): the greenlet and generator engines.
 //! - `environ`: the per-core environ template and the per-request build.
 //! - `context`: the request in flight on this thread, as the Python objects reach it.
 //! - `response`, `input`, `errors_stream`, `file_wrapper`: `start_response` and `write`,
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod apps;
+mod async_core;
 mod autoreload;
 mod context;
 mod environ;

@@ -13,12 +13,14 @@ use pyo3::exceptions::PySystemExit;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyModule, PyString};
-use ruwsgi_config::{PluginView, PythonSettings};
+use ruwsgi_config::{PluginView, PythonSettings, SuspendEngine};
 use ruwsgi_plugin::{
-    Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, SpoolerOutcome, Task,
+    AsyncCore, Core, ForkOutcome, Host, LanguagePlugin, PluginError, ProcessRole, SpoolerOutcome,
+    Task,
 };
 
 use crate::apps::{self, Apps};
+use crate::async_core::PyAsyncCore;
 use crate::autoreload;
 use crate::response::{StartResponse, Writer};
 use crate::wsgi::PyCore;
@@ -40,6 +42,8 @@ pub(crate) struct Shared {
     pub hostname: Vec<u8>,
     /// `plugins = notfound`: a request no app serves gets 404 instead of 500.
     pub notfound: bool,
+    /// How async cores suspend (`greenlet`/`ugreen`, or none).
+    pub suspend_engine: SuspendEngine,
 }
 
 /// What `load_apps` produced.
@@ -172,6 +176,17 @@ impl LanguagePlugin for PythonPlugin {
                 module::configure(py, &module, server, &hostname, &host_fds)?;
                 module::add_sharedarea_group(&module)?;
                 module::add_spooler_group(&module)?;
+                if server.processes.async_cores > 0
+                    && server.processes.suspend_engine == SuspendEngine::Greenlet
+                {
+                    // Checked here, so that a missing package stops the start, not each worker.
+                    py.import("greenlet").map_err(|e| {
+                        pyo3::exceptions::PyImportError::new_err(format!(
+                            "the greenlet suspend engine needs the greenlet package \
+                             (pip install greenlet): {e}"
+                        ))
+                    })?;
+                }
                 let writer = Py::new(py, Writer)?;
                 let start_response = Py::new(py, StartResponse { writer })?;
                 module.setattr("start_response", &start_response)?;
@@ -183,6 +198,7 @@ impl LanguagePlugin for PythonPlugin {
                     start_response,
                     hostname,
                     notfound: server.requests.notfound,
+                    suspend_engine: server.processes.suspend_engine,
                 })
             })();
             match built {
@@ -319,6 +335,32 @@ impl LanguagePlugin for PythonPlugin {
             }
             drop((shared, loaded));
         });
+    }
+
+    fn run_async(
+        &self,
+        cores: u16,
+        body: &mut dyn FnMut(&mut dyn AsyncCore),
+    ) -> Result<(), PluginError> {
+        let shared = self
+            .shared()
+            .ok_or_else(|| init_error("run_async called before init"))?;
+        let loaded = self.loaded();
+        Python::attach(|py| {
+            let r = match PyAsyncCore::new(py, &shared, loaded.as_deref(), cores) {
+                Ok(mut core) => {
+                    body(&mut core);
+                    drop(core);
+                    Ok(())
+                }
+                Err(e) => {
+                    runtime::log_exception(py, &e);
+                    Err(init_error(format!("cannot start the async cores: {e}")))
+                }
+            };
+            drop((shared, loaded));
+            r
+        })
     }
 
     fn at_exit(&self) {

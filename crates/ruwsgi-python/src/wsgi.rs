@@ -27,13 +27,6 @@ use crate::runtime;
 const ERROR_500_STATUS: &[u8] = b"500 Internal Server Error";
 const ERROR_500_BODY: &[u8] = b"Internal Server Error\n";
 
-/// What one body item did to the response.
-enum Step {
-    Continue,
-    /// Stop iterating; `true` when the app is at fault.
-    Stop(bool),
-}
-
 /// A core of the Python plugin.
 pub(crate) struct PyCore<'py> {
     py: Python<'py>,
@@ -47,12 +40,29 @@ pub(crate) struct PyCore<'py> {
     module_dict: Option<Bound<'py, PyDict>>,
     k_env: Bound<'py, PyString>,
     manage_script_name: bool,
-    /// Several cores share the interpreter: release it around writes.
-    detach_io: bool,
+    /// Writes response bodies (and completes responses) for this core.
+    pub(crate) sender: BodySender<'py>,
     /// `plugins = notfound`: 404 when no app serves the request.
     notfound: bool,
+}
+
+/// How a core writes the app's response: body items, files, the final flush, and the
+/// server's own 404/500. Shared by sync cores and async cores (which call it from their
+/// greenlets, or step by step for generators).
+#[derive(Clone, Copy)]
+pub(crate) struct BodySender<'py> {
+    pub py: Python<'py>,
+    /// Several cores share the interpreter: release it around writes.
+    pub detach_io: bool,
     /// `wsgi-accept-buffer`: body items may be any buffer, not only bytes.
-    accept_buffer: bool,
+    pub accept_buffer: bool,
+}
+
+/// What one body item did to the response.
+pub(crate) enum Step {
+    Continue,
+    /// Stop iterating; `true` when the app is at fault.
+    Stop(bool),
 }
 
 impl<'py> PyCore<'py> {
@@ -93,26 +103,30 @@ impl<'py> PyCore<'py> {
             module_dict,
             k_env: PyString::intern(py, "env"),
             manage_script_name: s.manage_script_name,
-            detach_io: threads > 1,
+            sender: BodySender {
+                py,
+                detach_io: threads > 1,
+                accept_buffer: s.accept_buffer,
+            },
             notfound: shared.notfound,
-            accept_buffer: s.accept_buffer,
         })
     }
 
-    /// Build the environ, call the app and send its body; true when the app faulted.
-    fn run_app(
+    /// Build the environ of request `req` for app `idx` (its `wsgi.input` bound to
+    /// `generation`); `None` (logged) when that failed.
+    pub(crate) fn environ(
         &mut self,
         idx: usize,
         split: Option<usize>,
         req: &Request<'_>,
         generation: u64,
-    ) -> bool {
+    ) -> Option<Bound<'py, PyDict>> {
         let py = self.py;
         let input = match Bound::new(py, InputStream::new(generation)) {
             Ok(i) => i,
             Err(e) => {
                 runtime::log_exception(py, &e);
-                return true;
+                return None;
             }
         };
         let app = &self.apps.list[idx];
@@ -135,42 +149,129 @@ impl<'py> PyCore<'py> {
             Err(e) => {
                 runtime::log("cannot build the WSGI environ:");
                 runtime::log_exception(py, &e);
-                return true;
+                return None;
             }
         };
         if let Some(d) = &self.module_dict {
             // Best effort: `uwsgi.env` is a convenience.
             let _ = d.set_item(&self.k_env, &environ);
         }
-        let result = match app.callable.bind(py).call1((environ, &self.start_response)) {
+        Some(environ)
+    }
+
+    /// Build the environ, call the app and send its body; true when the app faulted.
+    fn run_app(
+        &mut self,
+        idx: usize,
+        split: Option<usize>,
+        req: &Request<'_>,
+        generation: u64,
+    ) -> bool {
+        let Some(environ) = self.environ(idx, split, req, generation) else {
+            return true;
+        };
+        let app = self.apps.list[idx].callable.bind(self.py);
+        let result = match app.call1((environ, &self.start_response)) {
             Ok(r) => r,
             Err(e) => {
-                runtime::log_exception(py, &e);
+                runtime::log_exception(self.py, &e);
                 return true;
             }
         };
-        let mut fault = self.send_body(&result);
-        // Exact lists and tuples have no close(); skip the costly failed lookup.
-        if !result.is_exact_instance_of::<PyList>() && !result.is_exact_instance_of::<PyTuple>() {
-            match result.getattr_opt(pyo3::intern!(py, "close")) {
-                Ok(Some(close)) => {
-                    if let Err(e) = close.call0() {
-                        runtime::log_exception(py, &e);
-                        fault = true;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    runtime::log_exception(py, &e);
-                    fault = true;
-                }
-            }
-        }
-        fault
+        let fault = self.sender.send_body(&result, || true);
+        self.sender.close_result(&result) || fault
     }
 
-    /// Send the app's body; true when the app faulted.
-    fn send_body(&mut self, result: &Bound<'py, PyAny>) -> bool {
+    /// Put `key: value` in every later environ of this core.
+    pub(crate) fn environ_constant(&self, key: &str, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.environ.set_constant(self.py, key, value)
+    }
+
+    /// The app serving `req`: its index and mount split, or `None` (no app).
+    pub(crate) fn select(&self, req: &Request<'_>) -> Option<(usize, Option<usize>)> {
+        self.apps.select(req.vars, self.manage_script_name)
+    }
+
+    /// Answer a request no app serves (404 with `notfound`, else 500).
+    pub(crate) fn no_app(&self, io: &mut dyn RequestIo) -> Outcome {
+        if self.notfound {
+            let close = io.head_sent() || !self.sender.send_404(io);
+            return Outcome {
+                exception: false,
+                close,
+            };
+        }
+        runtime::log("--- no python application found, check your startup logs for errors ---");
+        let close = io.head_sent() || !self.sender.send_500(io);
+        Outcome {
+            exception: false,
+            close,
+        }
+    }
+
+    /// The app `idx` as its callable, and its id.
+    pub(crate) fn app(&self, idx: usize) -> (Bound<'py, PyAny>, usize) {
+        let app = &self.apps.list[idx];
+        (app.callable.bind(self.py).clone(), app.id)
+    }
+
+    /// The shared `start_response`.
+    pub(crate) fn start_response_obj(&self) -> Bound<'py, PyAny> {
+        self.start_response.clone().into_any()
+    }
+
+    /// Count a request of app `app_id` (before the call, so the app sees itself in
+    /// `uwsgi.workers()`).
+    pub(crate) fn count_request(&self, app_id: usize) {
+        if let Some(c) = &self.counters {
+            c.request(app_id);
+        }
+    }
+
+    /// After a request of app `app_id`: count its exception and run `after_req_hook`.
+    pub(crate) fn request_done(&self, app_id: usize, outcome: Outcome) {
+        if outcome.exception {
+            if let Some(c) = &self.counters {
+                c.exception(app_id);
+            }
+        }
+        if let Some(hook) = &self.after_req_hook {
+            runtime::call_hook(self.py, "after_req_hook", hook);
+        }
+    }
+}
+
+impl<'py> BodySender<'py> {
+    /// Call the result's `close()` if it has one; true when that raised.
+    pub(crate) fn close_result(&self, result: &Bound<'py, PyAny>) -> bool {
+        let py = self.py;
+        // Exact lists and tuples have no close(); skip the costly failed lookup.
+        if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            return false;
+        }
+        match result.getattr_opt(pyo3::intern!(py, "close")) {
+            Ok(Some(close)) => {
+                if let Err(e) = close.call0() {
+                    runtime::log_exception(py, &e);
+                    return true;
+                }
+                false
+            }
+            Ok(None) => false,
+            Err(e) => {
+                runtime::log_exception(py, &e);
+                true
+            }
+        }
+    }
+
+    /// Send the app's body; true when the app faulted. `after_item` runs after each item of
+    /// a streamed body (async cores yield there); false from it stops as a fault.
+    pub(crate) fn send_body(
+        &self,
+        result: &Bound<'py, PyAny>,
+        mut after_item: impl FnMut() -> bool,
+    ) -> bool {
         let py = self.py;
         if let Ok(fw) = result.cast::<FileWrapper>() {
             if let Some(fault) = self.try_sendfile(fw) {
@@ -209,6 +310,9 @@ impl<'py> PyCore<'py> {
                     if let Step::Stop(fault) = self.write_item(&item, true) {
                         return fault;
                     }
+                    if !after_item() {
+                        return true;
+                    }
                 }
                 Err(e) => {
                     runtime::log_exception(py, &e);
@@ -221,7 +325,7 @@ impl<'py> PyCore<'py> {
 
     /// Write one body block; `flush` sends it before the next block is asked for (streamed
     /// bodies), lists and tuples are written whole at finish.
-    fn write_item(&mut self, item: &Bound<'py, PyAny>, flush: bool) -> Step {
+    pub(crate) fn write_item(&self, item: &Bound<'py, PyAny>, flush: bool) -> Step {
         let py = self.py;
         let copied;
         let data = if let Ok(bytes) = item.cast::<PyBytes>() {
@@ -261,7 +365,7 @@ impl<'py> PyCore<'py> {
     /// The zero-copy path of `wsgi.file_wrapper`: `None` when the file-like has no usable
     /// `fileno()` (iterate instead), else whether the app faulted.
     #[allow(unsafe_code)]
-    fn try_sendfile(&mut self, fw: &Bound<'py, FileWrapper>) -> Option<bool> {
+    fn try_sendfile(&self, fw: &Bound<'py, FileWrapper>) -> Option<bool> {
         let py = self.py;
         let f = fw.get().filelike.bind(py);
         let pos: u64 = f
@@ -326,7 +430,7 @@ impl<'py> PyCore<'py> {
     }
 
     /// `plugins = notfound`: answer 404; false if that was not possible.
-    fn send_404(&self, io: &mut dyn RequestIo) -> bool {
+    pub(crate) fn send_404(&self, io: &mut dyn RequestIo) -> bool {
         let sent = io
             .start(b"404 Not Found")
             .and_then(|()| io.header(b"Content-Type", b"text/plain"))
@@ -336,7 +440,7 @@ impl<'py> PyCore<'py> {
     }
 
     /// Replace the response with a 500; false if that was not possible.
-    fn send_500(&self, io: &mut dyn RequestIo) -> bool {
+    pub(crate) fn send_500(&self, io: &mut dyn RequestIo) -> bool {
         let sent = io
             .start(ERROR_500_STATUS)
             .and_then(|()| io.header(b"Content-Type", b"text/plain"))
@@ -346,7 +450,12 @@ impl<'py> PyCore<'py> {
     }
 
     /// Complete the response after the app ran.
-    fn complete(&self, io: &mut dyn RequestIo, fault: bool, st: RequestState) -> Outcome {
+    pub(crate) fn complete(
+        &self,
+        io: &mut dyn RequestIo,
+        fault: bool,
+        st: RequestState,
+    ) -> Outcome {
         let mut close = st.client_gone || st.disconnected || st.body_error;
         if let Some(e) = &st.response_error {
             runtime::log(&format!("invalid response from the WSGI app: {e}"));
@@ -394,43 +503,22 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 impl Core for PyCore<'_> {
     fn handle(&mut self, req: &Request<'_>, io: &mut dyn RequestIo) -> Outcome {
-        let Some((idx, split)) = self.apps.select(req.vars, self.manage_script_name) else {
-            if self.notfound {
-                let close = io.head_sent() || !self.send_404(io);
-                return Outcome {
-                    exception: false,
-                    close,
-                };
-            }
-            runtime::log("--- no python application found, check your startup logs for errors ---");
-            let close = io.head_sent() || !self.send_500(io);
-            return Outcome {
-                exception: false,
-                close,
-            };
+        let Some((idx, split)) = self.select(req) else {
+            return self.no_app(io);
         };
         // Counted before the call, so the app sees its own request in `uwsgi.workers()`.
         let app_id = self.apps.list[idx].id;
-        if let Some(c) = &self.counters {
-            c.request(app_id);
-        }
+        self.count_request(app_id);
         let generation = context::next_generation();
         let state = RequestState {
             generation,
             request_id: req.request_id,
-            detach_io: self.detach_io,
+            detach_io: self.sender.detach_io,
             ..RequestState::default()
         };
         let (fault, st) = context::scope(io, state, || self.run_app(idx, split, req, generation));
-        let outcome = self.complete(io, fault, st);
-        if outcome.exception {
-            if let Some(c) = &self.counters {
-                c.exception(app_id);
-            }
-        }
-        if let Some(hook) = &self.after_req_hook {
-            runtime::call_hook(self.py, "after_req_hook", hook);
-        }
+        let outcome = self.sender.complete(io, fault, st);
+        self.request_done(app_id, outcome);
         outcome
     }
 

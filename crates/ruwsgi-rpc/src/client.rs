@@ -105,12 +105,16 @@ fn read_reply(
     thread_local! {
         static FIRST: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    FIRST.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        if buf.len() < FIRST_READ {
-            buf.resize(FIRST_READ, 0);
+    FIRST.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < FIRST_READ {
+                buf.resize(FIRST_READ, 0);
+            }
+            read_reply_into(conn, node, deadline, &mut buf)
         }
-        read_reply_into(conn, node, deadline, &mut buf)
+        // Another call on this thread is waiting for its reply (an async core parked in
+        // it): this one gets a buffer of its own.
+        Err(_) => read_reply_into(conn, node, deadline, &mut vec![0; FIRST_READ]),
     })
 }
 

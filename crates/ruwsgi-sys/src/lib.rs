@@ -18,6 +18,7 @@
 //! - [`mmap`]: [`SharedRegion`], anonymous shared memory that survives fork.
 //! - [`lock`]: [`RobustMutex`], a process-shared robust mutex placed in shared memory.
 //! - [`localtime`]: local calendar time (`TZ` honoured) for log dates.
+//! - [`rawfd`]: epoll, poll, read and write on descriptors known only by number (async mode).
 #![allow(unsafe_code)]
 
 pub mod daemon;
@@ -30,6 +31,7 @@ pub mod logpipe;
 pub mod memory;
 pub mod mmap;
 pub mod process;
+pub mod rawfd;
 pub mod signals;
 pub mod socket;
 

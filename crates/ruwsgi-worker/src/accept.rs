@@ -121,6 +121,11 @@ impl AcceptPauses {
         self.recompute();
     }
 
+    /// True while listener `index` is paused (out of the epoll set).
+    pub fn is_paused(&self, index: usize) -> bool {
+        self.pauses.get(index).is_some_and(|p| p.until.is_some())
+    }
+
     /// Forget every pause (the core stopped accepting and unwatched all listeners).
     pub fn clear(&mut self) {
         self.pauses.fill(Pause::IDLE);

@@ -18,7 +18,7 @@ use ruwsgi_plugin::BodyError;
 use ruwsgi_proto::http::{ChunkStep, ChunkedDecoder};
 
 use crate::buffer::ReadBuf;
-use crate::stream::{wait_fd, Stream};
+use crate::stream::{Stream, WaitFn};
 
 /// Where the body of the current request stands.
 #[derive(Debug)]
@@ -112,6 +112,7 @@ impl BodyState {
         stream: &mut Stream,
         timeout: Duration,
         limit_post: u64,
+        wait: WaitFn,
     ) -> Result<usize, BodyError> {
         if out.is_empty() {
             return Ok(0);
@@ -120,14 +121,23 @@ impl BodyState {
             BodyState::Empty => return Ok(0),
             BodyState::Failed(kind) => return Err(kind.to_error()),
             BodyState::Length { remaining } => {
-                let r = read_length(remaining, out, rbuf, stream, timeout);
+                let r = read_length(remaining, out, rbuf, stream, timeout, wait);
                 if *remaining == 0 {
                     *self = BodyState::Empty;
                 }
                 r
             }
             BodyState::Chunked { decoder, pending } => {
-                match read_chunked(decoder, pending, out, rbuf, stream, timeout, limit_post) {
+                let r = read_chunked(
+                    decoder,
+                    pending,
+                    out,
+                    rbuf,
+                    stream,
+                    (timeout, wait),
+                    limit_post,
+                );
+                match r {
                     Ok(0) => {
                         *self = BodyState::Empty;
                         Ok(0)
@@ -144,8 +154,8 @@ impl BodyState {
 }
 
 /// Wait until the client sends more, for at most `timeout`.
-fn wait_readable(stream: &Stream, timeout: Duration) -> Result<(), FailKind> {
-    match wait_fd(stream.as_fd(), false, timeout) {
+fn wait_readable(stream: &Stream, timeout: Duration, wait: WaitFn) -> Result<(), FailKind> {
+    match wait(stream.as_fd(), false, timeout) {
         Ok(true) => Ok(()),
         Ok(false) => Err(FailKind::Timeout),
         Err(_) => Err(FailKind::Io),
@@ -153,13 +163,19 @@ fn wait_readable(stream: &Stream, timeout: Duration) -> Result<(), FailKind> {
 }
 
 /// Read more bytes from the socket into the buffer, waiting up to `timeout`.
-fn fill(rbuf: &mut ReadBuf, stream: &mut Stream, timeout: Duration) -> Result<(), FailKind> {
+fn fill(
+    rbuf: &mut ReadBuf,
+    stream: &mut Stream,
+    (timeout, wait): (Duration, WaitFn),
+) -> Result<(), FailKind> {
     loop {
         match rbuf.fill_from(stream) {
             Ok(0) if rbuf.is_full() => return Err(FailKind::Framing("chunk line too long")),
             Ok(0) => return Err(FailKind::Truncated),
             Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(stream, timeout)?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(stream, timeout, wait)?
+            }
             Err(_) => return Err(FailKind::Io),
         }
     }
@@ -171,6 +187,7 @@ fn read_length(
     rbuf: &mut ReadBuf,
     stream: &mut Stream,
     timeout: Duration,
+    wait: WaitFn,
 ) -> Result<usize, FailKind> {
     let want = (out.len() as u64).min(*remaining) as usize;
     if want == 0 {
@@ -190,7 +207,9 @@ fn read_length(
                 return Ok(n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(stream, timeout)?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(stream, timeout, wait)?
+            }
             Err(_) => return Err(FailKind::Io),
         }
     }
@@ -204,7 +223,7 @@ fn read_chunked(
     out: &mut [u8],
     rbuf: &mut ReadBuf,
     stream: &mut Stream,
-    timeout: Duration,
+    timeout: (Duration, WaitFn),
     limit_post: u64,
 ) -> Result<usize, FailKind> {
     loop {

@@ -39,6 +39,7 @@ use crate::static_files::Served;
 use crate::stream::{Peer, PeerText, Stream};
 use crate::worker::{StopKind, WorkerShared};
 
+mod async_cores;
 mod uwsgi_packets;
 
 const LISTENER_BASE: u64 = 1 << 62;
@@ -89,6 +90,35 @@ enum Step {
     Served,
     /// The connection was closed.
     Closed,
+    /// The connection went to an async core with its request; it comes back when the
+    /// request is over.
+    Parked,
+}
+
+/// What becomes of a request whose head is complete. A sync core (`dyn Core`) serves it on
+/// the spot; async mode hands it to a free core of its pool. Generic, so the sync loop
+/// compiles to the same code as a direct call to the plugin.
+trait Handler {
+    /// Whether a request may start now (async mode: a core is free).
+    fn can_serve(&self) -> bool;
+    /// Serve the request just parsed from connection `idx`.
+    fn serve(&mut self, lp: &mut CoreLoop<'_>, idx: usize, serve: Serve) -> Step;
+    /// Connection `idx` holds a request but no core is free: keep it for later.
+    fn defer(&mut self, lp: &mut CoreLoop<'_>, idx: usize);
+}
+
+impl Handler for dyn Core + '_ {
+    #[inline(always)]
+    fn can_serve(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn serve(&mut self, lp: &mut CoreLoop<'_>, idx: usize, serve: Serve) -> Step {
+        lp.serve(self, idx, serve)
+    }
+
+    fn defer(&mut self, _lp: &mut CoreLoop<'_>, _idx: usize) {}
 }
 
 /// The event loop of one core.
@@ -116,6 +146,9 @@ pub struct CoreLoop<'a> {
     served: u64,
     next_sweep: Instant,
     clock: Clock,
+    /// The sweep may drop trailing empty connection slots (not in async mode, where an
+    /// empty slot may belong to a connection an async core holds).
+    trim_conns: bool,
 }
 
 /// A core's view of time, so that a request costs two clock reads (start and end).
@@ -252,6 +285,7 @@ impl<'a> CoreLoop<'a> {
             served: 0,
             next_sweep: Instant::now() + Duration::from_secs(1),
             clock: Clock::new(),
+            trim_conns: true,
         })
     }
 
@@ -377,7 +411,7 @@ impl<'a> CoreLoop<'a> {
     /// One per wake-up: a connection accepted here but left waiting behind a long request
     /// would be lost with this worker if it died, while in the shared backlog any idle
     /// worker can take it (the listener stays ready, so the next wait returns at once).
-    fn accept(&mut self, core: &mut dyn Core, index: usize) {
+    fn accept<H: Handler + ?Sized>(&mut self, core: &mut H, index: usize) {
         if !self.accepting {
             return;
         }
@@ -470,7 +504,7 @@ impl<'a> CoreLoop<'a> {
         }
     }
 
-    fn on_readable(&mut self, core: &mut dyn Core, idx: usize) {
+    fn on_readable<H: Handler + ?Sized>(&mut self, core: &mut H, idx: usize) {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
@@ -487,25 +521,34 @@ impl<'a> CoreLoop<'a> {
         if was_empty && !c.rbuf.is_empty() {
             c.deadline = self.clock.now + self.shared.settings.requests.header_timeout;
         }
+        if self.parse_buffered(core, idx) && eof {
+            self.close(idx);
+        }
+    }
+
+    /// Serve the requests already in connection `idx`'s buffer. False when the connection
+    /// is no longer this loop's (closed, handed to an async core, or waiting for one).
+    fn parse_buffered<H: Handler + ?Sized>(&mut self, core: &mut H, idx: usize) -> bool {
         loop {
             let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
-                return;
+                return false;
             };
             if c.rbuf.is_empty() {
-                break;
+                return true;
+            }
+            if !core.can_serve() {
+                core.defer(self, idx);
+                return false;
             }
             let step = match self.shared.listeners[c.listener].protocol {
                 Protocol::Http => self.try_http(core, idx),
                 Protocol::Uwsgi => self.try_uwsgi(core, idx),
             };
             match step {
-                Step::Wait => break,
-                Step::Closed => return,
+                Step::Wait => return true,
+                Step::Closed | Step::Parked => return false,
                 Step::Served => {}
             }
-        }
-        if eof {
-            self.close(idx);
         }
     }
 
@@ -534,7 +577,7 @@ impl<'a> CoreLoop<'a> {
         let keep = (SPARE_BUFFER_BYTES / self.pool.buffer_size().max(1)).clamp(4, 64);
         self.pool.trim(keep);
         let before = self.conns.len();
-        while matches!(self.conns.last(), Some(None)) {
+        while self.trim_conns && matches!(self.conns.last(), Some(None)) {
             self.conns.pop();
         }
         if self.conns.len() < before {
@@ -568,13 +611,14 @@ impl<'a> CoreLoop<'a> {
             chunked_ok: false,
             connection_header: http,
             timeout: self.shared.settings.requests.socket_timeout,
+            wait: crate::stream::wait_fd,
         };
         self.resp.reset();
         self.resp.send_error(code, &mut c.stream, &ctx);
         self.close(idx);
     }
 
-    fn try_http(&mut self, core: &mut dyn Core, idx: usize) -> Step {
+    fn try_http<H: Handler + ?Sized>(&mut self, core: &mut H, idx: usize) -> Step {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Step::Closed;
         };
@@ -641,10 +685,11 @@ impl<'a> CoreLoop<'a> {
                 chunked_ok: http11,
                 connection_header: true,
                 timeout: s.requests.socket_timeout,
+                wait: crate::stream::wait_fd,
             },
             expect_continue: head.expect_continue && http11,
         };
-        self.serve(core, idx, serve)
+        core.serve(self, idx, serve)
     }
 
     fn serve(&mut self, core: &mut dyn Core, idx: usize, mut serve: Serve) -> Step {

@@ -14,7 +14,7 @@ use ruwsgi_plugin::{BodyError, RequestIo, ResponseError};
 use crate::body::BodyState;
 use crate::buffer::ReadBuf;
 use crate::response::{Response, ResponseContext};
-use crate::stream::{write_all_vectored, Stream};
+use crate::stream::{write_all_vectored_with, Stream};
 
 /// The connection of the request in flight, lent to the plugin for the duration of one call.
 pub struct ConnIo<'a> {
@@ -55,7 +55,7 @@ impl RequestIo for ConnIo<'_> {
             self.expect_continue = false;
             if !self.body.is_complete() && !self.resp.head_sent() {
                 let mut iov = [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")];
-                write_all_vectored(self.stream, &mut iov, self.ctx.timeout)?;
+                write_all_vectored_with(self.stream, &mut iov, self.ctx.timeout, self.ctx.wait)?;
             }
         }
         self.body.read(
@@ -64,6 +64,7 @@ impl RequestIo for ConnIo<'_> {
             self.stream,
             self.read_timeout,
             self.limit_post,
+            self.ctx.wait,
         )
     }
 

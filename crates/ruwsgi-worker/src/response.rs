@@ -15,7 +15,7 @@ use ruwsgi_plugin::ResponseError;
 use ruwsgi_proto::http::{parse_status, valid_header_name, valid_header_value};
 
 use crate::request::parse_u64;
-use crate::stream::{wait_fd, write_all_vectored, Stream};
+use crate::stream::{write_all_vectored_with, Stream, WaitFn};
 
 /// Bytes of body buffered before the head is sent and the body streams.
 const BUFFER_LIMIT: usize = 64 * 1024;
@@ -51,6 +51,8 @@ pub struct ResponseContext {
     pub connection_header: bool,
     /// Write timeout.
     pub timeout: Duration,
+    /// How a write waits for a full socket (`wait_fd` in sync mode).
+    pub wait: WaitFn,
 }
 
 /// Reusable response state of one core.
@@ -316,7 +318,7 @@ impl Response {
             IoSlice::new(post),
         ];
         self.sent_body += data.len() as u64;
-        let r = write_all_vectored(stream, &mut iov, ctx.timeout);
+        let r = write_all_vectored_with(stream, &mut iov, ctx.timeout, ctx.wait);
         self.account(r)
     }
 
@@ -336,13 +338,13 @@ impl Response {
                 let pre = chunk_size_line(data.len(), &mut line);
                 let mut iov = [IoSlice::new(pre), IoSlice::new(data), IoSlice::new(b"\r\n")];
                 self.sent_body += data.len() as u64;
-                let r = write_all_vectored(stream, &mut iov, ctx.timeout);
+                let r = write_all_vectored_with(stream, &mut iov, ctx.timeout, ctx.wait);
                 self.account(r)
             }
             _ => {
                 let mut iov = [IoSlice::new(data)];
                 self.sent_body += data.len() as u64;
-                let r = write_all_vectored(stream, &mut iov, ctx.timeout);
+                let r = write_all_vectored_with(stream, &mut iov, ctx.timeout, ctx.wait);
                 self.account(r)
             }
         }
@@ -404,10 +406,11 @@ impl Response {
         if chunked {
             let mut line = [0u8; 20];
             let pre = chunk_size_line(len as usize, &mut line);
-            let r = write_all_vectored(stream, &mut [IoSlice::new(pre)], ctx.timeout);
+            let r =
+                write_all_vectored_with(stream, &mut [IoSlice::new(pre)], ctx.timeout, ctx.wait);
             self.account(r)?;
         }
-        let r = sendfile_all(stream.as_fd(), fd, offset, len, ctx.timeout);
+        let r = sendfile_all(stream.as_fd(), fd, offset, len, ctx.timeout, ctx.wait);
         let sent = match r {
             Ok(n) => n,
             Err(e) => {
@@ -427,7 +430,12 @@ impl Response {
             )));
         }
         if chunked {
-            let r = write_all_vectored(stream, &mut [IoSlice::new(b"\r\n")], ctx.timeout);
+            let r = write_all_vectored_with(
+                stream,
+                &mut [IoSlice::new(b"\r\n")],
+                ctx.timeout,
+                ctx.wait,
+            );
             self.account(r)?;
         }
         Ok(sent)
@@ -478,7 +486,12 @@ impl Response {
         }
         match self.framing {
             Some(Framing::Chunked) => {
-                let r = write_all_vectored(stream, &mut [IoSlice::new(b"0\r\n\r\n")], ctx.timeout);
+                let r = write_all_vectored_with(
+                    stream,
+                    &mut [IoSlice::new(b"0\r\n\r\n")],
+                    ctx.timeout,
+                    ctx.wait,
+                );
                 self.account(r)
             }
             Some(Framing::Length) => {
@@ -544,6 +557,7 @@ pub(crate) fn sendfile_all(
     offset: u64,
     len: u64,
     timeout: Duration,
+    wait: WaitFn,
 ) -> io::Result<u64> {
     let mut off = offset as i64;
     let mut sent = 0u64;
@@ -554,7 +568,7 @@ pub(crate) fn sendfile_all(
             Ok(n) => sent += n as u64,
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                if !wait_fd(socket, true, timeout)? {
+                if !wait(socket, true, timeout)? {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
                 }
             }

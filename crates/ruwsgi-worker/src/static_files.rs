@@ -671,6 +671,7 @@ fn offload_loop(rx: &Mutex<Receiver<Job>>) {
             job.offset,
             job.len,
             job.timeout,
+            crate::stream::wait_fd,
         );
         // Dropping the socket closes the connection (the core already let go of it).
         drop(job);

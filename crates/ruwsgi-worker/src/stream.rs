@@ -216,6 +216,10 @@ impl Write for Stream {
     }
 }
 
+/// How a request waits for its socket: readable (`false`) or writable (`true`) within the
+/// timeout; `Ok(false)` on timeout. Sync cores block in [`wait_fd`]; async cores park.
+pub type WaitFn = fn(BorrowedFd<'_>, bool, Duration) -> io::Result<bool>;
+
 /// Wait until `fd` is readable (or writable) for at most `timeout`. Returns false on timeout.
 pub fn wait_fd(fd: BorrowedFd<'_>, writable: bool, timeout: Duration) -> io::Result<bool> {
     let flags = if writable {
@@ -239,8 +243,18 @@ pub fn wait_fd(fd: BorrowedFd<'_>, writable: bool, timeout: Duration) -> io::Res
 /// socket is full. Returns the bytes written.
 pub fn write_all_vectored(
     stream: &mut Stream,
+    bufs: &mut [IoSlice<'_>],
+    timeout: Duration,
+) -> io::Result<u64> {
+    write_all_vectored_with(stream, bufs, timeout, wait_fd)
+}
+
+/// [`write_all_vectored`], waiting for a full socket with `wait`.
+pub fn write_all_vectored_with(
+    stream: &mut Stream,
     mut bufs: &mut [IoSlice<'_>],
     timeout: Duration,
+    wait: WaitFn,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     while !bufs.is_empty() {
@@ -252,7 +266,7 @@ pub fn write_all_vectored(
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !wait_fd(stream.as_fd(), true, timeout)? {
+                if !wait(stream.as_fd(), true, timeout)? {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"));
                 }
             }

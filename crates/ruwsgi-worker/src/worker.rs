@@ -359,10 +359,25 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
     let threads = shared.settings.processes.threads.max(1);
     let slot = shared.scoreboard.worker(shared.id);
     slot.set_accepting(true);
+    // The one branch between the modes, once per worker.
+    let async_cores = shared.settings.processes.async_cores;
+    if async_cores > 0 {
+        serve_async(async_cores, &shared, plugin.as_ref());
+    } else {
+        serve_threads(threads, &shared, &plugin);
+    }
+    slot.set_accepting(false);
+    match shared.exit.load(Ordering::Acquire) {
+        1 => WorkerExit::Recycled,
+        2 => WorkerExit::Failed,
+        _ => WorkerExit::Stopped,
+    }
+}
+
+/// Sync mode: `threads` cores, core 0 on this thread.
+fn serve_threads(threads: usize, shared: &WorkerShared, plugin: &Arc<dyn LanguagePlugin>) {
     std::thread::scope(|scope| {
         for core_id in 1..threads {
-            let shared = &shared;
-            let plugin = &plugin;
             let spawned = std::thread::Builder::new()
                 .name(format!("core {core_id}"))
                 .spawn_scoped(scope, move || {
@@ -377,13 +392,29 @@ pub fn run(args: WorkerArgs) -> WorkerExit {
                 shared.begin_stop(StopKind::Immediate);
             }
         }
-        serve_core(0, &shared, plugin.as_ref());
+        serve_core(0, shared, plugin.as_ref());
     });
-    slot.set_accepting(false);
-    match shared.exit.load(Ordering::Acquire) {
-        1 => WorkerExit::Recycled,
-        2 => WorkerExit::Failed,
-        _ => WorkerExit::Stopped,
+}
+
+/// Async mode: `cores` cores multiplexed on this thread by one loop.
+fn serve_async(cores: usize, shared: &WorkerShared, plugin: &dyn LanguagePlugin) {
+    set_current_core(Some(0));
+    let cores = u16::try_from(cores).unwrap_or(u16::MAX);
+    let ran = plugin.run_async(cores, &mut |core| match CoreLoop::new(0, shared) {
+        Ok(mut l) => l.run_async(core, cores),
+        Err(e) => {
+            log_line(&format!("worker {}: cannot start: {e}", shared.id));
+            shared.exit.store(2, Ordering::Release);
+            shared.begin_stop(StopKind::Immediate);
+        }
+    });
+    if let Err(e) = ran {
+        log_line(&format!(
+            "worker {}: cannot run {cores} async cores: {e}",
+            shared.id
+        ));
+        shared.exit.store(2, Ordering::Release);
+        shared.begin_stop(StopKind::Immediate);
     }
 }
 
@@ -391,9 +422,15 @@ thread_local! {
     static CURRENT_CORE: std::cell::Cell<Option<u16>> = const { std::cell::Cell::new(None) };
 }
 
-/// The request core the calling thread runs (`None` outside a worker's cores).
+/// The request core the calling thread runs (`None` outside a worker's cores). In async
+/// mode, the core the loop is running at the moment (0 between cores).
 pub fn current_core() -> Option<u16> {
     CURRENT_CORE.with(std::cell::Cell::get)
+}
+
+/// Say which core this thread runs now (async mode switches between its cores).
+pub(crate) fn set_current_core(core: Option<u16>) {
+    CURRENT_CORE.with(|c| c.set(core));
 }
 
 fn serve_core(core_id: u16, shared: &WorkerShared, plugin: &dyn LanguagePlugin) {

@@ -154,15 +154,22 @@ fn on_cache<R>(
     Ok(Some(r))
 }
 
-/// Run `f` on the remote-cache client with the interpreter released; failures to reach
-/// the node are logged and give `None`.
+/// Run `f` on the remote-cache client with the interpreter released (in an async core
+/// greenlet the core parks while it waits instead); failures to reach the node are logged
+/// and give `None`.
 fn remote<T: Send>(
     py: Python<'_>,
     f: impl FnOnce(&CacheClient) -> Result<T, ruwsgi_plugin::cache::client::ClientError> + Send,
 ) -> Option<T> {
     let host = runtime::host()?;
     let client = host.cache_client()?;
-    match py.detach(|| f(client)) {
+    // An async core waiting for the node parks instead (and needs the interpreter).
+    let r = if crate::context::in_core_greenlet() {
+        f(client)
+    } else {
+        py.detach(|| f(client))
+    };
+    match r {
         Ok(v) => Some(v),
         Err(e) => {
             runtime::log(&format!("ruwsgi: {e}"));

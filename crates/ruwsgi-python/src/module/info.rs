@@ -101,7 +101,7 @@ pub(crate) fn configure(
 ) -> PyResult<()> {
     m.setattr("numproc", server.processes.workers)?;
     m.setattr("sockets", PyList::new(py, socket_fds)?)?;
-    m.setattr("cores", server.processes.threads.max(1))?;
+    m.setattr("cores", server.processes.cores())?;
     m.setattr("buffer_size", server.requests.buffer_size)?;
     m.setattr("started_on", unix_now())?;
     m.setattr("opt", build_opt(py, server.opt)?)?;

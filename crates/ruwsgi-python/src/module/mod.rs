@@ -8,6 +8,7 @@
 //! settings.
 
 mod alarm;
+mod async_api;
 mod cache;
 pub(crate) mod harakiri;
 mod info;
@@ -31,6 +32,7 @@ pub(crate) use spooler::add_if_configured as add_spooler_group;
 #[pyo3(name = "uwsgi")]
 pub fn uwsgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     alarm::init_pymodule(m)?;
+    async_api::init_pymodule(m)?;
     cache::init_pymodule(m)?;
     harakiri::init_pymodule(m)?;
     info::init_pymodule(m)?;

@@ -181,7 +181,12 @@ fn rpc<'py>(py: Python<'py>, args: &Bound<'py, PyTuple>) -> PyResult<Option<Boun
     let Some(host) = runtime::host() else {
         return Ok(None);
     };
-    let result = py.detach(|| host.rpc_remote(&node, name, rest));
+    // An async core waiting for the node parks instead (and needs the interpreter).
+    let result = if crate::context::in_core_greenlet() {
+        host.rpc_remote(&node, name, rest)
+    } else {
+        py.detach(|| host.rpc_remote(&node, name, rest))
+    };
     Ok(result.map(|r| PyBytes::new(py, &r)))
 }
 

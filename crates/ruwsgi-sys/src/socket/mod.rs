@@ -7,10 +7,12 @@
 //! [`ParsedAddr::loopback_default`] reports so the caller can warn.
 
 mod accept;
+mod connect;
 pub mod inherit;
 mod queue;
 
 pub use accept::accept_nonblocking;
+pub use connect::{connect_stream, connect_target};
 pub use queue::listen_queue;
 
 use std::fmt;

@@ -10,12 +10,11 @@ use std::io::IoSlice;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
-use ruwsgi_plugin::Core;
 use ruwsgi_proto::uwsgi::{self, PacketHeader, Parsed};
 use ruwsgi_proto::Vars;
 use ruwsgi_sys::log::log_line;
 
-use super::{peer_text, Clock, CoreLoop, Serve, Step};
+use super::{peer_text, Clock, CoreLoop, Handler, Serve, Step};
 use crate::body::BodyState;
 use crate::dispatch::{self, Route, Subsystem};
 use crate::request::sanitize_uwsgi_vars;
@@ -26,7 +25,7 @@ use crate::worker::WorkerShared;
 
 impl CoreLoop<'_> {
     /// A uwsgi packet: route it by its modifier1 as soon as the header is readable.
-    pub(super) fn try_uwsgi(&mut self, core: &mut dyn Core, idx: usize) -> Step {
+    pub(super) fn try_uwsgi<H: Handler + ?Sized>(&mut self, core: &mut H, idx: usize) -> Step {
         let Some(c) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return Step::Closed;
         };
@@ -325,9 +324,9 @@ impl CoreLoop<'_> {
     }
 
     /// A WSGI request packet (modifier1 0 or 30) with a non-empty vars block.
-    fn try_wsgi_packet(
+    fn try_wsgi_packet<H: Handler + ?Sized>(
         &mut self,
-        core: &mut dyn Core,
+        core: &mut H,
         idx: usize,
         strip_script_name: bool,
     ) -> Step {
@@ -387,10 +386,11 @@ impl CoreLoop<'_> {
                 chunked_ok: false,
                 connection_header: false,
                 timeout: s.requests.socket_timeout,
+                wait: crate::stream::wait_fd,
             },
             expect_continue: false,
         };
-        self.serve(core, idx, serve)
+        core.serve(self, idx, serve)
     }
 }
 
