@@ -18,9 +18,9 @@
 //! - the kept connections belong to one process: a child that inherited its parent's
 //!   through fork (ruwsgi's or the application's) drops them unused.
 //!
-//! On a thread that installed a [`WaitHook`] (an async worker's cores), a read or write
-//! that would block asks the hook to wait instead: the calling core parks and the worker
-//! serves other requests meanwhile. Without a hook the socket's own timeouts bound it.
+//! On a thread that installed a [`WaitHook`] (an async worker's cores), a TCP connect, a
+//! read or a write that would block asks the hook to wait instead: the calling core parks
+//! and the worker serves other requests meanwhile. Without a hook the socket's own timeouts bound it.
 //!
 //! The one case where a request can be handled twice: the node's worker dies while
 //! handling it on a kept connection (the caller cannot tell that from a node that closed an
@@ -548,8 +548,14 @@ fn connect_tcp(node: &str, hostport: &str, timeout: Duration) -> Result<TcpStrea
     };
     let addrs: Vec<SocketAddr> = hostport.to_socket_addrs().map_err(err)?.collect();
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host name has no address");
+    let started = Instant::now();
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = timeout.saturating_sub(started.elapsed());
+        let attempt = match wait_hook() {
+            Some(hook) => connect_parked(&addr, left, hook),
+            None => TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1))),
+        };
+        match attempt {
             Ok(s) => {
                 // Requests are small request/reply exchanges: never wait for Nagle.
                 s.set_nodelay(true).map_err(err)?;
@@ -559,6 +565,56 @@ fn connect_tcp(node: &str, hostport: &str, timeout: Duration) -> Result<TcpStrea
         }
     }
     Err(err(last))
+}
+
+/// Connect to `addr` without blocking the thread: the connection starts non-blocking and the
+/// thread's wait hook waits (up to `timeout`) for it to complete, so an async core parks
+/// meanwhile. A hook that declines makes it wait the usual blocking way.
+fn connect_parked(addr: &SocketAddr, timeout: Duration, hook: WaitHook) -> io::Result<TcpStream> {
+    let family = match addr {
+        SocketAddr::V4(_) => socket::AddressFamily::Inet,
+        SocketAddr::V6(_) => socket::AddressFamily::Inet6,
+    };
+    let fd: OwnedFd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    let target = socket::SockaddrStorage::from(*addr);
+    let pending = loop {
+        match socket::connect(fd.as_raw_fd(), &target) {
+            Ok(()) => break false,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EINPROGRESS) => break true,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if pending {
+        match hook(fd.as_fd(), true, timeout) {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => return Err(io::ErrorKind::TimedOut.into()),
+            Some(Err(e)) => return Err(e),
+            None => {
+                let mut fds = [nix::poll::PollFd::new(
+                    fd.as_fd(),
+                    nix::poll::PollFlags::POLLOUT,
+                )];
+                let ms = nix::poll::PollTimeout::try_from(timeout)
+                    .unwrap_or(nix::poll::PollTimeout::MAX);
+                if nix::poll::poll(&mut fds, ms)? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+        }
+        let status = socket::getsockopt(&fd, socket::sockopt::SocketError)?;
+        if status != 0 {
+            return Err(io::Error::from_raw_os_error(status));
+        }
+    }
+    let stream = TcpStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// Connect to a unix socket, waiting at most `timeout` when its backlog is full.
@@ -720,6 +776,48 @@ mod tests {
         HOOK_CALLS.with(|c| c.borrow_mut().clear());
         assert_eq!(&ping(&nodes, &addr, b"efgh"), b"efgh");
         assert!(HOOK_CALLS.with(|c| c.borrow().is_empty()));
+    }
+
+    /// A hook that records the wait and says the time ran out.
+    fn expiring_hook(_: BorrowedFd<'_>, writable: bool, _: Duration) -> Option<io::Result<bool>> {
+        HOOK_CALLS.with(|c| c.borrow_mut().push(writable));
+        Some(Ok(false))
+    }
+
+    #[test]
+    fn a_connect_in_progress_waits_through_the_hook() {
+        // A loopback listener with a full backlog never answers a new SYN: the connect
+        // stays in progress, and the hook is asked to wait for writability.
+        let l = socket::socket(
+            socket::AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let any = socket::SockaddrIn::new(127, 0, 0, 1, 0);
+        socket::bind(l.as_raw_fd(), &any).unwrap();
+        socket::listen(&l, socket::Backlog::new(0).unwrap()).unwrap();
+        let bound: socket::SockaddrIn = socket::getsockname(l.as_raw_fd()).unwrap();
+        let addr = SocketAddr::from(std::net::SocketAddrV4::from(bound));
+        // Fill the backlog (a few connections, bounded; none is accepted).
+        let mut filled = Vec::new();
+        for _ in 0..4 {
+            if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                filled.push(c);
+            }
+        }
+        HOOK_CALLS.with(|c| c.borrow_mut().clear());
+        let r = connect_parked(&addr, Duration::from_secs(1), expiring_hook);
+        let calls = HOOK_CALLS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        assert_eq!(calls, [true], "the hook waited for writability once");
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        // A listener that accepts: the connect completes (at once, or after the hook).
+        let ok = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = ok.local_addr().unwrap();
+        let s = connect_parked(&target, Duration::from_secs(2), recording_hook).unwrap();
+        assert_eq!(s.peer_addr().unwrap(), target);
+        drop((filled, l));
     }
 
     #[test]
