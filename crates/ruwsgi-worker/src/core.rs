@@ -358,28 +358,38 @@ impl<'a> CoreLoop<'a> {
                     }
                 }
             }
-            if self.pauses.resume_at().is_some_and(|t| now >= t) {
-                let (epoll, shared) = (&self.epoll, self.shared);
-                self.pauses
-                    .resume_due(now, |i| match watch_listener(epoll, shared, i) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log_line(&format!(
-                                "ruwsgi: cannot resume accepting on {}: {e}",
-                                shared.listeners[i].name
-                            ));
-                            false
-                        }
-                    });
-            }
-            if now >= self.next_sweep {
-                self.next_sweep = now + Duration::from_secs(1);
-                self.clock.reanchor();
-                self.sweep(now);
-            }
+            self.resume_paused(now);
+            self.sweep_if_due(now);
         }
         if let Some(log) = &mut self.log {
             log.flush();
+        }
+    }
+
+    /// Put back in the epoll set the listeners whose accept pause ended.
+    pub(crate) fn resume_paused(&mut self, now: Instant) {
+        if self.pauses.resume_at().is_some_and(|t| now >= t) {
+            let (epoll, shared) = (&self.epoll, self.shared);
+            self.pauses
+                .resume_due(now, |i| match watch_listener(epoll, shared, i) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log_line(&format!(
+                            "ruwsgi: cannot resume accepting on {}: {e}",
+                            shared.listeners[i].name
+                        ));
+                        false
+                    }
+                });
+        }
+    }
+
+    /// Once a second: re-anchor the clock and sweep idle connections.
+    pub(crate) fn sweep_if_due(&mut self, now: Instant) {
+        if now >= self.next_sweep {
+            self.next_sweep = now + Duration::from_secs(1);
+            self.clock.reanchor();
+            self.sweep(now);
         }
     }
 

@@ -427,25 +427,10 @@ impl CoreLoop<'_> {
                 }
             }
             self.update_listening(pool);
-            if pool.listening && self.pauses.resume_at().is_some_and(|t| now >= t) {
-                let (epoll, shared) = (&self.epoll, self.shared);
-                self.pauses
-                    .resume_due(now, |i| match watch_listener(epoll, shared, i) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log_line(&format!(
-                                "ruwsgi: cannot resume accepting on {}: {e}",
-                                shared.listeners[i].name
-                            ));
-                            false
-                        }
-                    });
+            if pool.listening {
+                self.resume_paused(now);
             }
-            if now >= self.next_sweep {
-                self.next_sweep = now + Duration::from_secs(1);
-                self.clock.reanchor();
-                self.sweep(now);
-            }
+            self.sweep_if_due(now);
         }
         if let Some(log) = &mut self.log {
             log.flush();
