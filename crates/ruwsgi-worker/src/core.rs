@@ -331,19 +331,7 @@ impl<'a> CoreLoop<'a> {
                 let token = ev.data();
                 if token >= LISTENER_BASE {
                     // Accepted in the second pass below.
-                } else if token == WAKE_TOKEN {
-                    // The stop state is checked at the top of the loop.
-                } else if token == SIGNAL_TOKEN {
-                    self.shared.handle_signals();
-                } else if token == SHARED_SIGNAL_TOKEN {
-                    self.shared.handle_shared_signals(self.id);
-                } else if token == CHANNEL_TOKEN {
-                    if !self.shared.handle_channel(self.id) {
-                        if let Some(channel) = self.shared.channel {
-                            let _ = self.epoll.delete(channel);
-                        }
-                    }
-                } else {
+                } else if !self.on_control(token, self.id) {
                     self.on_readable(core, token as usize);
                 }
             }
@@ -364,6 +352,27 @@ impl<'a> CoreLoop<'a> {
         if let Some(log) = &mut self.log {
             log.flush();
         }
+    }
+
+    /// Handle a control event (wake-up, process signals, uWSGI signals, the master's
+    /// channel) on core `core`; false when `token` is none of them.
+    pub(crate) fn on_control(&mut self, token: u64, core: u16) -> bool {
+        if token == WAKE_TOKEN {
+            // The stop state is checked at the top of the loop.
+        } else if token == SIGNAL_TOKEN {
+            self.shared.handle_signals();
+        } else if token == SHARED_SIGNAL_TOKEN {
+            self.shared.handle_shared_signals(core);
+        } else if token == CHANNEL_TOKEN {
+            if !self.shared.handle_channel(core) {
+                if let Some(channel) = self.shared.channel {
+                    let _ = self.epoll.delete(channel);
+                }
+            }
+        } else {
+            return false;
+        }
+        true
     }
 
     /// Put back in the epoll set the listeners whose accept pause ended.
@@ -714,25 +723,9 @@ impl<'a> CoreLoop<'a> {
         let slot = shared.scoreboard.worker(shared.id);
         slot.request_started(wall.as_micros() as u64);
         // This core's row: its counters, and with harakiri its deadline.
-        let harakiri = shared.settings.processes.harakiri.timeout;
         let core_row = shared.scoreboard.core(shared.id, usize::from(self.id));
         if let Some(row) = core_row {
-            row.started(wall.as_micros() as u64);
-        }
-        let verbose = shared.settings.stats.verbose;
-        if let Some(row) = core_row.filter(|_| !harakiri.is_zero() || verbose) {
-            let now_ms = wall.as_millis() as u64;
-            let method = self.vars.get(b"REQUEST_METHOD").unwrap_or(b"");
-            let uri = self.vars.get(b"REQUEST_URI").unwrap_or(b"");
-            let deadline = if harakiri.is_zero() {
-                0
-            } else {
-                now_ms + harakiri.as_millis() as u64
-            };
-            row.request_began(now_ms, deadline, &[method, b" ", uri]);
-            if verbose {
-                row.set_peer(self.vars.get(b"REMOTE_ADDR").unwrap_or(b""));
-            }
+            record_request(shared, &self.vars, row, wall);
         }
         self.resp.reset();
         // Static files first: one prefix check per map for other requests.
@@ -858,6 +851,36 @@ fn drain_buffered(body: &mut BodyState, rbuf: &mut ReadBuf) -> bool {
         }
     }
     false
+}
+
+/// A request starts on the core whose row is `row`, at `wall`: its start, and with
+/// `harakiri` its deadline and description (method, URI), with `stats-verbose` the client's
+/// address too. Nothing but the start without either option.
+#[inline]
+pub(crate) fn record_request(
+    shared: &WorkerShared,
+    vars: &Vars,
+    row: &ruwsgi_shm::CoreSlot,
+    wall: Duration,
+) {
+    row.started(wall.as_micros() as u64);
+    let harakiri = shared.settings.processes.harakiri.timeout;
+    let verbose = shared.settings.stats.verbose;
+    if harakiri.is_zero() && !verbose {
+        return;
+    }
+    let now_ms = wall.as_millis() as u64;
+    let method = vars.get(b"REQUEST_METHOD").unwrap_or(b"");
+    let uri = vars.get(b"REQUEST_URI").unwrap_or(b"");
+    let deadline = if harakiri.is_zero() {
+        0
+    } else {
+        now_ms + harakiri.as_millis() as u64
+    };
+    row.request_began(now_ms, deadline, &[method, b" ", uri]);
+    if verbose {
+        row.set_peer(vars.get(b"REMOTE_ADDR").unwrap_or(b""));
+    }
 }
 
 /// Register listener `index` in `epoll` (one waiter woken per connection).

@@ -39,7 +39,7 @@ use ruwsgi_sys::rawfd::{self, EpollOp};
 
 use super::{
     ceil_millis, drain_buffered, peer_text, watch_listener, Conn, CoreLoop, Handler, Serve, Step,
-    CHANNEL_TOKEN, LISTENER_BASE, SHARED_SIGNAL_TOKEN, SIGNAL_TOKEN, WAKE_TOKEN,
+    LISTENER_BASE,
 };
 use crate::body::BodyState;
 use crate::io::ConnIo;
@@ -375,18 +375,8 @@ impl CoreLoop<'_> {
                 let token = ev.data();
                 if token >= LISTENER_BASE {
                     // Accepted below, once the cores ran.
-                } else if token == WAKE_TOKEN {
-                } else if token == SIGNAL_TOKEN {
-                    self.shared.handle_signals();
-                } else if token == SHARED_SIGNAL_TOKEN {
+                } else if self.on_control(token, 0) {
                     // Handlers run in the loop, between cores: under core 0's row.
-                    self.shared.handle_shared_signals(0);
-                } else if token == CHANNEL_TOKEN {
-                    if !self.shared.handle_channel(0) {
-                        if let Some(channel) = self.shared.channel {
-                            let _ = self.epoll.delete(channel);
-                        }
-                    }
                 } else if token & CORE_TOKEN != 0 {
                     let core = ((token >> 32) & 0xffff) as u16;
                     let fd = (token & 0xffff_ffff) as u32 as RawFd;
@@ -500,24 +490,8 @@ impl CoreLoop<'_> {
             .scoreboard
             .worker(shared.id)
             .request_started(wall.as_micros() as u64);
-        let harakiri = shared.settings.processes.harakiri.timeout;
-        let verbose = shared.settings.stats.verbose;
         if let Some(row) = shared.scoreboard.core(shared.id, k) {
-            row.started(wall.as_micros() as u64);
-            if !harakiri.is_zero() || verbose {
-                let now_ms = wall.as_millis() as u64;
-                let method = self.vars.get(b"REQUEST_METHOD").unwrap_or(b"");
-                let uri = self.vars.get(b"REQUEST_URI").unwrap_or(b"");
-                let deadline = if harakiri.is_zero() {
-                    0
-                } else {
-                    now_ms + harakiri.as_millis() as u64
-                };
-                row.request_began(now_ms, deadline, &[method, b" ", uri]);
-                if verbose {
-                    row.set_peer(self.vars.get(b"REMOTE_ADDR").unwrap_or(b""));
-                }
-            }
+            super::record_request(shared, &self.vars, row, wall);
         }
         let slot = &mut pool.slots[k];
         // The request's variables go with the core; the loop parses into the core's old ones.
