@@ -356,6 +356,7 @@ impl<'a> CoreLoop<'a> {
 
     /// Handle a control event (wake-up, process signals, uWSGI signals, the master's
     /// channel) on core `core`; false when `token` is none of them.
+    #[inline]
     pub(crate) fn on_control(&mut self, token: u64, core: u16) -> bool {
         if token == WAKE_TOKEN {
             // The stop state is checked at the top of the loop.
