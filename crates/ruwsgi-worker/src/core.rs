@@ -799,46 +799,88 @@ impl<'a> CoreLoop<'a> {
             || !body_done;
         let ended = self.clock.tick();
         let micros = ended.saturating_duration_since(started).as_micros() as u64;
-        slot.request_finished(micros, self.resp.tx, outcome.exception);
-        if let Some(row) = core_row {
-            row.finished();
-        }
-        let memory = self.memory.as_mut().and_then(|m| m.sample().ok());
-        if let Some((rss, vsz)) = memory {
-            slot.set_memory(rss, vsz);
-        }
-        self.served += 1;
-        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        c.served += 1;
-        if let Some(log) = &mut self.log {
-            log.log(&LogEntry {
+        request_done(
+            shared,
+            Done {
+                memory: &mut self.memory,
+                log: &mut self.log,
+                core_row,
                 vars: &self.vars,
-                status: self.resp.status(),
-                body_bytes: self.resp.body_bytes,
-                tx: self.resp.tx,
-                header_count: self.resp.header_count,
-                head_bytes: self.resp.head_bytes,
+                resp: &self.resp,
                 micros,
-                worker_requests,
-                total_requests: shared.scoreboard.total_requests(),
+                exception: outcome.exception,
                 core: self.id,
                 started: wall.as_secs(),
-                memory: memory.filter(|_| shared.settings.logging.memory_report),
-            });
-        }
-        shared.check_recycle(worker_requests, outcome.exception, memory);
+            },
+        );
+        self.served += 1;
+        c.served += 1;
         if close {
             self.close(idx);
             return Step::Closed;
         }
-        c.deadline = ended
-            + if c.rbuf.is_empty() {
-                shared.settings.requests.keepalive_timeout
-            } else {
-                shared.settings.requests.header_timeout
-            };
+        c.deadline = next_deadline(shared, ended, c.rbuf.is_empty());
         Step::Served
     }
+}
+
+/// What [`request_done`] accounts for.
+pub(crate) struct Done<'a> {
+    pub memory: &'a mut Option<ruwsgi_sys::process::MemorySampler>,
+    pub log: &'a mut Option<RequestLog>,
+    pub core_row: Option<&'a ruwsgi_shm::CoreSlot>,
+    pub vars: &'a Vars,
+    pub resp: &'a Response,
+    pub micros: u64,
+    pub exception: bool,
+    pub core: u16,
+    /// When the request started (seconds since the epoch).
+    pub started: u64,
+}
+
+/// A request ended (sync or async core): the worker's and the core's counters, the memory
+/// sample (when a policy or the log needs it), the request log line, and the recycling
+/// checks.
+#[inline]
+pub(crate) fn request_done(shared: &WorkerShared, d: Done<'_>) {
+    let slot = shared.scoreboard.worker(shared.id);
+    slot.request_finished(d.micros, d.resp.tx, d.exception);
+    if let Some(row) = d.core_row {
+        row.finished();
+    }
+    let memory = d.memory.as_mut().and_then(|m| m.sample().ok());
+    if let Some((rss, vsz)) = memory {
+        slot.set_memory(rss, vsz);
+    }
+    let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(log) = d.log {
+        log.log(&LogEntry {
+            vars: d.vars,
+            status: d.resp.status(),
+            body_bytes: d.resp.body_bytes,
+            tx: d.resp.tx,
+            header_count: d.resp.header_count,
+            head_bytes: d.resp.head_bytes,
+            micros: d.micros,
+            worker_requests,
+            total_requests: shared.scoreboard.total_requests(),
+            core: d.core,
+            started: d.started,
+            memory: memory.filter(|_| shared.settings.logging.memory_report),
+        });
+    }
+    shared.check_recycle(worker_requests, d.exception, memory);
+}
+
+/// When a kept-alive connection is dropped after a request that ended at `ended`: the
+/// keep-alive timeout when nothing more is buffered, the header timeout otherwise.
+pub(crate) fn next_deadline(shared: &WorkerShared, ended: Instant, buffer_empty: bool) -> Instant {
+    ended
+        + if buffer_empty {
+            shared.settings.requests.keepalive_timeout
+        } else {
+            shared.settings.requests.header_timeout
+        }
 }
 
 /// Finish an unread `Content-Length` body from what is already buffered. True when the

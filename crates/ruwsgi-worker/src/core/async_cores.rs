@@ -25,7 +25,6 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{EpollEvent, EpollFlags, EpollTimeout};
@@ -43,7 +42,6 @@ use super::{
 };
 use crate::body::BodyState;
 use crate::io::ConnIo;
-use crate::reqlog::LogEntry;
 use crate::response::{Response, ResponseContext};
 use crate::static_files::Served;
 use crate::stream::wait_fd;
@@ -772,42 +770,24 @@ impl CoreLoop<'_> {
         let ended = self.clock.tick();
         let slot = &pool.slots[k];
         let micros = ended.saturating_duration_since(slot.started).as_micros() as u64;
-        let worker_slot = shared.scoreboard.worker(shared.id);
-        worker_slot.request_finished(micros, resp.tx, outcome.exception);
-        if let Some(row) = core_row {
-            row.finished();
-        }
-        let memory = self.memory.as_mut().and_then(|m| m.sample().ok());
-        if let Some((rss, vsz)) = memory {
-            worker_slot.set_memory(rss, vsz);
-        }
-        self.served += 1;
-        let worker_requests = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        conn.served += 1;
-        if let Some(log) = &mut self.log {
-            log.log(&LogEntry {
+        super::request_done(
+            shared,
+            super::Done {
+                memory: &mut self.memory,
+                log: &mut self.log,
+                core_row,
                 vars: &slot.vars,
-                status: resp.status(),
-                body_bytes: resp.body_bytes,
-                tx: resp.tx,
-                header_count: resp.header_count,
-                head_bytes: resp.head_bytes,
+                resp: &resp,
                 micros,
-                worker_requests,
-                total_requests: shared.scoreboard.total_requests(),
+                exception: outcome.exception,
                 core,
                 started: slot.wall.as_secs(),
-                memory: memory.filter(|_| shared.settings.logging.memory_report),
-            });
-        }
-        shared.check_recycle(worker_requests, outcome.exception, memory);
+            },
+        );
+        self.served += 1;
+        conn.served += 1;
         pool.slots[k].spare = Some(resp);
-        conn.deadline = ended
-            + if conn.rbuf.is_empty() {
-                shared.settings.requests.keepalive_timeout
-            } else {
-                shared.settings.requests.header_timeout
-            };
+        conn.deadline = super::next_deadline(shared, ended, conn.rbuf.is_empty());
         let fd = conn.stream.as_fd().as_raw_fd();
         self.conns[idx] = Some(conn);
         if close {
