@@ -70,7 +70,23 @@ def checks():
         b"19", b"29", b"30", b"31"]
     assert uwsgi.cache_get("memo", "".join(["miss", "ing"])) is None
     assert uwsgi.cache_get("memo") == b"19"                      # None: the default cache
+    # bytes keys with a name already looked up take the short path: same results as the
+    # general one (str keys, keywords, other types)
+    assert uwsgi.cache_get(b"memo", "main") == b"19"
+    assert uwsgi.cache_get(b"memo", None) == b"19"
+    assert uwsgi.cache_get(b"memo", cache="main") == b"19"
+    assert uwsgi.cache_get(key=b"memo") == b"19"
+    assert uwsgi.cache_get(type("K", (bytes,), {})(b"memo"), "main") == b"19"
+    assert uwsgi.cache_get(b"absent", "main") is None
+    assert uwsgi.cache_get(b"", "main") is None
+    assert uwsgi.cache_get(b"k" * 65, "main") is None            # keysize 64
+    expect(TypeError, uwsgi.cache_get)
+    expect(TypeError, uwsgi.cache_get, b"memo", "main", 1)
+    expect(TypeError, uwsgi.cache_get, bytearray(b"memo"), "main")
+    expect(TypeError, uwsgi.cache_get, b"memo", b"main")
+    assert uwsgi.cache_get.__name__ == "cache_get"
     assert uwsgi.cache_del("memo", None) is True
+    assert uwsgi.cache_get(b"memo", "main") is None
     assert uwsgi.cache_clear(c) is True and uwsgi.cache_keys(c) == []
     return b"ok"
 

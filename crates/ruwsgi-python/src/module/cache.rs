@@ -40,13 +40,23 @@ fn expires(secs: i64) -> u64 {
 }
 
 /// Local caches this thread has resolved, by name object, for as long as the host they
-/// belong to is the current one. The memo holds its own handle on the host, and the name
-/// objects, so that no other object can take their address.
+/// belong to is the current one. The memo holds its own handle on the host, which keeps
+/// the caches where they are, and the name objects, so that no other object can take
+/// their address.
 struct Memo {
     generation: u64,
     host: Option<Arc<dyn Host>>,
-    /// (the name object, `None` for the default cache; its cache's index in the host's).
-    names: Vec<(Option<Py<PyAny>>, usize)>,
+    names: Vec<Remembered>,
+}
+
+/// One name the memo knows.
+struct Remembered {
+    /// The name object's address (null for the default cache), compared on lookups.
+    key: *mut pyo3::ffi::PyObject,
+    /// The name object itself, held so that its address stays its own.
+    _name: Option<Py<PyAny>>,
+    /// Its cache, owned by the memo's host.
+    cache: *const Cache,
 }
 
 /// Names remembered per thread; the oldest goes first.
@@ -64,37 +74,56 @@ fn key_of(name: Option<&Bound<'_, PyAny>>) -> *mut pyo3::ffi::PyObject {
 }
 
 impl Memo {
+    #[allow(unsafe_code)]
     fn find(&self, key: *mut pyo3::ffi::PyObject, generation: u64) -> Option<&Cache> {
         if self.generation != generation {
             return None;
         }
-        let (_, index) = self
-            .names
-            .iter()
-            .find(|(n, _)| n.as_ref().map_or(std::ptr::null_mut(), |n| n.as_ptr()) == key)?;
-        self.host.as_ref()?.caches()?.list().get(*index)
+        let r = self.names.iter().find(|r| r.key == key)?;
+        // SAFETY: the cache belongs to `self.host`, which the memo holds for as long as it
+        // holds the entry, and a host's caches never move or change.
+        Some(unsafe { &*r.cache })
     }
 
-    /// Remember the cache at `index` (of `host`) under `name`; what it displaces is
-    /// returned, to be released once the memo is free again.
+    /// Remember `cache` (one of `host`'s) under `name`; what it displaces is returned, to
+    /// be released once the memo is free again.
     fn remember(
         &mut self,
         generation: u64,
         host: &Arc<dyn Host>,
         name: Option<&Bound<'_, PyAny>>,
-        index: usize,
-    ) -> Vec<(Option<Py<PyAny>>, usize)> {
-        let mut displaced = Vec::new();
+        cache: &Cache,
+    ) -> (Vec<Remembered>, Option<Arc<dyn Host>>) {
+        let mut displaced = (Vec::new(), None);
         if self.generation != generation {
-            displaced = std::mem::take(&mut self.names);
+            displaced.0 = std::mem::take(&mut self.names);
+            displaced.1 = self.host.replace(host.clone());
             self.generation = generation;
-            self.host = Some(host.clone());
         } else if self.names.len() >= MEMO_NAMES {
-            displaced.push(self.names.remove(0));
+            displaced.0.push(self.names.remove(0));
         }
-        self.names.push((name.map(|n| n.clone().unbind()), index));
+        self.names.push(Remembered {
+            key: key_of(name),
+            _name: name.map(|n| n.clone().unbind()),
+            cache,
+        });
         displaced
     }
+}
+
+/// Run `local` (taken out of its option) on the cache this thread remembers under the name
+/// object `key`, if it does.
+fn remembered<R>(
+    key: *mut pyo3::ffi::PyObject,
+    generation: u64,
+    local: &mut Option<impl FnOnce(&Cache) -> R>,
+) -> Option<R> {
+    MEMO.with(|memo| {
+        let memo = memo.try_borrow().ok()?;
+        let cache = memo.find(key, generation)?;
+        let f = local.take()?;
+        Some(f(cache))
+    })
 }
 
 /// Run an operation on the cache a cache-name argument designates (`None`: the default
@@ -106,16 +135,9 @@ fn on_cache<R>(
     remote: impl FnOnce(&str, &str) -> R,
 ) -> PyResult<Option<R>> {
     let name = name.filter(|o| !o.is_none());
-    let key = key_of(name);
     let generation = runtime::host_generation();
     let mut local = Some(local);
-    let known = MEMO.with(|memo| {
-        let memo = memo.try_borrow().ok()?;
-        let cache = memo.find(key, generation)?;
-        let f = local.take()?;
-        Some(f(cache))
-    });
-    if let Some(r) = known {
+    if let Some(r) = remembered(key_of(name), generation, &mut local) {
         return Ok(Some(r));
     }
     let local = local.expect("the operation runs only on a memo hit");
@@ -137,10 +159,7 @@ fn on_cache<R>(
     let Some(host) = runtime::host() else {
         return Ok(None);
     };
-    let Some((index, cache)) = host.caches().and_then(|c| {
-        let i = c.position(local_name).ok()?;
-        Some((i, &c.list()[i]))
-    }) else {
+    let Some(cache) = host.caches().and_then(|c| c.find(local_name).ok()) else {
         return Ok(None);
     };
     let r = local(cache);
@@ -148,7 +167,7 @@ fn on_cache<R>(
     let displaced = MEMO.with(|memo| {
         memo.try_borrow_mut()
             .ok()
-            .map(|mut m| m.remember(generation, &host, name, index))
+            .map(|mut m| m.remember(generation, &host, name, cache))
     });
     drop(displaced);
     Ok(Some(r))
@@ -181,6 +200,26 @@ fn remote<T: Send>(
 /// A cache-name argument: `str` or `None` (see [`on_cache`]).
 type Name<'a, 'py> = Option<&'a Bound<'py, PyAny>>;
 
+/// The value under `key` in `cache`, as a new bytes object: `Ok(None)` on a miss, or when
+/// the key is not one the cache can hold. Copied once, from the cache straight into it.
+fn get_local<'py>(
+    py: Python<'py>,
+    cache: &Cache,
+    key: &[u8],
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    cache
+        .table
+        .get_with(key, |v| {
+            PyBytes::new_with(py, v.len(), |out| {
+                v.copy_to(out);
+                Ok(())
+            })
+        })
+        .ok()
+        .flatten()
+        .transpose()
+}
+
 #[pyfunction]
 #[pyo3(signature = (key, cache = None))]
 fn cache_get<'py>(
@@ -191,19 +230,7 @@ fn cache_get<'py>(
     let key = data(key, "key")?;
     on_cache(
         cache,
-        // Copied once, from the cache straight into the new bytes object.
-        |c| {
-            c.table
-                .get_with(key, |v| {
-                    PyBytes::new_with(py, v.len(), |out| {
-                        v.copy_to(out);
-                        Ok(())
-                    })
-                })
-                .ok()
-                .flatten()
-                .transpose()
-        },
+        |c| get_local(py, c, key),
         |cache, node| {
             Ok(remote(py, |c| c.get(node, cache, key))
                 .flatten()
@@ -387,8 +414,150 @@ fn cache_keys<'py>(py: Python<'py>, cache: Name<'_, 'py>) -> PyResult<Bound<'py,
     PyList::new(py, keys.iter().map(|k| PyBytes::new(py, k)))
 }
 
+/// A new bytes object holding a copy of `v`; null when there is no memory for it (the
+/// error is cleared: the caller falls back to the full path). Called with the interpreter
+/// attached. A value that a retried read drops is released at once.
+#[allow(unsafe_code)]
+fn new_bytes(v: ruwsgi_plugin::cache::ValueRef<'_>) -> OwnedObject {
+    use pyo3::ffi;
+    // SAFETY: the caller holds the interpreter; a fresh bytes object of `len` bytes is
+    // ours to fill before anyone else sees it.
+    unsafe {
+        let len = v.len();
+        let p = ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t);
+        if p.is_null() {
+            ffi::PyErr_Clear();
+        } else {
+            let out = std::slice::from_raw_parts_mut(ffi::PyBytes_AS_STRING(p) as *mut u8, len);
+            v.copy_to(out);
+        }
+        OwnedObject(p)
+    }
+}
+
+/// A strong reference to a Python object (or null), released when dropped unless taken
+/// with [`OwnedObject::into_ptr`]. Pointer-sized, unlike the interpreter-token types, which
+/// matters on the fastest call path.
+struct OwnedObject(*mut pyo3::ffi::PyObject);
+
+impl OwnedObject {
+    fn is_null(&self) -> bool {
+        self.0.is_null()
+    }
+
+    fn into_ptr(self) -> *mut pyo3::ffi::PyObject {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for OwnedObject {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: only made on paths that hold the interpreter; the reference is ours.
+        unsafe { pyo3::ffi::Py_XDECREF(self.0) }
+    }
+}
+
+/// `cache_get` as the module exposes it: the commonest calls, `cache_get(key)` and
+/// `cache_get(key, name)` with a `bytes` key and a local cache this thread has already
+/// looked up, run here without the generic argument handling (a third of the call's
+/// cost); every other call, and any failure, goes to the full [`cache_get`] with the same
+/// arguments, so both give the same results.
+///
+/// # Safety
+/// Called by the interpreter, attached, with the vectorcall arguments of a method of the
+/// module.
+#[allow(unsafe_code)]
+unsafe extern "C" fn cache_get_fast(
+    _module: *mut pyo3::ffi::PyObject,
+    args: *const *mut pyo3::ffi::PyObject,
+    nargsf: pyo3::ffi::Py_ssize_t,
+    kwnames: *mut pyo3::ffi::PyObject,
+) -> *mut pyo3::ffi::PyObject {
+    use pyo3::ffi;
+    // SAFETY: the interpreter passes `nargs` valid borrowed arguments and holds the thread.
+    let hit = std::panic::catch_unwind(|| unsafe {
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+        if !kwnames.is_null() || !(1..=2).contains(&nargs) {
+            return None;
+        }
+        let key = *args;
+        let name = if nargs == 2 {
+            *args.add(1)
+        } else {
+            ffi::Py_None()
+        };
+        if ffi::PyBytes_CheckExact(key) == 0 {
+            return None;
+        }
+        let name = if name == ffi::Py_None() {
+            std::ptr::null_mut()
+        } else {
+            name
+        };
+        let bytes = std::slice::from_raw_parts(
+            ffi::PyBytes_AS_STRING(key).cast::<u8>(),
+            ffi::Py_SIZE(key) as usize,
+        );
+        let mut get = Some(|c: &Cache| c.table.get_with(bytes, |v| new_bytes(v)));
+        match remembered(name, runtime::host_generation(), &mut get)? {
+            Ok(Some(value)) if !value.is_null() => Some(value.into_ptr()),
+            // Out of memory: the full function tries again, and reports it if it fails too.
+            Ok(Some(_)) => None,
+            Ok(None) | Err(_) => Some(ffi::Py_NewRef(ffi::Py_None())),
+        }
+    });
+    match hit {
+        Ok(Some(result)) => result,
+        // SAFETY: the full function set up at module creation, called with our arguments.
+        _ => unsafe {
+            ffi::PyObject_Vectorcall(
+                CACHE_GET_FULL.load(std::sync::atomic::Ordering::Relaxed),
+                args,
+                nargsf as usize,
+                kwnames,
+            )
+        },
+    }
+}
+
+/// The full `cache_get` (a function object that lives as long as the process), for
+/// [`cache_get_fast`].
+static CACHE_GET_FULL: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Add `cache_get` to the module: [`cache_get_fast`] in front of the full function.
+#[allow(unsafe_code)]
+fn add_cache_get(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use pyo3::ffi;
+    let full = wrap_pyfunction!(cache_get, m)?;
+    CACHE_GET_FULL.store(
+        full.clone().unbind().into_ptr(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    // The definition must outlive the function object, which lives as long as the module.
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"cache_get".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: cache_get_fast,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c"cache_get(key, cache=None)\n--\n\nThe value under key (bytes), or None.".as_ptr(),
+    }));
+    // SAFETY: a valid, leaked definition; the module object is alive.
+    let f = unsafe {
+        Bound::from_owned_ptr_or_err(
+            m.py(),
+            ffi::PyCFunction_NewEx(def, std::ptr::null_mut(), m.name()?.as_ptr()),
+        )?
+    };
+    m.add("cache_get", f)
+}
+
 pub(super) fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(cache_get, m)?)?;
+    add_cache_get(m)?;
     m.add_function(wrap_pyfunction!(cache_exists, m)?)?;
     m.add_function(wrap_pyfunction!(cache_set, m)?)?;
     m.add_function(wrap_pyfunction!(cache_update, m)?)?;
