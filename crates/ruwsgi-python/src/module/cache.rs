@@ -501,7 +501,7 @@ unsafe extern "C" fn cache_get_fast(
             ffi::PyBytes_AS_STRING(key).cast::<u8>(),
             ffi::Py_SIZE(key) as usize,
         );
-        let mut get = Some(|c: &Cache| c.table.get_with(bytes, |v| new_bytes(v)));
+        let mut get = Some(|c: &Cache| c.table.get_with(bytes, new_bytes));
         match remembered(name, runtime::host_generation(), &mut get)? {
             Ok(Some(value)) if !value.is_null() => Some(value.into_ptr()),
             // Out of memory: the full function tries again, and reports it if it fails too.
