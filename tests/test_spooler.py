@@ -151,6 +151,47 @@ def test_ordered_priorities_max_tasks_and_ignore(ruwsgi, tmp_path):
     srv2.stop(signal.SIGTERM)
 
 
+def test_several_spooler_directories(ruwsgi, tmp_path):
+    # two `spooler` directories: one spooler each, in option order; `spooler` picks one
+    other = tmp_path / "spool-b"
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler", other)
+    pids = spooler_pids(srv)
+    assert len(pids) == 2
+    first = get(srv, "/spool?n=in-a").decode()
+    second = get(srv, "/spool?n=in-b&spooler=%s" % other).decode()
+    assert first.startswith(str(spool_dir.resolve()) + "/uwsgi_spoolfile_on_")
+    assert second.startswith(str(other.resolve()) + "/uwsgi_spoolfile_on_")
+    wait_done(out, ["in-a", "in-b"])
+    a, b = (json.loads(lines(out, n)[0]) for n in ("in-a", "in-b"))
+    assert (a["dir"], a["pid"]) == (str(spool_dir.resolve()), pids[0])
+    assert (b["dir"], b["pid"]) == (str(other.resolve()), pids[1])
+    wait_until(lambda: not task_files(spool_dir) and not task_files(other), 10,
+               what="task files removed")
+    srv.stop(signal.SIGTERM)
+
+
+def test_ordered_scan_runs_priorities_first_in_version_order(ruwsgi, tmp_path):
+    # tasks on disk before the start, so the first scan sees them all: numeric priority
+    # directories first, lowest number first, then the directory itself, each in version
+    # order (a plain string sort would put "10" before "2" and "_10" before "_9")
+    spool_dir = tmp_path / "spool"
+    for sub, name, n in [("", "x_10", "o-10"), ("10", "x_1", "o-p10"), ("", "x_9", "o-9"),
+                         ("2", "x_1", "o-p2"), ("2", "x_0", "o-p2-first"),
+                         ("notnum", "x_1", "o-notnum")]:
+        d = spool_dir / sub
+        d.mkdir(parents=True, exist_ok=True)
+        (d / ("uwsgi_spoolfile_on_" + name)).write_bytes(spool_packet([(b"n", n.encode())]))
+    srv, _, out = start(ruwsgi, tmp_path, "--spooler-ordered")
+    order = ["o-p2-first", "o-p2", "o-p10", "o-9", "o-10"]
+    wait_done(out, order)
+    starts = [float(lines(out, n + ".start")[0].split()[0]) for n in order]
+    assert starts == sorted(starts), list(zip(order, starts))
+    # a sub-directory whose name is not a number is no priority: never scanned
+    assert not lines(out, "o-notnum.start")
+    assert task_files(spool_dir) == ["uwsgi_spoolfile_on_x_1"]
+    srv.stop(signal.SIGTERM)
+
+
 def spool_packet(pairs):
     body = b"".join(struct.pack("<H", len(k)) + k + struct.pack("<H", len(v)) + v
                     for k, v in pairs)
@@ -352,6 +393,27 @@ def test_lazy_apps_need_spooler_import(ruwsgi, tmp_path):
     srv.stop(signal.SIGTERM)
 
 
+def test_spooler_import_runs_in_spoolers_only(ruwsgi, tmp_path):
+    # `spooler-import MODULE` (a module name on the path): imported once in each spooler,
+    # after fork, and never in the master or a worker
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "spool_only.py").write_text(
+        "import os, uwsgi\n"
+        "with open(os.path.join(os.environ['SPOOL_OUT'], 'imported'), 'a') as f:\n"
+        "    f.write('%d %r\\n' % (os.getpid(), uwsgi.i_am_the_spooler()))\n")
+    srv, _, out = start(ruwsgi, tmp_path, "--processes", "2", "--spooler-processes", "2",
+                        "--pythonpath", mods, "--spooler-import", "spool_only")
+    pids = spooler_pids(srv)
+    wait_until(lambda: len(lines(out, "imported")) >= 2, 10, what="two imports")
+    get(srv, "/spool?n=after-import")
+    wait_done(out, ["after-import"])
+    imported = [l.split() for l in lines(out, "imported")]
+    assert sorted(int(p) for p, _ in imported) == sorted(pids), (imported, pids)
+    assert all(flag == "True" for _, flag in imported), imported
+    srv.stop(signal.SIGTERM)
+
+
 def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
     """Tasks written by uWSGI run in ruwsgi, and the other way round (same format, same
     names, the body and the special keys intact)."""
@@ -373,6 +435,12 @@ def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
     assert json.loads(lines(out, "u1")[0])["body"] == "from uwsgi"
     path = get(srv, "/spool?n=r1&body=from%20ruwsgi&spooler=" + str(from_ruwsgi)).decode()
     assert path.startswith(str(from_ruwsgi))
+    # spooler-external: no local process serves it. The one spooler (of the local
+    # directory) runs a task spooled after r1 and r1 is still on disk, not run
+    assert len(spooler_pids(srv)) == 1
+    get(srv, "/spool?n=local-after")
+    wait_done(out, ["local-after"])
+    assert not lines(out, "r1.start") and task_files(from_ruwsgi) == [os.path.basename(path)]
     srv.stop(signal.SIGTERM)
     u = start_uwsgi(["--master", "--http-socket", "127.0.0.1:0", "--wsgi-file", APP,
                      "--spooler", from_ruwsgi], tmp_path / "uw2", env=env)
@@ -394,8 +462,11 @@ def cpu_seconds(pid):
 def test_two_spoolers_one_task_no_spinning(ruwsgi, tmp_path):
     srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
     pids = spooler_pids(srv)
-    get(srv, "/spool?n=slow&mode=sleep&sleep=1.5")
+    slow = get(srv, "/spool?n=slow&mode=sleep&sleep=1.5").decode()
     wait_until(lambda: lines(out, "slow.start"), 10, what="slow task started")
+    # spooler_get_task() of a task a spooler holds (runs) is None
+    assert get(srv, "/task?path=" + slow) == b"None"
+    assert not lines(out, "slow"), "the task ended before the check: nothing was tested"
     runner = int(lines(out, "slow.start")[0].split()[1])
     other = [p for p in pids if p != runner][0]
     before = cpu_seconds(other)
