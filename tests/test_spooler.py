@@ -6,6 +6,8 @@ directory full of garbage, every task spool() accepted has completed, and none t
 its spooler died while running it."""
 import json
 import os
+import random
+import re
 import signal
 import socket
 import struct
@@ -348,17 +350,44 @@ def test_garbage_and_half_written_files_never_run(ruwsgi, tmp_path):
     writing = spool_dir / "uwsgi_spoolfile_on_writing"
     writing.write_bytes(spool_packet([(b"n", b"g-writing")]))
     writing.chmod(0o200)
+    # a writer killed after every byte: each prefix of a task, as a file named like a task
+    half = spool_packet([(b"n", b"g-half"), (b"mode", b"ok")])
+    for cut in range(len(half)):
+        (spool_dir / ("uwsgi_spoolfile_on_half%03d" % cut)).write_bytes(half[:cut])
+    # the same without spooler-fsync, a task with a body (whose prefixes may parse): 0200
+    with_body = spool_packet([(b"n", b"g-body")]) + b"the body"
+    writing_names = ["uwsgi_spoolfile_on_writing"]
+    for cut in range(len(with_body) + 1):
+        w = spool_dir / ("uwsgi_spoolfile_on_w%03d" % cut)
+        w.write_bytes(with_body[:cut])
+        w.chmod(0o200)
+        writing_names.append(w.name)
+    # random bytes (never modifier1 17)
+    rng = random.Random(17)
+    for i in range(200):
+        first = rng.choice([b for b in range(256) if b != 17])
+        (spool_dir / ("uwsgi_spoolfile_on_rand%03d" % i)).write_bytes(
+            bytes([first]) + rng.randbytes(rng.randrange(0, 300)))
+    rejected = (["uwsgi_spoolfile_on_" + b for b in ("garbage", "empty", "truncated", "wrongmod")]
+                + ["uwsgi_spoolfile_on_half%03d" % c for c in range(len(half))]
+                + ["uwsgi_spoolfile_on_rand%03d" % i for i in range(200)])
     srv, _, _ = start(ruwsgi, tmp_path)
     get(srv, "/many?start=0&count=10")
     wait_done(out, ["g-valid"] + [str(i) for i in range(10)])
-    for bad in ("garbage", "empty", "truncated", "wrongmod"):
-        wait_until(lambda: (spool_dir / ("broken.uwsgi_spoolfile_on_" + bad)).exists(), 10,
-                   what="%s set aside" % bad)
-        srv.wait_log(r"uwsgi_spoolfile_on_%s rejected \(not a spool file: " % bad)
-    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing"):
+
+    def set_aside():
+        return sorted(p.name[len("broken."):] for p in spool_dir.glob("broken.*"))
+
+    # every one of them, counted: renamed broken.<name> and logged
+    wait_until(lambda: set_aside() == sorted(rejected), 20,
+               what="%d files set aside (have %d)" % (len(rejected), len(set_aside())))
+    log = srv.log_text()
+    for name in rejected:
+        assert re.search(r"%s rejected \(not a spool file: " % name, log), name
+    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing", "g-half", "g-body"):
         assert not lines(out, n) and not lines(out, n + ".start"), n
     assert (spool_dir / ".spooling_uwsgi_spoolfile_on_tmp").exists()
-    assert task_files(spool_dir) == ["uwsgi_spoolfile_on_writing"]
+    assert task_files(spool_dir) == sorted(writing_names)
     srv.stop(signal.SIGTERM)
 
 
