@@ -6,6 +6,8 @@ directory full of garbage, every task spool() accepted has completed, and none t
 its spooler died while running it."""
 import json
 import os
+import random
+import re
 import signal
 import socket
 import struct
@@ -149,6 +151,47 @@ def test_ordered_priorities_max_tasks_and_ignore(ruwsgi, tmp_path):
     wait_done(out2, ["after"])
     assert not lines(out2, "p2") and len(task_files(tmp_path / "spool2")) == 1
     srv2.stop(signal.SIGTERM)
+
+
+def test_several_spooler_directories(ruwsgi, tmp_path):
+    # two `spooler` directories: one spooler each, in option order; `spooler` picks one
+    other = tmp_path / "spool-b"
+    srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler", other)
+    pids = spooler_pids(srv)
+    assert len(pids) == 2
+    first = get(srv, "/spool?n=in-a").decode()
+    second = get(srv, "/spool?n=in-b&spooler=%s" % other).decode()
+    assert first.startswith(str(spool_dir.resolve()) + "/uwsgi_spoolfile_on_")
+    assert second.startswith(str(other.resolve()) + "/uwsgi_spoolfile_on_")
+    wait_done(out, ["in-a", "in-b"])
+    a, b = (json.loads(lines(out, n)[0]) for n in ("in-a", "in-b"))
+    assert (a["dir"], a["pid"]) == (str(spool_dir.resolve()), pids[0])
+    assert (b["dir"], b["pid"]) == (str(other.resolve()), pids[1])
+    wait_until(lambda: not task_files(spool_dir) and not task_files(other), 10,
+               what="task files removed")
+    srv.stop(signal.SIGTERM)
+
+
+def test_ordered_scan_runs_priorities_first_in_version_order(ruwsgi, tmp_path):
+    # tasks on disk before the start, so the first scan sees them all: numeric priority
+    # directories first, lowest number first, then the directory itself, each in version
+    # order (a plain string sort would put "10" before "2" and "_10" before "_9")
+    spool_dir = tmp_path / "spool"
+    for sub, name, n in [("", "x_10", "o-10"), ("10", "x_1", "o-p10"), ("", "x_9", "o-9"),
+                         ("2", "x_1", "o-p2"), ("2", "x_0", "o-p2-first"),
+                         ("notnum", "x_1", "o-notnum")]:
+        d = spool_dir / sub
+        d.mkdir(parents=True, exist_ok=True)
+        (d / ("uwsgi_spoolfile_on_" + name)).write_bytes(spool_packet([(b"n", n.encode())]))
+    srv, _, out = start(ruwsgi, tmp_path, "--spooler-ordered")
+    order = ["o-p2-first", "o-p2", "o-p10", "o-9", "o-10"]
+    wait_done(out, order)
+    starts = [float(lines(out, n + ".start")[0].split()[0]) for n in order]
+    assert starts == sorted(starts), list(zip(order, starts))
+    # a sub-directory whose name is not a number is no priority: never scanned
+    assert not lines(out, "o-notnum.start")
+    assert task_files(spool_dir) == ["uwsgi_spoolfile_on_x_1"]
+    srv.stop(signal.SIGTERM)
 
 
 def spool_packet(pairs):
@@ -307,17 +350,44 @@ def test_garbage_and_half_written_files_never_run(ruwsgi, tmp_path):
     writing = spool_dir / "uwsgi_spoolfile_on_writing"
     writing.write_bytes(spool_packet([(b"n", b"g-writing")]))
     writing.chmod(0o200)
+    # a writer killed after every byte: each prefix of a task, as a file named like a task
+    half = spool_packet([(b"n", b"g-half"), (b"mode", b"ok")])
+    for cut in range(len(half)):
+        (spool_dir / ("uwsgi_spoolfile_on_half%03d" % cut)).write_bytes(half[:cut])
+    # the same without spooler-fsync, a task with a body (whose prefixes may parse): 0200
+    with_body = spool_packet([(b"n", b"g-body")]) + b"the body"
+    writing_names = ["uwsgi_spoolfile_on_writing"]
+    for cut in range(len(with_body) + 1):
+        w = spool_dir / ("uwsgi_spoolfile_on_w%03d" % cut)
+        w.write_bytes(with_body[:cut])
+        w.chmod(0o200)
+        writing_names.append(w.name)
+    # random bytes (never modifier1 17)
+    rng = random.Random(17)
+    for i in range(200):
+        first = rng.choice([b for b in range(256) if b != 17])
+        (spool_dir / ("uwsgi_spoolfile_on_rand%03d" % i)).write_bytes(
+            bytes([first]) + rng.randbytes(rng.randrange(0, 300)))
+    rejected = (["uwsgi_spoolfile_on_" + b for b in ("garbage", "empty", "truncated", "wrongmod")]
+                + ["uwsgi_spoolfile_on_half%03d" % c for c in range(len(half))]
+                + ["uwsgi_spoolfile_on_rand%03d" % i for i in range(200)])
     srv, _, _ = start(ruwsgi, tmp_path)
     get(srv, "/many?start=0&count=10")
     wait_done(out, ["g-valid"] + [str(i) for i in range(10)])
-    for bad in ("garbage", "empty", "truncated", "wrongmod"):
-        wait_until(lambda: (spool_dir / ("broken.uwsgi_spoolfile_on_" + bad)).exists(), 10,
-                   what="%s set aside" % bad)
-        srv.wait_log(r"uwsgi_spoolfile_on_%s rejected \(not a spool file: " % bad)
-    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing"):
+
+    def set_aside():
+        return sorted(p.name[len("broken."):] for p in spool_dir.glob("broken.*"))
+
+    # every one of them, counted: renamed broken.<name> and logged
+    wait_until(lambda: set_aside() == sorted(rejected), 20,
+               what="%d files set aside (have %d)" % (len(rejected), len(set_aside())))
+    log = srv.log_text()
+    for name in rejected:
+        assert re.search(r"%s rejected \(not a spool file: " % name, log), name
+    for n in ("g-truncated", "g-wrongmod", "g-tmp", "g-other", "g-writing", "g-half", "g-body"):
         assert not lines(out, n) and not lines(out, n + ".start"), n
     assert (spool_dir / ".spooling_uwsgi_spoolfile_on_tmp").exists()
-    assert task_files(spool_dir) == ["uwsgi_spoolfile_on_writing"]
+    assert task_files(spool_dir) == sorted(writing_names)
     srv.stop(signal.SIGTERM)
 
 
@@ -352,6 +422,27 @@ def test_lazy_apps_need_spooler_import(ruwsgi, tmp_path):
     srv.stop(signal.SIGTERM)
 
 
+def test_spooler_import_runs_in_spoolers_only(ruwsgi, tmp_path):
+    # `spooler-import MODULE` (a module name on the path): imported once in each spooler,
+    # after fork, and never in the master or a worker
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "spool_only.py").write_text(
+        "import os, uwsgi\n"
+        "with open(os.path.join(os.environ['SPOOL_OUT'], 'imported'), 'a') as f:\n"
+        "    f.write('%d %r\\n' % (os.getpid(), uwsgi.i_am_the_spooler()))\n")
+    srv, _, out = start(ruwsgi, tmp_path, "--processes", "2", "--spooler-processes", "2",
+                        "--pythonpath", mods, "--spooler-import", "spool_only")
+    pids = spooler_pids(srv)
+    wait_until(lambda: len(lines(out, "imported")) >= 2, 10, what="two imports")
+    get(srv, "/spool?n=after-import")
+    wait_done(out, ["after-import"])
+    imported = [l.split() for l in lines(out, "imported")]
+    assert sorted(int(p) for p, _ in imported) == sorted(pids), (imported, pids)
+    assert all(flag == "True" for _, flag in imported), imported
+    srv.stop(signal.SIGTERM)
+
+
 def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
     """Tasks written by uWSGI run in ruwsgi, and the other way round (same format, same
     names, the body and the special keys intact)."""
@@ -373,6 +464,12 @@ def test_spool_files_interoperate_with_real_uwsgi(ruwsgi, tmp_path):
     assert json.loads(lines(out, "u1")[0])["body"] == "from uwsgi"
     path = get(srv, "/spool?n=r1&body=from%20ruwsgi&spooler=" + str(from_ruwsgi)).decode()
     assert path.startswith(str(from_ruwsgi))
+    # spooler-external: no local process serves it. The one spooler (of the local
+    # directory) runs a task spooled after r1 and r1 is still on disk, not run
+    assert len(spooler_pids(srv)) == 1
+    get(srv, "/spool?n=local-after")
+    wait_done(out, ["local-after"])
+    assert not lines(out, "r1.start") and task_files(from_ruwsgi) == [os.path.basename(path)]
     srv.stop(signal.SIGTERM)
     u = start_uwsgi(["--master", "--http-socket", "127.0.0.1:0", "--wsgi-file", APP,
                      "--spooler", from_ruwsgi], tmp_path / "uw2", env=env)
@@ -394,8 +491,11 @@ def cpu_seconds(pid):
 def test_two_spoolers_one_task_no_spinning(ruwsgi, tmp_path):
     srv, spool_dir, out = start(ruwsgi, tmp_path, "--spooler-processes", "2")
     pids = spooler_pids(srv)
-    get(srv, "/spool?n=slow&mode=sleep&sleep=1.5")
+    slow = get(srv, "/spool?n=slow&mode=sleep&sleep=1.5").decode()
     wait_until(lambda: lines(out, "slow.start"), 10, what="slow task started")
+    # spooler_get_task() of a task a spooler holds (runs) is None
+    assert get(srv, "/task?path=" + slow) == b"None"
+    assert not lines(out, "slow"), "the task ended before the check: nothing was tested"
     runner = int(lines(out, "slow.start")[0].split()[1])
     other = [p for p in pids if p != runner][0]
     before = cpu_seconds(other)

@@ -156,6 +156,9 @@ def application(environ, start_response):
         body = repr(uwsgi.set_spooler_frequency(int(q["s"]))).encode()
     elif path == "/pids":
         body = json.dumps(uwsgi.spooler_pids()).encode()
+    elif path == "/task":
+        t = uwsgi.spooler_get_task(q["path"])
+        body = repr(None if t is None else sorted(repr(k) for k in t)).encode()
     elif path == "/jobs":
         body = json.dumps([j.decode() for j in uwsgi.spooler_jobs()]).encode()
     start_response("200 OK", [("Content-Type", "text/plain")])

@@ -11,8 +11,8 @@
 //!
 //! Every task `spool()` accepted (returned its path) runs until it returns `SPOOL_OK`; it
 //! is removed only after that, under its lock. A task runs again only if the spooler
-//! running it died before removing it (SIGKILL, crash, harakiri); a reload or a stop lets
-//! the current task finish first ([`run`]).
+//! running it died before removing it (SIGKILL, crash, harakiri, an immediate stop or a
+//! brutal reload); a graceful reload or stop lets the current task finish first ([`run`]).
 //!
 //! # Layout
 //! - [`task`]: the spool file format ([`Task`], [`encode`], [`parse`]).

@@ -1,15 +1,18 @@
 //! Spool file names and the atomic write.
 //!
-//! Design decision: a task gets its name only once it is complete. It is written as an
-//! unnamed file in the directory (`O_TMPFILE`) and linked under its final name at the end
-//! (`linkat`); where the file system lacks `O_TMPFILE`, it is written under a temporary
-//! name the scanner never picks (it does not start with [`PREFIX`]) and renamed. Both are
-//! atomic, so a scanner sees either no task or the whole task: a writer killed mid-write
-//! leaves nothing (or a temporary file, which never runs). With `fsync`
-//! (the `spooler-fsync` option, on by default) the file's data is synced before the rename
-//! and the directory after it, so a task whose path `spool()` returned also survives a
-//! power loss; without it the write is as durable as the page cache (it survives any
-//! process death, which is uWSGI's behaviour).
+//! Design decision: a scanner never takes a task that is not complete. Two ways, by the
+//! `spooler-fsync` option:
+//! - Off (the default, as uWSGI, which never syncs): the task is created under its final
+//!   name with mode 0200, written, then `fchmod`ed 0600. Scanners take only files whose
+//!   owner can read and write them, so a writer killed mid-write leaves a 0200 file that
+//!   never runs. One directory operation; as durable as the page cache (it survives any
+//!   process death, not a power loss).
+//! - On: the task is written as an unnamed file in the directory (`O_TMPFILE`), its data
+//!   synced, then linked under its final name (`linkat`) and the directory synced; where the
+//!   file system lacks `O_TMPFILE` it is written under a temporary name the scanner never
+//!   picks (it does not start with [`PREFIX`]) and renamed. A writer killed mid-write leaves
+//!   nothing (or a temporary file, which never runs), and a task whose path `spool()`
+//!   returned also survives a power loss.
 
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
