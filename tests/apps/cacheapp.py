@@ -80,6 +80,22 @@ def checks():
     assert uwsgi.cache_get(b"absent", "main") is None
     assert uwsgi.cache_get(b"", "main") is None
     assert uwsgi.cache_get(b"k" * 65, "main") is None            # keysize 64
+    assert uwsgi.cache_set(b"sp", b"1", 0, "main") is True
+    assert uwsgi.cache_set(b"sp", b"2", 0, "main") is None        # set never overwrites
+    assert uwsgi.cache_update(b"sp", b"3", 0, "main") is True
+    assert uwsgi.cache_update(b"sp", b"4") is True and uwsgi.cache_get(b"sp") == b"4"
+    assert uwsgi.cache_update(b"sp", b"5", 100) is True and uwsgi.cache_get(b"sp") == b"5"
+    assert uwsgi.cache_update(b"sp", b"6", expires=0, cache="main") is True
+    expect(TypeError, uwsgi.cache_update, b"sp", bytearray(b"7"), 0, "main")
+    assert uwsgi.cache_update(b"sp", b"", 0, "main") is None       # empty values are refused
+    assert uwsgi.cache_update(b"sp", b"x" * 129, 0, "main") is None  # blocksize 128
+    assert uwsgi.cache_update(b"sp", b"8", True, "main") is True    # an int subclass
+    assert uwsgi.cache_get(b"sp", "main") == b"8"
+    expect(OverflowError, uwsgi.cache_update, b"sp", b"9", 2 ** 70, "main")
+    expect(TypeError, uwsgi.cache_update, b"sp", b"9", "0", "main")
+    expect(TypeError, uwsgi.cache_set, b"sp")
+    assert uwsgi.cache_get(b"sp", "main") == b"8"
+    assert uwsgi.cache_del(b"sp", "main") is True
     expect(TypeError, uwsgi.cache_get)
     expect(TypeError, uwsgi.cache_get, b"memo", "main", 1)
     expect(TypeError, uwsgi.cache_get, bytearray(b"memo"), "main")

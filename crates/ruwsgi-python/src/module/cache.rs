@@ -460,107 +460,227 @@ impl Drop for OwnedObject {
     }
 }
 
-/// `cache_get` as the module exposes it: the commonest calls, `cache_get(key)` and
-/// `cache_get(key, name)` with a `bytes` key and a local cache this thread has already
-/// looked up, run here without the generic argument handling (a third of the call's
-/// cost); every other call, and any failure, goes to the full [`cache_get`] with the same
-/// arguments, so both give the same results.
+// The short paths. `cache_get`, `cache_set` and `cache_update` as the module exposes
+// them run their commonest calls (positional arguments, `bytes` keys and values, an `int`
+// expiry, a local cache this thread has already looked up) without the generic argument
+// handling, which costs about a third of a cached read; every other call, and any
+// failure, goes to the full function with the same arguments, so both give the same
+// results.
+
+use pyo3::ffi;
+
+/// The exact-`bytes` argument's contents; `None` for anything else.
 ///
 /// # Safety
-/// Called by the interpreter, attached, with the vectorcall arguments of a method of the
-/// module.
+/// `o` is a valid object and the interpreter is held for as long as the slice is used.
 #[allow(unsafe_code)]
-unsafe extern "C" fn cache_get_fast(
-    _module: *mut pyo3::ffi::PyObject,
-    args: *const *mut pyo3::ffi::PyObject,
-    nargsf: pyo3::ffi::Py_ssize_t,
-    kwnames: *mut pyo3::ffi::PyObject,
-) -> *mut pyo3::ffi::PyObject {
-    use pyo3::ffi;
-    // SAFETY: the interpreter passes `nargs` valid borrowed arguments and holds the thread.
-    let hit = std::panic::catch_unwind(|| unsafe {
-        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
-        if !kwnames.is_null() || !(1..=2).contains(&nargs) {
+unsafe fn bytes_arg<'a>(o: *mut ffi::PyObject) -> Option<&'a [u8]> {
+    // SAFETY: see the function's contract; an exact bytes object's buffer is immutable.
+    unsafe {
+        (ffi::PyBytes_CheckExact(o) != 0).then(|| {
+            std::slice::from_raw_parts(
+                ffi::PyBytes_AS_STRING(o).cast::<u8>(),
+                ffi::Py_SIZE(o) as usize,
+            )
+        })
+    }
+}
+
+/// The exact-`int` argument's value; `None` for anything else or out of range.
+///
+/// # Safety
+/// `o` is a valid object and the interpreter is held.
+#[allow(unsafe_code)]
+unsafe fn int_arg(o: *mut ffi::PyObject) -> Option<i64> {
+    // SAFETY: see the function's contract.
+    unsafe {
+        if ffi::PyLong_CheckExact(o) == 0 {
             return None;
         }
-        let key = *args;
-        let name = if nargs == 2 {
-            *args.add(1)
-        } else {
-            ffi::Py_None()
-        };
-        if ffi::PyBytes_CheckExact(key) == 0 {
+        let v = ffi::PyLong_AsLongLong(o);
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear();
             return None;
         }
-        let name = if name == ffi::Py_None() {
-            std::ptr::null_mut()
-        } else {
-            name
+        Some(v)
+    }
+}
+
+/// What the memo keys a cache-name argument on: null for `None` (the default cache).
+///
+/// # Safety
+/// The interpreter is held.
+#[allow(unsafe_code)]
+unsafe fn name_arg(o: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: see the function's contract.
+    if o == unsafe { ffi::Py_None() } {
+        std::ptr::null_mut()
+    } else {
+        o
+    }
+}
+
+/// Run `short` on a call's positional arguments. A call with keywords, a `None` from
+/// `short`, or a panic goes to `full` with the same arguments.
+///
+/// # Safety
+/// The interpreter's vectorcall arguments, with the interpreter held; `full` is a
+/// callable.
+#[allow(unsafe_code)]
+unsafe fn short_or_full(
+    full: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    short: impl FnOnce(&[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject>,
+) -> *mut ffi::PyObject {
+    if kwnames.is_null() {
+        // SAFETY: the interpreter passes `nargs` valid borrowed arguments.
+        let positional = unsafe {
+            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+            if nargs == 0 {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(args, nargs)
+            }
         };
-        let bytes = std::slice::from_raw_parts(
-            ffi::PyBytes_AS_STRING(key).cast::<u8>(),
-            ffi::Py_SIZE(key) as usize,
-        );
-        let mut get = Some(|c: &Cache| c.table.get_with(bytes, new_bytes));
+        if let Ok(Some(result)) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| short(positional)))
+        {
+            return result;
+        }
+    }
+    // SAFETY: see the function's contract.
+    unsafe { ffi::PyObject_Vectorcall(full, args, nargsf as usize, kwnames) }
+}
+
+/// A module function's entry point: [`short_or_full`] with `$short`, the full function
+/// being the function object's `self`.
+macro_rules! short_entry {
+    ($entry:ident, $short:ident) => {
+        #[allow(unsafe_code)]
+        unsafe extern "C" fn $entry(
+            full: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargsf: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: called by the interpreter with a vectorcall's arguments and the
+            // function object's `self`, the full function.
+            unsafe { short_or_full(full, args, nargsf, kwnames, $short) }
+        }
+    };
+}
+
+/// `cache_get(key[, name])`.
+#[allow(unsafe_code)]
+fn get_short(args: &[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject> {
+    // SAFETY: valid borrowed arguments, the interpreter held (see `short_or_full`).
+    unsafe {
+        let (key, name) = match *args {
+            [key] => (key, std::ptr::null_mut()),
+            [key, name] => (key, name_arg(name)),
+            _ => return None,
+        };
+        let key = bytes_arg(key)?;
+        let mut get = Some(|c: &Cache| c.table.get_with(key, new_bytes));
         match remembered(name, runtime::host_generation(), &mut get)? {
             Ok(Some(value)) if !value.is_null() => Some(value.into_ptr()),
             // Out of memory: the full function tries again, and reports it if it fails too.
             Ok(Some(_)) => None,
             Ok(None) | Err(_) => Some(ffi::Py_NewRef(ffi::Py_None())),
         }
-    });
-    match hit {
-        Ok(Some(result)) => result,
-        // SAFETY: the full function set up at module creation, called with our arguments.
-        _ => unsafe {
-            ffi::PyObject_Vectorcall(
-                CACHE_GET_FULL.load(std::sync::atomic::Ordering::Relaxed),
-                args,
-                nargsf as usize,
-                kwnames,
-            )
-        },
     }
 }
 
-/// The full `cache_get` (a function object that lives as long as the process), for
-/// [`cache_get_fast`].
-static CACHE_GET_FULL: std::sync::atomic::AtomicPtr<pyo3::ffi::PyObject> =
-    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
-
-/// Add `cache_get` to the module: [`cache_get_fast`] in front of the full function.
+/// `cache_set` / `cache_update(key, value[, expires[, name]])`.
 #[allow(unsafe_code)]
-fn add_cache_get(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    use pyo3::ffi;
-    let full = wrap_pyfunction!(cache_get, m)?;
-    CACHE_GET_FULL.store(
-        full.clone().unbind().into_ptr(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+fn store_short(args: &[*mut ffi::PyObject], overwrite: bool) -> Option<*mut ffi::PyObject> {
+    // SAFETY: valid borrowed arguments, the interpreter held (see `short_or_full`).
+    unsafe {
+        let (key, value, secs, name) = match *args {
+            [key, value] => (key, value, 0, std::ptr::null_mut()),
+            [key, value, secs] => (key, value, int_arg(secs)?, std::ptr::null_mut()),
+            [key, value, secs, name] => (key, value, int_arg(secs)?, name_arg(name)),
+            _ => return None,
+        };
+        let (key, value) = (bytes_arg(key)?, bytes_arg(value)?);
+        let mut store = Some(|c: &Cache| c.store(key, value, expires(secs), overwrite).is_ok());
+        let done = remembered(name, runtime::host_generation(), &mut store)?;
+        Some(ffi::Py_NewRef(if done {
+            ffi::Py_True()
+        } else {
+            ffi::Py_None()
+        }))
+    }
+}
+
+fn set_short(args: &[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject> {
+    store_short(args, false)
+}
+
+fn update_short(args: &[*mut ffi::PyObject]) -> Option<*mut ffi::PyObject> {
+    store_short(args, true)
+}
+
+short_entry!(cache_get_entry, get_short);
+short_entry!(cache_set_entry, set_short);
+short_entry!(cache_update_entry, update_short);
+
+/// Add the function `full` to the module as `entry` in front of it, named `name`, with
+/// the text signature and docstring `doc`.
+#[allow(unsafe_code)]
+fn add_short(
+    m: &Bound<'_, PyModule>,
+    name: &'static std::ffi::CStr,
+    doc: &'static std::ffi::CStr,
+    entry: ffi::PyCFunctionFastWithKeywords,
+    full: Bound<'_, pyo3::types::PyCFunction>,
+) -> PyResult<()> {
     // The definition must outlive the function object, which lives as long as the module.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"cache_get".as_ptr(),
+        ml_name: name.as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: cache_get_fast,
+            PyCFunctionFastWithKeywords: entry,
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"cache_get(key, cache=None)\n--\n\nThe value under key (bytes), or None.".as_ptr(),
+        ml_doc: doc.as_ptr(),
     }));
-    // SAFETY: a valid, leaked definition; the module object is alive.
+    // SAFETY: a valid, leaked definition; the function object keeps `full` as its `self`.
     let f = unsafe {
         Bound::from_owned_ptr_or_err(
             m.py(),
-            ffi::PyCFunction_NewEx(def, std::ptr::null_mut(), m.name()?.as_ptr()),
+            ffi::PyCFunction_NewEx(def, full.as_ptr(), m.name()?.as_ptr()),
         )?
     };
-    m.add("cache_get", f)
+    m.add(name.to_str().expect("an ASCII name"), f)
 }
 
 pub(super) fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_cache_get(m)?;
+    add_short(
+        m,
+        c"cache_get",
+        c"cache_get(key, cache=None)\n--\n\nThe value under key (bytes), or None.",
+        cache_get_entry,
+        wrap_pyfunction!(cache_get, m)?,
+    )?;
+    add_short(
+        m,
+        c"cache_set",
+        c"cache_set(key, value, expires=0, cache=None)\n--\n\n\
+          Store value under key unless it is there: True, or None.",
+        cache_set_entry,
+        wrap_pyfunction!(cache_set, m)?,
+    )?;
+    add_short(
+        m,
+        c"cache_update",
+        c"cache_update(key, value, expires=0, cache=None)\n--\n\n\
+          Store value under key, replacing it: True, or None.",
+        cache_update_entry,
+        wrap_pyfunction!(cache_update, m)?,
+    )?;
     m.add_function(wrap_pyfunction!(cache_exists, m)?)?;
-    m.add_function(wrap_pyfunction!(cache_set, m)?)?;
-    m.add_function(wrap_pyfunction!(cache_update, m)?)?;
     m.add_function(wrap_pyfunction!(cache_del, m)?)?;
     m.add_function(wrap_pyfunction!(cache_clear, m)?)?;
     m.add_function(wrap_pyfunction!(cache_inc, m)?)?;
