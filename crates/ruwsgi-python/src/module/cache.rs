@@ -657,29 +657,36 @@ fn add_short(
 }
 
 pub(super) fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_short(
-        m,
-        c"cache_get",
-        c"cache_get(key, cache=None)\n--\n\nThe value under key (bytes), or None.",
-        cache_get_entry,
-        wrap_pyfunction!(cache_get, m)?,
-    )?;
-    add_short(
-        m,
-        c"cache_set",
-        c"cache_set(key, value, expires=0, cache=None)\n--\n\n\
-          Store value under key unless it is there: True, or None.",
-        cache_set_entry,
-        wrap_pyfunction!(cache_set, m)?,
-    )?;
-    add_short(
-        m,
-        c"cache_update",
-        c"cache_update(key, value, expires=0, cache=None)\n--\n\n\
-          Store value under key, replacing it: True, or None.",
-        cache_update_entry,
-        wrap_pyfunction!(cache_update, m)?,
-    )?;
+    let shorts: [(
+        &std::ffi::CStr,
+        &std::ffi::CStr,
+        ffi::PyCFunctionFastWithKeywords,
+        _,
+    ); 3] = [
+        (
+            c"cache_get",
+            c"cache_get(key, cache=None)\n--\n\nThe value under key (bytes), or None.",
+            cache_get_entry,
+            wrap_pyfunction!(cache_get, m)?,
+        ),
+        (
+            c"cache_set",
+            c"cache_set(key, value, expires=0, cache=None)\n--\n\n\
+              Store value under key unless it is there: True, or None.",
+            cache_set_entry,
+            wrap_pyfunction!(cache_set, m)?,
+        ),
+        (
+            c"cache_update",
+            c"cache_update(key, value, expires=0, cache=None)\n--\n\n\
+              Store value under key, replacing it: True, or None.",
+            cache_update_entry,
+            wrap_pyfunction!(cache_update, m)?,
+        ),
+    ];
+    for (name, doc, entry, full) in shorts {
+        add_short(m, name, doc, entry, full)?;
+    }
     m.add_function(wrap_pyfunction!(cache_exists, m)?)?;
     m.add_function(wrap_pyfunction!(cache_del, m)?)?;
     m.add_function(wrap_pyfunction!(cache_clear, m)?)?;
