@@ -1049,10 +1049,14 @@ impl Writer<'_> {
         exp == 0 || exp >= now
     }
 
+    /// Remove the items expired at `now`, as a change of its own. The walk only reads, so
+    /// readers go on without a retry until the first removal: a sweep that finds nothing to
+    /// remove (most sweeps of a cache whose items do not expire) never makes a reader wait.
     fn sweep(&self, now: u64) -> usize {
-        self.begin();
-        let n = self.sweep_unsequenced(now);
-        self.end();
+        let n = self.remove_expired(now, true);
+        if n > 0 {
+            self.end();
+        }
         n
     }
 
@@ -1083,7 +1087,7 @@ impl Writer<'_> {
         let t = self.t;
         let mut freed = 0;
         if t.policy.sweep_on_full {
-            freed += self.sweep_unsequenced(now_unix());
+            freed += self.remove_expired(now_unix(), false);
         }
         if freed == 0 && t.policy.purge_lru {
             let oldest = (0..t.geo.items)
@@ -1102,13 +1106,18 @@ impl Writer<'_> {
         }
     }
 
-    fn sweep_unsequenced(&self, now: u64) -> usize {
+    /// Remove the items expired at `now`; `begin_first`: start the change (see
+    /// [`Writer::begin`]) before the first removal, for a caller that is not inside one.
+    fn remove_expired(&self, now: u64, begin_first: bool) -> usize {
         let t = self.t;
         let mut n = 0;
         for i in 0..t.geo.items {
             if t.slot(i, F_STATE).load(Ordering::Relaxed) == USED {
                 let exp = t.slot(i, F_EXPIRES).load(Ordering::Relaxed);
                 if exp != 0 && exp < now {
+                    if n == 0 && begin_first {
+                        self.begin();
+                    }
                     self.remove_slot(i);
                     n += 1;
                 }

@@ -349,3 +349,20 @@ fn long_keys_use_the_overflow_area() {
         Err(CacheError::BadKey)
     );
 }
+
+#[test]
+fn a_sweep_that_removes_nothing_never_disturbs_readers() {
+    let t = table(4);
+    t.store(b"later", b"v", 100, false).unwrap();
+    t.store(b"forever", b"v", 0, false).unwrap();
+    let seq = |t: &Table| t.region.header().seq.load(Ordering::Relaxed);
+    let before = seq(&t);
+    // nothing expired: the sequence readers validate against is left alone
+    assert_eq!(t.sweep(now_unix()), 0);
+    assert_eq!(seq(&t), before);
+    // a removal is one change: the sequence moves once, to the next even number
+    assert_eq!(t.sweep(now_unix() + 200), 1);
+    assert_eq!(seq(&t), (before | 1) + 1);
+    assert_eq!(value(&t, b"later"), None);
+    assert!(t.exists(b"forever").unwrap());
+}
