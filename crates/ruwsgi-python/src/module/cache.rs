@@ -12,6 +12,7 @@
 //! local only.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use ruwsgi_plugin::cache::Cache;
@@ -52,7 +53,7 @@ struct Memo {
 /// One name the memo knows.
 struct Remembered {
     /// The name object's address (null for the default cache), compared on lookups.
-    key: *mut pyo3::ffi::PyObject,
+    key: *mut ffi::PyObject,
     /// The name object itself, held so that its address stays its own.
     _name: Option<Py<PyAny>>,
     /// Its cache, owned by the memo's host.
@@ -69,13 +70,13 @@ thread_local! {
 }
 
 /// What the memo keys on: the name object's address, null for the default cache.
-fn key_of(name: Option<&Bound<'_, PyAny>>) -> *mut pyo3::ffi::PyObject {
+fn key_of(name: Option<&Bound<'_, PyAny>>) -> *mut ffi::PyObject {
     name.map_or(std::ptr::null_mut(), |o| o.as_ptr())
 }
 
 impl Memo {
     #[allow(unsafe_code)]
-    fn find(&self, key: *mut pyo3::ffi::PyObject, generation: u64) -> Option<&Cache> {
+    fn find(&self, key: *mut ffi::PyObject, generation: u64) -> Option<&Cache> {
         if self.generation != generation {
             return None;
         }
@@ -114,7 +115,7 @@ impl Memo {
 /// Run `local` (taken out of its option) on the cache this thread remembers under the name
 /// object `key`, if it does.
 fn remembered<R>(
-    key: *mut pyo3::ffi::PyObject,
+    key: *mut ffi::PyObject,
     generation: u64,
     local: &mut Option<impl FnOnce(&Cache) -> R>,
 ) -> Option<R> {
@@ -419,7 +420,6 @@ fn cache_keys<'py>(py: Python<'py>, cache: Name<'_, 'py>) -> PyResult<Bound<'py,
 /// attached. A value that a retried read drops is released at once.
 #[allow(unsafe_code)]
 fn new_bytes(v: ruwsgi_plugin::cache::ValueRef<'_>) -> OwnedObject {
-    use pyo3::ffi;
     // SAFETY: the caller holds the interpreter; a fresh bytes object of `len` bytes is
     // ours to fill before anyone else sees it.
     unsafe {
@@ -438,14 +438,14 @@ fn new_bytes(v: ruwsgi_plugin::cache::ValueRef<'_>) -> OwnedObject {
 /// A strong reference to a Python object (or null), released when dropped unless taken
 /// with [`OwnedObject::into_ptr`]. Pointer-sized, unlike the interpreter-token types, which
 /// matters on the fastest call path.
-struct OwnedObject(*mut pyo3::ffi::PyObject);
+struct OwnedObject(*mut ffi::PyObject);
 
 impl OwnedObject {
     fn is_null(&self) -> bool {
         self.0.is_null()
     }
 
-    fn into_ptr(self) -> *mut pyo3::ffi::PyObject {
+    fn into_ptr(self) -> *mut ffi::PyObject {
         let p = self.0;
         std::mem::forget(self);
         p
@@ -456,7 +456,7 @@ impl Drop for OwnedObject {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: only made on paths that hold the interpreter; the reference is ours.
-        unsafe { pyo3::ffi::Py_XDECREF(self.0) }
+        unsafe { ffi::Py_XDECREF(self.0) }
     }
 }
 
@@ -466,8 +466,6 @@ impl Drop for OwnedObject {
 // handling, which costs about a third of a cached read; every other call, and any
 // failure, goes to the full function with the same arguments, so both give the same
 // results.
-
-use pyo3::ffi;
 
 /// The exact-`bytes` argument's contents; `None` for anything else.
 ///
