@@ -32,6 +32,3 @@ pub use scoreboard::{
 };
 pub use shared_area::{AreaError, SharedArea};
 pub use user_locks::{UserLockError, UserLocks};
-
-#[cfg(test)]
-mod testing;

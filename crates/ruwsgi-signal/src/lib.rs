@@ -69,6 +69,3 @@ pub use registry::{
 pub use table::{Entry, Handlers, RegisterError, SignalHandler, SignalTable, MAX_TARGET};
 pub use target::{Target, TargetError};
 pub use timers::Timers;
-
-#[cfg(test)]
-mod testing;

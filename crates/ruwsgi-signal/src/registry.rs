@@ -368,7 +368,7 @@ mod tests {
     use nix::unistd::ForkResult;
 
     use super::*;
-    use crate::testing::{fork_lock, wait_exit, LONG};
+    use ruwsgi_sys::testing::{fork_lock, wait_exit, LONG};
 
     fn every_5_minutes() -> CronSpec {
         CronSpec {

@@ -235,7 +235,7 @@ mod tests {
     use nix::unistd::ForkResult;
 
     use super::*;
-    use crate::testing::{fork_lock, wait_exit, LONG};
+    use ruwsgi_sys::testing::{fork_lock, wait_exit, LONG};
 
     #[test]
     fn register_and_read_back() {

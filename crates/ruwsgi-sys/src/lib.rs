@@ -46,10 +46,12 @@ pub use socket::{
     bind_listener, local_addr, parse_addr, AddrError, BindAddr, ListenOptions, ParsedAddr,
 };
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 /// Serialises this crate's unit tests that touch process-global state (signal handlers,
 /// fork, the process title), per STYLE R14.
 #[cfg(test)]
 pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
-    static PROCESS_GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    PROCESS_GLOBALS.lock().unwrap_or_else(|e| e.into_inner())
+    testing::fork_lock()
 }

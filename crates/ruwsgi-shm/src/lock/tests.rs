@@ -10,8 +10,8 @@ use nix::sys::wait::WaitStatus;
 use ruwsgi_sys::ForkResult;
 
 use super::*;
-use crate::testing::{fork_lock, wait_exit, LONG};
 use crate::Region;
+use ruwsgi_sys::testing::{fork_lock, wait_exit, LONG};
 
 /// A layout as a subsystem would write it: a bare lock, a pair kept equal under its own
 /// lock, and a flag the tests use to hand over between processes.

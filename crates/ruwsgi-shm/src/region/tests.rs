@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use ruwsgi_sys::{ForkResult, SharedRegion};
 
 use super::*;
-use crate::testing::{fork_lock, wait_exit, LONG};
+use ruwsgi_sys::testing::{fork_lock, wait_exit, LONG};
 
 struct Head {
     generation: AtomicU64,

@@ -211,7 +211,7 @@ fn a_read_never_mixes_two_publishes() {
             }
         });
         let _stop = StopOnDrop(&stop);
-        let deadline = std::time::Instant::now() + crate::testing::LONG;
+        let deadline = std::time::Instant::now() + ruwsgi_sys::testing::LONG;
         // Read for as long as the writer takes to publish 50,000 times.
         while published.load(Relaxed) < 50_000 && std::time::Instant::now() < deadline {
             let apps = w.apps();
@@ -239,7 +239,7 @@ fn a_read_never_mixes_two_publishes() {
 #[test]
 #[allow(unsafe_code)] // fork
 fn a_forked_child_publishes_apps_the_parent_reads() {
-    let _forks = crate::testing::fork_lock();
+    let _forks = ruwsgi_sys::testing::fork_lock();
     let sb = Scoreboard::new(2).unwrap();
     // SAFETY: the child only performs atomic loads and stores into the shared mapping
     // (publishing reads the borrowed app list, allocates nothing) and `_exit`s; it takes no
@@ -256,7 +256,7 @@ fn a_forked_child_publishes_apps_the_parent_reads() {
             ruwsgi_sys::process::exit_now(0);
         }
         ruwsgi_sys::ForkResult::Parent { child } => {
-            let status = crate::testing::wait_exit(child, crate::testing::LONG);
+            let status = ruwsgi_sys::testing::wait_exit(child, ruwsgi_sys::testing::LONG);
             assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
             let snap = sb.snapshot();
             assert!(snap[0].apps.is_empty());
@@ -285,7 +285,7 @@ fn a_forked_child_publishes_apps_the_parent_reads() {
 #[test]
 #[allow(unsafe_code)] // fork
 fn a_forked_child_updates_the_parent_view() {
-    let _forks = crate::testing::fork_lock();
+    let _forks = ruwsgi_sys::testing::fork_lock();
     let sb = Scoreboard::new(2).unwrap();
     // SAFETY: the child only performs atomic stores into the shared mapping and `_exit`s;
     // it takes no lock and allocates nothing, so other test threads cannot wedge it.
@@ -298,7 +298,7 @@ fn a_forked_child_updates_the_parent_view() {
             ruwsgi_sys::process::exit_now(0);
         }
         ruwsgi_sys::ForkResult::Parent { child } => {
-            let status = crate::testing::wait_exit(child, crate::testing::LONG);
+            let status = ruwsgi_sys::testing::wait_exit(child, ruwsgi_sys::testing::LONG);
             assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
             assert_eq!(sb.worker(2).pid(), 4242);
             assert_eq!(sb.worker(2).requests(), 1);

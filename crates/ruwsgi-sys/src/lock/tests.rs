@@ -8,10 +8,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::wait::WaitStatus;
 
 use super::*;
+use crate::testing::{wait_exit, LONG};
 use crate::{mmap_shared_anon, ForkResult, SharedRegion};
 
 /// What the tests place in shared memory; all-zero is a valid initial state.
@@ -32,24 +32,6 @@ fn view(region: &SharedRegion) -> &Shared {
     // reference borrows the region, so it cannot outlive it.
     unsafe { &*region.as_ptr().as_ptr().cast::<Shared>() }
 }
-
-/// Wait for `child` to exit, at most `timeout`; kill it and fail the test past that.
-fn wait_exit(child: Pid, timeout: Duration) -> WaitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
-            WaitStatus::StillAlive if Instant::now() < deadline => sleep(Duration::from_millis(1)),
-            WaitStatus::StillAlive => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                panic!("child {child} still running after {timeout:?}");
-            }
-            status => return status,
-        }
-    }
-}
-
-const LONG: Duration = Duration::from_secs(10);
 
 #[test]
 fn uninitialised_is_refused_and_init_is_idempotent() {

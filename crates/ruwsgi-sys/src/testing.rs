@@ -1,4 +1,6 @@
-//! Helpers for this crate's tests that fork.
+//! Helpers for tests that fork, shared by the crates whose shared-memory tests fork real
+//! children (this one, `ruwsgi-shm`, `ruwsgi-signal`): built for this crate's tests and,
+//! with the `testing` feature, for theirs.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -8,17 +10,18 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 /// The longest any wait in these tests may last.
-pub(crate) const LONG: Duration = Duration::from_secs(10);
+pub const LONG: Duration = Duration::from_secs(10);
 
-/// Serialises the tests that fork: a child forked while another test of this crate holds a
-/// lock it needs would hang.
-pub(crate) fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+/// Serialises a test binary's tests that fork or touch process-global state (signal
+/// handlers, the process title), per STYLE R14: a child forked while another test thread
+/// holds a lock it needs would hang.
+pub fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
     static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     FORKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Wait for `child` to exit, at most `timeout`; kill it and fail the test past that.
-pub(crate) fn wait_exit(child: Pid, timeout: Duration) -> WaitStatus {
+pub fn wait_exit(child: Pid, timeout: Duration) -> WaitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
