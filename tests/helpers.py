@@ -2,6 +2,7 @@
 
 Everything here talks to 127.0.0.1 or unix sockets only, and every wait is bounded.
 """
+import json
 import os
 import re
 import signal
@@ -105,6 +106,20 @@ def wait_until(pred, timeout, interval=0.05, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(DEADLINE_MSG % (timeout, what))
         time.sleep(interval)
+
+
+def recs(out, tag):
+    """The JSON records (one per line) a test app appended to the file `out/tag`."""
+    p = Path(out) / tag
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def wait_recs(out, tag, n, timeout=10.0):
+    """The records in `out/tag` once there are at least `n`."""
+    return wait_until(lambda: (lambda r: r if len(r) >= n else None)(recs(out, tag)), timeout,
+                      what="%d record(s) in %r (have %d)" % (n, tag, len(recs(out, tag))))
 
 
 def free_port():

@@ -12,22 +12,10 @@ import signal
 import pytest
 
 from conftest import Factory
-from helpers import APPS, http_request, wait_until
+from helpers import APPS, http_request, recs, wait_recs, wait_until
 
 APP = APPS / "muleapp.py"
 SCRIPT = APPS / "mulescript.py"
-
-
-def recs(out, tag):
-    p = out / tag
-    if not p.exists():
-        return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-def wait_recs(out, tag, n, timeout=10.0):
-    return wait_until(lambda: (lambda r: r if len(r) >= n else None)(recs(out, tag)), timeout,
-                      what="%d record(s) in %r (have %d)" % (n, tag, len(recs(out, tag))))
 
 
 def wait_msg(out, tag, msg, timeout=10.0):

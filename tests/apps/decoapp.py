@@ -15,21 +15,15 @@ import time
 from urllib.parse import parse_qs
 
 import uwsgi
+from records import append_record
 from uwsgidecorators import (cron, filemon, harakiri, lock, mule, mulefunc, muleloop,
                              postfork, rbtimer, signal, thread, timer)
 
 OUT = os.environ["DECO_OUT"]
 
 
-def record(tag, **extra):
-    d = {"pid": os.getpid(), "wid": uwsgi.worker_id(), "mid": uwsgi.mule_id(),
-         "t": time.time()}
-    d.update(extra)
-    fd = os.open(os.path.join(OUT, tag), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(d) + "\n").encode())
-    finally:
-        os.close(fd)
+def record(tag, **fields):
+    append_record(OUT, tag, **fields)
 
 
 @postfork

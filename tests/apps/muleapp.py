@@ -18,26 +18,13 @@ import time
 from urllib.parse import parse_qs
 
 import uwsgi
+from records import append_record, outcome
 
 OUT = os.environ["MULE_OUT"]
 
 
-def record(tag, **extra):
-    d = {"pid": os.getpid(), "mid": uwsgi.mule_id(), "wid": uwsgi.worker_id(),
-         "t": time.time()}
-    d.update(extra)
-    fd = os.open(os.path.join(OUT, tag), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(d) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def outcome(fn, *args, **kwargs):
-    try:
-        return repr(fn(*args, **kwargs))
-    except Exception as e:  # noqa: BLE001 - the test reads the exception
-        return "%s: %s" % (type(e).__name__, e)
+def record(tag, **fields):
+    append_record(OUT, tag, **fields)
 
 
 def hook(msg):

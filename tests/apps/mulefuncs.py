@@ -1,20 +1,12 @@
 """Mule callables (`mule = mulefuncs:loop`, found on the pythonpath)."""
-import json
 import os
-import time
 
 import uwsgi
+from records import append_record
 
 
-def record(tag, **extra):
-    d = {"pid": os.getpid(), "mid": uwsgi.mule_id(), "t": time.time()}
-    d.update(extra)
-    path = os.path.join(os.environ["MULE_OUT"], tag)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(d) + "\n").encode())
-    finally:
-        os.close(fd)
+def record(tag, **fields):
+    append_record(os.environ["MULE_OUT"], tag, **fields)
 
 
 def loop():

@@ -2,30 +2,17 @@
 API says in a mule, then loops on uwsgi.mule_get_msg(), recording every message. The message
 b"farmget" makes it read one message with uwsgi.farm_get_msg(); b"raise:N" makes it raise
 signal N; b"return" makes the script return (the mule exits and is respawned)."""
-import json
 import os
 import time
 
 import uwsgi
+from records import append_record, outcome
 
 OUT = os.environ["MULE_OUT"]
 
 
-def record(tag, **extra):
-    d = {"pid": os.getpid(), "mid": uwsgi.mule_id(), "t": time.time()}
-    d.update(extra)
-    fd = os.open(os.path.join(OUT, tag), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(d) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def outcome(fn, *args, **kwargs):
-    try:
-        return repr(fn(*args, **kwargs))
-    except Exception as e:  # noqa: BLE001
-        return "%s: %s" % (type(e).__name__, e)
+def record(tag, **fields):
+    append_record(OUT, tag, **fields)
 
 
 t0 = time.monotonic()

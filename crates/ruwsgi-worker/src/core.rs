@@ -193,6 +193,14 @@ impl Clock {
     }
 }
 
+/// What [`CoreLoop::begin_turn`] found.
+pub(crate) struct Turn {
+    /// A graceful stop closed the listeners in this turn.
+    pub(crate) stopped_accepting: bool,
+    /// The longest the turn's wait may last, in milliseconds.
+    pub(crate) wait_ms: u16,
+}
+
 impl<'a> CoreLoop<'a> {
     /// Set up core `id`: its epoll with the listeners, the wake-up fd, the channel and the
     /// shared uWSGI signal socket (and, on core 0, the signal pipe).
@@ -292,26 +300,8 @@ impl<'a> CoreLoop<'a> {
     /// Serve until the worker stops.
     pub fn run(&mut self, core: &mut dyn Core) {
         let mut events = vec![EpollEvent::empty(); 64];
-        loop {
-            let stop = self.shared.stop_kind();
-            if stop == StopKind::Immediate {
-                break;
-            }
-            if stop != StopKind::Running && self.accepting {
-                self.stop_accepting();
-            }
-            if !self.accepting && self.live == 0 {
-                break;
-            }
-            // The last reading is at most one loop turn old: enough for a 20 ms flush.
-            let now = self.clock.now;
-            let mut wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
-                Some(left) => left.as_millis().clamp(1, 1000) as u16,
-                None => 1000,
-            };
-            if let Some(t) = self.pauses.resume_at() {
-                wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
-            }
+        while let Some(turn) = self.begin_turn() {
+            let wait_ms = turn.wait_ms;
             let epoll = &self.epoll;
             let evs = &mut events;
             let mut n = 0usize;
@@ -357,6 +347,38 @@ impl<'a> CoreLoop<'a> {
     /// Handle a control event (wake-up, process signals, uWSGI signals, the master's
     /// channel) on core `core`; false when `token` is none of them.
     #[inline]
+    /// The start of a loop turn, shared by the sync and async loops: `None` when the loop
+    /// must end (an immediate stop, or a graceful one with nothing left in flight). A
+    /// graceful stop closes the listeners first (`stopped_accepting`). The log buffer is
+    /// flushed when due, and `wait_ms` bounds the wait by its next flush and the next
+    /// resumption of a paused listener.
+    pub(crate) fn begin_turn(&mut self) -> Option<Turn> {
+        let stop = self.shared.stop_kind();
+        if stop == StopKind::Immediate {
+            return None;
+        }
+        let stopped_accepting = stop != StopKind::Running && self.accepting;
+        if stopped_accepting {
+            self.stop_accepting();
+        }
+        if !self.accepting && self.live == 0 {
+            return None;
+        }
+        // The last reading is at most one loop turn old: enough for a 20 ms flush.
+        let now = self.clock.now;
+        let mut wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
+            Some(left) => left.as_millis().clamp(1, 1000) as u16,
+            None => 1000,
+        };
+        if let Some(t) = self.pauses.resume_at() {
+            wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
+        }
+        Some(Turn {
+            stopped_accepting,
+            wait_ms,
+        })
+    }
+
     pub(crate) fn on_control(&mut self, token: u64, core: u16) -> bool {
         if token == WAKE_TOKEN {
             // The stop state is checked at the top of the loop.

@@ -327,27 +327,13 @@ impl CoreLoop<'_> {
     fn async_loop(&mut self, pool: &mut AsyncCores<'_>) {
         let mut events = vec![EpollEvent::empty(); 256];
         let mut running: Vec<(u16, Wake)> = Vec::new();
-        loop {
-            let stop = self.shared.stop_kind();
-            if stop == StopKind::Immediate {
-                break;
-            }
-            if stop != StopKind::Running && self.accepting {
-                self.stop_accepting();
-                pool.listening = false;
+        while let Some(turn) = self.begin_turn() {
+            if turn.stopped_accepting {
                 // Requests waiting for a core are still served.
-            }
-            if !self.accepting && self.live == 0 {
-                break;
+                pool.listening = false;
             }
             let now = self.clock.now;
-            let mut wait_ms = match self.log.as_mut().and_then(|l| l.flush_if_due(now)) {
-                Some(left) => left.as_millis().clamp(1, 1000) as u16,
-                None => 1000,
-            };
-            if let Some(t) = self.pauses.resume_at() {
-                wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
-            }
+            let mut wait_ms = turn.wait_ms;
             if let Some(Reverse((t, _, _))) = pool.timers.peek() {
                 wait_ms = wait_ms.min(ceil_millis(t.saturating_duration_since(now)));
             }
