@@ -193,6 +193,28 @@ impl Clock {
     }
 }
 
+/// Wait on `epoll` for `events`, at most `timeout`, inside `blocking` (the plugin's way to
+/// release what it holds meanwhile, such as the interpreter); the number of events, 0 on
+/// an error other than an interruption (retried).
+pub(crate) fn wait_released(
+    epoll: &Epoll,
+    events: &mut [EpollEvent],
+    timeout: EpollTimeout,
+    blocking: impl FnOnce(&mut (dyn FnMut() + Send)),
+) -> usize {
+    let mut n = 0usize;
+    blocking(&mut || {
+        n = loop {
+            match epoll.wait(events, timeout) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break 0,
+                Ok(n) => break n,
+            }
+        };
+    });
+    n
+}
+
 /// What [`CoreLoop::begin_turn`] found.
 pub(crate) struct Turn {
     /// A graceful stop closed the listeners in this turn.
@@ -302,17 +324,8 @@ impl<'a> CoreLoop<'a> {
         let mut events = vec![EpollEvent::empty(); 64];
         while let Some(turn) = self.begin_turn() {
             let wait_ms = turn.wait_ms;
-            let epoll = &self.epoll;
-            let evs = &mut events;
-            let mut n = 0usize;
-            core.blocking(&mut || {
-                n = loop {
-                    match epoll.wait(evs, EpollTimeout::from(wait_ms)) {
-                        Err(nix::errno::Errno::EINTR) => continue,
-                        Err(_) => break 0,
-                        Ok(n) => break n,
-                    }
-                };
+            let n = wait_released(&self.epoll, &mut events, EpollTimeout::from(wait_ms), |w| {
+                core.blocking(w)
             });
             let now = self.clock.tick();
             // Connections first, new clients last: a core takes a new connection only once

@@ -37,8 +37,8 @@ use ruwsgi_sys::log::log_line;
 use ruwsgi_sys::rawfd::{self, EpollOp};
 
 use super::{
-    ceil_millis, drain_buffered, peer_text, watch_listener, Conn, CoreLoop, Handler, Serve, Step,
-    LISTENER_BASE,
+    ceil_millis, drain_buffered, peer_text, wait_released, watch_listener, Conn, CoreLoop, Handler,
+    Serve, Step, LISTENER_BASE,
 };
 use crate::body::BodyState;
 use crate::io::ConnIo;
@@ -342,17 +342,8 @@ impl CoreLoop<'_> {
             } else {
                 EpollTimeout::ZERO
             };
-            let epoll = &self.epoll;
-            let evs = &mut events;
-            let mut n = 0usize;
-            pool.plugin.blocking(&mut || {
-                n = loop {
-                    match epoll.wait(evs, timeout) {
-                        Err(nix::errno::Errno::EINTR) => continue,
-                        Err(_) => break 0,
-                        Ok(n) => break n,
-                    }
-                };
+            let n = wait_released(&self.epoll, &mut events, timeout, |w| {
+                pool.plugin.blocking(w)
             });
             let now = self.clock.tick();
             for ev in &events[..n] {
